@@ -1,0 +1,317 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { createServer } from 'node:net';
+import { RagError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import { resolveChromaRuntime } from './chroma-runtime.js';
+
+export const ChromaServerEvents = {
+  started: 'started',
+  exited: 'exited',
+  restarted: 'restarted',
+  failed: 'failed',
+} as const;
+export type ChromaServerEvent = (typeof ChromaServerEvents)[keyof typeof ChromaServerEvents];
+
+export interface ChromaServerOptions {
+  /** Folder Chroma persists to (it must not be shared with another running server). */
+  dataDir: string;
+  logger: Logger;
+  host?: string;
+  startTimeoutMs?: number;
+  stopGraceMs?: number;
+  /** Restart the child when it dies on its own (default true). */
+  restart?: boolean;
+  maxRestarts?: number;
+}
+
+export type ChromaServerState = 'new' | 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped' | 'failed';
+
+/** Every live child, so a crashing parent still takes them down (see the exit hook below). */
+const liveChildren = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const child of liveChildren) {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  });
+}
+
+/** Number of Chroma children this process currently owns (tests assert it drops to 0). */
+export function liveChromaChildren(): number {
+  return liveChildren.size;
+}
+
+async function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const ANSI = /\u001b\[[0-9;]*m/g;
+
+/**
+ * One Chroma server child process, owned by this object: started on a free loopback port,
+ * health-checked, restarted when it dies on its own, and stopped (SIGTERM, then SIGKILL) by stop().
+ */
+export class ChromaServer extends EventEmitter {
+  readonly dataDir: string;
+  readonly host: string;
+  private readonly logger: Logger;
+  private readonly startTimeoutMs: number;
+  private readonly stopGraceMs: number;
+  private readonly restartEnabled: boolean;
+  private readonly maxRestarts: number;
+  private child: ChildProcess | undefined;
+  private portValue = 0;
+  private stateValue: ChromaServerState = 'new';
+  private stopPromise: Promise<void> | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private tail: string[] = [];
+  restarts = 0;
+
+  constructor(options: ChromaServerOptions) {
+    super();
+    this.dataDir = options.dataDir;
+    this.host = options.host ?? '127.0.0.1';
+    this.logger = options.logger.child({ component: 'chroma', dataDir: options.dataDir });
+    this.startTimeoutMs = options.startTimeoutMs ?? 20_000;
+    this.stopGraceMs = options.stopGraceMs ?? 2_000;
+    this.restartEnabled = options.restart ?? true;
+    this.maxRestarts = options.maxRestarts ?? 20;
+  }
+
+  get state(): ChromaServerState {
+    return this.stateValue;
+  }
+  get port(): number {
+    return this.portValue;
+  }
+  get url(): string {
+    return `http://${this.host}:${this.portValue}`;
+  }
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  async start(): Promise<void> {
+    if (this.stateValue !== 'new') throw new RagError('RAG_CHROMA_START_FAILED', `chroma server already ${this.stateValue}`);
+    this.stateValue = 'starting';
+    try {
+      await this.spawnWithPortRetry();
+      this.stateValue = 'running';
+      this.emit(ChromaServerEvents.started, { port: this.portValue, pid: this.pid });
+    } catch (err) {
+      this.stateValue = 'failed';
+      throw err;
+    }
+  }
+
+  /** Resolves when the child answers heartbeats again (or rejects after the timeout). */
+  async waitUntilRunning(timeoutMs: number): Promise<void> {
+    if (this.stateValue === 'running') return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new RagError('RAG_STORE_UNAVAILABLE', `the Chroma server is ${this.stateValue}`));
+      }, timeoutMs);
+      const onUp = () => {
+        cleanup();
+        resolve();
+      };
+      const onDown = () => {
+        cleanup();
+        reject(new RagError('RAG_STORE_UNAVAILABLE', `the Chroma server is ${this.stateValue}`));
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.off(ChromaServerEvents.restarted, onUp);
+        this.off(ChromaServerEvents.failed, onDown);
+      };
+      this.on(ChromaServerEvents.restarted, onUp);
+      this.on(ChromaServerEvents.failed, onDown);
+    });
+  }
+
+  private async spawnWithPortRetry(): Promise<void> {
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      // Reuse the port on restarts so clients keep their URL; a fresh one if it was taken.
+      const port = this.portValue && attempt === 0 ? this.portValue : await freePort(this.host);
+      try {
+        await this.spawnOnce(port);
+        return;
+      } catch (err) {
+        lastErr = err;
+        if (!(err instanceof RagError && err.code === 'RAG_CHROMA_PORT_IN_USE')) throw err;
+        this.logger.warn({ port }, 'chroma port taken, trying another');
+      }
+    }
+    throw lastErr;
+  }
+
+  private async spawnOnce(port: number): Promise<void> {
+    const runtime = await resolveChromaRuntime();
+    installExitHook();
+    const args = [
+      ...runtime.prefixArgs,
+      runtime.launcherPath,
+      'run',
+      '--path',
+      this.dataDir,
+      '--port',
+      String(port),
+      '--host',
+      this.host,
+    ];
+    const child = spawn(runtime.command, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, CHROMA_BINDING_PATH: runtime.bindingPath, NO_COLOR: '1', RUST_LOG: process.env.CHROMA_RUST_LOG ?? 'warn,chroma_frontend=info' },
+    });
+    liveChildren.add(child);
+    this.child = child;
+    this.portValue = port;
+    this.tail = [];
+    let listening = false;
+    let portTaken = false;
+    const onData = (buf: Buffer) => {
+      for (const raw of buf.toString('utf8').split('\n')) {
+        const line = raw.replace(ANSI, '').trim();
+        if (!line || /^[(#\s]+$/.test(line)) continue;
+        this.tail.push(line);
+        if (this.tail.length > 40) this.tail.shift();
+        if (line.includes('listening on address') && line.includes(`:${port}`)) listening = true;
+        if (/not available|address already in use/i.test(line)) portTaken = true;
+        if (/panic|error/i.test(line)) this.logger.warn({ line }, 'chroma');
+        else this.logger.trace({ line }, 'chroma');
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.stdin?.on('error', () => undefined);
+    let exited = false;
+    let exitInfo = '';
+    child.once('exit', (code, signal) => {
+      exited = true;
+      exitInfo = signal ? `signal ${signal}` : `code ${code}`;
+      liveChildren.delete(child);
+      if (this.child === child) this.onChildExit(code, signal);
+    });
+    child.once('error', (err) => {
+      exited = true;
+      exitInfo = err.message;
+      liveChildren.delete(child);
+    });
+
+    const deadline = Date.now() + this.startTimeoutMs;
+    while (Date.now() < deadline) {
+      if (exited) break;
+      if (listening && (await this.heartbeat(port))) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    if (!exited) child.kill('SIGKILL');
+    const tail = this.tail.slice(-8).join(' | ');
+    if (portTaken) {
+      throw new RagError('RAG_CHROMA_PORT_IN_USE', `port ${port} is in use by another process`);
+    }
+    throw new RagError(
+      'RAG_CHROMA_START_FAILED',
+      exited
+        ? `the Chroma server exited during start-up (${exitInfo}): ${tail || 'no output'}`
+        : `the Chroma server did not answer within ${this.startTimeoutMs} ms: ${tail || 'no output'}`,
+      { details: { dataDir: this.dataDir, port } },
+    );
+  }
+
+  private async heartbeat(port: number): Promise<boolean> {
+    try {
+      const res = await fetch(`http://${this.host}:${port}/api/v2/heartbeat`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  /** True when the child answers its heartbeat now. */
+  async isHealthy(): Promise<boolean> {
+    return this.stateValue === 'running' && this.heartbeat(this.portValue);
+  }
+
+  private onChildExit(code: number | null, signal: NodeJS.Signals | null): void {
+    this.child = undefined;
+    if (this.stateValue === 'stopping' || this.stateValue === 'stopped') return;
+    const wasRunning = this.stateValue === 'running';
+    this.logger.error({ code, signal, tail: this.tail.slice(-5) }, 'chroma server exited unexpectedly');
+    this.emit(ChromaServerEvents.exited, { code, signal });
+    if (!wasRunning || !this.restartEnabled) return;
+    if (this.restarts >= this.maxRestarts) {
+      this.stateValue = 'failed';
+      this.emit(ChromaServerEvents.failed, new RagError('RAG_STORE_UNAVAILABLE', 'the Chroma server keeps dying; giving up'));
+      return;
+    }
+    this.stateValue = 'restarting';
+    const delay = Math.min(2000, 50 * 2 ** Math.min(this.restarts, 5));
+    this.restartTimer = setTimeout(() => void this.restartNow(), delay);
+  }
+
+  private async restartNow(): Promise<void> {
+    this.restartTimer = undefined;
+    if (this.stateValue !== 'restarting') return;
+    this.restarts++;
+    try {
+      await this.spawnWithPortRetry();
+      if ((this.stateValue as ChromaServerState) !== 'restarting') {
+        // stop() ran while we were starting: do not leave the new child behind.
+        this.child?.kill('SIGKILL');
+        return;
+      }
+      this.stateValue = 'running';
+      this.logger.warn({ restarts: this.restarts, port: this.portValue }, 'chroma server restarted');
+      this.emit(ChromaServerEvents.restarted, { restarts: this.restarts, port: this.portValue });
+    } catch (err) {
+      if (this.stateValue !== 'restarting') return;
+      this.logger.error({ err }, 'chroma restart failed');
+      this.onChildExit(null, null);
+    }
+  }
+
+  /** Idempotent: SIGTERM, then SIGKILL after the grace period; resolves once the child is gone. */
+  stop(): Promise<void> {
+    this.stopPromise ??= (async () => {
+      this.stateValue = 'stopping';
+      if (this.restartTimer) clearTimeout(this.restartTimer);
+      const child = this.child;
+      if (child && child.exitCode === null && child.signalCode === null) {
+        const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), this.stopGraceMs);
+        await gone;
+        clearTimeout(timer);
+      }
+      liveChildren.delete(child as ChildProcess);
+      this.child = undefined;
+      this.stateValue = 'stopped';
+    })();
+    return this.stopPromise;
+  }
+
+  /** Kill the child with a signal as a crash would (tests and fault injection only). */
+  killForTest(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.child?.kill(signal);
+  }
+}

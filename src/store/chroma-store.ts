@@ -1,0 +1,232 @@
+import { ChromaClient, ChromaConnectionError, ChromaNotFoundError, type Collection, type Metadata, type Where } from 'chromadb';
+import { RagError, type ErrorCode } from '../errors.js';
+
+export type DistanceSpace = 'cosine' | 'l2' | 'ip';
+
+export interface StoreHit {
+  id: string;
+  text: string;
+  /** Similarity in [-1, 1] for normalised embeddings (higher is better). */
+  score: number;
+  /** Raw Chroma distance (lower is better). */
+  distance: number;
+  metadata: Record<string, string | number | boolean | null>;
+}
+
+export interface StoreRecord {
+  id: string;
+  text: string;
+  embedding: number[];
+  metadata: Record<string, string | number | boolean>;
+}
+
+export type MetadataFilter = Record<string, unknown>;
+
+/** Translate a chromadb failure at the edge into our catalog, keeping it as the cause. */
+export function translateChromaError(err: unknown, what: string, fallback: ErrorCode = 'RAG_STORE_QUERY_FAILED'): RagError {
+  if (err instanceof RagError) return err;
+  if (err instanceof ChromaConnectionError || (err instanceof Error && /fetch failed|ECONNREFUSED|ECONNRESET|socket/i.test(err.message))) {
+    return new RagError('RAG_STORE_UNAVAILABLE', `${what}: the Chroma server is not reachable`, { cause: err });
+  }
+  if (err instanceof ChromaNotFoundError) {
+    return new RagError('RAG_STORE_COLLECTION_MISSING', `${what}: ${err.message}`, { cause: err });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new RagError(fallback, `${what}: ${message}`, { cause: err });
+}
+
+function parseUrl(url: string): { host: string; port: number; ssl: boolean } {
+  const u = new URL(url);
+  const ssl = u.protocol === 'https:';
+  return { host: u.hostname, port: Number(u.port || (ssl ? 443 : 80)), ssl };
+}
+
+function distanceToScore(space: DistanceSpace, d: number): number {
+  // Embeddings are L2-normalised: l2 distance is squared, 2 - 2cos; cosine and ip are 1 - cos.
+  return space === 'l2' ? 1 - d / 2 : 1 - d;
+}
+
+export interface OpenCollectionOptions {
+  url: string;
+  /** Wanted collection; when absent the only collection in the database is used. */
+  collection?: string | undefined;
+}
+
+/**
+ * A handle on one Chroma collection (the only code besides ingest that talks to chromadb).
+ * Embeddings are always computed by us; the collection has no embedding function.
+ */
+export class ChromaStore {
+  private constructor(
+    private readonly client: ChromaClient,
+    private readonly collection: Collection,
+    readonly name: string,
+    readonly space: DistanceSpace,
+  ) {}
+
+  static client(url: string): ChromaClient {
+    const { host, port, ssl } = parseUrl(url);
+    return new ChromaClient({ host, port, ssl });
+  }
+
+  static async open(options: OpenCollectionOptions): Promise<ChromaStore> {
+    const client = ChromaStore.client(options.url);
+    let collections: Collection[];
+    try {
+      collections = await client.listCollections({ limit: 1000 });
+    } catch (err) {
+      throw translateChromaError(err, 'listing collections', 'RAG_STORE_UNAVAILABLE');
+    }
+    let chosen: Collection | undefined;
+    if (options.collection) {
+      chosen = collections.find((c) => c.name === options.collection);
+      if (!chosen) {
+        throw new RagError(
+          'RAG_STORE_COLLECTION_MISSING',
+          `collection "${options.collection}" not found (the store has ${collections.length ? collections.map((c) => `"${c.name}"`).join(', ') : 'no collections'})`,
+        );
+      }
+    } else if (collections.length === 1) {
+      chosen = collections[0];
+    } else {
+      throw new RagError(
+        'RAG_STORE_COLLECTION_MISSING',
+        collections.length === 0
+          ? 'the store has no collections'
+          : `the store has ${collections.length} collections (${collections.map((c) => c.name).join(', ')}); set CHROMA_COLLECTION`,
+      );
+    }
+    const space = ChromaStore.spaceOf(chosen!);
+    return new ChromaStore(client, chosen!, chosen!.name, space);
+  }
+
+  private static spaceOf(c: Collection): DistanceSpace {
+    const fromConfig = c.configuration?.hnsw?.space ?? (c.configuration as { spann?: { space?: string } } | undefined)?.spann?.space;
+    const fromMeta = c.metadata?.['hnsw:space'];
+    const s = String(fromConfig ?? fromMeta ?? 'l2');
+    return s === 'cosine' || s === 'ip' ? s : 'l2';
+  }
+
+  async count(): Promise<number> {
+    try {
+      return await this.collection.count();
+    } catch (err) {
+      throw translateChromaError(err, `counting "${this.name}"`);
+    }
+  }
+
+  /** Dimension of the stored vectors (read from one record), or null for an empty collection. */
+  async dimension(): Promise<number | null> {
+    try {
+      const res = await this.collection.get({ limit: 1, include: ['embeddings' as never] });
+      const e = res.embeddings?.[0];
+      return e ? e.length : null;
+    } catch (err) {
+      throw translateChromaError(err, `reading a vector from "${this.name}"`);
+    }
+  }
+
+  async query(embedding: number[], k: number, filter?: MetadataFilter, whereDocument?: Record<string, unknown>): Promise<StoreHit[]> {
+    let res;
+    try {
+      res = await this.collection.query({
+        queryEmbeddings: [embedding],
+        nResults: k,
+        ...(filter && Object.keys(filter).length ? { where: filter as Where } : {}),
+        ...(whereDocument ? { whereDocument: whereDocument as never } : {}),
+        include: ['documents', 'metadatas', 'distances'] as never,
+      });
+    } catch (err) {
+      throw translateChromaError(err, `querying "${this.name}"`);
+    }
+    const ids = res.ids[0] ?? [];
+    const docs = res.documents?.[0] ?? [];
+    const metas = res.metadatas?.[0] ?? [];
+    const dists = res.distances?.[0] ?? [];
+    return ids.map((id, i) => {
+      const distance = Number(dists[i] ?? NaN);
+      return {
+        id,
+        text: docs[i] ?? '',
+        distance,
+        score: distanceToScore(this.space, distance),
+        metadata: (metas[i] ?? {}) as StoreHit['metadata'],
+      };
+    });
+  }
+
+  /** Fetch records by id (texts and metadata), in the order asked. */
+  async getByIds(ids: string[]): Promise<Array<Omit<StoreHit, 'score' | 'distance'>>> {
+    if (ids.length === 0) return [];
+    try {
+      const res = await this.collection.get({ ids, include: ['documents', 'metadatas'] as never });
+      const byId = new Map(res.ids.map((id, i) => [id, { id, text: res.documents[i] ?? '', metadata: (res.metadatas[i] ?? {}) as StoreHit['metadata'] }]));
+      return ids.flatMap((id) => (byId.has(id) ? [byId.get(id)!] : []));
+    } catch (err) {
+      throw translateChromaError(err, `fetching records from "${this.name}"`);
+    }
+  }
+
+  /** Page through every document (id + text), e.g. to build a keyword index. */
+  async *allDocuments(pageSize = 1000): AsyncGenerator<Array<{ id: string; text: string; metadata: Metadata | null }>> {
+    for (let offset = 0; ; offset += pageSize) {
+      let res;
+      try {
+        res = await this.collection.get({ limit: pageSize, offset, include: ['documents', 'metadatas'] as never });
+      } catch (err) {
+        throw translateChromaError(err, `reading documents of "${this.name}"`);
+      }
+      if (res.ids.length === 0) return;
+      yield res.ids.map((id, i) => ({ id, text: res.documents[i] ?? '', metadata: res.metadatas[i] ?? null }));
+      if (res.ids.length < pageSize) return;
+    }
+  }
+
+  async heartbeat(): Promise<void> {
+    try {
+      await this.client.heartbeat();
+    } catch (err) {
+      throw translateChromaError(err, 'heartbeat', 'RAG_STORE_UNAVAILABLE');
+    }
+  }
+}
+
+/** Write side, used by the ingest CLI and tests: create a collection and add records in batches. */
+export async function createCollectionWithRecords(options: {
+  url: string;
+  collection: string;
+  records: AsyncIterable<StoreRecord[]> | Iterable<StoreRecord[]>;
+  metadata?: Record<string, string | number | boolean>;
+  onBatch?: (added: number) => void;
+}): Promise<number> {
+  const client = ChromaStore.client(options.url);
+  let collection: Collection;
+  try {
+    collection = await client.createCollection({
+      name: options.collection,
+      embeddingFunction: null,
+      configuration: { hnsw: { space: 'cosine' } },
+      ...(options.metadata && Object.keys(options.metadata).length ? { metadata: options.metadata } : {}),
+    });
+  } catch (err) {
+    throw translateChromaError(err, `creating collection "${options.collection}"`, 'RAG_INGEST_FAILED');
+  }
+  let total = 0;
+  for await (const batch of options.records) {
+    if (batch.length === 0) continue;
+    try {
+      await collection.add({
+        ids: batch.map((r) => r.id),
+        embeddings: batch.map((r) => r.embedding),
+        documents: batch.map((r) => r.text),
+        // chromadb 3.x rejects empty metadata objects
+        metadatas: batch.map((r) => (Object.keys(r.metadata).length ? r.metadata : { _: 0 })),
+      });
+    } catch (err) {
+      throw translateChromaError(err, `adding ${batch.length} records to "${options.collection}"`, 'RAG_INGEST_FAILED');
+    }
+    total += batch.length;
+    options.onBatch?.(total);
+  }
+  return total;
+}

@@ -1,0 +1,97 @@
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createSilentLogger } from '../../src/observability/logger.js';
+import { ChromaServer, ChromaServerEvents, liveChromaChildren } from '../../src/store/chroma-server.js';
+import { ChromaStore, createCollectionWithRecords } from '../../src/store/chroma-store.js';
+
+const logger = createSilentLogger();
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function tmp(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'rag-chroma-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('ChromaServer (real child process)', () => {
+  it('starts on a free loopback port, serves a collection, and stops its child', async () => {
+    const server = new ChromaServer({ dataDir: await tmp(), logger });
+    cleanups.push(() => server.stop());
+    await server.start();
+    expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const pid = server.pid!;
+    expect(pidAlive(pid)).toBe(true);
+
+    const n = await createCollectionWithRecords({
+      url: server.url,
+      collection: 'docs',
+      records: [[
+        { id: 'a', text: 'alpha', embedding: [1, 0, 0], metadata: { source: 'a.md' } },
+        { id: 'b', text: 'beta', embedding: [0, 1, 0], metadata: { source: 'b.md' } },
+      ]],
+    });
+    expect(n).toBe(2);
+    const store = await ChromaStore.open({ url: server.url });
+    expect(store.name).toBe('docs');
+    expect(store.space).toBe('cosine');
+    expect(await store.count()).toBe(2);
+    expect(await store.dimension()).toBe(3);
+    const hits = await store.query([0.9, 0.1, 0], 2);
+    expect(hits.map((h) => h.id)).toEqual(['a', 'b']);
+    expect(hits[0]!.score).toBeGreaterThan(0.9);
+    expect(hits[0]!.metadata.source).toBe('a.md');
+
+    await server.stop();
+    await server.stop(); // idempotent
+    expect(pidAlive(pid)).toBe(false);
+    expect(liveChromaChildren()).toBe(0);
+  });
+
+  it('restarts the child after SIGKILL and keeps the data and the port', async () => {
+    const server = new ChromaServer({ dataDir: await tmp(), logger });
+    cleanups.push(() => server.stop());
+    await server.start();
+    await createCollectionWithRecords({
+      url: server.url,
+      collection: 'docs',
+      records: [[{ id: 'a', text: 'alpha', embedding: [1, 0], metadata: { source: 'a' } }]],
+    });
+    const { port } = server;
+    const oldPid = server.pid!;
+    const exited = once(server, ChromaServerEvents.exited);
+    server.killForTest('SIGKILL');
+    await exited;
+    expect(server.state).toBe('restarting');
+    await server.waitUntilRunning(10_000);
+    expect(server.restarts).toBe(1);
+    expect(server.pid).not.toBe(oldPid);
+    expect(server.port).toBe(port);
+    const store = await ChromaStore.open({ url: server.url, collection: 'docs' });
+    expect(await store.count()).toBe(1);
+  });
+
+  it('names the missing collection', async () => {
+    const server = new ChromaServer({ dataDir: await tmp(), logger });
+    cleanups.push(() => server.stop());
+    await server.start();
+    await expect(ChromaStore.open({ url: server.url, collection: 'nope' })).rejects.toMatchObject({
+      code: 'RAG_STORE_COLLECTION_MISSING',
+      message: 'collection "nope" not found (the store has no collections)',
+    });
+  });
+});
