@@ -1,7 +1,20 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 
-/** After the whole run: no Chroma server started by the tests may still be alive. */
+const ROOT = resolve(import.meta.dirname, '..');
+
+/**
+ * Before the run: the real model the tests load must exist (the set-up generates it; build it
+ * here if a developer deleted it). After the run: no Chroma server started by the tests may live.
+ */
 export default function setup(): () => void {
+  if (!existsSync(join(ROOT, 'models', 'glove-sif-100d', 'config.json'))) {
+    execFileSync(process.execPath, [join(ROOT, 'dist/src/embeddings/build-model-cli.js'), '--out', join(ROOT, 'models', 'glove-sif-100d')], {
+      stdio: 'inherit',
+    });
+  }
   return () => {
     let out = '';
     try {
@@ -9,7 +22,8 @@ export default function setup(): () => void {
     } catch {
       out = ''; // pgrep exits 1 when nothing matches
     }
-    const mine = out.split('\n').filter((l) => l.includes(process.cwd()));
+    // Only servers on test folders (temp dirs named rag-*): a developer's `npm start` may run beside.
+    const mine = out.split('\n').filter((l) => l.includes(`--path ${join(tmpdir(), 'rag-')}`));
     if (mine.length) {
       throw new Error(`Chroma processes outlived the test run:\n${mine.join('\n')}`);
     }

@@ -1,0 +1,106 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { RagError } from './errors.js';
+
+const bool = z
+  .union([z.boolean(), z.string()])
+  .transform((v, ctx) => {
+    if (typeof v === 'boolean') return v;
+    const s = v.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+    if (['0', 'false', 'no', 'off', ''].includes(s)) return false;
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `expected true/false, got "${v}"` });
+    return z.NEVER;
+  });
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+const url = optionalString.refine((v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v), 'expected an http(s) URL');
+const list = z
+  .string()
+  .optional()
+  .transform((v) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+
+/**
+ * Every knob: [env name, schema with default, description]. The README's configuration table
+ * is this list; `npm run config:table` prints it.
+ */
+export const configSpec = {
+  host: ['HOST', z.string().default('127.0.0.1'), 'Address the HTTP server listens on (0.0.0.0 in the container).'],
+  port: ['PORT', int(0, 65535).default(8080), 'HTTP port (0 picks a free one).'],
+  logLevel: ['LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'pino log level.'],
+  modelsDir: ['MODELS_DIR', z.string().default('./models'), 'Folder holding transformers.js model folders (one per model).'],
+  modelName: ['MODEL_NAME', optionalString, 'Model folder under MODELS_DIR to serve; default: the only one, or the one named in the active store manifest, or glove-sif-100d.'],
+  modelDtype: ['MODEL_DTYPE', z.enum(['auto', 'fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4']).default('auto'), 'ONNX weights variant to load (auto: the model config\'s transformers.js_config.dtype, else fp32).'],
+  pooling: ['EMBED_POOLING', z.enum(['mean', 'cls']).default('mean'), 'Pooling of token vectors into one sentence vector.'],
+  embedBatchMax: ['EMBED_BATCH_MAX', int(1, 512).default(32), 'Most query texts coalesced into one model call.'],
+  embedBatchWaitMs: ['EMBED_BATCH_WAIT_MS', int(0, 1000).default(2), 'How long a query waits for others to share its model call.'],
+  vectorstoreDir: ['VECTORSTORE_DIR', z.string().default('./vectorstore'), 'Folder the store versions are published to (watched).'],
+  runtimeDir: ['RUNTIME_DIR', z.string().default('./.runtime'), 'Private folder for store snapshots served by Chroma children.'],
+  chromaUrl: ['CHROMA_URL', url, 'Use this running Chroma server instead of starting one per store version.'],
+  collection: ['CHROMA_COLLECTION', optionalString, 'Collection to serve (default: the manifest\'s, else the only one).'],
+  chromaStartTimeoutMs: ['CHROMA_START_TIMEOUT_MS', int(1000, 300_000).default(30_000), 'How long a Chroma child may take to answer its first heartbeat.'],
+  defaultK: ['DEFAULT_K', int(1, 100).default(4), 'Chunks retrieved when a request gives no k.'],
+  maxK: ['MAX_K', int(1, 1000).default(50), 'Largest k a request may ask for.'],
+  maxQuestionChars: ['MAX_QUESTION_CHARS', int(1, 100_000).default(4000), 'Longest question accepted.'],
+  bodyLimit: ['BODY_LIMIT', z.string().default('1mb'), 'Largest JSON body accepted (413 above).'],
+  requestTimeoutMs: ['REQUEST_TIMEOUT_MS', int(100, 600_000).default(30_000), 'A request still running after this gets 503 RAG_HTTP_TIMEOUT.'],
+  llmBaseUrl: ['LLM_BASE_URL', url, 'OpenAI-compatible upstream (vLLM, Ollama, llama.cpp) that writes answers; unset: offline extractive answers.'],
+  llmModel: ['LLM_MODEL', z.string().default('default'), 'Model name sent to the upstream.'],
+  llmApiKey: ['LLM_API_KEY', optionalString, 'Bearer key for the upstream.'],
+  llmTimeoutMs: ['LLM_TIMEOUT_MS', int(100, 600_000).default(60_000), 'Upstream call timeout.'],
+  llmTemperature: ['LLM_TEMPERATURE', z.coerce.number().min(0).max(2).default(0.2), 'Upstream sampling temperature.'],
+  llmMaxTokens: ['LLM_MAX_TOKENS', int(1, 32_768).default(512), 'Upstream answer length cap.'],
+  watch: ['WATCH', bool.default(true), 'Watch VECTORSTORE_DIR and MODELS_DIR and hot-reload on change.'],
+  watchPolling: ['WATCH_POLLING', bool.default(false), 'Poll instead of inotify (network filesystems).'],
+  watchDebounceMs: ['WATCH_DEBOUNCE_MS', int(0, 60_000).default(300), 'Quiet time after the last file event before a reload starts.'],
+  watchStabilityMs: ['WATCH_STABILITY_MS', int(0, 60_000).default(500), 'A file must keep its size and mtime this long to count as written.'],
+  drainTimeoutMs: ['DRAIN_TIMEOUT_MS', int(0, 600_000).default(30_000), 'How long an old generation waits for its in-flight requests.'],
+  shutdownTimeoutMs: ['SHUTDOWN_TIMEOUT_MS', int(0, 600_000).default(30_000), 'How long SIGTERM waits for in-flight requests.'],
+  reloadHistory: ['RELOAD_HISTORY', int(1, 1000).default(50), 'Reload attempts kept for /admin/status.'],
+  keepVersions: ['KEEP_VERSIONS', int(1, 100).default(3), 'Store versions the ingest CLI keeps (older ones are deleted).'],
+  maxConcurrent: ['MAX_CONCURRENT', int(1, 100_000).default(64), 'Requests served at once; above it, 429 with Retry-After.'],
+  apiKeys: ['API_KEYS', list, 'Comma-separated Bearer keys for /v1/* (empty: open).'],
+  adminApiKey: ['ADMIN_API_KEY', optionalString, 'Bearer key for /admin/* (unset: admin routes open only when API_KEYS is empty too).'],
+} as const;
+
+type Spec = typeof configSpec;
+export type Config = { readonly [K in keyof Spec]: z.output<Spec[K][1]> };
+
+/** Parse the environment into a frozen Config; a bad value names its env variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Record<keyof Spec, unknown>> = {}): Config {
+  const shape: Record<string, z.ZodTypeAny> = {};
+  const input: Record<string, unknown> = {};
+  for (const [key, [envName, schema]] of Object.entries(configSpec)) {
+    shape[key] = schema;
+    const fromEnv = env[envName];
+    input[key] = key in overrides ? overrides[key as keyof Spec] : fromEnv === '' && !(schema instanceof z.ZodOptional) ? undefined : fromEnv;
+  }
+  const parsed = z.object(shape).safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => {
+      const key = String(i.path[0]) as keyof Spec;
+      const envName = configSpec[key]?.[0] ?? key;
+      return `${envName}: ${i.message} (got ${JSON.stringify(input[key])})`;
+    });
+    throw new RagError('RAG_CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`, { cause: parsed.error });
+  }
+  const cfg = parsed.data as Record<string, unknown>;
+  for (const k of ['modelsDir', 'vectorstoreDir', 'runtimeDir'] as const) cfg[k] = resolve(String(cfg[k]));
+  if ((cfg.defaultK as number) > (cfg.maxK as number)) {
+    throw new RagError('RAG_CONFIG_INVALID', `invalid configuration: DEFAULT_K (${cfg.defaultK}) is larger than MAX_K (${cfg.maxK})`);
+  }
+  return Object.freeze(cfg) as Config;
+}
+
+/** The configuration table for the README (Markdown). */
+export function configTable(): string {
+  const rows = Object.values(configSpec).map(([envName, schema, doc]) => {
+    const def = (schema as z.ZodTypeAny).safeParse(undefined);
+    const shown = def.success && def.data !== undefined && !(Array.isArray(def.data) && def.data.length === 0) ? `\`${String(def.data)}\`` : '(unset)';
+    return `| \`${envName}\` | ${shown} | ${doc} |`;
+  });
+  return ['| Variable | Default | Meaning |', '| --- | --- | --- |', ...rows].join('\n');
+}

@@ -1,0 +1,31 @@
+import { Embeddings } from '@langchain/core/embeddings';
+import type { EmbeddingBatcher } from './batcher.js';
+import type { EmbeddingModel } from './model-loader.js';
+
+/**
+ * LangChain `Embeddings` over one loaded model: documents go through the model in fixed
+ * batches, queries through the generation's micro-batcher.
+ */
+export class LocalTransformersEmbeddings extends Embeddings {
+  constructor(
+    private readonly model: EmbeddingModel,
+    private readonly batcher?: EmbeddingBatcher,
+    private readonly documentBatchSize = 64,
+  ) {
+    super({ maxConcurrency: 1 });
+  }
+
+  async embedDocuments(texts: string[]): Promise<number[][]> {
+    const out: number[][] = [];
+    for (let i = 0; i < texts.length; i += this.documentBatchSize) {
+      out.push(...(await this.model.embedBatch(texts.slice(i, i + this.documentBatchSize))));
+    }
+    return out;
+  }
+
+  async embedQuery(text: string): Promise<number[]> {
+    if (this.batcher) return this.batcher.embed(text);
+    const [v] = await this.model.embedBatch([text]);
+    return v!;
+  }
+}

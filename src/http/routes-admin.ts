@@ -1,0 +1,43 @@
+import { Router } from 'express';
+import { RagError } from '../errors.js';
+import type { ReloadEvent } from '../reload/reload-manager.js';
+import type { AppDeps } from './context.js';
+
+/** Reload control and status: status, force reload, rollback, and a server-sent event stream. */
+export function adminRoutes(deps: AppDeps): Router {
+  const r = Router();
+
+  r.get('/admin/status', (_req, res) => {
+    res.json({ ...deps.manager.status(), answerer: deps.rag.answererName, draining: deps.lifecycle.draining });
+  });
+
+  r.post('/admin/reload', async (_req, res) => {
+    const attempt = await deps.manager.reload('admin', { force: true });
+    if (!attempt) throw new RagError('RAG_SHUTTING_DOWN', 'the service is shutting down');
+    res.status(attempt.outcome === 'rejected' ? 422 : 200).json({ attempt, active: deps.manager.current?.info() ?? null });
+  });
+
+  r.post('/admin/rollback', async (_req, res) => {
+    const attempt = await deps.manager.rollback();
+    res.status(attempt.outcome === 'rejected' ? 422 : 200).json({ attempt, active: deps.manager.current?.info() ?? null });
+  });
+
+  r.get('/admin/events', (req, res) => {
+    res.status(200);
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-cache');
+    res.setHeader('X-Accel-Buffering', 'no');
+    res.flushHeaders();
+    const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    send('status', deps.manager.status());
+    const onEvent = (e: ReloadEvent) => send(e.type, e);
+    deps.manager.on('event', onEvent);
+    const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+    ping.unref();
+    req.on('close', () => {
+      clearInterval(ping);
+      deps.manager.off('event', onEvent);
+    });
+  });
+  return r;
+}

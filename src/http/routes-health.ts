@@ -1,0 +1,23 @@
+import { Router } from 'express';
+import type { AppDeps } from './context.js';
+
+export function healthRoutes(deps: AppDeps): Router {
+  const r = Router();
+  r.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok', uptimeMs: Math.round(performance.now() - deps.lifecycle.startedAt) });
+  });
+  r.get('/readyz', (_req, res) => {
+    const gen = deps.manager.current;
+    const status = deps.manager.status();
+    const ready = deps.lifecycle.ready && !deps.lifecycle.draining && gen !== null;
+    res.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : deps.lifecycle.draining ? 'draining' : 'starting',
+      generation: gen?.id ?? null,
+      model: gen ? { name: gen.model.name, id: gen.model.id, dimension: gen.model.dimension } : null,
+      store: gen ? { version: gen.store.version, collection: gen.store.store.name, count: gen.store.count } : null,
+      answerer: deps.rag.answererName,
+      lastError: status.lastError?.error ?? null,
+    });
+  });
+  return r;
+}

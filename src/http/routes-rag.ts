@@ -1,0 +1,28 @@
+import { Router } from 'express';
+import { leaseFor, type AppDeps } from './context.js';
+import { normaliseFilter, parseBody, querySchema } from './schemas.js';
+
+/** POST /v1/query (answer + sources) and POST /v1/retrieve (sources only). */
+export function ragRoutes(deps: AppDeps): Router {
+  const r = Router();
+  const schema = querySchema(deps.config);
+
+  r.post('/v1/retrieve', async (req, res) => {
+    const body = parseBody(schema, req.body);
+    const gen = leaseFor(deps, req, res);
+    const sources = await deps.rag.retrieve(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter) });
+    res.json({ sources, generation: generationRef(gen) });
+  });
+
+  r.post('/v1/query', async (req, res) => {
+    const body = parseBody(schema, req.body);
+    const gen = leaseFor(deps, req, res);
+    const result = await deps.rag.ask(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter) }, res.locals.signal as AbortSignal);
+    res.json({ answer: result.answer, sources: result.sources, answerer: result.answerer, generation: generationRef(gen) });
+  });
+  return r;
+}
+
+export function generationRef(gen: import('../reload/generation.js').Generation) {
+  return { id: gen.id, storeVersion: gen.store.version, model: gen.model.id };
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import { isRagError } from '../errors.js';
+import { chooseModelName } from '../embeddings/model-folders.js';
+import { loadEmbeddingModel } from '../embeddings/model-loader.js';
+import { createSilentLogger } from '../observability/logger.js';
+import { loadDocuments } from './load-documents.js';
+import { publishStoreVersion } from './publish.js';
+import { splitDocuments } from './split-documents.js';
+
+const USAGE = `usage: npm run ingest -- <docs dir> [options]
+
+  --out DIR            vector store folder to publish into (default ./vectorstore, or VECTORSTORE_DIR)
+  --models-dir DIR     models folder (default ./models, or MODELS_DIR)
+  --model NAME         model folder under --models-dir (default MODEL_NAME, else the only/default one)
+  --collection NAME    Chroma collection name (default docs)
+  --chunk-size N       characters per chunk (default 1000)
+  --chunk-overlap N    characters of overlap (default 150)
+  --batch N            chunks per embedding batch (default 256)
+  --keep N             older versions to keep (default 3)
+  --version NAME       version folder name (default v<UTC timestamp>-<random>)
+  --no-activate        publish without pointing CURRENT at it
+  --quiet              no progress bar`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      out: { type: 'string' },
+      'models-dir': { type: 'string' },
+      model: { type: 'string' },
+      collection: { type: 'string', default: 'docs' },
+      'chunk-size': { type: 'string', default: '1000' },
+      'chunk-overlap': { type: 'string', default: '150' },
+      batch: { type: 'string', default: '256' },
+      keep: { type: 'string', default: '3' },
+      version: { type: 'string' },
+      'no-activate': { type: 'boolean', default: false },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help || positionals.length !== 1) {
+    console.error(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const num = (name: string, v: string, min: number): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
+    return n;
+  };
+  const chunkSize = num('chunk-size', values['chunk-size'], 50);
+  const chunkOverlap = num('chunk-overlap', values['chunk-overlap'], 0);
+  if (chunkOverlap >= chunkSize) throw new Error('--chunk-overlap must be smaller than --chunk-size');
+  const docsDir = resolve(positionals[0]!);
+  const outDir = resolve(values.out ?? process.env.VECTORSTORE_DIR ?? './vectorstore');
+  const modelsDir = resolve(values['models-dir'] ?? process.env.MODELS_DIR ?? './models');
+  const modelName = await chooseModelName(modelsDir, values.model ?? process.env.MODEL_NAME);
+
+  const t0 = performance.now();
+  const { documents, skipped } = await loadDocuments(docsDir);
+  const chunks = await splitDocuments(documents, { chunkSize, chunkOverlap });
+  const model = await loadEmbeddingModel({ dir: resolve(modelsDir, modelName) });
+  console.log(
+    `ingest: ${documents.length} documents -> ${chunks.length} chunks; model ${model.id} (${model.dimension}-d)` +
+      (skipped.length ? `; skipped ${skipped.length} unsupported files` : ''),
+  );
+  const bar = values.quiet || !process.stdout.isTTY ? null : new cliProgress.SingleBar({ format: 'embedding {bar} {value}/{total} chunks' }, cliProgress.Presets.shades_classic);
+  bar?.start(chunks.length, 0);
+  let lastLogged = 0;
+  try {
+    const result = await publishStoreVersion({
+      outDir,
+      chunks,
+      model,
+      logger: createSilentLogger(),
+      collection: values.collection,
+      documentCount: documents.length,
+      chunking: { chunkSize, chunkOverlap },
+      batchSize: num('batch', values.batch, 1),
+      keepVersions: num('keep', values.keep, 0),
+      activate: !values['no-activate'],
+      ...(values.version ? { version: values.version } : {}),
+      onProgress: (done, total) => {
+        bar?.update(done);
+        if (!bar && !values.quiet && (done === total || done - lastLogged >= 2000)) {
+          lastLogged = done;
+          console.log(`embedding ${done}/${total} chunks`);
+        }
+      },
+    });
+    bar?.stop();
+    console.log(
+      `ingest: published ${result.version} (${result.manifest.chunkCount} chunks) to ${result.dir} in ${Math.round(performance.now() - t0)} ms` +
+        (result.pruned.length ? `; pruned ${result.pruned.join(', ')}` : ''),
+    );
+  } finally {
+    bar?.stop();
+    await model.dispose();
+  }
+  return 0;
+}
+
+const isMain = process.argv[1] && import.meta.url === new URL(`file://${resolve(process.argv[1])}`).href;
+if (isMain) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(`ingest failed: ${isRagError(err) ? `[${err.code}] ` : ''}${err instanceof Error ? err.message : String(err)}`);
+      process.exit(1);
+    },
+  );
+}

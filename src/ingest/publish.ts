@@ -1,0 +1,122 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RagError } from '../errors.js';
+import type { EmbeddingModel } from '../embeddings/model-loader.js';
+import type { Logger } from '../observability/logger.js';
+import { ChromaServer } from '../store/chroma-server.js';
+import { createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
+import { CURRENT_FILE, isValidVersionName } from '../store/layout.js';
+import { describeFiles, MANIFEST_FILE, type StoreManifest } from '../store/manifest.js';
+import type { Chunk } from './split-documents.js';
+
+export interface PublishOptions {
+  /** The ./vectorstore folder. */
+  outDir: string;
+  chunks: Chunk[];
+  model: EmbeddingModel;
+  logger: Logger;
+  collection?: string;
+  version?: string;
+  documentCount?: number;
+  chunking?: { chunkSize: number; chunkOverlap: number };
+  batchSize?: number;
+  /** Old versions to keep besides the new one (the one CURRENT named before is always kept). */
+  keepVersions?: number;
+  /** Point CURRENT at the new version (default true). */
+  activate?: boolean;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface PublishResult {
+  version: string;
+  dir: string;
+  manifest: StoreManifest;
+  pruned: string[];
+}
+
+export function newVersionName(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.(\d{3})Z$/, '$1Z');
+  return `v${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+/** Write a file by rename, so a reader sees the old or the new content, never half. */
+export async function writeFileAtomic(path: string, content: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`;
+  await writeFile(tmp, content);
+  await rename(tmp, path);
+}
+
+/**
+ * Embed chunks and publish them as a complete store version: built in `.tmp-<version>/` with
+ * its own Chroma server, stopped, described by manifest.json (sha256 of every file), renamed
+ * to `<version>/`, and only then named in CURRENT (itself replaced by rename).
+ */
+export async function publishStoreVersion(options: PublishOptions): Promise<PublishResult> {
+  const version = options.version ?? newVersionName();
+  if (!isValidVersionName(version)) throw new RagError('RAG_INGEST_FAILED', `invalid version name "${version}"`);
+  if (options.chunks.length === 0) throw new RagError('RAG_INGEST_NO_DOCUMENTS', 'nothing to publish: 0 chunks');
+  const collection = options.collection ?? 'docs';
+  const batchSize = options.batchSize ?? 256;
+  await mkdir(options.outDir, { recursive: true });
+  const finalDir = join(options.outDir, version);
+  if (existsSync(finalDir)) throw new RagError('RAG_INGEST_FAILED', `version ${version} already exists in ${options.outDir}`);
+  const tmpDir = join(options.outDir, `.tmp-${version}`);
+  await rm(tmpDir, { recursive: true, force: true });
+  await mkdir(tmpDir, { recursive: true });
+
+  const server = new ChromaServer({ dataDir: tmpDir, logger: options.logger, restart: false });
+  try {
+    await server.start();
+    const { model, chunks } = options;
+    async function* batches(): AsyncGenerator<StoreRecord[]> {
+      for (let i = 0; i < chunks.length; i += batchSize) {
+        const slice = chunks.slice(i, i + batchSize);
+        const vectors = await model.embedBatch(slice.map((c) => c.text));
+        yield slice.map((c, j) => ({ id: c.id, text: c.text, embedding: vectors[j]!, metadata: c.metadata }));
+      }
+    }
+    await createCollectionWithRecords({
+      url: server.url,
+      collection,
+      records: batches(),
+      metadata: { embedding_model: model.name, embedding_model_id: model.id, dimension: model.dimension },
+      onBatch: (n) => options.onProgress?.(n, chunks.length),
+    });
+    await server.stop();
+    const manifest: StoreManifest = {
+      formatVersion: 1,
+      version,
+      createdAt: new Date().toISOString(),
+      collection,
+      embedding: { model: model.name, modelId: model.id, dimension: model.dimension },
+      chunkCount: chunks.length,
+      ...(options.documentCount !== undefined ? { documentCount: options.documentCount } : {}),
+      ...(options.chunking ? { chunking: options.chunking } : {}),
+      files: await describeFiles(tmpDir),
+    };
+    await writeFile(join(tmpDir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+    await rename(tmpDir, finalDir);
+    if (options.activate ?? true) await writeFileAtomic(join(options.outDir, CURRENT_FILE), `${version}\n`);
+    const pruned = await pruneVersions(options.outDir, options.keepVersions ?? 3, version);
+    return { version, dir: finalDir, manifest, pruned };
+  } catch (err) {
+    await server.stop();
+    await rm(tmpDir, { recursive: true, force: true });
+    throw err instanceof RagError ? err : new RagError('RAG_INGEST_FAILED', `publishing failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Delete the oldest versions beyond `keep` (never the new one, nor the one CURRENT names). */
+export async function pruneVersions(outDir: string, keep: number, newest: string): Promise<string[]> {
+  const current = await readFile(join(outDir, CURRENT_FILE), 'utf8').then((s) => s.trim(), () => '');
+  const versions = (await readdir(outDir, { withFileTypes: true }))
+    .filter((e) => e.isDirectory() && /^v\d{8}T\d{9}Z-[0-9a-f]{4}$/.test(e.name))
+    .map((e) => e.name)
+    .sort();
+  const removable = versions.filter((v) => v !== newest && v !== current);
+  const excess = removable.slice(0, Math.max(0, versions.length - 1 - keep));
+  for (const v of excess) await rm(join(outDir, v), { recursive: true, force: true });
+  return excess;
+}

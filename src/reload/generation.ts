@@ -1,0 +1,133 @@
+import { RagError } from '../errors.js';
+import { EmbeddingBatcher } from '../embeddings/batcher.js';
+import { LocalTransformersEmbeddings } from '../embeddings/langchain-embeddings.js';
+import type { EmbeddingModel } from '../embeddings/model-loader.js';
+import type { OpenedStore } from '../store/store-version.js';
+
+/** A model shared by consecutive generations (a store-only update keeps the loaded model). */
+export class SharedModel {
+  private refs = 0;
+  constructor(readonly model: EmbeddingModel) {}
+  retain(): this {
+    this.refs++;
+    return this;
+  }
+  async release(): Promise<void> {
+    if (--this.refs <= 0) await this.model.dispose();
+  }
+}
+
+export interface GenerationInfo {
+  id: string;
+  state: Generation['state'];
+  createdAt: string;
+  inflight: number;
+  model: { name: string; id: string; dimension: number; dtype: string; loadedAt: string };
+  store: { version: string; kind: string; collection: string; count: number; dimension: number; createdAt: string | null };
+}
+
+export interface Lease {
+  readonly generation: Generation;
+  release(): void;
+}
+
+/**
+ * Generation = one embedding model + one store version, validated together. Requests acquire
+ * it at their start and release it when their response ends; it is disposed only once it has
+ * been retired and the last lease is released (or the drain timeout passes).
+ */
+export class Generation {
+  readonly createdAt = new Date().toISOString();
+  readonly batcher: EmbeddingBatcher;
+  readonly embeddings: LocalTransformersEmbeddings;
+  private refs = 0;
+  private stateValue: 'active' | 'standby' | 'draining' | 'disposed' = 'standby';
+  private drainWaiters: Array<() => void> = [];
+  private disposePromise: Promise<void> | undefined;
+
+  constructor(
+    readonly id: string,
+    private readonly shared: SharedModel,
+    readonly store: OpenedStore,
+    batch: { maxBatch: number; maxWaitMs: number; onBatch?: (n: number) => void },
+  ) {
+    shared.retain();
+    this.batcher = new EmbeddingBatcher(shared.model, batch);
+    this.embeddings = new LocalTransformersEmbeddings(shared.model, this.batcher);
+  }
+
+  get model(): EmbeddingModel {
+    return this.shared.model;
+  }
+  get sharedModel(): SharedModel {
+    return this.shared;
+  }
+  get state(): Generation['stateValue'] {
+    return this.stateValue;
+  }
+  get inflight(): number {
+    return this.refs;
+  }
+
+  activate(): void {
+    this.stateValue = 'active';
+  }
+
+  acquire(): Lease {
+    if (this.stateValue === 'disposed') throw new RagError('RAG_NOT_READY', `generation ${this.id} is disposed`);
+    this.refs++;
+    let released = false;
+    return {
+      generation: this,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.refs--;
+        if (this.refs === 0) for (const w of this.drainWaiters.splice(0)) w();
+      },
+    };
+  }
+
+  /** Stop taking new work; resolves true when in-flight requests finished, false on timeout. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    if (this.stateValue !== 'disposed') this.stateValue = 'draining';
+    if (this.refs === 0) return true;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      timer.unref();
+      this.drainWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** Idempotent: stops the Chroma child and releases the model (if no other generation holds it). */
+  dispose(): Promise<void> {
+    this.disposePromise ??= (async () => {
+      this.stateValue = 'disposed';
+      await this.store.dispose();
+      await this.shared.release();
+    })();
+    return this.disposePromise;
+  }
+
+  info(): GenerationInfo {
+    const m = this.shared.model;
+    return {
+      id: this.id,
+      state: this.stateValue,
+      createdAt: this.createdAt,
+      inflight: this.refs,
+      model: { name: m.name, id: m.id, dimension: m.dimension, dtype: m.dtype, loadedAt: m.loadedAt },
+      store: {
+        version: this.store.version,
+        kind: this.store.kind,
+        collection: this.store.store.name,
+        count: this.store.count,
+        dimension: this.store.dimension,
+        createdAt: this.store.manifest?.createdAt ?? null,
+      },
+    };
+  }
+}

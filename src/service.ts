@@ -1,0 +1,116 @@
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Config } from './config.js';
+import { createApp, type Lifecycle } from './http/app.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { RagService } from './rag/rag-service.js';
+import { ReloadManager } from './reload/reload-manager.js';
+import { cleanStaleSnapshots } from './store/store-version.js';
+import { FileWatcher, WatchEvents } from './watch/file-watcher.js';
+
+export interface Service {
+  readonly config: Config;
+  readonly manager: ReloadManager;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly lifecycle: Lifecycle;
+  readonly watcher: FileWatcher | null;
+  /** The base URL once listening. */
+  url: string;
+  start(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  logger?: Logger;
+  metrics?: Metrics;
+}
+
+/**
+ * The service in start order: config -> model + store (first generation, warmed by its probe
+ * query) -> watcher -> listen. stop() is idempotent: stop accepting, drain, close the watcher,
+ * dispose generations (Chroma children included).
+ */
+export function createService(config: Config, options: ServiceOptions = {}): Service {
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const metrics = options.metrics ?? createMetrics();
+  const lifecycle: Lifecycle = { ready: false, draining: false, startedAt: performance.now(), readyAt: null };
+  const manager = new ReloadManager(config, logger, metrics);
+  const rag = new RagService(config);
+  const app = createApp({ config, manager, rag, metrics, logger, lifecycle });
+  let server: Server | undefined;
+  let watcher: FileWatcher | null = null;
+  let stopPromise: Promise<void> | undefined;
+  const sockets = new Set<Socket>();
+
+  const service: Service = {
+    config,
+    manager,
+    metrics,
+    logger,
+    lifecycle,
+    get watcher() {
+      return watcher;
+    },
+    url: '',
+    async start() {
+      await cleanStaleSnapshots(config.runtimeDir);
+      const gen = await manager.start();
+      logger.info({ generation: gen.id, model: gen.model.id, store: gen.store.version, chunks: gen.store.count }, 'first generation ready');
+      if (config.watch) {
+        watcher = new FileWatcher({
+          roots: config.chromaUrl ? [config.modelsDir] : [config.vectorstoreDir, config.modelsDir],
+          logger,
+          debounceMs: config.watchDebounceMs,
+          stabilityMs: config.watchStabilityMs,
+          polling: config.watchPolling,
+        });
+        watcher.on(WatchEvents.settled, ({ roots }: { roots: string[] }) => {
+          // Never throws: failures are recorded by the manager and the old generation keeps serving.
+          void manager.reload(`watch:${roots.map((r) => r.split('/').pop()).join(',')}`).catch((err: unknown) => logger.error({ err }, 'reload crashed'));
+        });
+        await watcher.start();
+      }
+      server = app.listen(config.port, config.host);
+      server.on('connection', (s: Socket) => {
+        sockets.add(s);
+        s.once('close', () => sockets.delete(s));
+      });
+      server.keepAliveTimeout = 5_000;
+      await once(server, 'listening');
+      const addr = server.address() as AddressInfo;
+      const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address === '0.0.0.0' ? '127.0.0.1' : addr.address;
+      service.url = `http://${host}:${addr.port}`;
+      lifecycle.ready = true;
+      lifecycle.readyAt = performance.now();
+      logger.info({ url: service.url, readyMs: Math.round(lifecycle.readyAt - lifecycle.startedAt) }, 'listening');
+      return service.url;
+    },
+    stop() {
+      stopPromise ??= (async () => {
+        lifecycle.draining = true;
+        logger.info('stopping: draining in-flight requests');
+        if (server) {
+          const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
+          // Idle keep-alive sockets would hold close() open; busy ones finish their response first.
+          server.closeIdleConnections();
+          const timer = setTimeout(() => server!.closeAllConnections(), config.shutdownTimeoutMs);
+          timer.unref();
+          const idle = setInterval(() => server!.closeIdleConnections(), 100);
+          await closed;
+          clearInterval(idle);
+          clearTimeout(timer);
+        }
+        await watcher?.close();
+        await manager.close(config.shutdownTimeoutMs);
+        for (const s of sockets) s.destroy();
+        logger.info('stopped');
+        logger.flush?.();
+      })();
+      return stopPromise;
+    },
+  };
+  return service;
+}

@@ -1,0 +1,169 @@
+import { cp, mkdir, readdir, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { RagError } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import { ChromaServer } from './chroma-server.js';
+import { ChromaStore } from './chroma-store.js';
+import { CURRENT_FILE, fingerprint, SQLITE_FILE, type StoreCandidate } from './layout.js';
+import { verifyManifestFiles, type StoreManifest } from './manifest.js';
+import { checkSqliteFile } from './sqlite-check.js';
+
+/** A store version opened for serving: a private snapshot, its own Chroma child, one collection. */
+export interface OpenedStore {
+  version: string;
+  kind: StoreCandidate['kind'] | 'remote';
+  sourceDir: string | null;
+  snapshotDir: string | null;
+  manifest: StoreManifest | null;
+  store: ChromaStore;
+  server: ChromaServer | null;
+  count: number;
+  dimension: number;
+  openMs: number;
+  dispose(): Promise<void>;
+}
+
+export interface OpenStoreOptions {
+  runtimeDir: string;
+  logger: Logger;
+  collection?: string | undefined;
+  chromaStartTimeoutMs?: number;
+}
+
+let snapshotCounter = 0;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Remove snapshots left behind by service processes that no longer run. */
+export async function cleanStaleSnapshots(runtimeDir: string): Promise<number> {
+  const root = join(runtimeDir, 'stores');
+  let removed = 0;
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    const pid = Number(/^p(\d+)-/.exec(name)?.[1]);
+    if (pid && pid !== process.pid && !pidAlive(pid)) {
+      await rm(join(root, name), { recursive: true, force: true });
+      removed++;
+    }
+  }
+  return removed;
+}
+
+function classifyStartFailure(err: unknown): RagError {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/malformed|not a database|database disk image|sqlite/i.test(msg)) {
+    return new RagError('RAG_STORE_SQLITE_CORRUPT', `Chroma cannot open ${SQLITE_FILE}: ${msg.slice(0, 300)}`, { cause: err });
+  }
+  if (/hnsw|segment|index/i.test(msg)) {
+    return new RagError('RAG_STORE_HNSW_CORRUPT', `Chroma cannot load the vector index: ${msg.slice(0, 300)}`, { cause: err });
+  }
+  return err instanceof RagError ? err : new RagError('RAG_CHROMA_START_FAILED', msg, { cause: err });
+}
+
+/**
+ * Snapshot a store candidate into a private folder and serve it with its own Chroma child.
+ * The published files are never opened by Chroma: two servers on one folder split-brain, and
+ * files replaced under a running server mix rows with a stale index (environment.md).
+ */
+export async function openStoreVersion(candidate: StoreCandidate, options: OpenStoreOptions): Promise<OpenedStore> {
+  const started = performance.now();
+  const snapshotDir = join(options.runtimeDir, 'stores', `p${process.pid}-${++snapshotCounter}-${basename(candidate.version)}`);
+  let server: ChromaServer | null = null;
+  const cleanup = async () => {
+    await server?.stop();
+    await rm(snapshotDir, { recursive: true, force: true });
+  };
+  try {
+    const skipTop = (name: string) => name.startsWith('.') || name === CURRENT_FILE;
+    const before = candidate.manifest ? null : await fingerprint(candidate.dir, skipTop);
+    await mkdir(join(options.runtimeDir, 'stores'), { recursive: true });
+    try {
+      await cp(candidate.dir, snapshotDir, {
+        recursive: true,
+        filter: (src) => {
+          const rel = src.slice(candidate.dir.length + 1);
+          return rel === '' || !skipTop(rel.split('/')[0]!);
+        },
+      });
+    } catch (cause) {
+      throw new RagError('RAG_STORE_NOT_FOUND', `cannot read the store at ${candidate.dir}: ${(cause as Error).message}`, { cause });
+    }
+    if (candidate.manifest) {
+      await verifyManifestFiles(snapshotDir, candidate.manifest);
+    } else if ((await fingerprint(candidate.dir, skipTop)) !== before) {
+      throw new RagError('RAG_STORE_WRITE_IN_PROGRESS', `the store at ${candidate.dir} changed while it was being copied (a copy is still in progress)`);
+    }
+    await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
+
+    server = new ChromaServer({ dataDir: snapshotDir, logger: options.logger, startTimeoutMs: options.chromaStartTimeoutMs ?? 30_000 });
+    try {
+      await server.start();
+    } catch (err) {
+      throw classifyStartFailure(err);
+    }
+    const opened = await openCollection(server.url, candidate.manifest?.collection ?? options.collection, candidate.manifest);
+    const srv = server;
+    return {
+      version: candidate.version,
+      kind: candidate.kind,
+      sourceDir: candidate.dir,
+      snapshotDir,
+      manifest: candidate.manifest,
+      server: srv,
+      ...opened,
+      openMs: Math.round(performance.now() - started),
+      dispose: async () => {
+        await srv.stop();
+        await rm(snapshotDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+/** Open an existing Chroma server (CHROMA_URL): no snapshot, no child. */
+export async function openRemoteStore(url: string, collection: string | undefined): Promise<OpenedStore> {
+  const started = performance.now();
+  const opened = await openCollection(url, collection, null);
+  return {
+    version: `remote-${opened.store.name}`,
+    kind: 'remote',
+    sourceDir: null,
+    snapshotDir: null,
+    manifest: null,
+    server: null,
+    ...opened,
+    openMs: Math.round(performance.now() - started),
+    dispose: async () => undefined,
+  };
+}
+
+async function openCollection(
+  url: string,
+  collection: string | undefined,
+  manifest: StoreManifest | null,
+): Promise<{ store: ChromaStore; count: number; dimension: number }> {
+  const store = await ChromaStore.open({ url, collection });
+  const count = await store.count();
+  if (count === 0) throw new RagError('RAG_STORE_EMPTY', `collection "${store.name}" is empty`);
+  const dimension = await store.dimension();
+  if (dimension === null) throw new RagError('RAG_STORE_EMPTY', `collection "${store.name}" has no vectors`);
+  if (manifest && manifest.embedding.dimension !== dimension) {
+    throw new RagError(
+      'RAG_STORE_MANIFEST_INVALID',
+      `manifest.json says dimension ${manifest.embedding.dimension} but the collection holds ${dimension}-d vectors`,
+    );
+  }
+  if (manifest && manifest.chunkCount !== count) {
+    throw new RagError('RAG_STORE_MANIFEST_INVALID', `manifest.json says ${manifest.chunkCount} chunks but the collection holds ${count}`);
+  }
+  return { store, count, dimension };
+}

@@ -1,0 +1,117 @@
+import { EventEmitter } from 'node:events';
+import { relative, sep } from 'node:path';
+import chokidar, { type FSWatcher } from 'chokidar';
+import type { Logger } from '../observability/logger.js';
+import { fingerprint } from '../store/layout.js';
+
+export const WatchEvents = {
+  /** Files under a watched root changed and have stopped changing. */
+  settled: 'settled',
+  error: 'error',
+} as const;
+
+export interface FileWatcherOptions {
+  roots: string[];
+  logger: Logger;
+  debounceMs: number;
+  stabilityMs: number;
+  polling: boolean;
+  /** Max time to wait for writes to settle before signalling anyway (the reload validates). */
+  maxSettleMs?: number;
+}
+
+const hidden = (root: string, path: string) => relative(root, path).split(sep).some((part) => part.startsWith('.'));
+
+/**
+ * Turns bursts of file events under ./vectorstore and ./models into one "candidate changed"
+ * signal, emitted only once the files have kept the same size and mtime for stabilityMs.
+ * Dot-files and dot-folders (work in progress: `.tmp-*`) are ignored. It never throws out of
+ * an event handler: errors are logged and emitted.
+ */
+export class FileWatcher extends EventEmitter {
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private settling = false;
+  private again = false;
+  private closed = false;
+  private readonly changedRoots = new Set<string>();
+  eventsSeen = 0;
+
+  constructor(private readonly options: FileWatcherOptions) {
+    super();
+  }
+
+  async start(): Promise<void> {
+    const { roots, polling } = this.options;
+    this.watcher = chokidar.watch(roots, {
+      ignoreInitial: true,
+      persistent: true,
+      usePolling: polling,
+      interval: 500,
+      binaryInterval: 1000,
+      ignored: (path: string) => roots.some((root) => path.startsWith(root) && hidden(root, path)),
+    });
+    this.watcher.on('all', (event, path) => this.onEvent(event, path));
+    this.watcher.on('error', (err) => {
+      this.options.logger.warn({ err }, 'file watcher error');
+      this.emit(WatchEvents.error, err);
+    });
+    await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+  }
+
+  private onEvent(event: string, path: string): void {
+    if (this.closed) return;
+    this.eventsSeen++;
+    const root = this.options.roots.find((r) => path === r || path.startsWith(r + sep));
+    if (root) this.changedRoots.add(root);
+    this.options.logger.trace({ event, path }, 'file event');
+    if (this.settling) {
+      this.again = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.settle(), this.options.debounceMs);
+  }
+
+  private async settle(): Promise<void> {
+    this.settling = true;
+    const started = Date.now();
+    const maxSettle = this.options.maxSettleMs ?? 120_000;
+    try {
+      let prev = await this.snapshot();
+      for (;;) {
+        this.again = false;
+        await new Promise((r) => setTimeout(r, this.options.stabilityMs));
+        if (this.closed) return;
+        const next = await this.snapshot();
+        if (next === prev && !this.again) break;
+        if (Date.now() - started > maxSettle) {
+          this.options.logger.warn({ ms: Date.now() - started }, 'files keep changing; signalling anyway');
+          break;
+        }
+        prev = next;
+      }
+      const roots = [...this.changedRoots];
+      this.changedRoots.clear();
+      this.emit(WatchEvents.settled, { roots });
+    } catch (err) {
+      this.options.logger.warn({ err }, 'settle check failed');
+      this.emit(WatchEvents.error, err);
+    } finally {
+      this.settling = false;
+    }
+  }
+
+  private async snapshot(): Promise<string> {
+    const parts = await Promise.all(
+      this.options.roots.map((root) => fingerprint(root, (top) => top.startsWith('.')).catch((err: NodeJS.ErrnoException) => `missing:${err.code}`)),
+    );
+    return parts.join('|');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.watcher?.close();
+  }
+}

@@ -1,0 +1,114 @@
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { loadConfig, type Config } from '../../src/config.js';
+import { loadEmbeddingModel, type EmbeddingModel } from '../../src/embeddings/model-loader.js';
+import { loadDocuments } from '../../src/ingest/load-documents.js';
+import { publishStoreVersion, type PublishResult } from '../../src/ingest/publish.js';
+import { splitDocuments } from '../../src/ingest/split-documents.js';
+import { createSilentLogger } from '../../src/observability/logger.js';
+import { createService, type Service } from '../../src/service.js';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+/** The real generated model (made by the set-up; test/global-setup.ts makes sure it exists). */
+export const MODEL_NAME = 'glove-sif-100d';
+export const PROJECT_MODEL_DIR = join(ROOT, 'models', MODEL_NAME);
+export const FIXTURES = join(ROOT, 'test', 'fixtures');
+export const logger = createSilentLogger();
+
+/** A temp folder removed by the returned cleanup. */
+export async function tempDir(prefix = 'rag-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A models folder holding a copy of the real model (so tests can break it safely). */
+export async function copyModelInto(modelsDir: string, name = MODEL_NAME): Promise<string> {
+  const dir = join(modelsDir, name);
+  await cp(PROJECT_MODEL_DIR, dir, { recursive: true });
+  return dir;
+}
+
+let sharedModel: Promise<EmbeddingModel> | undefined;
+/** One loaded copy of the real model per test file, for building stores. */
+export function testModel(): Promise<EmbeddingModel> {
+  sharedModel ??= loadEmbeddingModel({ dir: PROJECT_MODEL_DIR });
+  return sharedModel;
+}
+
+/** Ingest a docs folder into a store version with the real loaders, splitter, model and Chroma. */
+export async function publishDocs(outDir: string, docsDir: string, options: { version?: string; activate?: boolean; chunkSize?: number } = {}): Promise<PublishResult> {
+  const { documents } = await loadDocuments(docsDir);
+  const chunks = await splitDocuments(documents, { chunkSize: options.chunkSize ?? 300, chunkOverlap: 30 });
+  return publishStoreVersion({
+    outDir,
+    chunks,
+    model: await testModel(),
+    logger,
+    documentCount: documents.length,
+    ...(options.version ? { version: options.version } : {}),
+    ...(options.activate === false ? { activate: false } : {}),
+  });
+}
+
+export interface TestService {
+  service: Service;
+  url: string;
+  config: Config;
+  dirs: { root: string; models: string; store: string; runtime: string };
+  stop(): Promise<void>;
+}
+
+/** A real service on port 0 over temp models/vectorstore folders holding the real model and a real store. */
+export async function startTestService(options: { env?: Record<string, string>; docs?: string; store?: boolean } = {}): Promise<TestService> {
+  const { dir: root, cleanup } = await tempDir('rag-svc-');
+  const dirs = { root, models: join(root, 'models'), store: join(root, 'vectorstore'), runtime: join(root, 'runtime') };
+  await copyModelInto(dirs.models);
+  if (options.store !== false) await publishDocs(dirs.store, options.docs ?? join(FIXTURES, 'docs-a'));
+  const config = loadConfig({
+    PORT: '0',
+    LOG_LEVEL: 'silent',
+    MODELS_DIR: dirs.models,
+    VECTORSTORE_DIR: dirs.store,
+    RUNTIME_DIR: dirs.runtime,
+    WATCH: 'false',
+    WATCH_DEBOUNCE_MS: '100',
+    WATCH_STABILITY_MS: '150',
+    DRAIN_TIMEOUT_MS: '10000',
+    ...options.env,
+  });
+  const service = createService(config, { logger });
+  try {
+    const url = await service.start();
+    return {
+      service,
+      url,
+      config,
+      dirs,
+      stop: async () => {
+        await service.stop();
+        await cleanup();
+      },
+    };
+  } catch (err) {
+    await service.stop();
+    await cleanup();
+    throw err;
+  }
+}
+
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
