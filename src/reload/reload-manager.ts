@@ -263,11 +263,6 @@ export class ReloadManager extends EventEmitter {
       });
       return gen;
     } catch (err) {
-      const e = toRagError(err, 'RAG_RELOAD_FAILED');
-      if (/HNSW|hnsw|segment/i.test(e.message) && e.code === 'RAG_STORE_QUERY_FAILED') {
-        await store?.dispose();
-        throw new RagError('RAG_STORE_HNSW_CORRUPT', `the vector index of store ${spec.candidate?.version ?? ''} is corrupt: ${e.message}`, { cause: err });
-      }
       await store?.dispose();
       throw err;
     } finally {

@@ -66,6 +66,18 @@ function classifyStartFailure(err: unknown): RagError {
   return err instanceof RagError ? err : new RagError('RAG_CHROMA_START_FAILED', msg, { cause: err });
 }
 
+/** A store that makes Chroma fail or crash while it is read has a corrupt index or database. */
+function classifyReadFailure(err: unknown, server: ChromaServer, version: string): unknown {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/hnsw|segment reader|pickle|index/i.test(msg)) {
+    return new RagError('RAG_STORE_HNSW_CORRUPT', `the vector index of store ${version} is corrupt: ${msg.slice(0, 300)}`, { cause: err });
+  }
+  if (server.state !== 'running' || (err instanceof RagError && err.code === 'RAG_STORE_UNAVAILABLE')) {
+    return new RagError('RAG_STORE_HNSW_CORRUPT', `the Chroma server crashed while reading store ${version} (corrupt vector index or database)`, { cause: err });
+  }
+  return err;
+}
+
 /**
  * Snapshot a store candidate into a private folder and serve it with its own Chroma child.
  * The published files are never opened by Chroma: two servers on one folder split-brain, and
@@ -107,8 +119,13 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
     } catch (err) {
       throw classifyStartFailure(err);
     }
-    const opened = await openCollection(server.url, candidate.manifest?.collection ?? options.collection, candidate.manifest);
     const srv = server;
+    let opened;
+    try {
+      opened = await openCollection(srv.url, candidate.manifest?.collection ?? options.collection, candidate.manifest);
+    } catch (err) {
+      throw classifyReadFailure(err, srv, candidate.version);
+    }
     return {
       version: candidate.version,
       kind: candidate.kind,

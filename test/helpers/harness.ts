@@ -112,3 +112,30 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   }
   return { status: res.status, body: parsed, headers: res.headers };
 }
+
+/** Poll until fn returns a truthy value (or throw after timeoutMs, with the last value seen). */
+export async function waitFor<T>(fn: () => Promise<T> | T, timeoutMs = 15_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function getJson(url: string, headers: Record<string, string> = {}): Promise<any> {
+  const res = await fetch(url, { headers });
+  return res.json();
+}
+
+/** Write a docs folder for "edition N": every file name and text carry N, so a source tells its version. */
+export async function writeEditionDocs(dir: string, n: number): Promise<string> {
+  const { mkdir, writeFile } = await import('node:fs/promises');
+  const docs = join(dir, `edition-docs-${n}`);
+  await mkdir(docs, { recursive: true });
+  await writeFile(join(docs, `e${n}-lighthouse.md`), `# Lighthouse edition ${n}\n\nIn edition ${n} the lighthouse keeper trimmed the lamp wick and wound the clockwork of the Fresnel lens.\n`);
+  await writeFile(join(docs, `e${n}-bread.md`), `# Bread edition ${n}\n\nIn edition ${n} the baker fed the sourdough starter with flour and water every morning.\n`);
+  return docs;
+}

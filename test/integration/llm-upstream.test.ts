@@ -1,0 +1,66 @@
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeLlm } from '../helpers/fake-llm.js';
+import { postJson, startTestService, type TestService } from '../helpers/harness.js';
+
+describe('answers from an OpenAI-compatible upstream (LLM_BASE_URL)', () => {
+  let llm: Awaited<ReturnType<typeof startFakeLlm>>;
+  let svc: TestService;
+  beforeAll(async () => {
+    llm = await startFakeLlm();
+    svc = await startTestService({ env: { LLM_BASE_URL: llm.url, LLM_MODEL: 'llama3' } });
+  });
+  afterAll(async () => {
+    await svc?.stop();
+    await llm?.close();
+  });
+
+  it('sends a LangChain prompt with the numbered retrieved context and returns the upstream answer', async () => {
+    const res = await postJson(`${svc.url}/v1/query`, { question: 'Who invented the lighthouse lens?' });
+    expect(res.status).toBe(200);
+    expect(res.body.answer).toBe(llm.reply);
+    expect(res.body.answerer).toBe('llm');
+    expect(res.body.sources[0].metadata.source).toBe('lighthouses.md');
+    const sent = llm.requests.at(-1)!;
+    expect(sent.model).toBe('llama3');
+    expect(sent.messages[0]!.role).toBe('system');
+    expect(sent.messages[0]!.content).toContain('[1] (source: lighthouses.md)');
+    expect(sent.messages[0]!.content).toContain('Fresnel');
+    expect(sent.messages[1]).toMatchObject({ role: 'user', content: 'Who invented the lighthouse lens?' });
+  });
+
+  it('streams the upstream tokens through /v1/chat/completions', async () => {
+    const client = new OpenAI({ baseURL: `${svc.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const stream = await client.chat.completions.create({ model: 'rag', stream: true, messages: [{ role: 'user', content: 'Who invented the lighthouse lens?' }] });
+    const pieces: string[] = [];
+    for await (const chunk of stream) {
+      const c = chunk.choices[0]?.delta?.content;
+      if (c) pieces.push(c);
+    }
+    expect(pieces.join('')).toBe(llm.reply);
+    expect(pieces.length).toBeGreaterThan(3);
+    expect(llm.requests.at(-1)!.stream).toBe(true);
+  });
+});
+
+describe('a failing upstream', () => {
+  let llm: Awaited<ReturnType<typeof startFakeLlm>>;
+  let svc: TestService;
+  beforeAll(async () => {
+    llm = await startFakeLlm({ fail: 500 });
+    svc = await startTestService({ env: { LLM_BASE_URL: llm.url } });
+  });
+  afterAll(async () => {
+    await svc?.stop();
+    await llm?.close();
+  });
+
+  it('is a 502 with RAG_LLM_UPSTREAM_FAILED, and retrieval still works', async () => {
+    const res = await postJson(`${svc.url}/v1/query`, { question: 'lighthouse lens' });
+    expect(res.status).toBe(502);
+    expect(res.body.error.code).toBe('RAG_LLM_UPSTREAM_FAILED');
+    expect(res.body.error.message).toMatch(/upstream/);
+    const ok = await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse lens' });
+    expect(ok.status).toBe(200);
+  });
+});
