@@ -57,6 +57,7 @@ export const configSpec = {
   watchPolling: ['WATCH_POLLING', bool.default(false), 'Poll instead of inotify (network filesystems).'],
   watchDebounceMs: ['WATCH_DEBOUNCE_MS', int(0, 60_000).default(300), 'Quiet time after the last file event before a reload starts.'],
   watchStabilityMs: ['WATCH_STABILITY_MS', int(0, 60_000).default(500), 'A file must keep its size and mtime this long to count as written.'],
+  watchRescanMs: ['WATCH_RESCAN_MS', int(0, 3_600_000).default(10_000), 'Full rescan interval, a safety net for lost events and re-created folders (0: off).'],
   drainTimeoutMs: ['DRAIN_TIMEOUT_MS', int(0, 600_000).default(30_000), 'How long an old generation waits for its in-flight requests.'],
   shutdownTimeoutMs: ['SHUTDOWN_TIMEOUT_MS', int(0, 600_000).default(30_000), 'How long SIGTERM waits for in-flight requests.'],
   reloadHistory: ['RELOAD_HISTORY', int(1, 1000).default(50), 'Reload attempts kept for /admin/status.'],

@@ -66,6 +66,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
           debounceMs: config.watchDebounceMs,
           stabilityMs: config.watchStabilityMs,
           polling: config.watchPolling,
+          rescanMs: config.watchRescanMs,
         });
         watcher.on(WatchEvents.settled, ({ roots }: { roots: string[] }) => {
           // Never throws: failures are recorded by the manager and the old generation keeps serving.

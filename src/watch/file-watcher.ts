@@ -18,6 +18,11 @@ export interface FileWatcherOptions {
   polling: boolean;
   /** Max time to wait for writes to settle before signalling anyway (the reload validates). */
   maxSettleMs?: number;
+  /**
+   * A slow full rescan as a safety net: a watched root deleted and created again loses its
+   * inotify watch, and events can be lost on some bind mounts and network filesystems.
+   */
+  rescanMs?: number;
 }
 
 const hidden = (root: string, path: string) => relative(root, path).split(sep).some((part) => part.startsWith('.'));
@@ -35,6 +40,9 @@ export class FileWatcher extends EventEmitter {
   private again = false;
   private closed = false;
   private readonly changedRoots = new Set<string>();
+  private rescanTimer: NodeJS.Timeout | undefined;
+  private lastSettled = '';
+  private readonly lostRoots = new Set<string>();
   eventsSeen = 0;
 
   constructor(private readonly options: FileWatcherOptions) {
@@ -57,6 +65,28 @@ export class FileWatcher extends EventEmitter {
       this.emit(WatchEvents.error, err);
     });
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+    this.lastSettled = await this.snapshot();
+    if (this.options.rescanMs) {
+      this.rescanTimer = setInterval(() => void this.rescan(), this.options.rescanMs);
+      this.rescanTimer.unref();
+    }
+  }
+
+  private async rescan(): Promise<void> {
+    if (this.closed || this.settling) return;
+    try {
+      const now = await this.snapshot();
+      // A root that disappeared and came back: watch it again.
+      for (const root of this.lostRoots) {
+        if (!now.includes(`${root}=missing`)) {
+          this.lostRoots.delete(root);
+          this.watcher?.add(root);
+        }
+      }
+      if (now !== this.lastSettled && !this.timer && !this.settling) this.onEvent('rescan', this.options.roots[0]!);
+    } catch (err) {
+      this.options.logger.warn({ err }, 'rescan failed');
+    }
   }
 
   private onEvent(event: string, path: string): void {
@@ -64,13 +94,17 @@ export class FileWatcher extends EventEmitter {
     this.eventsSeen++;
     const root = this.options.roots.find((r) => path === r || path.startsWith(r + sep));
     if (root) this.changedRoots.add(root);
+    if (event === 'unlinkDir' && root === path) this.lostRoots.add(root);
     this.options.logger.trace({ event, path }, 'file event');
     if (this.settling) {
       this.again = true;
       return;
     }
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.settle(), this.options.debounceMs);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.settle();
+    }, this.options.debounceMs);
   }
 
   private async settle(): Promise<void> {
@@ -85,12 +119,13 @@ export class FileWatcher extends EventEmitter {
         if (this.closed) return;
         const next = await this.snapshot();
         if (next === prev && !this.again) break;
+        prev = next;
         if (Date.now() - started > maxSettle) {
           this.options.logger.warn({ ms: Date.now() - started }, 'files keep changing; signalling anyway');
           break;
         }
-        prev = next;
       }
+      this.lastSettled = prev;
       const roots = [...this.changedRoots];
       this.changedRoots.clear();
       this.emit(WatchEvents.settled, { roots });
@@ -104,7 +139,7 @@ export class FileWatcher extends EventEmitter {
 
   private async snapshot(): Promise<string> {
     const parts = await Promise.all(
-      this.options.roots.map((root) => fingerprint(root, (top) => top.startsWith('.')).catch((err: NodeJS.ErrnoException) => `missing:${err.code}`)),
+      this.options.roots.map(async (root) => `${root}=${await fingerprint(root, (top) => top.startsWith('.')).catch(() => 'missing')}`),
     );
     return parts.join('|');
   }
@@ -112,6 +147,7 @@ export class FileWatcher extends EventEmitter {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    clearInterval(this.rescanTimer);
     await this.watcher?.close();
   }
 }

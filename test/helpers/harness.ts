@@ -60,11 +60,14 @@ export interface TestService {
 }
 
 /** A real service on port 0 over temp models/vectorstore folders holding the real model and a real store. */
-export async function startTestService(options: { env?: Record<string, string>; docs?: string; store?: boolean } = {}): Promise<TestService> {
+export async function startTestService(
+  options: { env?: Record<string, string>; docs?: string; store?: boolean; prepare?: (dirs: TestService['dirs']) => Promise<void> } = {},
+): Promise<TestService> {
   const { dir: root, cleanup } = await tempDir('rag-svc-');
   const dirs = { root, models: join(root, 'models'), store: join(root, 'vectorstore'), runtime: join(root, 'runtime') };
   await copyModelInto(dirs.models);
   if (options.store !== false) await publishDocs(dirs.store, options.docs ?? join(FIXTURES, 'docs-a'));
+  await options.prepare?.(dirs);
   const config = loadConfig({
     PORT: '0',
     LOG_LEVEL: 'silent',
@@ -74,6 +77,7 @@ export async function startTestService(options: { env?: Record<string, string>; 
     WATCH: 'false',
     WATCH_DEBOUNCE_MS: '100',
     WATCH_STABILITY_MS: '150',
+    WATCH_RESCAN_MS: '1000',
     DRAIN_TIMEOUT_MS: '10000',
     ...options.env,
   });
