@@ -20,9 +20,9 @@ async function main(): Promise<void> {
   if (!Number.isInteger(vocabSize) || vocabSize < 10) throw new Error(`--vocab must be an integer >= 10, got ${values.vocab}`);
   if (dimensions !== undefined && (!Number.isInteger(dimensions) || dimensions < 1)) throw new Error(`--dims must be a positive integer`);
   if (!values.force) {
-    const existing = await readFile(join(outDir, 'config.json'), 'utf8').then((t) => JSON.parse(t) as { rag_static_model?: { vocab_size?: number; dimensions?: number } }, () => null);
+    const existing = await readFile(join(outDir, 'config.json'), 'utf8').then((t) => JSON.parse(t) as { rag_static_model?: { vocab_size?: number; dimensions?: number; common_component_removed?: boolean } }, () => null);
     const meta = existing?.rag_static_model;
-    if (meta && meta.vocab_size === vocabSize && (dimensions === undefined || meta.dimensions === dimensions)) {
+    if (meta && meta.vocab_size === vocabSize && meta.common_component_removed && (dimensions === undefined || meta.dimensions === dimensions)) {
       console.log(`build-model: ${outDir} is up to date (use --force to rebuild)`);
       return;
     }

@@ -36,7 +36,7 @@ describe('query and retrieve (real model, real Chroma child, real socket)', () =
   });
 
   it('retrieves top-k chunks sorted by score, honouring k and a metadata filter', async () => {
-    const res = await postJson(`${svc.url}/v1/retrieve`, { question: 'why does sourdough rise', k: 2 });
+    const res = await postJson(`${svc.url}/v1/retrieve`, { question: 'how does yeast make bread dough rise', k: 2 });
     expect(res.status).toBe(200);
     expect(res.body.answer).toBeUndefined();
     expect(res.body.sources).toHaveLength(2);
