@@ -62,6 +62,11 @@ export const configSpec = {
   shutdownTimeoutMs: ['SHUTDOWN_TIMEOUT_MS', int(0, 600_000).default(30_000), 'How long SIGTERM waits for in-flight requests.'],
   reloadHistory: ['RELOAD_HISTORY', int(1, 1000).default(50), 'Reload attempts kept for /admin/status.'],
   keepVersions: ['KEEP_VERSIONS', int(1, 100).default(3), 'Store versions the ingest CLI keeps (older ones are deleted).'],
+  auditLogDir: ['AUDIT_LOG_DIR', z.string().default('./logs/audit'), 'Folder of the audit log (one JSON line per /v1 and /admin request); `off` turns it off.'],
+  auditMaxSize: ['AUDIT_MAX_SIZE', z.string().regex(/^\d+[BKMG]$/, 'expected a size like 10M').default('10M'), 'Rotate the audit log at this size.'],
+  auditInterval: ['AUDIT_INTERVAL', z.string().regex(/^\d+[smhd]$/, 'expected an interval like 1d').default('1d'), 'Rotate the audit log at least this often.'],
+  auditMaxFiles: ['AUDIT_MAX_FILES', int(1, 10_000).default(14), 'Rotated audit files kept (gzip-compressed).'],
+  auditBodyMaxBytes: ['AUDIT_BODY_MAX_BYTES', int(0, 10_000_000).default(16_384), 'Request bodies are cut to this many bytes in the audit log.'],
   maxConcurrent: ['MAX_CONCURRENT', int(1, 100_000).default(64), 'Requests served at once; above it, 429 with Retry-After.'],
   apiKeys: ['API_KEYS', list, 'Comma-separated Bearer keys for /v1/* (empty: open).'],
   adminApiKey: ['ADMIN_API_KEY', optionalString, 'Bearer key for /admin/* (unset: admin routes open only when API_KEYS is empty too).'],
@@ -90,6 +95,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   }
   const cfg = parsed.data as Record<string, unknown>;
   for (const k of ['modelsDir', 'vectorstoreDir', 'runtimeDir'] as const) cfg[k] = resolve(String(cfg[k]));
+  if (cfg.auditLogDir !== 'off') cfg.auditLogDir = resolve(String(cfg.auditLogDir));
   if ((cfg.defaultK as number) > (cfg.maxK as number)) {
     throw new RagError('RAG_CONFIG_INVALID', `invalid configuration: DEFAULT_K (${cfg.defaultK}) is larger than MAX_K (${cfg.maxK})`);
   }

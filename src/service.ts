@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Config } from './config.js';
 import { createApp, type Lifecycle } from './http/app.js';
+import { AuditLog } from './observability/audit-log.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { RagService } from './rag/rag-service.js';
@@ -39,7 +40,19 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
   const lifecycle: Lifecycle = { ready: false, draining: false, startedAt: performance.now(), readyAt: null };
   const manager = new ReloadManager(config, logger, metrics);
   const rag = new RagService(config);
-  const app = createApp({ config, manager, rag, metrics, logger, lifecycle });
+  const audit = config.auditLogDir !== 'off'
+    ? new AuditLog({
+        dir: config.auditLogDir,
+        maxSize: config.auditMaxSize,
+        interval: config.auditInterval,
+        maxFiles: config.auditMaxFiles,
+        compress: true,
+        bodyMaxBytes: config.auditBodyMaxBytes,
+        logger,
+        onDrop: () => metrics.auditDropped.inc(),
+      })
+    : null;
+  const app = createApp({ config, manager, rag, metrics, logger, lifecycle, audit });
   let server: Server | undefined;
   let watcher: FileWatcher | null = null;
   let stopPromise: Promise<void> | undefined;
@@ -107,6 +120,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         await watcher?.close();
         await manager.close(config.shutdownTimeoutMs);
         for (const s of sockets) s.destroy();
+        await audit?.close();
         logger.info('stopped');
         logger.flush?.();
       })();

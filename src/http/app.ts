@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express, type RequestHandler } from 'express';
 import { RagError } from '../errors.js';
+import { keepRawBody } from '../observability/audit-log.js';
 import type { AppDeps } from './context.js';
 import { errorHandler, notFound } from './error-handler.js';
 import { adminRoutes } from './routes-admin.js';
@@ -122,6 +123,7 @@ export function createApp(deps: AppDeps): Express {
   };
 
   app.use(observe);
+  if (deps.audit) app.use(deps.audit.middleware());
   app.use(healthRoutes(deps));
   app.get('/metrics', async (_req, res) => {
     res.setHeader('Content-Type', metrics.registry.contentType);
@@ -130,7 +132,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(auth);
   app.use(limit);
   app.use(timeout);
-  app.use(express.json({ limit: config.bodyLimit, type: ['application/json', 'application/*+json'] }));
+  app.use(express.json({ limit: config.bodyLimit, type: ['application/json', 'application/*+json'], verify: keepRawBody }));
   app.use(ragRoutes(deps));
   app.use(openAiRoutes(deps));
   app.use(adminRoutes(deps));

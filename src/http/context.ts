@@ -1,5 +1,6 @@
 import type { Request, Response } from 'express';
 import type { Config } from '../config.js';
+import type { AuditLog } from '../observability/audit-log.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { RagService } from '../rag/rag-service.js';
@@ -21,6 +22,7 @@ export interface AppDeps {
   metrics: Metrics;
   logger: Logger;
   lifecycle: Lifecycle;
+  audit?: AuditLog | null;
 }
 
 /**

@@ -47,6 +47,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     generationsLive: new Gauge({ name: 'rag_generations_live', help: 'Generations alive (active, standby, draining)', registers: [registry] }),
     chromaRestarts: new Counter({ name: 'rag_chroma_restarts_total', help: 'Chroma child restarts after a crash', registers: [registry] }),
+    auditDropped: new Counter({ name: 'rag_audit_dropped_total', help: 'Audit lines dropped because the writer fell behind', registers: [registry] }),
     embedBatchSize: new Histogram({
       name: 'rag_embedding_batch_size',
       help: 'Texts per model call from the query micro-batcher',

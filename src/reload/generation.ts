@@ -39,6 +39,8 @@ export interface Lease {
 export class Generation {
   readonly createdAt = new Date().toISOString();
   readonly batcher: EmbeddingBatcher;
+  /** Build time per phase (ms), filled in by the reload manager. */
+  phases: Record<string, number> = {};
   readonly embeddings: LocalTransformersEmbeddings;
   private refs = 0;
   private stateValue: 'active' | 'standby' | 'draining' | 'disposed' = 'standby';

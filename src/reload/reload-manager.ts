@@ -35,6 +35,8 @@ export interface ReloadAttempt {
   storeVersion: string | null;
   model: string | null;
   error: { code: ErrorCode; message: string } | null;
+  /** Where the build time went (ms), for accepted attempts. */
+  phases?: Record<string, number>;
 }
 
 export interface ReloadEvent {
@@ -188,7 +190,7 @@ export class ReloadManager extends EventEmitter {
       this.swap(built, spec);
       const outcome: ReloadOutcome = specOverride ? 'rolled_back' : 'accepted';
       this.record(
-        { trigger, startedAt, durationMs: Math.round(performance.now() - t0), outcome, generation: built.id, storeVersion: built.store.version, model: built.model.id, error: null },
+        { trigger, startedAt, durationMs: Math.round(performance.now() - t0), outcome, generation: built.id, storeVersion: built.store.version, model: built.model.id, error: null, phases: built.phases },
         specOverride ? ReloadEvents.rolledBack : ReloadEvents.accepted,
         built.info(),
       );
@@ -216,6 +218,7 @@ export class ReloadManager extends EventEmitter {
   /** Validate and build a standby generation; nothing here touches the active one. */
   private async build(spec: GenerationSpec, onnxSha: string): Promise<Generation> {
     const cur = this.active;
+    const t0 = performance.now();
     let shared: SharedModel;
     if (cur && cur.model.dir === spec.modelDir && cur.model.id.endsWith(onnxSha.slice(0, 12))) {
       shared = cur.sharedModel; // the same weights: share the loaded session
@@ -229,6 +232,7 @@ export class ReloadManager extends EventEmitter {
       shared = new SharedModel(model);
     }
     shared.retain(); // held by this build until the generation takes its own reference
+    const tStore = performance.now();
     let store: OpenedStore | null = null;
     try {
       store = spec.candidate
@@ -246,6 +250,7 @@ export class ReloadManager extends EventEmitter {
             'publish a store built with this model (or select the model the store was built with)',
         );
       }
+      const tProbe = performance.now();
       // Probe: a real query through this pair must give finite scores.
       const [probe] = await shared.model.embedBatch(['probe query for validation']);
       const hits = await store.store.query(probe!, 1);
@@ -257,6 +262,7 @@ export class ReloadManager extends EventEmitter {
         maxWaitMs: this.config.embedBatchWaitMs,
         onBatch: (n) => this.metrics.embedBatchSize.observe(n),
       });
+      gen.phases = { model: Math.round(tStore - t0), ...store.phases, probe: Math.round(performance.now() - tProbe) };
       store.server?.on(ChromaServerEvents.restarted, () => {
         this.metrics.chromaRestarts.inc();
         this.emit('event', { type: ReloadEvents.chromaRestarted, at: new Date().toISOString(), generation: gen.info() } satisfies ReloadEvent);

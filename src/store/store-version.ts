@@ -20,6 +20,8 @@ export interface OpenedStore {
   count: number;
   dimension: number;
   openMs: number;
+  /** Where the open time went (ms): snapshot, verify, chromaStart, open. */
+  phases: Record<string, number>;
   dispose(): Promise<void>;
 }
 
@@ -85,6 +87,13 @@ function classifyReadFailure(err: unknown, server: ChromaServer, version: string
  */
 export async function openStoreVersion(candidate: StoreCandidate, options: OpenStoreOptions): Promise<OpenedStore> {
   const started = performance.now();
+  const phases: Record<string, number> = {};
+  let last = started;
+  const mark = (name: string) => {
+    const now = performance.now();
+    phases[name] = Math.round(now - last);
+    last = now;
+  };
   const snapshotDir = join(options.runtimeDir, 'stores', `p${process.pid}-${++snapshotCounter}-${basename(candidate.version)}`);
   let server: ChromaServer | null = null;
   const cleanup = async () => {
@@ -106,12 +115,14 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
     } catch (cause) {
       throw new RagError('RAG_STORE_NOT_FOUND', `cannot read the store at ${candidate.dir}: ${(cause as Error).message}`, { cause });
     }
+    mark('snapshot');
     if (candidate.manifest) {
       await verifyManifestFiles(snapshotDir, candidate.manifest);
     } else if ((await fingerprint(candidate.dir, skipTop)) !== before) {
       throw new RagError('RAG_STORE_WRITE_IN_PROGRESS', `the store at ${candidate.dir} changed while it was being copied (a copy is still in progress)`);
     }
     await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
+    mark('verify');
 
     server = new ChromaServer({ dataDir: snapshotDir, logger: options.logger, startTimeoutMs: options.chromaStartTimeoutMs ?? 30_000 });
     try {
@@ -119,6 +130,7 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
     } catch (err) {
       throw classifyStartFailure(err);
     }
+    mark('chromaStart');
     const srv = server;
     let opened;
     try {
@@ -126,6 +138,7 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
     } catch (err) {
       throw classifyReadFailure(err, srv, candidate.version);
     }
+    mark('open');
     return {
       version: candidate.version,
       kind: candidate.kind,
@@ -135,6 +148,7 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
       server: srv,
       ...opened,
       openMs: Math.round(performance.now() - started),
+      phases,
       dispose: async () => {
         await srv.stop();
         await rm(snapshotDir, { recursive: true, force: true });
@@ -159,6 +173,7 @@ export async function openRemoteStore(url: string, collection: string | undefine
     server: null,
     ...opened,
     openMs: Math.round(performance.now() - started),
+    phases: { open: Math.round(performance.now() - started) },
     dispose: async () => undefined,
   };
 }

@@ -55,7 +55,7 @@ export interface TestService {
   service: Service;
   url: string;
   config: Config;
-  dirs: { root: string; models: string; store: string; runtime: string };
+  dirs: { root: string; models: string; store: string; runtime: string; audit: string };
   stop(): Promise<void>;
 }
 
@@ -64,7 +64,7 @@ export async function startTestService(
   options: { env?: Record<string, string>; docs?: string; store?: boolean; prepare?: (dirs: TestService['dirs']) => Promise<void> } = {},
 ): Promise<TestService> {
   const { dir: root, cleanup } = await tempDir('rag-svc-');
-  const dirs = { root, models: join(root, 'models'), store: join(root, 'vectorstore'), runtime: join(root, 'runtime') };
+  const dirs = { root, models: join(root, 'models'), store: join(root, 'vectorstore'), runtime: join(root, 'runtime'), audit: join(root, 'audit') };
   await copyModelInto(dirs.models);
   if (options.store !== false) await publishDocs(dirs.store, options.docs ?? join(FIXTURES, 'docs-a'));
   await options.prepare?.(dirs);
@@ -74,6 +74,7 @@ export async function startTestService(
     MODELS_DIR: dirs.models,
     VECTORSTORE_DIR: dirs.store,
     RUNTIME_DIR: dirs.runtime,
+    AUDIT_LOG_DIR: dirs.audit,
     WATCH: 'false',
     WATCH_DEBOUNCE_MS: '100',
     WATCH_STABILITY_MS: '150',

@@ -50,7 +50,7 @@ describe('model folder validation (real transformers.js loader)', () => {
     const dir = await copyModelInto(join(root, 'models'));
     await publishDocs(join(root, 'vs'), join(FIXTURES, 'docs-b'));
     await rm(join(dir, 'tokenizer.json'));
-    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', WATCH: 'false', MODELS_DIR: join(root, 'models'), VECTORSTORE_DIR: join(root, 'vs'), RUNTIME_DIR: join(root, 'rt') });
+    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', WATCH: 'false', MODELS_DIR: join(root, 'models'), VECTORSTORE_DIR: join(root, 'vs'), RUNTIME_DIR: join(root, 'rt'), AUDIT_LOG_DIR: 'off' });
     const service = createService(config, { logger });
     await expect(service.start()).rejects.toMatchObject({ code: 'RAG_MODEL_FILE_MISSING', message: expect.stringContaining('has no tokenizer.json') });
     await service.stop();
@@ -85,7 +85,7 @@ describe('store validation', () => {
       { id: 'a', text: 'three dims', embedding: [1, 0, 0], metadata: { source: 'a' } },
       { id: 'b', text: 'more dims', embedding: [0, 1, 0], metadata: { source: 'b' } },
     ]);
-    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', WATCH: 'false', MODELS_DIR: join(root, 'models'), VECTORSTORE_DIR: join(root, 'vs'), RUNTIME_DIR: join(root, 'rt') });
+    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', WATCH: 'false', MODELS_DIR: join(root, 'models'), VECTORSTORE_DIR: join(root, 'vs'), RUNTIME_DIR: join(root, 'rt'), AUDIT_LOG_DIR: 'off' });
     const service = createService(config, { logger });
     await expect(service.start()).rejects.toMatchObject({
       code: 'RAG_STORE_DIMENSION_MISMATCH',
@@ -107,7 +107,7 @@ describe('store validation', () => {
       texts.map((text, i) => ({ id: `doc-${i}`, text, embedding: vectors[i]!, metadata: { source: `file${i}.txt` } })),
       'l2',
     );
-    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', WATCH: 'false', MODELS_DIR: join(root, 'models'), VECTORSTORE_DIR: join(root, 'vs'), RUNTIME_DIR: join(root, 'rt') });
+    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', WATCH: 'false', MODELS_DIR: join(root, 'models'), VECTORSTORE_DIR: join(root, 'vs'), RUNTIME_DIR: join(root, 'rt'), AUDIT_LOG_DIR: 'off' });
     const service = createService(config, { logger });
     try {
       const url = await service.start();
@@ -125,7 +125,7 @@ describe('store validation', () => {
   it('the service does not start without any store, and says where it looked', async () => {
     const root = await tmp();
     await copyModelInto(join(root, 'models'));
-    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', WATCH: 'false', MODELS_DIR: join(root, 'models'), VECTORSTORE_DIR: join(root, 'vs'), RUNTIME_DIR: join(root, 'rt') });
+    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', WATCH: 'false', MODELS_DIR: join(root, 'models'), VECTORSTORE_DIR: join(root, 'vs'), RUNTIME_DIR: join(root, 'rt'), AUDIT_LOG_DIR: 'off' });
     const service = createService(config, { logger });
     await expect(service.start()).rejects.toMatchObject({ code: 'RAG_STORE_NOT_FOUND' });
     await service.stop();

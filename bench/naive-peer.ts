@@ -1,0 +1,77 @@
+/**
+ * The naive peer: what the common tutorial does, kept faithful and small, so the benchmark shows
+ * what the generation design buys. Express + LangChain.js; one global retriever over a Chroma
+ * server running on the ./vectorstore folder itself; a chokidar watcher that, when files change,
+ * restarts Chroma on the same folder in place and reassigns the global retriever. No snapshot,
+ * no validation, no draining, no batching: requests during a reload fail or see mixed files.
+ *
+ *   node dist/bench/naive-peer.js --store <flat chroma folder> --model <model folder> --port N
+ */
+import { parseArgs } from 'node:util';
+import { basename, dirname } from 'node:path';
+import chokidar from 'chokidar';
+import express from 'express';
+import { HuggingFaceTransformersEmbeddings } from '@langchain/community/embeddings/huggingface_transformers';
+import { Chroma } from '@langchain/community/vectorstores/chroma';
+import { ChromaClient } from 'chromadb';
+import { createSilentLogger } from '../src/observability/logger.js';
+import { ChromaServer } from '../src/store/chroma-server.js';
+
+const { values } = parseArgs({ options: { store: { type: 'string' }, model: { type: 'string' }, port: { type: 'string', default: '0' }, collection: { type: 'string', default: 'docs' } } });
+const storeDir = values.store!;
+const modelDir = values.model!;
+
+const { env } = await import('@huggingface/transformers');
+env.allowRemoteModels = false;
+env.localModelPath = dirname(modelDir) + '/';
+const embeddings = new HuggingFaceTransformersEmbeddings({ model: basename(modelDir), pretrainedOptions: { local_files_only: true, dtype: 'fp32' } as never });
+
+let server: ChromaServer;
+let retriever: ReturnType<Chroma['asRetriever']>;
+
+async function open(): Promise<void> {
+  server = new ChromaServer({ dataDir: storeDir, logger: createSilentLogger(), restart: false });
+  await server.start();
+  const u = new URL(server.url);
+  const vectorStore = new Chroma(embeddings, { index: new ChromaClient({ host: u.hostname, port: Number(u.port) }), collectionName: values.collection });
+  retriever = vectorStore.asRetriever({ k: 4 });
+}
+
+await open();
+// The tutorial's hot reload: on any change, reopen the store in place and swap the global.
+let reloading = false;
+chokidar.watch(storeDir, { ignoreInitial: true }).on('all', async () => {
+  if (reloading) return;
+  reloading = true;
+  try {
+    await server.stop();
+    await open();
+    console.log('reloaded');
+  } catch (err) {
+    console.error('reload failed', err);
+  } finally {
+    reloading = false;
+  }
+});
+
+const app = express();
+app.use(express.json());
+app.post('/v1/retrieve', async (req, res) => {
+  try {
+    const docs = await retriever.invoke(String(req.body.question));
+    res.json({ sources: docs.map((d) => ({ text: d.pageContent, metadata: d.metadata })) });
+  } catch (err) {
+    res.status(500).json({ error: String(err) });
+  }
+});
+const http = app.listen(Number(values.port), '127.0.0.1', () => {
+  const addr = http.address();
+  console.log(`naive-peer listening ${typeof addr === 'object' && addr ? addr.port : ''}`);
+});
+const stop = async () => {
+  http.close();
+  await server.stop();
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
