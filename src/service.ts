@@ -70,8 +70,14 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
     url: '',
     async start() {
       await cleanStaleSnapshots(config.runtimeDir);
-      const gen = await manager.start();
-      logger.info({ generation: gen.id, model: gen.model.id, store: gen.store.version, chunks: gen.store.count }, 'first generation ready');
+      try {
+        const gen = await manager.start();
+        logger.info({ generation: gen.id, model: gen.model.id, store: gen.store.version, chunks: gen.store.count }, 'first generation ready');
+      } catch (err) {
+        if (!config.waitForStore || !config.watch) throw err;
+        // Serve 503 RAG_NOT_READY with the reason, and take the first good store the watcher sees.
+        logger.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'no generation to serve yet; waiting for a valid model and store');
+      }
       if (config.watch) {
         watcher = new FileWatcher({
           roots: config.chromaUrl ? [config.modelsDir] : [config.vectorstoreDir, config.modelsDir],

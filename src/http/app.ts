@@ -5,6 +5,7 @@ import { keepRawBody } from '../observability/audit-log.js';
 import type { AppDeps } from './context.js';
 import { errorHandler, notFound } from './error-handler.js';
 import { adminRoutes } from './routes-admin.js';
+import { consoleRoutes } from './routes-console.js';
 import { healthRoutes } from './routes-health.js';
 import { openAiRoutes } from './routes-openai.js';
 import { ragRoutes } from './routes-rag.js';
@@ -136,6 +137,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(ragRoutes(deps));
   app.use(openAiRoutes(deps));
   app.use(adminRoutes(deps));
+  app.use(consoleRoutes());
   app.use(notFound);
   app.use(errorHandler(deps.logger));
   return app;

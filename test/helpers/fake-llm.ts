@@ -7,12 +7,13 @@ import express from 'express';
  * A fake OpenAI-compatible upstream (the one thing tests fake: an external LLM server we do not
  * ship). It answers from a fixed script and records what it was sent.
  */
-export async function startFakeLlm(options: { reply?: string; fail?: number } = {}) {
+export async function startFakeLlm(options: { reply?: string; fail?: number; delayMs?: number } = {}) {
   const requests: Array<{ model: string; stream: boolean; messages: Array<{ role: string; content: string }> }> = [];
   const reply = options.reply ?? 'The Fresnel lens made the beams visible [1].';
   const app = express();
   app.use(express.json({ limit: '5mb' }));
-  app.post('/v1/chat/completions', (req, res) => {
+  app.post('/v1/chat/completions', async (req, res) => {
+    if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
     requests.push({ model: req.body.model, stream: Boolean(req.body.stream), messages: req.body.messages });
     if (options.fail) {
       res.status(options.fail).json({ error: { message: 'upstream exploded', type: 'server_error' } });

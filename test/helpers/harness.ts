@@ -17,7 +17,7 @@ export const FIXTURES = join(ROOT, 'test', 'fixtures');
 export const logger = createSilentLogger();
 
 /** A temp folder removed by the returned cleanup. */
-export async function tempDir(prefix = 'rag-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+export async function tempDir(prefix = 'rag-t-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
@@ -63,7 +63,7 @@ export interface TestService {
 export async function startTestService(
   options: { env?: Record<string, string>; docs?: string; store?: boolean; prepare?: (dirs: TestService['dirs']) => Promise<void> } = {},
 ): Promise<TestService> {
-  const { dir: root, cleanup } = await tempDir('rag-svc-');
+  const { dir: root, cleanup } = await tempDir('rag-t-svc-');
   const dirs = { root, models: join(root, 'models'), store: join(root, 'vectorstore'), runtime: join(root, 'runtime'), audit: join(root, 'audit') };
   await copyModelInto(dirs.models);
   if (options.store !== false) await publishDocs(dirs.store, options.docs ?? join(FIXTURES, 'docs-a'));

@@ -14,7 +14,7 @@ afterEach(async () => {
 });
 
 async function tmp(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'rag-chroma-'));
+  const dir = await mkdtemp(join(tmpdir(), 'rag-t-chroma-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   return dir;
 }

@@ -25,7 +25,7 @@ describe('a store copied in place over the old files (flat layout, e.g. Python L
   let svc: TestService;
   let staging: { dir: string; cleanup: () => Promise<void> };
   beforeAll(async () => {
-    staging = await tempDir('rag-inplace-');
+    staging = await tempDir('rag-t-inplace-');
     const first = await publishDocs(join(staging.dir, 'built'), await writeEditionDocs(staging.dir, 1), { version: 'e1', activate: false });
     svc = await startTestService({
       env: { WATCH: 'true' },

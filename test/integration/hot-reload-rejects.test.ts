@@ -63,7 +63,7 @@ async function expectRejected(trigger: () => Promise<void>, code: string, messag
 }
 
 beforeAll(async () => {
-  staging = await tempDir('rag-staging-');
+  staging = await tempDir('rag-t-staging-');
   svc = await startTestService({ env: { WATCH: 'true' } });
   goodVersion = (await status()).active.store.version;
   sse = new AbortController();

@@ -20,7 +20,7 @@ describe('hot reload: 20 swaps under load (real watcher, real files, real Chroma
   let svc: TestService;
   let docsRoot: { dir: string; cleanup: () => Promise<void> };
   beforeAll(async () => {
-    docsRoot = await tempDir('rag-editions-');
+    docsRoot = await tempDir('rag-t-editions-');
     svc = await startTestService({ env: { WATCH: 'true' }, docs: await writeEditionDocs(docsRoot.dir, 0) });
   });
   afterAll(async () => {
@@ -82,7 +82,7 @@ describe('hot reload: 20 swaps under load (real watcher, real files, real Chroma
     // No Chroma child outlives its generation: once the last one retired, exactly one serves.
     await waitFor(() => liveChromaChildren() === 1, 15_000, 'old generations to be disposed');
     expect(chromaProcessesFor(svc.dirs.runtime)).toBe(1);
-  });
+  }, 240_000);
 
   it('rolls back to the previous good version and stays there until a newer one is published', async () => {
     const before = await getJson(`${svc.url}/admin/status`);

@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# Two stages: build (dev dependencies, TypeScript, the generated model) -> runtime (production
+# dependencies, compiled JS, the model baked in; a mounted ./models wins over it).
+ARG NODE_IMAGE=node:22-trixie-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+ENV RAG_SKIP_SETUP=1 \
+    npm_config_onnxruntime_node_install_cuda=skip
+COPY package.json package-lock.json .npmrc ./
+COPY scripts ./scripts
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+COPY bench ./bench
+RUN mkdir -p src/http/public \
+ && npx tsc -p tsconfig.json \
+ && node dist/src/embeddings/build-model-cli.js --out /app/models/glove-sif-100d \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && arch=$(node -p process.arch) \
+ && find node_modules/onnxruntime-node/bin/napi-v3 -mindepth 2 -maxdepth 2 ! -path "*/linux/$arch" -exec rm -rf {} + \
+ && rm -rf node_modules/onnxruntime-web node_modules/pdf-parse/test
+
+FROM ${NODE_IMAGE} AS runtime
+WORKDIR /app
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8080 \
+    MODELS_DIR=/app/models \
+    VECTORSTORE_DIR=/app/vectorstore \
+    RUNTIME_DIR=/tmp/rag-runtime \
+    AUDIT_LOG_DIR=/app/logs/audit \
+    CHROMA_GLIBC_DIR=/tmp/rag-glibc
+COPY --from=build --chown=node:node /app/node_modules ./node_modules
+COPY --from=build --chown=node:node /app/dist ./dist
+COPY --from=build --chown=node:node /app/models ./models
+COPY --chown=node:node package.json ./
+COPY --from=build --chown=node:node /app/src/http/public ./src/http/public
+COPY --chown=node:node corpus ./corpus
+RUN mkdir -p /app/vectorstore /app/logs && chown -R node:node /app/vectorstore /app/logs
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# node is PID 1 here and handles SIGTERM itself (graceful drain), see src/main.ts.
+CMD ["node", "--enable-source-maps", "dist/src/main.js"]
