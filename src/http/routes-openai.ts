@@ -37,7 +37,7 @@ export function openAiRoutes(deps: AppDeps): Router {
       throw new RagError('RAG_HTTP_VALIDATION', `messages: the question is longer than ${deps.config.maxQuestionChars} characters`);
     }
     const gen = leaseFor(deps, req, res);
-    const input = { question, k: body.k ?? deps.config.defaultK, filter: normaliseFilter(body.filter) };
+    const input = { question, k: body.k ?? deps.config.defaultK, filter: normaliseFilter(body.filter), mode: body.mode, contains: body.contains };
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const model = body.model ?? RAG_MODEL_ID;

@@ -10,14 +10,14 @@ export function ragRoutes(deps: AppDeps): Router {
   r.post('/v1/retrieve', async (req, res) => {
     const body = parseBody(schema, req.body);
     const gen = leaseFor(deps, req, res);
-    const sources = await deps.rag.retrieve(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter) });
+    const sources = await deps.rag.retrieve(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter), mode: body.mode, contains: body.contains });
     res.json({ sources, generation: generationRef(gen) });
   });
 
   r.post('/v1/query', async (req, res) => {
     const body = parseBody(schema, req.body);
     const gen = leaseFor(deps, req, res);
-    const result = await deps.rag.ask(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter) }, res.locals.signal as AbortSignal);
+    const result = await deps.rag.ask(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter), mode: body.mode, contains: body.contains }, res.locals.signal as AbortSignal);
     res.json({ answer: result.answer, sources: result.sources, answerer: result.answerer, generation: generationRef(gen) });
   });
   return r;

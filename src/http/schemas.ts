@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { RagError } from '../errors.js';
+import { RETRIEVAL_MODES } from '../rag/hybrid.js';
 import type { MetadataFilter } from '../store/chroma-store.js';
 
 const scalar = z.union([z.string(), z.number().finite(), z.boolean()]);
@@ -69,6 +70,8 @@ export function querySchema(config: Config) {
         .max(config.maxK, `k must be at most ${config.maxK}`)
         .default(config.defaultK),
       filter: filterSchema.optional(),
+      mode: z.enum(RETRIEVAL_MODES, { errorMap: () => ({ message: 'mode must be one of dense, keyword, hybrid' }) }).default('hybrid'),
+      contains: z.string().min(1, 'contains must not be empty').max(200, 'contains is longer than 200 characters').optional(),
     })
     .strict();
 }
@@ -92,6 +95,8 @@ export function chatSchema(config: Config) {
       // Retrieval knobs as extra fields (the OpenAI SDK passes unknown fields through).
       k: z.number().int().min(1).max(config.maxK).optional(),
       filter: filterSchema.optional(),
+      mode: z.enum(RETRIEVAL_MODES).optional(),
+      contains: z.string().min(1).max(200).optional(),
     })
     .passthrough();
 }

@@ -7,6 +7,7 @@ import type { EmbeddingModel } from '../embeddings/model-loader.js';
 import type { Logger } from '../observability/logger.js';
 import { ChromaServer } from '../store/chroma-server.js';
 import { createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
+import { KEYWORD_INDEX_FILE, KeywordIndex } from '../store/keyword-index.js';
 import { CURRENT_FILE, isValidVersionName } from '../store/layout.js';
 import { describeFiles, MANIFEST_FILE, type StoreManifest } from '../store/manifest.js';
 import type { Chunk } from './split-documents.js';
@@ -85,6 +86,9 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
       onBatch: (n) => options.onProgress?.(n, chunks.length),
     });
     await server.stop();
+    // The keyword index ships with the version, under the same manifest checksums.
+    const keyword = KeywordIndex.build(chunks.map((c) => ({ id: c.id, text: c.text, title: typeof c.metadata.title === 'string' ? c.metadata.title : undefined })));
+    await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keyword.serialize());
     const manifest: StoreManifest = {
       formatVersion: 1,
       version,

@@ -2,6 +2,7 @@ import type { Config } from '../config.js';
 import type { Generation } from '../reload/generation.js';
 import type { MetadataFilter } from '../store/chroma-store.js';
 import { extractiveAnswer } from './extractive-answerer.js';
+import type { RetrievalMode } from './hybrid.js';
 import { LlmAnswerer } from './llm-answerer.js';
 import { GenerationRetriever, documentsToSources, type Source } from './retriever.js';
 
@@ -9,6 +10,8 @@ export interface AskInput {
   question: string;
   k: number;
   filter?: MetadataFilter | undefined;
+  mode?: RetrievalMode | undefined;
+  contains?: string | undefined;
 }
 
 export interface RagAnswer {
@@ -30,7 +33,7 @@ export class RagService {
   }
 
   async retrieve(generation: Generation, input: Omit<AskInput, 'question'> & { question: string }): Promise<Source[]> {
-    const retriever = new GenerationRetriever(generation, { k: input.k, filter: input.filter });
+    const retriever = new GenerationRetriever(generation, { k: input.k, filter: input.filter, mode: input.mode ?? 'hybrid', contains: input.contains });
     return documentsToSources(await retriever.invoke(input.question));
   }
 

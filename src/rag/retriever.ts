@@ -2,17 +2,23 @@ import { BaseRetriever } from '@langchain/core/retrievers';
 import { Document } from '@langchain/core/documents';
 import type { Generation } from '../reload/generation.js';
 import type { MetadataFilter, StoreHit } from '../store/chroma-store.js';
+import { retrieve, type RetrievalMode } from './hybrid.js';
 
 export interface Source {
   id: string;
   text: string;
   score: number;
+  /** Hybrid mode: the cosine similarity and BM25 score each side gave (absent when a side missed it). */
+  denseScore?: number;
+  keywordScore?: number;
   metadata: Record<string, string | number | boolean | null>;
 }
 
 export interface RetrieveOptions {
   k: number;
   filter?: MetadataFilter | undefined;
+  mode?: RetrievalMode;
+  contains?: string | undefined;
 }
 
 /**
@@ -31,23 +37,40 @@ export class GenerationRetriever extends BaseRetriever {
 
   override async _getRelevantDocuments(query: string): Promise<Document[]> {
     const hits = await retrieveHits(this.generation, query, this.options);
-    return hits.map((h) => new Document({ id: h.id, pageContent: h.text, metadata: { ...h.metadata, id: h.id, score: h.score } }));
+    return hits.map(
+      (h) =>
+        new Document({
+          id: h.id,
+          pageContent: h.text,
+          metadata: { ...h.metadata, [SCORES]: { id: h.id, score: h.score, denseScore: h.denseScore, keywordScore: h.keywordScore } },
+        }),
+    );
   }
 }
 
-/** The hot path without LangChain's callback machinery: embed (micro-batched) + one Chroma query. */
-export async function retrieveHits(generation: Generation, query: string, options: RetrieveOptions): Promise<StoreHit[]> {
-  const vector = await generation.embeddings.embedQuery(query);
-  return generation.store.store.query(vector, options.k, options.filter);
+/** Retrieval scores ride in the Document metadata under this key, apart from the chunk's own metadata. */
+const SCORES = '__rag_scores';
+
+/** Dense, keyword or hybrid retrieval over the generation's store version. */
+export function retrieveHits(generation: Generation, query: string, options: RetrieveOptions): Promise<Array<StoreHit & { denseScore?: number; keywordScore?: number }>> {
+  return retrieve(generation, query, { k: options.k, mode: options.mode ?? 'hybrid', filter: options.filter, contains: options.contains });
 }
 
-export function toSources(hits: StoreHit[]): Source[] {
-  return hits.map((h) => ({ id: h.id, text: h.text, score: Math.round(h.score * 1e6) / 1e6, metadata: h.metadata }));
-}
+const round = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? undefined : Math.round(x * 1e6) / 1e6);
 
 export function documentsToSources(docs: Document[]): Source[] {
   return docs.map((d) => {
-    const { id, score, ...metadata } = d.metadata as Record<string, string | number | boolean | null>;
-    return { id: String(id ?? d.id), text: d.pageContent, score: Math.round(Number(score) * 1e6) / 1e6, metadata };
+    const { [SCORES]: scores, ...metadata } = d.metadata as Record<string, unknown>;
+    const s = scores as { id: string; score: number; denseScore?: number; keywordScore?: number };
+    const dense = round(s.denseScore);
+    const keyword = round(s.keywordScore);
+    return {
+      id: s.id ?? String(d.id),
+      text: d.pageContent,
+      score: round(s.score) ?? 0,
+      ...(dense !== undefined ? { denseScore: dense } : {}),
+      ...(keyword !== undefined ? { keywordScore: keyword } : {}),
+      metadata: metadata as Source['metadata'],
+    };
   });
 }

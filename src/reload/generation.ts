@@ -23,7 +23,7 @@ export interface GenerationInfo {
   createdAt: string;
   inflight: number;
   model: { name: string; id: string; dimension: number; dtype: string; loadedAt: string };
-  store: { version: string; kind: string; collection: string; count: number; dimension: number; createdAt: string | null };
+  store: { version: string; kind: string; collection: string; count: number; dimension: number; createdAt: string | null; keywordIndex: { origin: string; documents: number } };
 }
 
 export interface Lease {
@@ -129,6 +129,7 @@ export class Generation {
         count: this.store.count,
         dimension: this.store.dimension,
         createdAt: this.store.manifest?.createdAt ?? null,
+        keywordIndex: { origin: this.store.keyword.origin, documents: this.store.keyword.size },
       },
     };
   }

@@ -4,6 +4,7 @@ import { RagError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { ChromaServer } from './chroma-server.js';
 import { ChromaStore } from './chroma-store.js';
+import { KeywordIndex } from './keyword-index.js';
 import { CURRENT_FILE, fingerprint, SQLITE_FILE, type StoreCandidate } from './layout.js';
 import { verifyManifestFiles, type StoreManifest } from './manifest.js';
 import { checkSqliteFile } from './sqlite-check.js';
@@ -16,6 +17,8 @@ export interface OpenedStore {
   snapshotDir: string | null;
   manifest: StoreManifest | null;
   store: ChromaStore;
+  /** BM25 keyword index over the same ids: shipped with the version, or built from the collection. */
+  keyword: KeywordIndex;
   server: ChromaServer | null;
   count: number;
   dimension: number;
@@ -139,6 +142,8 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
       throw classifyReadFailure(err, srv, candidate.version);
     }
     mark('open');
+    const keyword = (await KeywordIndex.load(snapshotDir)) ?? (await buildKeywordIndex(opened.store));
+    mark('keyword');
     return {
       version: candidate.version,
       kind: candidate.kind,
@@ -147,6 +152,7 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
       manifest: candidate.manifest,
       server: srv,
       ...opened,
+      keyword,
       openMs: Math.round(performance.now() - started),
       phases,
       dispose: async () => {
@@ -164,7 +170,9 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
 export async function openRemoteStore(url: string, collection: string | undefined): Promise<OpenedStore> {
   const started = performance.now();
   const opened = await openCollection(url, collection, null);
+  const keyword = await buildKeywordIndex(opened.store);
   return {
+    keyword,
     version: `remote-${opened.store.name}`,
     kind: 'remote',
     sourceDir: null,
@@ -176,6 +184,15 @@ export async function openRemoteStore(url: string, collection: string | undefine
     phases: { open: Math.round(performance.now() - started) },
     dispose: async () => undefined,
   };
+}
+
+/** A store without a shipped index (e.g. built by Python LangChain): index its documents now. */
+async function buildKeywordIndex(store: ChromaStore): Promise<KeywordIndex> {
+  const docs: Array<{ id: string; text: string; title?: string }> = [];
+  for await (const page of store.allDocuments()) {
+    for (const d of page) docs.push({ id: d.id, text: d.text, ...(typeof d.metadata?.title === 'string' ? { title: d.metadata.title } : {}) });
+  }
+  return KeywordIndex.build(docs, 'built');
 }
 
 async function openCollection(

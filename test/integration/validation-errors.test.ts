@@ -111,12 +111,19 @@ describe('store validation', () => {
     const service = createService(config, { logger });
     try {
       const url = await service.start();
-      const res = await postJson(`${url}/v1/retrieve`, { question: 'why does bread dough rise', k: 3 });
+      // Dense scores: l2 distances of normalised vectors turned back into cosine similarities.
+      const res = await postJson(`${url}/v1/retrieve`, { question: 'why does bread dough rise', k: 3, mode: 'dense' });
       expect(res.status).toBe(200);
       expect(res.body.sources[0].id).toBe('doc-1');
       expect(res.body.sources[0].score).toBeGreaterThan(0.5);
       expect(res.body.sources[0].score).toBeLessThanOrEqual(1.0001);
       expect(res.body.generation.storeVersion).toMatch(/^inplace-/);
+      // No keyword index shipped: it was built from the collection's documents before going live.
+      const status = await (await fetch(`${url}/admin/status`)).json();
+      expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 3 });
+      const hybrid = await postJson(`${url}/v1/retrieve`, { question: 'Fresnel lens', k: 1 });
+      expect(hybrid.body.sources[0].id).toBe('doc-0');
+      expect(hybrid.body.sources[0].keywordScore).toBeGreaterThan(0);
     } finally {
       await service.stop();
     }

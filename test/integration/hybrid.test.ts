@@ -1,0 +1,79 @@
+import { cp, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FIXTURES, getJson, postJson, publishDocs, startTestService, tempDir, waitFor, type TestService } from '../helpers/harness.js';
+
+const DOCS = join(FIXTURES, 'docs-hybrid');
+let svc: TestService;
+beforeAll(async () => {
+  svc = await startTestService({ env: { WATCH: 'true' }, docs: DOCS });
+});
+afterAll(async () => {
+  await svc?.stop();
+});
+
+const ids = (r: { body: { sources: Array<{ metadata: { source: string } }> } }) => r.body.sources.map((s) => s.metadata.source);
+const ask = (question: string, mode?: string, k = 3) => postJson(`${svc.url}/v1/retrieve`, { question, k, ...(mode ? { mode } : {}) });
+
+describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
+  it('an exact identifier only keyword search finds comes back in hybrid mode', async () => {
+    const q = 'what does QX7731 mean';
+    const keyword = await ask(q, 'keyword');
+    expect(ids(keyword)[0]).toBe('flux.md');
+    expect(keyword.body.sources[0].score).toBeGreaterThan(0);
+    // The static model has no vector for the identifier ([UNK]): dense search has no signal for
+    // it, every document scores near zero and the ranking is noise.
+    const dense = await ask(q, 'dense', 8);
+    for (const s of dense.body.sources) expect(Math.abs(s.score)).toBeLessThan(0.25);
+    const hybrid = await ask(q); // hybrid is the default
+    expect(ids(hybrid)[0]).toBe('flux.md');
+    expect(hybrid.body.sources[0].keywordScore).toBeGreaterThan(0);
+  });
+
+  it('a paraphrase only dense search finds comes back in hybrid mode', async () => {
+    const q = 'doctor gave drugs to treat a disease';
+    const keyword = await ask(q, 'keyword', 8);
+    expect(ids(keyword)).not.toContain('medicine.md');
+    const dense = await ask(q, 'dense');
+    expect(ids(dense)[0]).toBe('medicine.md');
+    const hybrid = await ask(q, 'hybrid');
+    expect(ids(hybrid)[0]).toBe('medicine.md');
+    expect(hybrid.body.sources[0].denseScore).toBeGreaterThan(0.3);
+  });
+
+  it('an exact-term filter (Chroma whereDocument $contains) and a metadata filter apply to both sides', async () => {
+    const r = await postJson(`${svc.url}/v1/retrieve`, { question: 'restart the unit', k: 5, contains: 'flux regulator' });
+    expect(ids(r)).toEqual(['flux.md']);
+    const f = await postJson(`${svc.url}/v1/retrieve`, { question: 'QX7731 roses', k: 5, filter: { source: { $in: ['garden.md', 'music.md'] } } });
+    expect(ids(f)[0]).toBe('garden.md');
+    expect(ids(f).every((s) => ['garden.md', 'music.md'].includes(s))).toBe(true);
+    const bad = await postJson(`${svc.url}/v1/retrieve`, { question: 'x', mode: 'fuzzy' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toBe('mode: mode must be one of dense, keyword, hybrid');
+  });
+
+  it('the keyword index ships with the version, covered by its manifest', async () => {
+    const status = await getJson(`${svc.url}/admin/status`);
+    expect(status.active.store.keywordIndex).toEqual({ origin: 'store', documents: 8 });
+  });
+
+  it('a corrupt keyword index file rejects the update like any other corrupt artifact', async () => {
+    const staging = await tempDir();
+    try {
+      const built = await publishDocs(join(staging.dir, 'built'), DOCS, { version: 'v-kw-bad', activate: false });
+      const dst = join(svc.dirs.store, 'v-kw-bad');
+      await cp(built.dir, dst, { recursive: true });
+      await rm(join(dst, 'manifest.json')); // no checksums to catch it first
+      await writeFile(join(dst, 'keyword-index.json'), '{"format":1,"index":{"documentCount": "many"');
+      const before = (await getJson(`${svc.url}/admin/status`)).history[0].id;
+      await writeFile(join(svc.dirs.store, 'CURRENT.tmp'), 'v-kw-bad\n');
+      await rename(join(svc.dirs.store, 'CURRENT.tmp'), join(svc.dirs.store, 'CURRENT'));
+      const attempt = await waitFor(async () => (await getJson(`${svc.url}/admin/status`)).history.find((a: { id: number; outcome: string }) => a.id > before && a.outcome === 'rejected'), 20_000, 'rejection');
+      expect(attempt.error.code).toBe('RAG_STORE_KEYWORD_INDEX_CORRUPT');
+      expect(attempt.error.message).toMatch(/^keyword-index\.json is corrupt/);
+      expect((await ask('QX7731')).status).toBe(200);
+    } finally {
+      await staging.cleanup();
+    }
+  });
+});
