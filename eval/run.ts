@@ -1,0 +1,123 @@
+/**
+ * `npm run eval`: recall@k and MRR of dense, keyword and hybrid retrieval on labelled question
+ * sets, through the real ingest (loaders, splitter, model, Chroma, keyword index) and the real
+ * retrieval code. A retrieved chunk is relevant when its text contains the question's answer
+ * phrase (whitespace collapsed). Prints a table and writes bench/results/eval-<date>.{json,md}.
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { chooseModelName } from '../src/embeddings/model-folders.js';
+import { loadEmbeddingModel } from '../src/embeddings/model-loader.js';
+import { loadDocuments } from '../src/ingest/load-documents.js';
+import { publishStoreVersion } from '../src/ingest/publish.js';
+import { splitDocuments } from '../src/ingest/split-documents.js';
+import { createSilentLogger } from '../src/observability/logger.js';
+import { retrieve, RETRIEVAL_MODES, type RetrievalMode } from '../src/rag/hybrid.js';
+import { Generation, SharedModel } from '../src/reload/generation.js';
+import { resolveStoreCandidate } from '../src/store/layout.js';
+import { openStoreVersion } from '../src/store/store-version.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const { values } = parseArgs({
+  options: {
+    k: { type: 'string', default: '5' },
+    'models-dir': { type: 'string', default: process.env.MODELS_DIR ?? join(ROOT, 'models') },
+    model: { type: 'string', default: process.env.MODEL_NAME },
+    out: { type: 'string', default: join(ROOT, 'bench', 'results') },
+    'chunk-size': { type: 'string', default: '400' },
+    'chunk-overlap': { type: 'string', default: '60' },
+  },
+});
+const K = Number(values.k);
+
+interface Question {
+  id: string;
+  question: string;
+  source: string;
+  answer: string;
+  kind: string;
+}
+
+/** The sets: a corpus folder (read at eval time, never copied into the repo) and its questions. */
+const SETS = [
+  { name: 'sample (Harbor Queue docs, bundled)', docs: join(ROOT, 'corpus', 'sample'), questions: join(ROOT, 'eval', 'questions-sample.json') },
+  { name: 'pino docs (npm dependency, node_modules/pino/docs)', docs: join(ROOT, 'node_modules', 'pino', 'docs'), questions: join(ROOT, 'eval', 'questions-pino.json') },
+];
+
+const norm = (s: string) => s.replace(/\s+/g, ' ').trim().toLowerCase();
+
+async function main() {
+  const logger = createSilentLogger();
+  const modelsDir = resolve(values['models-dir']!);
+  const modelName = await chooseModelName(modelsDir, values.model);
+  const model = await loadEmbeddingModel({ dir: join(modelsDir, modelName) });
+  const shared = new SharedModel(model).retain();
+  const work = await mkdtemp(join(tmpdir(), 'rag-eval-'));
+  const results: Array<Record<string, unknown>> = [];
+  try {
+    for (const set of SETS) {
+      const questions = JSON.parse(await readFile(set.questions, 'utf8')) as Question[];
+      const { documents } = await loadDocuments(set.docs);
+      const chunks = await splitDocuments(documents, { chunkSize: Number(values['chunk-size']), chunkOverlap: Number(values['chunk-overlap']) });
+      const outDir = join(work, `store-${results.length}`);
+      await publishStoreVersion({ outDir, chunks, model, logger, documentCount: documents.length });
+      const store = await openStoreVersion(await resolveStoreCandidate(outDir), { runtimeDir: join(work, 'runtime'), logger });
+      const gen = new Generation(`eval-${results.length}`, shared, store, { maxBatch: 32, maxWaitMs: 2 });
+      try {
+        const row: Record<string, unknown> = { set: set.name, questions: questions.length, chunks: chunks.length, model: model.id };
+        for (const mode of RETRIEVAL_MODES) {
+          let hits = 0;
+          let rr = 0;
+          const byKind: Record<string, { n: number; hits: number }> = {};
+          for (const q of questions) {
+            const got = await retrieve(gen, q.question, { k: 10, mode: mode as RetrievalMode });
+            const rank = got.findIndex((h) => norm(h.text).includes(norm(q.answer)));
+            const hit = rank >= 0 && rank < K;
+            if (hit) hits++;
+            if (rank >= 0) rr += 1 / (rank + 1);
+            byKind[q.kind] ??= { n: 0, hits: 0 };
+            byKind[q.kind]!.n++;
+            if (hit) byKind[q.kind]!.hits++;
+          }
+          row[mode] = {
+            [`recall@${K}`]: Math.round((hits / questions.length) * 1000) / 1000,
+            'mrr@10': Math.round((rr / questions.length) * 1000) / 1000,
+            byKind: Object.fromEntries(Object.entries(byKind).map(([k, v]) => [k, Math.round((v.hits / v.n) * 1000) / 1000])),
+          };
+        }
+        results.push(row);
+      } finally {
+        await gen.dispose();
+      }
+    }
+  } finally {
+    await shared.release();
+    await rm(work, { recursive: true, force: true });
+  }
+
+  const lines = [
+    `Model: ${model.id} (${model.dimension}-d). Relevant = chunk text contains the labelled answer phrase.`,
+    '',
+    `| Set | Questions | Chunks | Mode | recall@${K} | MRR@10 | recall@${K} by kind |`,
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const r of results) {
+    for (const mode of RETRIEVAL_MODES) {
+      const m = r[mode] as { byKind: Record<string, number> } & Record<string, number>;
+      lines.push(`| ${r.set} | ${r.questions} | ${r.chunks} | ${mode} | ${m[`recall@${K}`]} | ${m['mrr@10']} | ${Object.entries(m.byKind).map(([k, v]) => `${k} ${v}`).join(', ')} |`);
+    }
+  }
+  const table = lines.join('\n');
+  console.log(table);
+  await mkdir(values.out!, { recursive: true });
+  const stamp = new Date().toISOString().slice(0, 10);
+  await writeFile(join(values.out!, `eval-${stamp}.json`), JSON.stringify({ date: new Date().toISOString(), k: K, results }, null, 2));
+  await writeFile(join(values.out!, `eval-${stamp}.md`), `# Retrieval evaluation (${stamp})\n\nProduced by \`npm run eval\`.\n\n${table}\n`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
