@@ -81,11 +81,17 @@ Produced by \`${command}\` on ${r.machine.cpus} cores, Node ${r.machine.node}. S
 | --- | --- | --- | --- |
 ${goals.map(([g, target, m, ok]) => `| ${g} | ${target} | ${m} | ${ok ? 'yes' : '**no**'} |`).join('\n')}
 
-## Steady state (this service, HTTP on loopback, autocannon)
+## Steady state (this service, HTTP on loopback, autocannon, mode dense)
 
 | Route | c | req/s | p50 ms | p99 ms | errors | non-2xx |
 | --- | --- | --- | --- | --- | --- | --- |
 ${r.steady.map((s: any) => `| ${s.route} | ${s.connections} | ${s.rps} | ${s.p50} | ${s.p99} | ${s.errors} | ${s.non2xx} |`).join('\n')}
+
+Hybrid retrieval (dense + BM25, RRF) on the same route, added latency vs dense:
+
+| c | dense p50 / p99 ms | hybrid p50 / p99 ms | hybrid req/s |
+| --- | --- | --- | --- |
+${(r.hybrid ?? []).map((h: any) => { const d = r.steady.find((s: any) => s.route === '/v1/retrieve' && s.connections === h.connections); return `| ${h.connections} | ${d.p50} / ${d.p99} | ${h.p50} / ${h.p99} | ${h.rps} |`; }).join('\n')}
 
 In-process limit (micro-batched embedding + one Chroma query, no HTTP):
 

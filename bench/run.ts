@@ -26,7 +26,9 @@ const P = QUICK
   ? { chunks: 3000, dur: 3, swaps: 10, bad: 2, costSizes: [1000, 3000], naiveSwaps: 3 }
   : { chunks: 10_000, dur: 10, swaps: 100, bad: 5, costSizes: [1000, 10_000, 100_000], naiveSwaps: 10 };
 const logger = createSilentLogger();
-const QUESTION = { question: 'how do retries back off when a worker fails a job', k: 4 };
+// Dense mode: the same work as the in-process limit and the naive peer; hybrid is measured on its own.
+const QUESTION = { question: 'how do retries back off when a worker fails a job', k: 4, mode: 'dense' };
+const HYBRID = { ...QUESTION, mode: 'hybrid' };
 const log = (...a: unknown[]) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
 
 /** Deterministic pseudo-random generator (mulberry32), so every run builds the same stores. */
@@ -178,6 +180,13 @@ async function main() {
     }
   }
   results.steady = steady;
+  const hybrid: LoadResult[] = [];
+  for (const c of [1, 16]) {
+    const r = await runLoad({ url: svc.url, route: '/v1/retrieve', body: HYBRID, connections: c, durationS: P.dur });
+    log(`steady hybrid /v1/retrieve c=${c}: ${r.rps} req/s p50 ${r.p50} p99 ${r.p99} errors ${r.errors}`);
+    hybrid.push(r);
+  }
+  results.hybrid = hybrid;
   const steadyRss = treeRssMiB(svc.child.pid!);
   results.steadyRssMiB = steadyRss;
 

@@ -14,7 +14,8 @@ import { loadDocuments } from '../src/ingest/load-documents.js';
 import { publishStoreVersion } from '../src/ingest/publish.js';
 import { splitDocuments } from '../src/ingest/split-documents.js';
 import { createSilentLogger } from '../src/observability/logger.js';
-import { retrieve, RETRIEVAL_MODES, type RetrievalMode } from '../src/rag/hybrid.js';
+import { loadConfig } from '../src/config.js';
+import { fusionSettings, retrieve, RETRIEVAL_MODES, type RetrievalMode } from '../src/rag/hybrid.js';
 import { Generation, SharedModel } from '../src/reload/generation.js';
 import { resolveStoreCandidate } from '../src/store/layout.js';
 import { openStoreVersion } from '../src/store/store-version.js';
@@ -50,6 +51,7 @@ const norm = (s: string) => s.replace(/\s+/g, ' ').trim().toLowerCase();
 
 async function main() {
   const logger = createSilentLogger();
+  const fusion = fusionSettings(loadConfig());
   const modelsDir = resolve(values['models-dir']!);
   const modelName = await chooseModelName(modelsDir, values.model);
   const model = await loadEmbeddingModel({ dir: join(modelsDir, modelName) });
@@ -72,7 +74,7 @@ async function main() {
           let rr = 0;
           const byKind: Record<string, { n: number; hits: number }> = {};
           for (const q of questions) {
-            const got = await retrieve(gen, q.question, { k: 10, mode: mode as RetrievalMode });
+            const got = await retrieve(gen, q.question, { k: 10, mode: mode as RetrievalMode, ...fusion });
             const rank = got.findIndex((h) => norm(h.text).includes(norm(q.answer)));
             const hit = rank >= 0 && rank < K;
             if (hit) hits++;
@@ -98,7 +100,7 @@ async function main() {
   }
 
   const lines = [
-    `Model: ${model.id} (${model.dimension}-d). Relevant = chunk text contains the labelled answer phrase.`,
+    `Model: ${model.id} (${model.dimension}-d). Fusion: dense weight ${fusion.weights.dense}, keyword weight ${fusion.weights.keyword}, RRF k ${fusion.rrfK}, ${fusion.candidates} candidates. Relevant = chunk text contains the labelled answer phrase.`,
     '',
     `| Set | Questions | Chunks | Mode | recall@${K} | MRR@10 | recall@${K} by kind |`,
     '| --- | --- | --- | --- | --- | --- | --- |',

@@ -54,7 +54,10 @@ export async function startNode(script: string, args: string[], env: Record<stri
   const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${script} not ready in ${timeoutMs} ms:\n${output.slice(-20).join('\n')}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a half-started service behind
+      reject(new Error(`${script} not ready in ${timeoutMs} ms:\n${output.slice(-20).join('\n')}`));
+    }, timeoutMs);
     const onData = (b: Buffer) => {
       for (const line of b.toString().split('\n')) {
         if (!line) continue;

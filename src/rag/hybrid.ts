@@ -1,3 +1,4 @@
+import type { Config } from '../config.js';
 import type { Generation } from '../reload/generation.js';
 import type { MetadataFilter, StoreHit } from '../store/chroma-store.js';
 
@@ -18,6 +19,13 @@ export interface HybridOptions {
 }
 
 type Meta = StoreHit['metadata'];
+
+export type FusionSettings = Required<Pick<HybridOptions, 'candidates' | 'weights' | 'rrfK'>>;
+
+/** Fusion settings from the configuration (defaults tuned with `npm run eval`). */
+export function fusionSettings(config: Pick<Config, 'hybridDenseWeight' | 'hybridKeywordWeight' | 'hybridRrfK' | 'hybridCandidates'>): FusionSettings {
+  return { candidates: config.hybridCandidates, rrfK: config.hybridRrfK, weights: { dense: config.hybridDenseWeight, keyword: config.hybridKeywordWeight } };
+}
 
 /** Evaluate a (validated) Chroma-style `where` filter against one record's metadata. */
 export function matchesFilter(meta: Meta, filter: MetadataFilter | undefined): boolean {
@@ -42,24 +50,37 @@ export function matchesFilter(meta: Meta, filter: MetadataFilter | undefined): b
   });
 }
 
-async function keywordSide(generation: Generation, query: string, n: number, options: HybridOptions): Promise<StoreHit[]> {
-  const hits = generation.store.keyword.search(query, options.filter || options.contains ? n * 4 : n);
-  if (hits.length === 0) return [];
-  const records = await generation.store.store.getByIds(hits.map((h) => h.id));
-  const byId = new Map(records.map((r) => [r.id, r]));
-  const out: StoreHit[] = [];
-  for (const h of hits) {
-    const r = byId.get(h.id);
-    if (!r || !matchesFilter(r.metadata, options.filter) || (options.contains && !r.text.includes(options.contains))) continue;
-    out.push({ id: h.id, text: r.text, metadata: r.metadata, score: h.score, distance: NaN });
-    if (out.length >= n) break;
-  }
-  return out;
+interface Candidate {
+  id: string;
+  score: number;
 }
 
-async function denseSide(generation: Generation, query: string, n: number, options: HybridOptions): Promise<StoreHit[]> {
+/** BM25 candidates; with a metadata or exact-term filter, their records are checked (fetched). */
+async function keywordCandidates(generation: Generation, query: string, n: number, options: HybridOptions): Promise<Candidate[]> {
+  if (!options.filter && !options.contains) return generation.store.keyword.search(query, n);
+  const hits = generation.store.keyword.search(query, n * 4);
+  if (hits.length === 0) return [];
+  const records = new Map((await generation.store.store.getByIds(hits.map((h) => h.id))).map((r) => [r.id, r]));
+  return hits
+    .filter((h) => {
+      const r = records.get(h.id);
+      return r && matchesFilter(r.metadata, options.filter) && (!options.contains || r.text.includes(options.contains));
+    })
+    .slice(0, n);
+}
+
+async function denseCandidates(generation: Generation, query: string, n: number, options: HybridOptions): Promise<Candidate[]> {
   const vector = await generation.embeddings.embedQuery(query);
-  return generation.store.store.query(vector, n, options.filter, options.contains ? { $contains: options.contains } : undefined);
+  return generation.store.store.nearestIds(vector, n, options.filter, options.contains ? { $contains: options.contains } : undefined);
+}
+
+/** Texts and metadata for the final ids only (one Chroma call), in rank order. */
+async function materialise(generation: Generation, ranked: Array<Candidate & { denseScore?: number; keywordScore?: number }>): Promise<Array<StoreHit & { denseScore?: number; keywordScore?: number }>> {
+  const records = new Map((await generation.store.store.getByIds(ranked.map((c) => c.id))).map((r) => [r.id, r]));
+  return ranked.flatMap((c) => {
+    const r = records.get(c.id);
+    return r ? [{ ...c, text: r.text, metadata: r.metadata, distance: NaN }] : [];
+  });
 }
 
 /**
@@ -69,30 +90,24 @@ async function denseSide(generation: Generation, query: string, n: number, optio
  */
 export async function retrieve(generation: Generation, query: string, options: HybridOptions): Promise<Array<StoreHit & { denseScore?: number; keywordScore?: number }>> {
   const { k, mode } = options;
-  if (mode === 'dense') return denseSide(generation, query, k, options);
-  if (mode === 'keyword') return keywordSide(generation, query, k, options);
+  if (mode === 'dense') {
+    const vector = await generation.embeddings.embedQuery(query);
+    return generation.store.store.query(vector, k, options.filter, options.contains ? { $contains: options.contains } : undefined);
+  }
+  if (mode === 'keyword') return materialise(generation, (await keywordCandidates(generation, query, k, options)).map((c) => ({ ...c, keywordScore: c.score })));
   const n = Math.max(options.candidates ?? 20, k * 4);
-  const [dense, keyword] = await Promise.all([denseSide(generation, query, n, options), keywordSide(generation, query, n, options)]);
-  const rrfK = options.rrfK ?? 60;
-  const w = options.weights ?? { dense: 1, keyword: 1 };
-  const fused = new Map<string, { hit: StoreHit; score: number; denseScore?: number; keywordScore?: number }>();
-  dense.forEach((h, i) => fused.set(h.id, { hit: h, score: w.dense / (rrfK + i + 1), denseScore: h.score }));
-  keyword.forEach((h, i) => {
-    const cur = fused.get(h.id);
+  const [dense, keyword] = await Promise.all([denseCandidates(generation, query, n, options), keywordCandidates(generation, query, n, options)]);
+  const rrfK = options.rrfK ?? 10;
+  const w = options.weights ?? { dense: 0.3, keyword: 1 };
+  const fused = new Map<string, Candidate & { denseScore?: number; keywordScore?: number }>();
+  dense.forEach((c, i) => fused.set(c.id, { id: c.id, score: w.dense / (rrfK + i + 1), denseScore: c.score }));
+  keyword.forEach((c, i) => {
     const add = w.keyword / (rrfK + i + 1);
+    const cur = fused.get(c.id);
     if (cur) {
       cur.score += add;
-      cur.keywordScore = h.score;
-    } else fused.set(h.id, { hit: h, score: add, keywordScore: h.score });
+      cur.keywordScore = c.score;
+    } else fused.set(c.id, { id: c.id, score: add, keywordScore: c.score });
   });
-  return [...fused.values()]
-    .sort((a, b) => b.score - a.score)
-    .slice(0, k)
-    .map((f) => ({
-      ...f.hit,
-      score: f.score,
-      distance: f.hit.distance,
-      ...(f.denseScore !== undefined ? { denseScore: f.denseScore } : {}),
-      ...(f.keywordScore !== undefined ? { keywordScore: f.keywordScore } : {}),
-    }));
+  return materialise(generation, [...fused.values()].sort((a, b) => b.score - a.score).slice(0, k));
 }

@@ -2,7 +2,7 @@ import type { Config } from '../config.js';
 import type { Generation } from '../reload/generation.js';
 import type { MetadataFilter } from '../store/chroma-store.js';
 import { extractiveAnswer } from './extractive-answerer.js';
-import type { RetrievalMode } from './hybrid.js';
+import { fusionSettings, type FusionSettings, type RetrievalMode } from './hybrid.js';
 import { LlmAnswerer } from './llm-answerer.js';
 import { GenerationRetriever, documentsToSources, type Source } from './retriever.js';
 
@@ -23,9 +23,11 @@ export interface RagAnswer {
 /** Retrieval + answer over one generation. Holds no globals: the generation is passed in. */
 export class RagService {
   private readonly llm: LlmAnswerer | null;
+  private readonly fusion: FusionSettings;
 
   constructor(config: Config) {
     this.llm = config.llmBaseUrl ? new LlmAnswerer(config) : null;
+    this.fusion = fusionSettings(config);
   }
 
   get answererName(): 'extractive' | 'llm' {
@@ -33,7 +35,7 @@ export class RagService {
   }
 
   async retrieve(generation: Generation, input: Omit<AskInput, 'question'> & { question: string }): Promise<Source[]> {
-    const retriever = new GenerationRetriever(generation, { k: input.k, filter: input.filter, mode: input.mode ?? 'hybrid', contains: input.contains });
+    const retriever = new GenerationRetriever(generation, { k: input.k, filter: input.filter, mode: input.mode ?? 'hybrid', contains: input.contains, fusion: this.fusion });
     return documentsToSources(await retriever.invoke(input.question));
   }
 

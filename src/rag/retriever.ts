@@ -2,7 +2,7 @@ import { BaseRetriever } from '@langchain/core/retrievers';
 import { Document } from '@langchain/core/documents';
 import type { Generation } from '../reload/generation.js';
 import type { MetadataFilter, StoreHit } from '../store/chroma-store.js';
-import { retrieve, type RetrievalMode } from './hybrid.js';
+import { retrieve, type FusionSettings, type RetrievalMode } from './hybrid.js';
 
 export interface Source {
   id: string;
@@ -19,6 +19,7 @@ export interface RetrieveOptions {
   filter?: MetadataFilter | undefined;
   mode?: RetrievalMode;
   contains?: string | undefined;
+  fusion?: FusionSettings;
 }
 
 /**
@@ -53,7 +54,7 @@ const SCORES = '__rag_scores';
 
 /** Dense, keyword or hybrid retrieval over the generation's store version. */
 export function retrieveHits(generation: Generation, query: string, options: RetrieveOptions): Promise<Array<StoreHit & { denseScore?: number; keywordScore?: number }>> {
-  return retrieve(generation, query, { k: options.k, mode: options.mode ?? 'hybrid', filter: options.filter, contains: options.contains });
+  return retrieve(generation, query, { k: options.k, mode: options.mode ?? 'hybrid', filter: options.filter, contains: options.contains, ...options.fusion });
 }
 
 const round = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? undefined : Math.round(x * 1e6) / 1e6);

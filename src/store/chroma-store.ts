@@ -155,6 +155,24 @@ export class ChromaStore {
     });
   }
 
+  /** Nearest ids and similarities only (no texts): candidates for fusion, cheaper than query(). */
+  async nearestIds(embedding: number[], k: number, filter?: MetadataFilter, whereDocument?: Record<string, unknown>): Promise<Array<{ id: string; score: number }>> {
+    let res;
+    try {
+      res = await this.collection.query({
+        queryEmbeddings: [embedding],
+        nResults: k,
+        ...(filter && Object.keys(filter).length ? { where: filter as Where } : {}),
+        ...(whereDocument ? { whereDocument: whereDocument as never } : {}),
+        include: ['distances'] as never,
+      });
+    } catch (err) {
+      throw translateChromaError(err, `querying "${this.name}"`);
+    }
+    const dists = res.distances?.[0] ?? [];
+    return (res.ids[0] ?? []).map((id, i) => ({ id, score: distanceToScore(this.space, Number(dists[i] ?? NaN)) }));
+  }
+
   /** Fetch records by id (texts and metadata), in the order asked. */
   async getByIds(ids: string[]): Promise<Array<Omit<StoreHit, 'score' | 'distance'>>> {
     if (ids.length === 0) return [];
