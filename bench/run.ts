@@ -17,6 +17,7 @@ import { ChromaStore } from '../src/store/chroma-store.js';
 import { listFiles } from '../src/store/manifest.js';
 import { percentile, runLoad, type LoadResult } from './lib/load.js';
 import { freePort, startNode, treeRssMiB } from './lib/proc.js';
+import { readServerSentEvents } from './lib/sse.js';
 import { writeReport } from './report.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -116,24 +117,9 @@ async function inProcessLimit(storeVersionDir: string, model: EmbeddingModel, co
 function watchEvents(url: string) {
   const events: Array<{ type: string; at: string; receivedAt: number; attempt?: { outcome: string; storeVersion: string | null; error: { code: string } | null; durationMs: number } }> = [];
   const ac = new AbortController();
-  void fetch(`${url}/admin/events`, { signal: ac.signal }).then(async (res) => {
-    const reader = res.body!.getReader();
-    const dec = new TextDecoder();
-    let buf = '';
-    for (;;) {
-      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true as const }));
-      if (done) return;
-      buf += dec.decode(value, { stream: true });
-      let i;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        const type = /^event: (.+)$/m.exec(block)?.[1];
-        const data = /^data: (.+)$/m.exec(block)?.[1];
-        if (type && data && type !== 'status') events.push({ ...JSON.parse(data), type, receivedAt: Date.now() });
-      }
-    }
-  }, () => undefined);
+  readServerSentEvents(`${url}/admin/events`, (type, data) => {
+    if (type !== 'status') events.push({ ...(data as object), type, receivedAt: Date.now() } as (typeof events)[number]);
+  }, ac.signal);
   return { events, close: () => ac.abort() };
 }
 

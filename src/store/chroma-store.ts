@@ -35,6 +35,14 @@ export function translateChromaError(err: unknown, what: string, fallback: Error
   return new RagError(fallback, `${what}: ${message}`, { cause: err });
 }
 
+/** The where / whereDocument part of a Chroma query (left out when empty). */
+function filterArgs(filter?: MetadataFilter, whereDocument?: Record<string, unknown>): { where?: Where; whereDocument?: never } {
+  return {
+    ...(filter && Object.keys(filter).length ? { where: filter as Where } : {}),
+    ...(whereDocument ? { whereDocument: whereDocument as never } : {}),
+  };
+}
+
 function parseUrl(url: string): { host: string; port: number; ssl: boolean } {
   const u = new URL(url);
   const ssl = u.protocol === 'https:';
@@ -132,8 +140,7 @@ export class ChromaStore {
       res = await this.collection.query({
         queryEmbeddings: [embedding],
         nResults: k,
-        ...(filter && Object.keys(filter).length ? { where: filter as Where } : {}),
-        ...(whereDocument ? { whereDocument: whereDocument as never } : {}),
+        ...filterArgs(filter, whereDocument),
         include: ['documents', 'metadatas', 'distances'] as never,
       });
     } catch (err) {
@@ -162,8 +169,7 @@ export class ChromaStore {
       res = await this.collection.query({
         queryEmbeddings: [embedding],
         nResults: k,
-        ...(filter && Object.keys(filter).length ? { where: filter as Where } : {}),
-        ...(whereDocument ? { whereDocument: whereDocument as never } : {}),
+        ...filterArgs(filter, whereDocument),
         include: ['distances'] as never,
       });
     } catch (err) {

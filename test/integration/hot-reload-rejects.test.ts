@@ -7,6 +7,7 @@ import { publishStoreVersion } from '../../src/ingest/publish.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore } from '../../src/store/chroma-store.js';
 import { listFiles } from '../../src/store/manifest.js';
+import { readServerSentEvents } from '../../bench/lib/sse.js';
 import { FIXTURES, getJson, logger, postJson, publishDocs, startTestService, tempDir, testModel, waitFor, type TestService } from '../helpers/harness.js';
 
 let svc: TestService;
@@ -68,24 +69,7 @@ beforeAll(async () => {
   goodVersion = (await status()).active.store.version;
   sse = new AbortController();
   // The reload event stream, read for the whole suite.
-  void fetch(`${svc.url}/admin/events`, { signal: sse.signal }).then(async (res) => {
-    const reader = res.body!.getReader();
-    const dec = new TextDecoder();
-    let buf = '';
-    for (;;) {
-      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
-      if (done) return;
-      buf += dec.decode(value, { stream: true });
-      let i;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        const type = /^event: (.+)$/m.exec(block)?.[1];
-        const data = /^data: (.+)$/m.exec(block)?.[1];
-        if (type && data) events.push({ type, ...JSON.parse(data) });
-      }
-    }
-  }, () => undefined);
+  readServerSentEvents(`${svc.url}/admin/events`, (type, data) => events.push({ type, ...(data as object) }), sse.signal);
 });
 afterAll(async () => {
   sse?.abort();
