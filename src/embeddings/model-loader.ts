@@ -60,7 +60,8 @@ async function readJsonFile(dir: string, rel: string): Promise<Record<string, un
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  // Big reads: fewer event-loop turns while the service is busy serving (a swap hashes 25 MB per 10k chunks).
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
@@ -73,11 +74,35 @@ export interface ModelFolderFacts {
   config: Record<string, unknown>;
 }
 
+/** Size+mtime of the files a load reads: when unchanged, a folder's facts are not read again. */
+async function folderStamp(dir: string): Promise<string> {
+  const parts: string[] = [];
+  for (const rel of ['config.json', 'tokenizer.json', 'tokenizer_config.json', ...Object.values(DTYPE_FILES)]) {
+    const s = await stat(join(dir, rel)).catch(() => null);
+    parts.push(s ? `${rel}:${s.size}:${s.mtimeMs}:${s.ino}` : `${rel}:-`);
+  }
+  return parts.join('|');
+}
+
+const factsCache = new Map<string, { stamp: string; facts: ModelFolderFacts }>();
+
 /**
  * Check a model folder the way transformers.js will read it, before loading, so a broken
  * folder fails with the file it lacks instead of a stack trace from deep inside the loader.
+ * Every store reload checks the model too: an unchanged folder (same sizes, mtimes, inodes) is
+ * not parsed and hashed again.
  */
 export async function inspectModelFolder(dir: string, wanted: ModelDtype | 'auto' = 'auto'): Promise<ModelFolderFacts> {
+  const stamp = await folderStamp(dir).catch(() => null);
+  const key = `${dir}\0${wanted}`;
+  const hit = factsCache.get(key);
+  if (stamp && hit && hit.stamp === stamp) return hit.facts;
+  const facts = await inspectModelFolderUncached(dir, wanted);
+  if (stamp) factsCache.set(key, { stamp, facts });
+  return facts;
+}
+
+async function inspectModelFolderUncached(dir: string, wanted: ModelDtype | 'auto'): Promise<ModelFolderFacts> {
   try {
     const s = await stat(dir);
     if (!s.isDirectory()) throw new Error('not a directory');

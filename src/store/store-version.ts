@@ -127,6 +127,9 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
     await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
     mark('verify');
 
+    // The shipped keyword index loads while Chroma starts (both only read the verified snapshot).
+    const shippedKeyword = KeywordIndex.load(snapshotDir);
+    shippedKeyword.catch(() => undefined);
     server = new ChromaServer({ dataDir: snapshotDir, logger: options.logger, startTimeoutMs: options.chromaStartTimeoutMs ?? 30_000 });
     try {
       await server.start();
@@ -142,7 +145,7 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
       throw classifyReadFailure(err, srv, candidate.version);
     }
     mark('open');
-    const keyword = (await KeywordIndex.load(snapshotDir)) ?? (await buildKeywordIndex(opened.store));
+    const keyword = (await shippedKeyword) ?? (await buildKeywordIndex(opened.store));
     mark('keyword');
     return {
       version: candidate.version,
