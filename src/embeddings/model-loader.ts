@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { sha256File } from '../file-hash.js';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -56,13 +55,6 @@ async function readJsonFile(dir: string, rel: string): Promise<Record<string, un
       details: { file: rel },
     });
   }
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  // Big reads: fewer event-loop turns while the service is busy serving (a swap hashes 25 MB per 10k chunks).
-  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 export interface ModelFolderFacts {

@@ -134,47 +134,34 @@ export class ChromaStore {
     }
   }
 
-  async query(embedding: number[], k: number, filter?: MetadataFilter, whereDocument?: Record<string, unknown>): Promise<StoreHit[]> {
-    let res;
+  /** One nearest-neighbour query; `withRecords` adds texts and metadata to the distances. */
+  private async runQuery(embedding: number[], k: number, withRecords: boolean, filter?: MetadataFilter, whereDocument?: Record<string, unknown>) {
     try {
-      res = await this.collection.query({
+      return await this.collection.query({
         queryEmbeddings: [embedding],
         nResults: k,
         ...filterArgs(filter, whereDocument),
-        include: ['documents', 'metadatas', 'distances'] as never,
+        include: (withRecords ? ['documents', 'metadatas', 'distances'] : ['distances']) as never,
       });
     } catch (err) {
       throw translateChromaError(err, `querying "${this.name}"`);
     }
-    const ids = res.ids[0] ?? [];
+  }
+
+  async query(embedding: number[], k: number, filter?: MetadataFilter, whereDocument?: Record<string, unknown>): Promise<StoreHit[]> {
+    const res = await this.runQuery(embedding, k, true, filter, whereDocument);
     const docs = res.documents?.[0] ?? [];
     const metas = res.metadatas?.[0] ?? [];
     const dists = res.distances?.[0] ?? [];
-    return ids.map((id, i) => {
+    return (res.ids[0] ?? []).map((id, i) => {
       const distance = Number(dists[i] ?? NaN);
-      return {
-        id,
-        text: docs[i] ?? '',
-        distance,
-        score: distanceToScore(this.space, distance),
-        metadata: (metas[i] ?? {}) as StoreHit['metadata'],
-      };
+      return { id, text: docs[i] ?? '', distance, score: distanceToScore(this.space, distance), metadata: (metas[i] ?? {}) as StoreHit['metadata'] };
     });
   }
 
   /** Nearest ids and similarities only (no texts): candidates for fusion, cheaper than query(). */
   async nearestIds(embedding: number[], k: number, filter?: MetadataFilter, whereDocument?: Record<string, unknown>): Promise<Array<{ id: string; score: number }>> {
-    let res;
-    try {
-      res = await this.collection.query({
-        queryEmbeddings: [embedding],
-        nResults: k,
-        ...filterArgs(filter, whereDocument),
-        include: ['distances'] as never,
-      });
-    } catch (err) {
-      throw translateChromaError(err, `querying "${this.name}"`);
-    }
+    const res = await this.runQuery(embedding, k, false, filter, whereDocument);
     const dists = res.distances?.[0] ?? [];
     return (res.ids[0] ?? []).map((id, i) => ({ id, score: distanceToScore(this.space, Number(dists[i] ?? NaN)) }));
   }

@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { sha256File } from '../file-hash.js';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { z } from 'zod';
@@ -24,13 +23,6 @@ export const manifestSchema = z.object({
 });
 export type StoreManifest = z.infer<typeof manifestSchema>;
 
-export async function sha256Of(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  // Big reads: fewer event-loop turns while the service is busy serving (a swap hashes 25 MB per 10k chunks).
-  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 /** Every regular file below dir (relative, '/'-separated), sorted. */
 export async function listFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
@@ -45,7 +37,7 @@ export async function describeFiles(dir: string, exclude: string[] = [MANIFEST_F
   for (const rel of await listFiles(dir)) {
     if (exclude.includes(rel)) continue;
     const path = join(dir, rel);
-    files[rel] = { sha256: await sha256Of(path), size: (await stat(path)).size };
+    files[rel] = { sha256: await sha256File(path), size: (await stat(path)).size };
   }
   return files;
 }
@@ -95,7 +87,7 @@ export async function verifyManifestFiles(dir: string, manifest: StoreManifest):
         details: { file: rel },
       });
     }
-    const got = await sha256Of(path);
+    const got = await sha256File(path);
     if (got !== want.sha256) {
       throw new RagError('RAG_STORE_CHECKSUM_MISMATCH', `store file ${rel} does not match its sha256 in ${MANIFEST_FILE}`, {
         details: { file: rel, expected: want.sha256, actual: got },
