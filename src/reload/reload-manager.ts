@@ -303,17 +303,28 @@ export class ReloadManager extends EventEmitter {
   async rollback(): Promise<ReloadAttempt> {
     const prev = this.previousSpec;
     if (!prev) throw new RagError('RAG_RELOAD_NO_PREVIOUS', 'there is no previous generation to roll back to');
-    if (this.loop) await this.loop;
-    const from = this.active?.store.version ?? null;
-    const before = this.attemptCounter;
-    const candidate = prev.candidate ? await this.refreshCandidate(prev.candidate) : null;
-    await this.attempt('rollback', true, { candidate, modelDir: prev.modelDir });
-    const attempt = this.history.find((a) => a.id > before)!;
-    if (attempt.outcome === 'rolled_back') {
-      this.pinnedAway = from;
-      this.previousSpec = null;
-    }
-    return attempt;
+    // Take the reload loop's place, so a rollback never builds beside another build.
+    while (this.loop) await this.loop;
+    let result: ReloadAttempt | undefined;
+    const run = (async () => {
+      await this.retiring;
+      const from = this.active?.store.version ?? null;
+      const before = this.attemptCounter;
+      const candidate = prev.candidate ? await this.refreshCandidate(prev.candidate) : null;
+      await this.attempt('rollback', true, { candidate, modelDir: prev.modelDir });
+      result = this.history.find((a) => a.id > before)!;
+      if (result.outcome === 'rolled_back') {
+        this.pinnedAway = from;
+        this.previousSpec = null;
+      }
+    })();
+    this.loop = run.catch(() => undefined).finally(() => {
+      this.loop = null;
+      // Changes that arrived during the rollback are handled now.
+      if (this.pending && !this.closed) void this.reload(this.pending.trigger, { force: this.pending.force });
+    });
+    await run;
+    return result!;
   }
 
   private async refreshCandidate(c: StoreCandidate): Promise<StoreCandidate> {
