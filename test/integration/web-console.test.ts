@@ -8,6 +8,11 @@ import { promisify } from 'node:util';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, ROOT, publishDocs, startTestService, waitFor, type TestService } from '../helpers/harness.js';
+import { tmpdir } from 'node:os';
+
+/** Screenshots go to docs/ only when asked (UPDATE_SCREENSHOTS=1), so a test run leaves the tree clean. */
+const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? join(ROOT, 'docs') : tmpdir();
+
 
 const run = promisify(execFile);
 const CHROMIUM = '/usr/bin/chromium';
@@ -107,7 +112,7 @@ describe('web console', () => {
     // Cards show the score with three decimals.
     const score = (await page.locator('#sources li.source .score').first().textContent()) ?? '';
     expect(score).toMatch(/\d\.\d{3}$/);
-    await page.screenshot({ path: join(ROOT, 'docs', 'console.png') });
+    await page.screenshot({ path: join(SHOTS, 'console.png') });
     // Citations [n] are links to the cards; following one focuses the card.
     const cite = page.locator('#answer .cite a').first();
     expect(await cite.count()).toBe(1);
@@ -123,7 +128,7 @@ describe('web console', () => {
     const [ask, side] = await Promise.all([phone.locator('.ask').boundingBox(), phone.locator('.side').boundingBox()]);
     expect(side!.y).toBeGreaterThan(ask!.y + ask!.height - 1);
     expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
-    await phone.screenshot({ path: join(ROOT, 'docs', 'console-mobile.png') });
+    await phone.screenshot({ path: join(SHOTS, 'console-mobile.png') });
     await phone.context().close();
   });
 
