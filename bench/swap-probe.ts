@@ -1,0 +1,65 @@
+/**
+ * `npm run swap-probe [-- --chunks 10000 --swaps 5 --load 0]`: write-finished -> serving for a few
+ * store swaps, with the build phases of each (the numbers behind "0.75 s idle"). --load N keeps N
+ * connections on /v1/retrieve while swapping.
+ */
+import { cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { loadConfig } from '../src/config.js';
+import { loadEmbeddingModel } from '../src/embeddings/model-loader.js';
+import { publishStoreVersion } from '../src/ingest/publish.js';
+import { createSilentLogger } from '../src/observability/logger.js';
+import { createService } from '../src/service.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const { values } = parseArgs({ options: { chunks: { type: 'string', default: '10000' }, swaps: { type: 'string', default: '5' }, load: { type: 'string', default: '0' } } });
+const N = Number(values.chunks);
+
+async function main() {
+  const logger = createSilentLogger();
+  const work = await mkdtemp(join(tmpdir(), 'rag-swapprobe-'));
+  try {
+    const model = await loadEmbeddingModel({ dir: join(ROOT, 'models', 'glove-sif-100d') });
+    const words = 'lighthouse lens ship harbor bread yeast volcano lava orbit satellite tea leaf river mountain city train music piano garden rose'.split(' ');
+    const chunks = Array.from({ length: N }, (_, i) => ({
+      id: `c${i}`,
+      text: `${words[i % 20]} ${words[(i * 7) % 20]} ${words[(i * 13) % 20]} record ${i} `.repeat(6),
+      metadata: { source: `s${i % 10}.md`, chunk: i },
+    }));
+    const built = await publishStoreVersion({ outDir: join(work, 'staging'), chunks, model, logger, version: 'a', activate: false });
+    await model.dispose();
+    const store = join(work, 'vs');
+    await mkdir(store);
+    await cp(built.dir, join(store, 'a'), { recursive: true });
+    await writeFile(join(store, 'CURRENT'), 'a\n');
+    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MODELS_DIR: join(ROOT, 'models'), VECTORSTORE_DIR: store, RUNTIME_DIR: join(work, 'rt'), AUDIT_LOG_DIR: 'off', MAX_CONCURRENT: '10000' });
+    const svc = createService(config, { logger });
+    const url = await svc.start();
+    const load = Number(values.load)
+      ? (autocannon({ url: `${url}/v1/retrieve`, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ question: 'lighthouse lens', k: 4, mode: 'dense' }), connections: Number(values.load), duration: 3600 }) as unknown as { stop(): void })
+      : null;
+    for (let i = 1; i <= Number(values.swaps); i++) {
+      const v = `s${i}`;
+      await cp(built.dir, join(store, v), { recursive: true });
+      await writeFile(join(store, 'CURRENT.tmp'), `${v}\n`);
+      await rename(join(store, 'CURRENT.tmp'), join(store, 'CURRENT'));
+      const t = Date.now();
+      while (svc.manager.current?.store.version !== v) await new Promise((r) => setTimeout(r, 5));
+      const a = svc.manager.status().history.find((h) => h.storeVersion === v && h.outcome === 'accepted')!;
+      console.log(`${v}: serving ${Date.now() - t} ms after CURRENT was renamed; build ${a.durationMs} ms ${JSON.stringify(a.phases)}`);
+      await new Promise((r) => setTimeout(r, 800));
+    }
+    load?.stop();
+    await svc.stop();
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
