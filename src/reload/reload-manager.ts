@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import { RagError, toRagError, type ErrorCode } from '../errors.js';
@@ -7,7 +8,8 @@ import { inspectModelFolder, loadEmbeddingModel } from '../embeddings/model-load
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ChromaServerEvents } from '../store/chroma-server.js';
-import { fingerprint, resolveStoreCandidate, type StoreCandidate } from '../store/layout.js';
+import { fingerprint, resolveStoreCandidate, SQLITE_FILE, type StoreCandidate } from '../store/layout.js';
+import { readManifest } from '../store/manifest.js';
 import { openRemoteStore, openStoreVersion, type OpenedStore } from '../store/store-version.js';
 import { Generation, SharedModel, type GenerationInfo, type Lease } from './generation.js';
 
@@ -44,6 +46,11 @@ export interface ReloadEvent {
   at: string;
   attempt?: ReloadAttempt;
   generation?: GenerationInfo;
+}
+
+/** The generation already runs the model in this folder with these ONNX weights. */
+function servesModel(gen: Generation, modelDir: string, onnxSha256: string): boolean {
+  return gen.model.dir === modelDir && gen.model.id.endsWith(onnxSha256.slice(0, 12));
 }
 
 /** What a generation is built from: a store (on disk or remote) and a model folder. */
@@ -170,7 +177,7 @@ export class ReloadManager extends EventEmitter {
         );
         return;
       }
-      if (!force && cur && cur.store.version === version && cur.model.dir === spec.modelDir && cur.model.id.endsWith(facts.onnxSha256.slice(0, 12))) {
+      if (!force && cur && cur.store.version === version && servesModel(cur, spec.modelDir, facts.onnxSha256)) {
         this.record(
           { trigger, startedAt, durationMs: Math.round(performance.now() - t0), outcome: 'unchanged', generation: cur.id, storeVersion: version, model: cur.model.id, error: null },
           ReloadEvents.unchanged,
@@ -220,7 +227,7 @@ export class ReloadManager extends EventEmitter {
     const cur = this.active;
     const t0 = performance.now();
     let shared: SharedModel;
-    if (cur && cur.model.dir === spec.modelDir && cur.model.id.endsWith(onnxSha.slice(0, 12))) {
+    if (cur && servesModel(cur, spec.modelDir, onnxSha)) {
       shared = cur.sharedModel; // the same weights: share the loaded session
     } else {
       const before = await fingerprint(spec.modelDir);
@@ -329,9 +336,7 @@ export class ReloadManager extends EventEmitter {
 
   private async refreshCandidate(c: StoreCandidate): Promise<StoreCandidate> {
     // The previous version's folder must still exist; re-read its manifest from disk.
-    const { readManifest } = await import('../store/manifest.js');
-    const { existsSync } = await import('node:fs');
-    if (!existsSync(join(c.dir, 'chroma.sqlite3'))) {
+    if (!existsSync(join(c.dir, SQLITE_FILE))) {
       throw new RagError('RAG_RELOAD_NO_PREVIOUS', `the previous store version ${c.version} is no longer on disk`);
     }
     return { ...c, manifest: c.kind === 'versioned' ? await readManifest(c.dir) : c.manifest };

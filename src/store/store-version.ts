@@ -158,10 +158,7 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
       keyword,
       openMs: Math.round(performance.now() - started),
       phases,
-      dispose: async () => {
-        await srv.stop();
-        await rm(snapshotDir, { recursive: true, force: true });
-      },
+      dispose: cleanup,
     };
   } catch (err) {
     await cleanup();

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -143,4 +144,15 @@ export async function writeEditionDocs(dir: string, n: number): Promise<string> 
   await writeFile(join(docs, `e${n}-lighthouse.md`), `# Lighthouse edition ${n}\n\nIn edition ${n} the lighthouse keeper trimmed the lamp wick and wound the clockwork of the Fresnel lens.\n`);
   await writeFile(join(docs, `e${n}-bread.md`), `# Bread edition ${n}\n\nIn edition ${n} the baker fed the sourdough starter with flour and water every morning.\n`);
   return docs;
+}
+
+/** Chroma servers running on a folder below dir (counted from the process table, like an operator would). */
+export function chromaProcessesUnder(dir: string): number {
+  try {
+    return execFileSync('pgrep', ['-af', 'chroma-launcher.cjs'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes(`--path ${dir}/`)).length;
+  } catch {
+    return 0; // pgrep exits 1 when nothing matches
+  }
 }

@@ -1,18 +1,6 @@
-import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { liveChromaChildren } from '../../src/store/chroma-server.js';
-import { getJson, postJson, publishDocs, startTestService, tempDir, waitFor, writeEditionDocs, type TestService } from '../helpers/harness.js';
-
-/** Chroma processes serving snapshots under this service's runtime folder. */
-function chromaProcessesFor(runtimeDir: string): number {
-  try {
-    return execFileSync('pgrep', ['-af', 'chroma-launcher.cjs'], { encoding: 'utf8' })
-      .split('\n')
-      .filter((l) => l.includes(`--path ${runtimeDir}/`)).length;
-  } catch {
-    return 0;
-  }
-}
+import { chromaProcessesUnder, getJson, postJson, publishDocs, startTestService, tempDir, waitFor, writeEditionDocs, type TestService } from '../helpers/harness.js';
 
 const SWAPS = 20;
 
@@ -81,7 +69,7 @@ describe('hot reload: 20 swaps under load (real watcher, real files, real Chroma
 
     // No Chroma child outlives its generation: once the last one retired, exactly one serves.
     await waitFor(() => liveChromaChildren() === 1, 15_000, 'old generations to be disposed');
-    expect(chromaProcessesFor(svc.dirs.runtime)).toBe(1);
+    expect(chromaProcessesUnder(svc.dirs.runtime)).toBe(1);
   }, 240_000);
 
   it('rolls back to the previous good version and stays there until a newer one is published', async () => {

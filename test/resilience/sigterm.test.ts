@@ -1,17 +1,8 @@
 import { spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeLlm } from '../helpers/fake-llm.js';
-import { copyModelInto, FIXTURES, postJson, publishDocs, ROOT, tempDir, waitFor } from '../helpers/harness.js';
-
-function chromaProcessesUnder(dir: string): number {
-  try {
-    return execFileSync('pgrep', ['-af', 'chroma-launcher.cjs'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(`--path ${dir}/`)).length;
-  } catch {
-    return 0;
-  }
-}
+import { chromaProcessesUnder, copyModelInto, FIXTURES, postJson, publishDocs, ROOT, tempDir, waitFor } from '../helpers/harness.js';
 
 describe('SIGTERM under load (the real process, node dist/src/main.js)', () => {
   let tmp: { dir: string; cleanup: () => Promise<void> };
