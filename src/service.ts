@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Config } from './config.js';
 import { createApp, type Lifecycle } from './http/app.js';
+import { errorBody } from './http/error-handler.js';
 import { AuditLog } from './observability/audit-log.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -69,6 +70,8 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
     },
     url: '',
     async start() {
+      // Refuse at once (a clear start-up error) if another instance writes this audit folder.
+      await audit?.open();
       await cleanStaleSnapshots(config.runtimeDir);
       try {
         const gen = await manager.start();
@@ -94,6 +97,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         await watcher.start();
       }
       server = app.listen(config.port, config.host);
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket));
       server.on('connection', (s: Socket) => {
         sockets.add(s);
         s.once('close', () => sockets.delete(s));
@@ -134,4 +138,27 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
     },
   };
   return service;
+}
+
+/**
+ * Requests Node's HTTP parser refuses before Express sees them (headers too large, malformed
+ * request lines) get the same JSON error body as every other error, then the socket closes.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable || (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const status = tooLarge ? 431 : timeout ? 408 : 400;
+  const body = JSON.stringify(
+    tooLarge
+      ? errorBody(431, 'RAG_HTTP_HEADERS_TOO_LARGE', 'the request headers are larger than the server accepts')
+      : timeout
+        ? errorBody(408, 'RAG_HTTP_BAD_REQUEST', 'the request was not received in time')
+        : errorBody(400, 'RAG_HTTP_BAD_REQUEST', 'the request could not be parsed as HTTP'),
+  );
+  const reason = tooLarge ? 'Request Header Fields Too Large' : timeout ? 'Request Timeout' : 'Bad Request';
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Router } from 'express';
+import type { Router } from 'express';
+import { createRouter } from './router.js';
 import { RagError } from '../errors.js';
 import { leaseFor, type AppDeps } from './context.js';
 import { generationRef } from './routes-rag.js';
@@ -19,10 +20,10 @@ function lastUserText(messages: Array<{ role: string; content?: string | Array<{
 
 /** OpenAI-compatible routes, so the official `openai` client works unchanged against the service. */
 export function openAiRoutes(deps: AppDeps): Router {
-  const r = Router();
+  const r = createRouter();
   const chat = chatSchema(deps.config);
 
-  r.get('/v1/models', (_req, res) => {
+  r.get('/models', (_req, res) => {
     const gen = deps.manager.current;
     const created = Math.floor(Date.parse(gen?.createdAt ?? new Date().toISOString()) / 1000);
     const data = [{ id: RAG_MODEL_ID, object: 'model', created, owned_by: 'rag-service' }];
@@ -30,7 +31,7 @@ export function openAiRoutes(deps: AppDeps): Router {
     res.json({ object: 'list', data });
   });
 
-  r.post('/v1/chat/completions', async (req, res) => {
+  r.post('/chat/completions', async (req, res) => {
     const body = parseBody(chat, req.body);
     const question = lastUserText(body.messages);
     if (question.length > deps.config.maxQuestionChars) {
@@ -91,7 +92,7 @@ export function openAiRoutes(deps: AppDeps): Router {
     res.end();
   });
 
-  r.post('/v1/embeddings', async (req, res) => {
+  r.post('/embeddings', async (req, res) => {
     const body = parseBody(embeddingsSchema, req.body);
     const gen = leaseFor(deps, req, res);
     if (body.model !== gen.model.name && body.model !== gen.model.id && body.model !== RAG_MODEL_ID) {
