@@ -62,9 +62,9 @@ export function redactInline(text: string): string {
 /** Redact secrets found by pattern in text that is not (or no longer) valid JSON. */
 export function redactText(text: string): string {
   return text
+    .replace(BEARER, (_all, scheme: string) => `${scheme} ${REDACTED}`)
     .replace(JSON_PAIR, (all, head: string, name: string) => (isSecretName(name) ? `${head}"${REDACTED}"` : all))
     .replace(KEY_VALUE, (all, pre: string, name: string, sep: string) => (isSecretName(name) ? `${pre}${name}${sep}${REDACTED}` : all))
-    .replace(BEARER, (_all, scheme: string) => `${scheme} ${REDACTED}`)
     .replace(KEY_SHAPES, REDACTED);
 }
 
