@@ -160,5 +160,8 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
         : errorBody(400, 'RAG_HTTP_BAD_REQUEST', 'the request could not be parsed as HTTP'),
   );
   const reason = tooLarge ? 'Request Header Fields Too Large' : timeout ? 'Request Timeout' : 'Bad Request';
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  // A HEAD request gets the head only (its client would read the body as a second response).
+  const raw = (err as NodeJS.ErrnoException & { rawPacket?: Buffer }).rawPacket;
+  const head = raw !== undefined && raw.subarray(0, 5).toString('latin1') === 'HEAD ';
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${head ? '' : body}`);
 }
