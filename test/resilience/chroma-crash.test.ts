@@ -13,7 +13,7 @@ describe('the Chroma child killed with SIGKILL under load', () => {
   it('requests get 503 quickly (no hang), the child is restarted, serving recovers, and no error reaches a client after', async () => {
     const server = svc.service.manager.current!.store.server!;
     const pid = server.pid!;
-    type R = { start: number; end: number; status: number; code?: string };
+    type R = { start: number; end: number; status: number; code?: string; message?: string };
     const seen: R[] = [];
     let stop = false;
     let killedAt = 0;
@@ -21,7 +21,7 @@ describe('the Chroma child killed with SIGKILL under load', () => {
       while (!stop) {
         const start = Date.now();
         const res = await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse lens keeper', k: 3 });
-        seen.push({ start, end: Date.now(), status: res.status, code: res.body?.error?.code });
+        seen.push({ start, end: Date.now(), status: res.status, code: res.body?.error?.code, message: res.body?.error?.message });
       }
     };
     const workers = Array.from({ length: 8 }, worker);
@@ -40,6 +40,8 @@ describe('the Chroma child killed with SIGKILL under load', () => {
     for (const f of failures) {
       expect(f.status).toBe(503);
       expect(f.code).toBe('RAG_STORE_UNAVAILABLE');
+      // Never the child's address, the runtime folder or a collection id.
+      expect(f.message).not.toMatch(/https?:\/\/|127\.0\.0\.1|:\d{4,5}\b|\/runtime\/|[0-9a-f]{8}-[0-9a-f]{4}-/);
       expect(f.end - f.start).toBeLessThan(2000);
     }
     // Recovery: a success came after the kill (how fast is measured in bench/, not asserted here), and
