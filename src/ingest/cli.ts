@@ -8,6 +8,7 @@ import { loadEmbeddingModel } from '../embeddings/model-loader.js';
 import { createSilentLogger } from '../observability/logger.js';
 import { loadDocuments } from './load-documents.js';
 import { publishStoreVersion } from './publish.js';
+import { publishSharedVersion, rollbackShared } from './publish-shared.js';
 import { splitDocuments } from './split-documents.js';
 
 const USAGE = `usage: npm run ingest -- <docs dir> [options]
@@ -22,7 +23,14 @@ const USAGE = `usage: npm run ingest -- <docs dir> [options]
   --keep N             older versions to keep (default 3)
   --version NAME       version folder name (default v<UTC timestamp>-<random>)
   --no-activate        publish without pointing CURRENT at it
-  --quiet              no progress bar`;
+  --quiet              no progress bar
+
+Shared Chroma (replicas follow a pointer; see docs/operations.md "Shared Chroma"):
+  --chroma-url URL     publish to this Chroma server as collection <name>--<version>, then move the
+                       pointer <name> to it (one write); old versions are collected (KEEP_VERSIONS)
+  --name NAME          the store name replicas follow (default docs, or STORE_NAME)
+  --rollback           with --chroma-url: point <name> back at its previous version (no docs dir)
+  --replica-ttl-ms N   heartbeats older than this do not protect a version from GC (default 30000)`;
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -39,10 +47,21 @@ export async function main(argv: string[]): Promise<number> {
       keep: { type: 'string', default: '3' },
       version: { type: 'string' },
       'no-activate': { type: 'boolean', default: false },
+      'chroma-url': { type: 'string' },
+      name: { type: 'string' },
+      rollback: { type: 'boolean', default: false },
+      'replica-ttl-ms': { type: 'string', default: '30000' },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  const sharedUrl = values['chroma-url'];
+  const sharedName = values.name ?? process.env.STORE_NAME ?? 'docs';
+  if (sharedUrl && values.rollback && positionals.length === 0) {
+    const pointer = await rollbackShared(sharedUrl, sharedName);
+    console.log(`ingest: "${sharedName}" now points at ${pointer.version} (was ${pointer.previous})`);
+    return 0;
+  }
   if (values.help || positionals.length !== 1) {
     console.error(USAGE);
     return values.help ? 0 : 2;
@@ -72,6 +91,25 @@ export async function main(argv: string[]): Promise<number> {
   bar?.start(chunks.length, 0);
   let lastLogged = 0;
   try {
+    if (sharedUrl) {
+      const shared = await publishSharedVersion({
+        url: sharedUrl,
+        name: sharedName,
+        chunks,
+        model,
+        batchSize: num('batch', values.batch, 1),
+        keepVersions: num('keep', values.keep, 0),
+        replicaTtlMs: num('replica-ttl-ms', values['replica-ttl-ms'], 1000),
+        ...(values.version ? { version: values.version } : {}),
+        onProgress: (done) => bar?.update(done),
+      });
+      bar?.stop();
+      console.log(
+        `ingest: published ${shared.collection} (${shared.count} chunks, sha256 ${shared.checksum.slice(0, 12)}) and pointed "${sharedName}" at ${shared.version} in ${Math.round(performance.now() - t0)} ms` +
+          (shared.deleted.length ? `; deleted ${shared.deleted.join(', ')}` : ''),
+      );
+      return 0;
+    }
     const result = await publishStoreVersion({
       outDir,
       chunks,
