@@ -66,7 +66,7 @@ export const configSpec = {
   drainTimeoutMs: ['DRAIN_TIMEOUT_MS', int(0, 600_000).default(30_000), 'How long an old generation waits for its in-flight requests.'],
   shutdownTimeoutMs: ['SHUTDOWN_TIMEOUT_MS', int(0, 600_000).default(30_000), 'How long SIGTERM waits for in-flight requests.'],
   reloadHistory: ['RELOAD_HISTORY', int(1, 1000).default(50), 'Reload attempts kept for /admin/status.'],
-  keepVersions: ['KEEP_VERSIONS', int(1, 100).default(3), 'Store versions the ingest CLI keeps (older ones are deleted).'],
+  keepVersions: ['KEEP_VERSIONS', int(0, 100).default(3), 'Older store versions `npm run ingest` keeps beside the one it publishes (older ones are deleted; the one CURRENT named before is always kept). `--keep N` overrides it.'],
   auditLogDir: ['AUDIT_LOG_DIR', z.string().default('./logs/audit'), 'Folder of the audit log (one JSON line per /v1 and /admin request); `off` turns it off.'],
   auditMaxSize: ['AUDIT_MAX_SIZE', z.string().regex(/^\d+[BKMG]$/, 'expected a size like 10M').default('10M'), 'Rotate the audit log at this size.'],
   auditInterval: ['AUDIT_INTERVAL', z.string().regex(/^\d+[smhd]$/, 'expected an interval like 1d').default('1d'), 'Rotate the audit log at least this often.'],
