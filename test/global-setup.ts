@@ -23,7 +23,8 @@ export default function setup(): () => void {
       out = ''; // pgrep exits 1 when nothing matches
     }
     // Only servers on test folders (temp dirs named rag-*): a developer's `npm start` may run beside.
-    const mine = out.split('\n').filter((l) => l.includes(`--path ${join(tmpdir(), 'rag-t-')}`));
+    // ... and only this checkout's (other worktrees on the machine run their own tests).
+        const mine = out.split('\n').filter((l) => l.includes(`--path ${join(tmpdir(), 'rag-t-')}`) && l.includes(`${ROOT}/`));
     if (mine.length) {
       throw new Error(`Chroma processes outlived the test run:\n${mine.join('\n')}`);
     }

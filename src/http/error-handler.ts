@@ -35,6 +35,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (e.status === 503 && !res.getHeader('Retry-After')) res.setHeader('Retry-After', '1');
     // Internal errors keep their detail in the log; the client gets the code and a plain message.
     const message = e.code === 'RAG_INTERNAL' ? 'internal error' : e.message;
-    res.status(e.status).json({ error: { code: e.code, message, type: OPENAI_TYPES[e.status] ?? (e.status >= 500 ? 'server_error' : 'invalid_request_error') } });
+    const param = typeof e.details?.param === 'string' ? { param: e.details.param } : {};
+    res.status(e.status).json({ error: { code: e.code, message, type: OPENAI_TYPES[e.status] ?? (e.status >= 500 ? 'server_error' : 'invalid_request_error'), ...param } });
   };
 }

@@ -132,6 +132,19 @@ export class AuditLog {
     };
   }
 
+  /**
+   * One line for a call this service made to an upstream (the LLM): `kind: "upstream"`, the request
+   * id that caused it, the body as sent (secrets redacted, cut like request bodies), the status or
+   * error, the latency.
+   */
+  upstream(entry: { requestId: string | null; body: unknown } & Record<string, unknown>): void {
+    const cap = this.options.bodyMaxBytes;
+    const text = JSON.stringify(entry.body ?? null);
+    const body = Buffer.byteLength(text) > cap ? Buffer.from(text).subarray(0, cap).toString('utf8') : redact(entry.body);
+    const line = { time: new Date().toISOString(), kind: 'upstream', ...entry, body, ...(typeof body === 'string' && body !== entry.body ? { bodyTruncated: true } : {}) };
+    this.write(`${JSON.stringify(line)}\n`);
+  }
+
   /** Flush what is queued and close the file. */
   async close(): Promise<void> {
     if (this.closed) return;
