@@ -88,7 +88,9 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
       url: server.url,
       collection,
       records: batches(),
-      metadata: { embedding_model: model.name, embedding_model_id: model.id, dimension: model.dimension },
+      // `hnsw:space` too (besides the cosine configuration): LangChain's Chroma (Python) picks its
+      // relevance-score formula from this metadata key and assumes l2 without it.
+      metadata: { 'hnsw:space': 'cosine', embedding_model: model.name, embedding_model_id: model.id, dimension: model.dimension },
       onBatch: (n) => options.onProgress?.(n, chunks.length),
     });
     await server.stop();
