@@ -19,7 +19,7 @@ function step(name, args) {
   console.log(`setup: ${name} done in ${Date.now() - t0} ms`);
 }
 
-step('compile', [process.execPath, join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')]);
+step('compile', [process.execPath, join(root, 'scripts', 'build-if-stale.mjs'), '--always', '--quiet']);
 
 if (!process.env.CHROMA_URL) {
   step('chroma runtime', [

@@ -40,7 +40,6 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
   const metrics = options.metrics ?? createMetrics();
   const lifecycle: Lifecycle = { ready: false, draining: false, startedAt: performance.now(), readyAt: null };
   const manager = new ReloadManager(config, logger, metrics);
-  const rag = new RagService(config);
   const audit = config.auditLogDir !== 'off'
     ? new AuditLog({
         dir: config.auditLogDir,
@@ -53,6 +52,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         onDrop: () => metrics.auditDropped.inc(),
       })
     : null;
+  const rag = new RagService(config, { onUpstreamCall: (call) => audit?.upstream({ ...call }) });
   const app = createApp({ config, manager, rag, metrics, logger, lifecycle, audit });
   let server: Server | undefined;
   let watcher: FileWatcher | null = null;

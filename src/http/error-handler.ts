@@ -13,8 +13,8 @@ const OPENAI_TYPES: Record<number, string> = {
 };
 
 /** The JSON error body every error response has (the HTTP layer's one shape). */
-export function errorBody(status: number, code: ErrorCode | string, message: string) {
-  return { error: { code, message, type: OPENAI_TYPES[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error') } };
+export function errorBody(status: number, code: ErrorCode | string, message: string, extra: { param?: string } = {}) {
+  return { error: { code, message, type: OPENAI_TYPES[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error'), ...extra } };
 }
 
 /** Unknown routes: a JSON 404. */
@@ -79,6 +79,7 @@ export function errorHandler(logger: Logger, options: { runtimeDir?: string } = 
     if (e.status === 503 && !res.getHeader('Retry-After')) res.setHeader('Retry-After', '1');
     // Internal errors keep their detail in the log; the client gets the code and a plain message.
     const message = e.code === 'RAG_INTERNAL' ? 'internal error' : publicMessage(e.message, runtimeDir);
-    res.status(e.status).json(errorBody(e.status, e.code, message));
+    const param = typeof e.details?.param === 'string' ? { param: e.details.param } : {};
+    res.status(e.status).json(errorBody(e.status, e.code, message, param));
   };
 }

@@ -18,7 +18,9 @@ export function ragRoutes(deps: AppDeps): Router {
   r.post('/query', async (req, res) => {
     const body = parseBody(schema, req.body);
     const gen = leaseFor(deps, req, res);
-    const result = await deps.rag.ask(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter), mode: body.mode, contains: body.contains }, res.locals.signal as AbortSignal);
+    const result = await deps.rag.ask(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter), mode: body.mode, contains: body.contains }, res.locals.signal as AbortSignal, {
+      requestId: res.locals.requestId as string | undefined,
+    });
     res.json({ answer: result.answer, sources: result.sources, answerer: result.answerer, generation: generationRef(gen) });
   });
   return r;

@@ -2,25 +2,30 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
+import { loadConfig } from '../config.js';
 import { isRagError } from '../errors.js';
 import { chooseModelName } from '../embeddings/model-folders.js';
 import { loadEmbeddingModel } from '../embeddings/model-loader.js';
 import { createSilentLogger } from '../observability/logger.js';
 import { loadDocuments } from './load-documents.js';
-import { publishStoreVersion } from './publish.js';
+import { DEFAULT_COLLECTION, publishStoreVersion } from './publish.js';
 import { publishSharedVersion, rollbackShared } from './publish-shared.js';
 import { splitDocuments } from './split-documents.js';
 
 const USAGE = `usage: npm run ingest -- <docs dir> [options]
 
-  --out DIR            vector store folder to publish into (default ./vectorstore, or VECTORSTORE_DIR)
-  --models-dir DIR     models folder (default ./models, or MODELS_DIR)
-  --model NAME         model folder under --models-dir (default MODEL_NAME, else the only/default one)
-  --collection NAME    Chroma collection name (default docs)
+Configuration comes from the same environment variables as the service (see the README's table);
+an option given here wins over its variable.
+
+  --out DIR            vector store folder to publish into (VECTORSTORE_DIR, default ./vectorstore)
+  --models-dir DIR     models folder (MODELS_DIR, default ./models)
+  --model NAME         model under --models-dir (MODEL_NAME, else the only/default one)
+  --collection NAME    Chroma collection name (CHROMA_COLLECTION, default langchain: the name
+                       LangChain's Chroma vector store opens by default)
   --chunk-size N       characters per chunk (default 1000)
   --chunk-overlap N    characters of overlap (default 150)
   --batch N            chunks per embedding batch (default 256)
-  --keep N             older versions to keep (default 3)
+  --keep N             older versions to keep (KEEP_VERSIONS, default 3)
   --version NAME       version folder name (default v<UTC timestamp>-<random>)
   --no-activate        publish without pointing CURRENT at it
   --quiet              no progress bar
@@ -28,7 +33,7 @@ const USAGE = `usage: npm run ingest -- <docs dir> [options]
 Shared Chroma (replicas follow a pointer; see docs/operations.md "Shared Chroma"):
   --chroma-url URL     publish to this Chroma server as collection <name>--<version>, then move the
                        pointer <name> to it (one write); old versions are collected (KEEP_VERSIONS)
-  --name NAME          the store name replicas follow (default docs, or STORE_NAME)
+  --name NAME          the store name replicas follow (default docs)
   --rollback           with --chroma-url: point <name> back at its previous version (no docs dir)
   --replica-ttl-ms N   heartbeats older than this do not protect a version from GC (default 30000)`;
 
@@ -40,11 +45,11 @@ export async function main(argv: string[]): Promise<number> {
       out: { type: 'string' },
       'models-dir': { type: 'string' },
       model: { type: 'string' },
-      collection: { type: 'string', default: 'docs' },
+      collection: { type: 'string' },
       'chunk-size': { type: 'string', default: '1000' },
       'chunk-overlap': { type: 'string', default: '150' },
       batch: { type: 'string', default: '256' },
-      keep: { type: 'string', default: '3' },
+      keep: { type: 'string' },
       version: { type: 'string' },
       'no-activate': { type: 'boolean', default: false },
       'chroma-url': { type: 'string' },
@@ -56,7 +61,7 @@ export async function main(argv: string[]): Promise<number> {
     },
   });
   const sharedUrl = values['chroma-url'];
-  const sharedName = values.name ?? process.env.STORE_NAME ?? 'docs';
+  const sharedName = values.name ?? 'docs';
   if (sharedUrl && values.rollback && positionals.length === 0) {
     const pointer = await rollbackShared(sharedUrl, sharedName);
     console.log(`ingest: "${sharedName}" now points at ${pointer.version} (was ${pointer.previous})`);
@@ -75,14 +80,23 @@ export async function main(argv: string[]): Promise<number> {
   const chunkOverlap = num('chunk-overlap', values['chunk-overlap'], 0);
   if (chunkOverlap >= chunkSize) throw new Error('--chunk-overlap must be smaller than --chunk-size');
   const docsDir = resolve(positionals[0]!);
-  const outDir = resolve(values.out ?? process.env.VECTORSTORE_DIR ?? './vectorstore');
-  const modelsDir = resolve(values['models-dir'] ?? process.env.MODELS_DIR ?? './models');
-  const modelName = await chooseModelName(modelsDir, values.model ?? process.env.MODEL_NAME);
+  // The service's configuration (one schema, one set of defaults); command-line options win.
+  const config = loadConfig(process.env, {
+    ...(values.out !== undefined ? { vectorstoreDir: values.out } : {}),
+    ...(values['models-dir'] !== undefined ? { modelsDir: values['models-dir'] } : {}),
+    ...(values.model !== undefined ? { modelName: values.model } : {}),
+    ...(values.collection !== undefined ? { collection: values.collection } : {}),
+  });
+  const keepVersions = values.keep !== undefined ? num('keep', values.keep, 0) : config.keepVersions;
+  const outDir = config.vectorstoreDir;
+  const modelsDir = config.modelsDir;
+  const collection = config.collection ?? DEFAULT_COLLECTION;
+  const modelName = await chooseModelName(modelsDir, config.modelName);
 
   const t0 = performance.now();
   const { documents, skipped } = await loadDocuments(docsDir);
   const chunks = await splitDocuments(documents, { chunkSize, chunkOverlap });
-  const model = await loadEmbeddingModel({ dir: resolve(modelsDir, modelName) });
+  const model = await loadEmbeddingModel({ dir: resolve(modelsDir, modelName), dtype: config.modelDtype, pooling: config.pooling });
   console.log(
     `ingest: ${documents.length} documents -> ${chunks.length} chunks; model ${model.id} (${model.dimension}-d)` +
       (skipped.length ? `; skipped ${skipped.length} unsupported files` : ''),
@@ -98,7 +112,7 @@ export async function main(argv: string[]): Promise<number> {
         chunks,
         model,
         batchSize: num('batch', values.batch, 1),
-        keepVersions: num('keep', values.keep, 0),
+        keepVersions,
         replicaTtlMs: num('replica-ttl-ms', values['replica-ttl-ms'], 1000),
         ...(values.version ? { version: values.version } : {}),
         onProgress: (done) => bar?.update(done),
@@ -115,11 +129,11 @@ export async function main(argv: string[]): Promise<number> {
       chunks,
       model,
       logger: createSilentLogger(),
-      collection: values.collection,
+      collection,
       documentCount: documents.length,
       chunking: { chunkSize, chunkOverlap },
       batchSize: num('batch', values.batch, 1),
-      keepVersions: num('keep', values.keep, 0),
+      keepVersions,
       activate: !values['no-activate'],
       ...(values.version ? { version: values.version } : {}),
       onProgress: (done, total) => {

@@ -37,6 +37,12 @@ export interface PublishResult {
   pruned: string[];
 }
 
+/**
+ * The collection name LangChain's Chroma vector store (JS and Python) opens when given none, so a
+ * store we publish is found by `new Chroma(embeddings, {})` / `Chroma(embedding_function=...)`.
+ */
+export const DEFAULT_COLLECTION = 'langchain';
+
 export function newVersionName(now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.(\d{3})Z$/, '$1Z');
   return `v${stamp}-${randomBytes(2).toString('hex')}`;
@@ -58,7 +64,7 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
   const version = options.version ?? newVersionName();
   if (!isValidVersionName(version)) throw new RagError('RAG_INGEST_FAILED', `invalid version name "${version}"`);
   if (options.chunks.length === 0) throw new RagError('RAG_INGEST_NO_DOCUMENTS', 'nothing to publish: 0 chunks');
-  const collection = options.collection ?? 'docs';
+  const collection = options.collection ?? DEFAULT_COLLECTION;
   const batchSize = options.batchSize ?? 256;
   await mkdir(options.outDir, { recursive: true });
   const finalDir = join(options.outDir, version);
@@ -82,7 +88,9 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
       url: server.url,
       collection,
       records: batches(),
-      metadata: { embedding_model: model.name, embedding_model_id: model.id, dimension: model.dimension },
+      // `hnsw:space` too (besides the cosine configuration): LangChain's Chroma (Python) picks its
+      // relevance-score formula from this metadata key and assumes l2 without it.
+      metadata: { 'hnsw:space': 'cosine', embedding_model: model.name, embedding_model_id: model.id, dimension: model.dimension },
       onBatch: (n) => options.onProgress?.(n, chunks.length),
     });
     await server.stop();

@@ -251,6 +251,19 @@ export class AuditLog {
     };
   }
 
+  /**
+   * One line for a call this service made to an upstream (the LLM): `kind: "upstream"`, the request
+   * id that caused it, the body as sent (secrets redacted, cut like request bodies), the status or
+   * error, the latency.
+   */
+  upstream(entry: { requestId: string | null; body: unknown } & Record<string, unknown>): void {
+    const cap = this.options.bodyMaxBytes;
+    const text = JSON.stringify(entry.body ?? null);
+    const { body, truncated } = auditBody(entry.body ?? null, Buffer.from(text), cap);
+    const line = { time: new Date().toISOString(), kind: 'upstream', ...entry, body, ...(truncated ? { bodyTruncated: true } : {}) };
+    this.write(`${JSON.stringify(line)}\n`);
+  }
+
   /** Flush what is queued, close the file and release the folder. */
   async close(): Promise<void> {
     if (this.closed) return;
