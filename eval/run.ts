@@ -45,6 +45,8 @@ interface Question {
 const SETS = [
   { name: 'sample (Harbor Queue docs, bundled)', docs: join(ROOT, 'corpus', 'sample'), questions: join(ROOT, 'eval', 'questions-sample.json') },
   { name: 'pino docs (npm dependency, node_modules/pino/docs)', docs: join(ROOT, 'node_modules', 'pino', 'docs'), questions: join(ROOT, 'eval', 'questions-pino.json') },
+  // Held out: never tuned on (see eval/heldout/README.md).
+  { name: 'held-out (six npm READMEs, eval/heldout/docs)', docs: join(ROOT, 'eval', 'heldout', 'docs'), questions: join(ROOT, 'eval', 'questions-heldout.json') },
 ];
 
 const norm = (s: string) => s.replace(/\s+/g, ' ').trim().toLowerCase();
