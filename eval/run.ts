@@ -53,10 +53,11 @@ const norm = (s: string) => s.replace(/\s+/g, ' ').trim().toLowerCase();
 
 async function main() {
   const logger = createSilentLogger();
-  const fusion = fusionSettings(loadConfig());
+  const config = loadConfig();
+  const fusion = fusionSettings(config);
   const modelsDir = resolve(values['models-dir']!);
   const modelName = await chooseModelName(modelsDir, values.model);
-  const model = await loadEmbeddingModel({ dir: join(modelsDir, modelName) });
+  const model = await loadEmbeddingModel({ dir: join(modelsDir, modelName), pooling: config.pooling, dtype: config.modelDtype });
   const shared = new SharedModel(model).retain();
   const work = await mkdtemp(join(tmpdir(), 'rag-eval-'));
   const results: Array<Record<string, unknown>> = [];

@@ -5,6 +5,7 @@ import cliProgress from 'cli-progress';
 import { isRagError } from '../errors.js';
 import { chooseModelName } from '../embeddings/model-folders.js';
 import { loadEmbeddingModel } from '../embeddings/model-loader.js';
+import { loadConfig } from '../config.js';
 import { createSilentLogger } from '../observability/logger.js';
 import { loadDocuments } from './load-documents.js';
 import { publishStoreVersion } from './publish.js';
@@ -63,7 +64,9 @@ export async function main(argv: string[]): Promise<number> {
   const t0 = performance.now();
   const { documents, skipped } = await loadDocuments(docsDir);
   const chunks = await splitDocuments(documents, { chunkSize, chunkOverlap });
-  const model = await loadEmbeddingModel({ dir: resolve(modelsDir, modelName) });
+  // The same pooling/dtype choice as the service (EMBED_POOLING, MODEL_DTYPE), or the store's vectors would not match its queries.
+  const { pooling, modelDtype } = loadConfig();
+  const model = await loadEmbeddingModel({ dir: resolve(modelsDir, modelName), pooling, dtype: modelDtype });
   console.log(
     `ingest: ${documents.length} documents -> ${chunks.length} chunks; model ${model.id} (${model.dimension}-d)` +
       (skipped.length ? `; skipped ${skipped.length} unsupported files` : ''),
