@@ -34,7 +34,7 @@ export const configSpec = {
   modelsDir: ['MODELS_DIR', z.string().default('./models'), 'Folder holding transformers.js model folders (one per model).'],
   modelName: ['MODEL_NAME', optionalString, 'Model folder under MODELS_DIR to serve; default: the only one, or the one named in the active store manifest, or glove-sif-100d.'],
   modelDtype: ['MODEL_DTYPE', z.enum(['auto', 'fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4']).default('auto'), 'ONNX weights variant to load (auto: the model config\'s transformers.js_config.dtype, else fp32).'],
-  pooling: ['EMBED_POOLING', z.enum(['mean', 'cls']).default('mean'), 'Pooling of token vectors into one sentence vector.'],
+  pooling: ['EMBED_POOLING', z.enum(['auto', 'cls', 'mean', 'max', 'lasttoken']).default('auto'), 'Pooling of token vectors into one sentence vector. auto: what the model folder declares (sentence-transformers 1_Pooling/config.json), mean when it declares nothing; any other value overrides the model.'],
   embedBatchMax: ['EMBED_BATCH_MAX', int(1, 512).default(32), 'Most query texts coalesced into one model call.'],
   embedBatchWaitMs: ['EMBED_BATCH_WAIT_MS', int(0, 1000).default(2), 'How long a query waits for others to share its model call.'],
   vectorstoreDir: ['VECTORSTORE_DIR', z.string().default('./vectorstore'), 'Folder the store versions are published to (watched).'],

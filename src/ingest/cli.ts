@@ -96,6 +96,7 @@ export async function main(argv: string[]): Promise<number> {
   const t0 = performance.now();
   const { documents, skipped } = await loadDocuments(docsDir);
   const chunks = await splitDocuments(documents, { chunkSize, chunkOverlap });
+  // The same pooling/dtype choice as the service (EMBED_POOLING, MODEL_DTYPE), or the store's vectors would not match its queries.
   const model = await loadEmbeddingModel({ dir: resolve(modelsDir, modelName), dtype: config.modelDtype, pooling: config.pooling });
   console.log(
     `ingest: ${documents.length} documents -> ${chunks.length} chunks; model ${model.id} (${model.dimension}-d)` +
