@@ -23,7 +23,8 @@ export default function setup(): () => void {
       out = ''; // pgrep exits 1 when nothing matches
     }
     // Only servers on test folders (temp dirs named rag-*): a developer's `npm start` may run beside.
-    const mine = out.split('\n').filter((l) => l.includes(`--path ${join(tmpdir(), 'rag-t-')}`));
+    // Other checkouts on this machine run their own tests at the same time: count only ours.
+    const mine = out.split('\n').filter((l) => l.includes(`--path ${join(tmpdir(), 'rag-t-')}`) && l.includes(`${ROOT}/`));
     if (mine.length) {
       throw new Error(`Chroma processes outlived the test run:\n${mine.join('\n')}`);
     }

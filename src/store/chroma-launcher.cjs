@@ -26,14 +26,22 @@ if (isMainThread) {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // The parent holds our stdin open; when it dies (even by SIGKILL) the pipe closes. Node 20
+  // caches process.ppid, so polling it never sees the parent go; the pipe is the signal, with
+  // kill(originalParent, 0) as a backstop. process.exit here also ends the Rust server thread.
   const parent = process.ppid;
-  setInterval(() => {
-    if (process.ppid !== parent) process.exit(0);
-  }, 250);
-  // The parent holds our stdin open; when it dies the pipe closes.
-  process.stdin.on('end', () => process.exit(0));
-  process.stdin.on('error', () => process.exit(0));
+  const gone = () => process.exit(0);
+  process.stdin.on('end', gone);
+  process.stdin.on('close', gone);
+  process.stdin.on('error', gone);
   process.stdin.resume();
+  setInterval(() => {
+    try {
+      process.kill(parent, 0);
+    } catch (err) {
+      if (err && err.code === 'ESRCH') gone();
+    }
+  }, 500).unref();
 } else {
   const { cli } = require(workerData.binding);
   cli(['chroma', ...workerData.args]);
