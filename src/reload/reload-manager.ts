@@ -4,22 +4,20 @@ import { RagError, toRagError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ChromaServerEvents } from '../store/chroma-server.js';
-import { describeStore, SQLITE_FILE } from '../store/layout.js';
 import { Generation, type GenerationInfo, type Lease } from './generation.js';
 import { ReloadEvents, ReloadHistory, type ReloadAttempt, type ReloadEvent, type ReloadEventName, type ReloadOutcome } from './history.js';
 import { chromaStoreOpener, GenerationLoader, type AcceptanceResult, type Loader, type ReplayResult } from './loader.js';
 import { enqueue, nextAction, type AspiredView, type QueuedRequest } from './policy.js';
 import { WriterActiveError } from '../store/layout.js';
-import { resolveAspired, type AspiredSpec } from './source.js';
+import { resolveAgain, resolveAspired, type AspiredSpec } from './source.js';
 import { managerMachine, type ManagerState, type StateMachine } from './state-machine.js';
-import { dirname } from 'node:path';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 
 export { ReloadEvents, type ReloadAttempt, type ReloadEvent, type ReloadEventName, type ReloadOutcome } from './history.js';
 
 /** How the manager resolves the folders (a seam for the policy unit tests only). */
 export type SourceFn = (signal?: AbortSignal) => Promise<AspiredSpec>;
+/** How a rollback re-reads the previous spec's files (same seam). */
+export type RespecFn = (prev: AspiredSpec) => Promise<AspiredSpec>;
 
 interface Waiter {
   resolve: (a: ReloadAttempt | null) => void;
@@ -85,18 +83,20 @@ export class ReloadManager extends EventEmitter {
   private closePromise: Promise<void> | undefined;
   private readonly loader: Loader;
   private readonly source: SourceFn;
+  private readonly respec: RespecFn;
 
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
-    deps: { loader?: Loader; source?: SourceFn } = {},
+    deps: { loader?: Loader; source?: SourceFn; respec?: RespecFn } = {},
   ) {
     super();
     this.setMaxListeners(1000);
     this.history = new ReloadHistory(config.reloadHistory);
     this.loader = deps.loader ?? new GenerationLoader(config, logger, chromaStoreOpener(config, logger));
     this.source = deps.source ?? ((signal) => resolveAspired(config, signal));
+    this.respec = deps.respec ?? resolveAgain;
   }
 
   get current(): Generation | null {
@@ -294,7 +294,7 @@ export class ReloadManager extends EventEmitter {
         const prev = this.previousSpec!;
         let spec: AspiredSpec;
         try {
-          spec = await this.refreshSpec(prev);
+          spec = await this.respec(prev);
         } catch (err) {
           const e = toRagError(err, 'RAG_RELOAD_NO_PREVIOUS');
           throw e.code === 'RAG_RELOAD_NO_PREVIOUS' ? e : new RagError('RAG_RELOAD_NO_PREVIOUS', `the previous generation cannot be rebuilt: ${e.message}`, { cause: e });
@@ -309,20 +309,6 @@ export class ReloadManager extends EventEmitter {
         return attempt;
       }
     }
-  }
-
-  /** The previous spec's files as they are now (its folder must still exist). */
-  private async refreshSpec(prev: AspiredSpec): Promise<AspiredSpec> {
-    const s = prev.store;
-    if (!s) return { ...prev, resolvedAt: new Date().toISOString() };
-    if (!existsSync(join(s.dir, SQLITE_FILE))) {
-      throw new RagError('RAG_RELOAD_NO_PREVIOUS', `the previous store version ${s.version} is no longer on disk`);
-    }
-    const store = await describeStore(s.kind === 'flat' ? s.dir : dirname(s.dir), s.dir, s.kind, s.kind === 'flat' ? null : s.version);
-    if (s.kind === 'flat' && store.fingerprint !== s.fingerprint) {
-      throw new RagError('RAG_RELOAD_NO_PREVIOUS', `the previous flat store was overwritten in place; there is nothing left to roll back to`);
-    }
-    return { ...prev, store, key: `${store.version}:${store.fingerprint}|${prev.model.name}:${prev.model.fingerprint}`, resolvedAt: new Date().toISOString() };
   }
 
   private record(attempt: Omit<ReloadAttempt, 'id'>, type: ReloadEventName, generation?: GenerationInfo): ReloadAttempt {

@@ -1,9 +1,10 @@
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Config } from '../config.js';
 import { RagError } from '../errors.js';
 import { chooseModelName } from '../embeddings/model-folders.js';
 import { fingerprintOf, problemError, walkTree } from '../fs/safe-fs.js';
-import { resolveStore, type StoreSpec } from '../store/layout.js';
+import { describeStore, resolveStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
 
 export type { StoreSpec };
 
@@ -53,4 +54,18 @@ export async function resolveAspired(config: Pick<Config, 'modelsDir' | 'modelNa
   const store = config.chromaUrl ? null : await resolveStore(config.vectorstoreDir, signal);
   const model = await resolveModel(config, store?.manifest?.embedding.model, signal);
   return { store, model, key: `${store ? `${store.version}:${store.fingerprint}` : 'remote'}|${model.name}:${model.fingerprint}`, resolvedAt: new Date().toISOString() };
+}
+
+/** A rollback target re-read from disk: its folder must still exist, and a flat store must be unchanged. */
+export async function resolveAgain(prev: AspiredSpec): Promise<AspiredSpec> {
+  const s = prev.store;
+  if (!s) return { ...prev, resolvedAt: new Date().toISOString() };
+  if (!existsSync(join(s.dir, SQLITE_FILE))) {
+    throw new RagError('RAG_RELOAD_NO_PREVIOUS', `the previous store version ${s.version} is no longer on disk`);
+  }
+  const store = await describeStore(s.kind === 'flat' ? s.dir : dirname(s.dir), s.dir, s.kind, s.kind === 'flat' ? null : s.version);
+  if (s.kind === 'flat' && store.fingerprint !== s.fingerprint) {
+    throw new RagError('RAG_RELOAD_NO_PREVIOUS', 'the previous flat store was overwritten in place; there is nothing left to roll back to');
+  }
+  return { ...prev, store, key: `${store.version}:${store.fingerprint}|${prev.model.name}:${prev.model.fingerprint}`, resolvedAt: new Date().toISOString() };
 }
