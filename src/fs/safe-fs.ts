@@ -277,6 +277,7 @@ export async function openRegularFile(path: string, root: string): Promise<{ fh:
 
 const CHUNK = 4 << 20;
 const ZEROS = Buffer.alloc(CHUNK);
+const SPARSE_BLOCK = 64 << 10;
 
 /** sha256 of a regular file inside root (chunked, cancellable). */
 export async function hashFileSafe(path: string, root: string, signal?: AbortSignal): Promise<{ sha256: string; size: number }> {
@@ -369,10 +370,14 @@ export async function copyFileSafe(
       if (bytesRead === 0) break;
       const chunk = buf.subarray(0, bytesRead);
       hash.update(chunk);
-      if (!chunk.equals(ZEROS.subarray(0, bytesRead))) {
+      // Holes stay holes: only 64 KiB blocks holding a non-zero byte are written.
+      for (let off = 0; off < bytesRead; off += SPARSE_BLOCK) {
+        const end = Math.min(off + SPARSE_BLOCK, bytesRead);
+        const block = chunk.subarray(off, end);
+        if (block.equals(ZEROS.subarray(0, end - off))) continue;
         try {
           let w = 0;
-          while (w < bytesRead) w += (await out.write(chunk, w, bytesRead - w, pos + w)).bytesWritten;
+          while (w < block.length) w += (await out.write(block, w, block.length - w, pos + off + w)).bytesWritten;
         } catch (err) {
           throw runtimeWriteError(err, options.runtimeDir);
         }
