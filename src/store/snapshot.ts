@@ -1,4 +1,5 @@
-import { readdir, readFile, rm, mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RagError } from '../errors.js';
 import { copyFileSafe, freeBytes, runtimeWriteError, throwIfAborted } from '../fs/safe-fs.js';
@@ -31,7 +32,9 @@ export async function snapshotStore(spec: StoreSpec, options: SnapshotOptions): 
     await mkdir(root, { recursive: true });
     await mkdir(dir, { mode: 0o700 });
   } catch (err) {
-    throw runtimeWriteError(err, options.runtimeDir);
+    // Recursive mkdir on a read-only mount reports ENOENT; access() names the real cause (EROFS).
+    const why = await access(options.runtimeDir, constants.W_OK).then(() => err, (e: unknown) => e);
+    throw runtimeWriteError(why, options.runtimeDir);
   }
   try {
     const need = spec.files.reduce((n, f) => n + Math.min(f.size, f.blocks * 512), 0);
