@@ -10,7 +10,7 @@ import { createMetrics, type Metrics } from './observability/metrics.js';
 import { RagService } from './rag/rag-service.js';
 import { ReloadManager } from './reload/reload-manager.js';
 import { cleanStaleSnapshots } from './store/store-version.js';
-import { FileWatcher, WatchEvents } from './watch/file-watcher.js';
+import { FileWatcher, WatchEvents, type WatchProblem } from './watch/file-watcher.js';
 
 export interface Service {
   readonly config: Config;
@@ -72,7 +72,11 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
     async start() {
       // Refuse at once (a clear start-up error) if another instance writes this audit folder.
       await audit?.open();
-      await cleanStaleSnapshots(config.runtimeDir);
+      const stale = await cleanStaleSnapshots(config.runtimeDir).catch((err: unknown) => {
+        logger.warn({ err }, 'could not clean stale snapshots');
+        return { removed: 0, killed: [] as number[] };
+      });
+      if (stale.removed || stale.killed.length) logger.warn(stale, 'removed snapshots of a previous run (and killed its orphaned Chroma children)');
       try {
         const gen = await manager.start();
         logger.info({ generation: gen.id, model: gen.model.id, store: gen.store.version, chunks: gen.store.count }, 'first generation ready');
@@ -90,6 +94,8 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
           polling: config.watchPolling,
           rescanMs: config.watchRescanMs,
         });
+        // Watcher problems (link loops, unreadable entries) never crash: counted and shown in the status.
+        watcher.on(WatchEvents.problem, (p: WatchProblem) => manager.noteWatchProblem(p));
         watcher.on(WatchEvents.settled, ({ roots }: { roots: string[] }) => {
           // Never throws: failures are recorded by the manager and the old generation keeps serving.
           void manager.reload(`watch:${roots.map((r) => r.split('/').pop()).join(',')}`).catch((err: unknown) => logger.error({ err }, 'reload crashed'));

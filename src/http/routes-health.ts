@@ -11,9 +11,10 @@ export function healthRoutes(deps: AppDeps): Router {
   r.get('/readyz', (_req, res) => {
     const gen = deps.manager.current;
     const status = deps.manager.status();
-    const ready = deps.lifecycle.ready && !deps.lifecycle.draining && gen !== null;
+    // Ready only while a generation serves and its store answers heartbeats (a hung child is not ready).
+    const ready = deps.lifecycle.ready && !deps.lifecycle.draining && gen !== null && deps.manager.healthy;
     res.status(ready ? 200 : 503).json({
-      status: ready ? 'ready' : deps.lifecycle.draining ? 'draining' : 'starting',
+      status: ready ? 'ready' : deps.lifecycle.draining ? 'draining' : gen ? 'unhealthy' : 'starting',
       generation: gen?.id ?? null,
       model: gen ? { name: gen.model.name, id: gen.model.id, dimension: gen.model.dimension } : null,
       store: gen ? { version: gen.store.version, collection: gen.store.store.name, count: gen.store.count } : null,

@@ -58,6 +58,8 @@ export interface OpenCollectionOptions {
   url: string;
   /** Wanted collection; when absent the only collection in the database is used. */
   collection?: string | undefined;
+  /** Every call to the server ends within this (RAG_STORE_TIMEOUT); unset: no limit. */
+  timeoutMs?: number | undefined;
 }
 
 /**
@@ -72,13 +74,37 @@ export class ChromaStore {
     readonly space: DistanceSpace,
   ) {}
 
-  static client(url: string): ChromaClient {
+  /**
+   * A client whose every HTTP call ends within timeoutMs: a stopped (SIGSTOP) or hung child
+   * gives RAG_STORE_TIMEOUT instead of holding the request. chromadb 3.5 has no per-call
+   * timeout, so its fetch is wrapped (the collection objects share the client's apiClient).
+   */
+  static client(url: string, timeoutMs?: number): ChromaClient {
     const { host, port, ssl } = parseUrl(url);
-    return new ChromaClient({ host, port, ssl });
+    const client = new ChromaClient({ host, port, ssl });
+    if (timeoutMs) {
+      type Api = { getConfig(): { fetch?: (input: Request, init?: RequestInit) => Promise<Response> }; setConfig(c: object): void };
+      const api = (client as unknown as { apiClient?: Api }).apiClient;
+      const inner = api?.getConfig().fetch;
+      if (api && inner) {
+        api.setConfig({
+          fetch: async (input: Request, init?: RequestInit) => {
+            const signal = AbortSignal.timeout(timeoutMs);
+            try {
+              return await inner(input, { ...init, signal });
+            } catch (err) {
+              if (signal.aborted) throw new RagError('RAG_STORE_TIMEOUT', `the Chroma server did not answer within ${timeoutMs} ms`, { cause: err });
+              throw err;
+            }
+          },
+        });
+      }
+    }
+    return client;
   }
 
   static async open(options: OpenCollectionOptions): Promise<ChromaStore> {
-    const client = ChromaStore.client(options.url);
+    const client = ChromaStore.client(options.url, options.timeoutMs);
     let collections: Collection[];
     try {
       collections = await client.listCollections({ limit: 1000 });

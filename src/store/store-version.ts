@@ -1,18 +1,20 @@
-import { cp, mkdir, readdir, rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { RagError } from '../errors.js';
+import { throwIfAborted } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
 import { ChromaServer } from './chroma-server.js';
 import { ChromaStore } from './chroma-store.js';
 import { KeywordIndex } from './keyword-index.js';
-import { CURRENT_FILE, fingerprint, SQLITE_FILE, type StoreCandidate } from './layout.js';
-import { verifyManifestFiles, type StoreManifest } from './manifest.js';
+import { SQLITE_FILE, type StoreSpec } from './layout.js';
+import type { StoreManifest } from './manifest.js';
+import { snapshotStore } from './snapshot.js';
 import { checkSqliteFile } from './sqlite-check.js';
 
 /** A store version opened for serving: a private snapshot, its own Chroma child, one collection. */
 export interface OpenedStore {
   version: string;
-  kind: StoreCandidate['kind'] | 'remote';
+  kind: StoreSpec['kind'] | 'remote';
   sourceDir: string | null;
   snapshotDir: string | null;
   manifest: StoreManifest | null;
@@ -33,32 +35,15 @@ export interface OpenStoreOptions {
   logger: Logger;
   collection?: string | undefined;
   chromaStartTimeoutMs?: number;
+  /** Every call to the child ends within this (RAG_STORE_TIMEOUT). */
+  queryTimeoutMs?: number;
+  /** Heartbeat the child this often; missed heartbeats mark it unhealthy and restart it. */
+  heartbeatMs?: number;
+  heartbeatMisses?: number;
+  signal?: AbortSignal;
 }
 
-let snapshotCounter = 0;
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Remove snapshots left behind by service processes that no longer run. */
-export async function cleanStaleSnapshots(runtimeDir: string): Promise<number> {
-  const root = join(runtimeDir, 'stores');
-  let removed = 0;
-  for (const name of await readdir(root).catch(() => [] as string[])) {
-    const pid = Number(/^p(\d+)-/.exec(name)?.[1]);
-    if (pid && pid !== process.pid && !pidAlive(pid)) {
-      await rm(join(root, name), { recursive: true, force: true });
-      removed++;
-    }
-  }
-  return removed;
-}
+export { cleanStaleSnapshots } from './snapshot.js';
 
 function classifyStartFailure(err: unknown): RagError {
   const msg = err instanceof Error ? err.message : String(err);
@@ -83,12 +68,31 @@ function classifyReadFailure(err: unknown, server: ChromaServer, version: string
   return err;
 }
 
+/** Old entry point (eval): snapshot a resolved store and open it. */
+export async function openStoreVersion(spec: StoreSpec, options: OpenStoreOptions): Promise<OpenedStore> {
+  const t0 = performance.now();
+  const snapshotDir = await snapshotStore(spec, {
+    runtimeDir: options.runtimeDir,
+    recheck: async () => spec.fingerprint,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  const opened = await openChromaSnapshot(spec, snapshotDir, options);
+  opened.phases = { snapshot: Math.round(performance.now() - t0 - opened.openMs), ...opened.phases };
+  return opened;
+}
+
 /**
- * Snapshot a store candidate into a private folder and serve it with its own Chroma child.
- * The published files are never opened by Chroma: two servers on one folder split-brain, and
- * files replaced under a running server mix rows with a stale index (environment.md).
+ * The Chroma store opener: serve a verified private snapshot with its own Chroma child, and
+ * open its collection and keyword index. Owns the snapshot from here on: dispose() (or a
+ * failure, or an abort) stops the child and deletes the snapshot. The published files are
+ * never opened by Chroma: two servers on one folder split-brain, and files replaced under a
+ * running server mix rows with a stale index (environment.md).
  */
-export async function openStoreVersion(candidate: StoreCandidate, options: OpenStoreOptions): Promise<OpenedStore> {
+export async function openChromaSnapshot(
+  spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'>,
+  snapshotDir: string,
+  options: OpenStoreOptions,
+): Promise<OpenedStore> {
   const started = performance.now();
   const phases: Record<string, number> = {};
   let last = started;
@@ -97,62 +101,53 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
     phases[name] = Math.round(now - last);
     last = now;
   };
-  const snapshotDir = join(options.runtimeDir, 'stores', `p${process.pid}-${++snapshotCounter}-${basename(candidate.version)}`);
   let server: ChromaServer | null = null;
   const cleanup = async () => {
     await server?.stop();
     await rm(snapshotDir, { recursive: true, force: true });
   };
+  const onAbort = () => void server?.stop();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const skipTop = (name: string) => name.startsWith('.') || name === CURRENT_FILE;
-    const before = candidate.manifest ? null : await fingerprint(candidate.dir, skipTop);
-    await mkdir(join(options.runtimeDir, 'stores'), { recursive: true });
-    try {
-      await cp(candidate.dir, snapshotDir, {
-        recursive: true,
-        filter: (src) => {
-          const rel = src.slice(candidate.dir.length + 1);
-          return rel === '' || !skipTop(rel.split('/')[0]!);
-        },
-      });
-    } catch (cause) {
-      throw new RagError('RAG_STORE_NOT_FOUND', `cannot read the store at ${candidate.dir}: ${(cause as Error).message}`, { cause });
-    }
-    mark('snapshot');
-    if (candidate.manifest) {
-      await verifyManifestFiles(snapshotDir, candidate.manifest);
-    } else if ((await fingerprint(candidate.dir, skipTop)) !== before) {
-      throw new RagError('RAG_STORE_WRITE_IN_PROGRESS', `the store at ${candidate.dir} changed while it was being copied (a copy is still in progress)`);
-    }
+    throwIfAborted(options.signal);
     await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
     mark('verify');
-
     // The shipped keyword index loads while Chroma starts (both only read the verified snapshot).
     const shippedKeyword = KeywordIndex.load(snapshotDir);
     shippedKeyword.catch(() => undefined);
-    server = new ChromaServer({ dataDir: snapshotDir, logger: options.logger, startTimeoutMs: options.chromaStartTimeoutMs ?? 30_000 });
+    server = new ChromaServer({
+      dataDir: snapshotDir,
+      logger: options.logger,
+      startTimeoutMs: options.chromaStartTimeoutMs ?? 30_000,
+      ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
+      ...(options.heartbeatMisses ? { heartbeatMisses: options.heartbeatMisses } : {}),
+    });
     try {
       await server.start();
     } catch (err) {
+      throwIfAborted(options.signal);
       throw classifyStartFailure(err);
     }
+    throwIfAborted(options.signal);
     mark('chromaStart');
     const srv = server;
     let opened;
     try {
-      opened = await openCollection(srv.url, candidate.manifest?.collection ?? options.collection, candidate.manifest);
+      opened = await openCollection(srv.url, spec.manifest?.collection ?? options.collection, spec.manifest, options.queryTimeoutMs);
     } catch (err) {
-      throw classifyReadFailure(err, srv, candidate.version);
+      throwIfAborted(options.signal);
+      throw classifyReadFailure(err, srv, spec.version);
     }
     mark('open');
     const keyword = (await shippedKeyword) ?? (await buildKeywordIndex(opened.store));
+    throwIfAborted(options.signal);
     mark('keyword');
     return {
-      version: candidate.version,
-      kind: candidate.kind,
-      sourceDir: candidate.dir,
+      version: spec.version,
+      kind: spec.kind,
+      sourceDir: spec.dir,
       snapshotDir,
-      manifest: candidate.manifest,
+      manifest: spec.manifest,
       server: srv,
       ...opened,
       keyword,
@@ -163,13 +158,15 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
   } catch (err) {
     await cleanup();
     throw err;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
   }
 }
 
 /** Open an existing Chroma server (CHROMA_URL): no snapshot, no child. */
-export async function openRemoteStore(url: string, collection: string | undefined): Promise<OpenedStore> {
+export async function openRemoteStore(url: string, collection: string | undefined, queryTimeoutMs?: number): Promise<OpenedStore> {
   const started = performance.now();
-  const opened = await openCollection(url, collection, null);
+  const opened = await openCollection(url, collection, null, queryTimeoutMs);
   const keyword = await buildKeywordIndex(opened.store);
   return {
     keyword,
@@ -199,8 +196,9 @@ async function openCollection(
   url: string,
   collection: string | undefined,
   manifest: StoreManifest | null,
+  timeoutMs?: number,
 ): Promise<{ store: ChromaStore; count: number; dimension: number }> {
-  const store = await ChromaStore.open({ url, collection });
+  const store = await ChromaStore.open({ url, collection, timeoutMs });
   const count = await store.count();
   if (count === 0) throw new RagError('RAG_STORE_EMPTY', `collection "${store.name}" is empty`);
   const dimension = await store.dimension();
