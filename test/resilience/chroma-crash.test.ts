@@ -39,7 +39,8 @@ describe('the Chroma child killed with SIGKILL under load', () => {
     // Failures are clean 503s with a store code, and fast.
     for (const f of failures) {
       expect(f.status).toBe(503);
-      expect(f.code).toBe('RAG_STORE_UNAVAILABLE');
+      // Unavailable (the query failed) or unhealthy (missed heartbeats, being restarted).
+      expect(['RAG_STORE_UNAVAILABLE', 'RAG_STORE_UNHEALTHY']).toContain(f.code);
       // Never the child's address, the runtime folder or a collection id.
       expect(f.message).not.toMatch(/https?:\/\/|127\.0\.0\.1|:\d{4,5}\b|\/runtime\/|[0-9a-f]{8}-[0-9a-f]{4}-/);
       expect(f.end - f.start).toBeLessThan(2000);
