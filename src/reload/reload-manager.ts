@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import { RagError, toRagError, type ErrorCode } from '../errors.js';
-import { chooseModelName } from '../embeddings/model-folders.js';
+import { chooseModelName, resolveModelDir } from '../embeddings/model-folders.js';
 import { inspectModelFolder, loadEmbeddingModel } from '../embeddings/model-loader.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -154,7 +154,7 @@ export class ReloadManager extends EventEmitter {
   private async resolveSpec(): Promise<GenerationSpec> {
     const candidate = this.config.chromaUrl ? null : await resolveStoreCandidate(this.config.vectorstoreDir);
     const modelName = await chooseModelName(this.config.modelsDir, this.config.modelName, candidate?.manifest?.embedding.model);
-    return { candidate, modelDir: join(this.config.modelsDir, modelName) };
+    return { candidate, modelDir: await resolveModelDir(this.config.modelsDir, modelName) };
   }
 
   private async attempt(trigger: string, force: boolean, specOverride?: GenerationSpec): Promise<void> {
