@@ -4,6 +4,7 @@ import { createRouter } from './router.js';
 import { RagError } from '../errors.js';
 import { leaseFor, type AppDeps } from './context.js';
 import { generationRef } from './routes-rag.js';
+import { hubModelId } from '../embeddings/model-folders.js';
 import { tokenCounterFor } from '../embeddings/token-counter.js';
 import { checkChatParameters, upstreamParameters } from './openai-params.js';
 import { chatSchema, embeddingsSchema, normaliseFilter, parseBody } from './schemas.js';
@@ -45,7 +46,7 @@ export function openAiRoutes(deps: AppDeps): Router {
     const created = Math.floor(Date.parse(gen?.createdAt ?? new Date().toISOString()) / 1000);
     const data = [{ id: RAG_MODEL_ID, object: 'model', created, owned_by: 'rag-service' }];
     if (upstream && deps.config.llmModel !== RAG_MODEL_ID) data.push({ id: deps.config.llmModel, object: 'model', created, owned_by: `upstream-${upstream}` });
-    if (gen) data.push({ id: gen.model.name, object: 'model', created, owned_by: 'local-embeddings' });
+    if (gen) data.push({ id: hubModelId(gen.model.dir) ?? gen.model.name, object: 'model', created, owned_by: 'local-embeddings' });
     res.json({ object: 'list', data });
   });
 
@@ -179,8 +180,10 @@ export function openAiRoutes(deps: AppDeps): Router {
   r.post('/embeddings', async (req, res) => {
     const body = parseBody(embeddingsSchema, req.body);
     const gen = leaseFor(deps, req, res);
-    if (body.model !== gen.model.name && body.model !== gen.model.id && body.model !== RAG_MODEL_ID) {
-      throw new RagError('RAG_HTTP_UNKNOWN_MODEL', unknownModelMessage(body.model, [gen.model.name, RAG_MODEL_ID]), { details: { param: 'model' } });
+    // A hub cache model answers to its hub id (org/name) as well as to its folder name.
+    const served = hubModelId(gen.model.dir) ?? gen.model.name;
+    if (body.model !== served && body.model !== gen.model.name && body.model !== gen.model.id && body.model !== RAG_MODEL_ID) {
+      throw new RagError('RAG_HTTP_UNKNOWN_MODEL', unknownModelMessage(body.model, [served, RAG_MODEL_ID]), { details: { param: 'model' } });
     }
     if (body.dimensions !== undefined && body.dimensions !== gen.model.dimension) {
       throw new RagError('RAG_HTTP_VALIDATION', `dimensions: model ${gen.model.name} produces ${gen.model.dimension}-d vectors`);
@@ -191,7 +194,7 @@ export function openAiRoutes(deps: AppDeps): Router {
     const promptTokens = inputs.reduce((n, t) => n + counter.count(t), 0);
     res.json({
       object: 'list',
-      model: gen.model.name,
+      model: served,
       data: vectors.map((v, index) => ({
         object: 'embedding',
         index,

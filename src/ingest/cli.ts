@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config.js';
 import { isRagError } from '../errors.js';
-import { chooseModelName } from '../embeddings/model-folders.js';
+import { chooseModelName, resolveModelDir } from '../embeddings/model-folders.js';
 import { loadEmbeddingModel } from '../embeddings/model-loader.js';
 import { createSilentLogger } from '../observability/logger.js';
 import { loadDocuments } from './load-documents.js';
@@ -97,7 +97,7 @@ export async function main(argv: string[]): Promise<number> {
   const { documents, skipped } = await loadDocuments(docsDir);
   const chunks = await splitDocuments(documents, { chunkSize, chunkOverlap });
   // The same pooling/dtype choice as the service (EMBED_POOLING, MODEL_DTYPE), or the store's vectors would not match its queries.
-  const model = await loadEmbeddingModel({ dir: resolve(modelsDir, modelName), dtype: config.modelDtype, pooling: config.pooling });
+  const model = await loadEmbeddingModel({ dir: await resolveModelDir(modelsDir, modelName), dtype: config.modelDtype, pooling: config.pooling });
   console.log(
     `ingest: ${documents.length} documents -> ${chunks.length} chunks; model ${model.id} (${model.dimension}-d)` +
       (skipped.length ? `; skipped ${skipped.length} unsupported files` : ''),

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RagError } from '../errors.js';
+import { hubModelId } from '../embeddings/model-folders.js';
 import type { EmbeddingModel } from '../embeddings/model-loader.js';
 import type { Logger } from '../observability/logger.js';
 import { ChromaServer } from '../store/chroma-server.js';
@@ -124,7 +125,8 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
       version,
       createdAt: new Date().toISOString(),
       collection,
-      embedding: { model: model.name, modelId: model.id, dimension: model.dimension },
+      // A hub cache model is named by its hub id (org/name), which MODEL_NAME and the serving side resolve.
+      embedding: { model: hubModelId(model.dir) ?? model.name, modelId: model.id, dimension: model.dimension },
       chunkCount: chunks.length,
       ...(options.documentCount !== undefined ? { documentCount: options.documentCount } : {}),
       ...(options.chunking ? { chunking: options.chunking } : {}),

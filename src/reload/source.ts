@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config.js';
 import { RagError } from '../errors.js';
-import { chooseModelName } from '../embeddings/model-folders.js';
+import { chooseModelName, resolveModelDir } from '../embeddings/model-folders.js';
 import { fingerprintOf, problemError, walkTree } from '../fs/safe-fs.js';
 import { describeStore, resolveStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
 
@@ -36,7 +36,8 @@ const skipDot = (rel: string) => rel.split('/').some((p) => p.startsWith('.'));
 /** The model folder to serve, with a fingerprint over every one of its files. */
 export async function resolveModel(config: Pick<Config, 'modelsDir' | 'modelName'>, storeModel?: string, signal?: AbortSignal): Promise<ModelSpec> {
   const name = await chooseModelName(config.modelsDir, config.modelName, storeModel);
-  const dir = join(config.modelsDir, name);
+  // A plain folder under MODELS_DIR, or a Hugging Face hub id resolved to its snapshot (refs/main).
+  const dir = await resolveModelDir(config.modelsDir, name);
   let walk;
   try {
     walk = await walkTree(dir, { root: config.modelsDir, skip: skipDot, ...(signal ? { signal } : {}) });

@@ -43,7 +43,8 @@ describe('the Chroma child killed with SIGKILL under load', () => {
       expect(['RAG_STORE_UNAVAILABLE', 'RAG_STORE_UNHEALTHY']).toContain(f.code);
       // Never the child's address, the runtime folder or a collection id.
       expect(f.message).not.toMatch(/https?:\/\/|127\.0\.0\.1|:\d{4,5}\b|\/runtime\/|[0-9a-f]{8}-[0-9a-f]{4}-/);
-      expect(f.end - f.start).toBeLessThan(2000);
+      // No hang: bounded by the store query timeout (speed belongs in bench/, this machine is shared).
+      expect(f.end - f.start).toBeLessThan(svc.config.storeQueryTimeoutMs + 5000);
     }
     // Recovery: a success came after the kill (how fast is measured in bench/, not asserted here), and
     // nothing failed after it.
