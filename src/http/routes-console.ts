@@ -20,7 +20,7 @@ export function projectRoot(from: string = dirname(fileURLToPath(import.meta.url
   }
 }
 
-/** Where the console's index.html, app.js and style.css live. */
+/** Where the console's index.html, the ES modules and style.css live. */
 export function consolePublicDir(): string {
   return join(projectRoot(), 'src', 'http', 'public');
 }
