@@ -172,10 +172,19 @@ export async function resolveStore(root: string, signal?: AbortSignal): Promise<
     if (!isValidVersionName(name)) {
       throw new RagError('RAG_STORE_NOT_FOUND', `${CURRENT_FILE} names "${name.slice(0, 80)}", which is not a valid version folder name`);
     }
+    // Looked up again rather than in the walk above: CURRENT may have been renamed to name a
+    // folder published after the walk listed the root.
     if (!names.includes(name)) {
       const gone = top.problems.find((p) => p.rel === name);
       if (gone) throw problemError([gone], `version ${name}`)!;
-      throw new RagError('RAG_STORE_NOT_FOUND', `${CURRENT_FILE} points to version "${name}", which does not exist`);
+      const k = await kindOf(join(root, name));
+      if (k === 'link') {
+        const again = await walkTree(root, { skip: (rel) => rel !== name, ...(signal ? { signal } : {}) });
+        const bad = problemError(again.problems, `version ${name}`);
+        if (bad) throw bad;
+      } else if (k !== 'dir') {
+        throw new RagError('RAG_STORE_NOT_FOUND', `${CURRENT_FILE} points to version "${name}", which does not exist`);
+      }
     }
     return describeStore(root, join(root, name), 'versioned', name, signal);
   }

@@ -202,4 +202,33 @@ describe('reload contract: versioned layout', () => {
     await c.expectServing(serving);
     expect((await c.status()).ready).toBe(true);
   });
+
+  it("a store's own acceptance.json (listed in its manifest): the standby is checked before the swap; below minRecall it is rejected", async () => {
+    const good = await stage('r-accept');
+    await addListed(good, (d) =>
+      writeFile(join(d, 'acceptance.json'), JSON.stringify({ k: 3, minRecall: 0.9, questions: [{ question: 'lighthouse keeper lens', expected: ['lighthouses.md'] }, { question: 'sourdough bread yeast', expected: ['bread.txt'] }] })),
+    );
+    const before = await c.lastId();
+    await cp(good, join(svc.dirs.store, 'r-accept'), { recursive: true });
+    await c.pointCurrent('r-accept');
+    const a = await c.nextAttempt(before, 'accepted');
+    const s = await c.status();
+    expect(s.acceptance).toMatchObject({ attempt: a.id, k: 3, minRecall: 0.9, recall: 1, questions: 2 });
+    serving = 'r-accept';
+    const bad = await stage('r-accept-bad');
+    await addListed(bad, (d) =>
+      writeFile(join(d, 'acceptance.json'), JSON.stringify({ minRecall: 0.5, questions: [{ question: 'lighthouse keeper lens', expected: ['not-in-this-store.md'] }] })),
+    );
+    await cp(bad, join(svc.dirs.store, 'r-accept-bad'), { recursive: true });
+    await c.expectRejected(() => c.pointCurrent('r-accept-bad'), 'RAG_STORE_ACCEPTANCE_FAILED', /fails its own acceptance.json: recall@5 0 is below the minimum 0.5 over 1 questions/);
+    await c.expectServing('r-accept');
+  });
+
+  it('several store folders, no CURRENT, one without a manifest: rejected as ambiguous ("write the name into CURRENT")', async () => {
+    const dir = await stage('r-nomanifest');
+    await cp(dir, join(svc.dirs.store, 'r-nomanifest'), { recursive: true });
+    await rm(join(svc.dirs.store, 'r-nomanifest', MANIFEST_FILE));
+    await c.expectRejected(() => rm(join(svc.dirs.store, 'CURRENT')), 'RAG_STORE_LAYOUT_AMBIGUOUS', /r-nomanifest has no valid manifest.json.*write the name of the one to serve into CURRENT/);
+    await c.expectServing(serving);
+  });
 });
