@@ -36,13 +36,19 @@ const { values } = parseArgs({
     sets: { type: 'string', default: 'sample,pino,held-out' },
     /** Experiment: query expansion with the model's nearest corpus words, as perWord,minCosine,weight. */
     expand: { type: 'string' },
+    /** Experiment: weight of the neighbouring chunks' text in BM25. */
+    neighbours: { type: 'string' },
   },
 });
 const without = new Set(values.without);
 const analysis: KeywordAnalysis = {
   ...KEYWORD_ANALYSIS,
   ...(without.has('stem') ? { stem: false } : {}),
-  ...(without.has('headings-boost') ? { fieldBoosts: { ...KEYWORD_ANALYSIS.fieldBoosts, headings: 0 } } : {}),
+  fieldBoosts: {
+    ...KEYWORD_ANALYSIS.fieldBoosts,
+    ...(without.has('headings-boost') ? { headings: 0 } : {}),
+    ...(values.neighbours ? { neighbours: Number(values.neighbours) } : {}),
+  },
 };
 const K = Number(values.k);
 
@@ -142,7 +148,7 @@ async function main() {
   const table = lines.join('\n');
   console.log(table);
   await mkdir(values.out!, { recursive: true });
-  const stamp = new Date().toISOString().slice(0, 10) + (without.size ? `-without-${[...without].join("-")}` : "") + (values.expand ? `-expand-${values.expand}` : "");
+  const stamp = new Date().toISOString().slice(0, 10) + (without.size ? `-without-${[...without].join("-")}` : "") + (values.expand ? `-expand-${values.expand}` : "") + (values.neighbours ? `-neighbours-${values.neighbours}` : "");
   await writeFile(join(values.out!, `eval-${stamp}.json`), JSON.stringify({ date: new Date().toISOString(), k: K, results }, null, 2));
   await writeFile(join(values.out!, `eval-${stamp}.md`), `# Retrieval evaluation (${stamp})\n\nProduced by \`npm run eval\`.\n\n${table}\n`);
 }

@@ -118,7 +118,14 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
     });
     await server.stop();
     // The keyword index ships with the version, under the same manifest checksums.
-    const keyword = KeywordIndex.build(chunks.map(keywordDoc), 'built', options.keywordAnalysis);
+    const keyword = KeywordIndex.build(
+      chunks.map((c, i) => {
+        const same = (j: number) => (chunks[j]?.metadata.source === c.metadata.source ? chunks[j]!.text : '');
+        return { ...keywordDoc(c), neighbours: `${same(i - 1)}\n${same(i + 1)}`.trim() || undefined };
+      }),
+      'built',
+      options.keywordAnalysis,
+    );
     await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keyword.serialize());
     const manifest: StoreManifest = {
       formatVersion: 1,

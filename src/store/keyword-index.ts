@@ -13,7 +13,8 @@ const FORMAT = 3;
  * a worker thread: it imports this module and needs nothing else). Changing any of it changes
  * what a shipped index means: bump FORMAT.
  *  - stem: Porter stemming (npm `stemmer`) of plain words; identifiers are indexed whole.
- *  - fieldBoosts: a query term found in a chunk's document title or its heading path counts more.
+ *  - fieldBoosts: weight of a query term found in the chunk text, its document title, its heading
+ *    path, or its neighbouring chunks' text (0: the field is not indexed).
  *  - maxDfRatio: query terms in more than this share of chunks are dropped (IDF near zero, long postings).
  * Each choice is kept because `npm run eval` measured it on the tuning sets (see docs/retrieval.md).
  */
@@ -24,18 +25,22 @@ export interface KeywordAnalysis {
 }
 export const KEYWORD_ANALYSIS: KeywordAnalysis = Object.freeze({
   stem: true,
-  // headings 0: a boosted heading-path field did not help on the tuning sets nor on the held-out
-  // set (docs/retrieval.md); heading words still count in the chunk text. A weight > 0 turns it on.
-  fieldBoosts: Object.freeze({ text: 1, title: 1.5, headings: 0 }),
+  // headings 0: a boosted heading-path field was not proven by the held-out set (docs/retrieval.md);
+  // heading words still count in the chunk text. neighbours 0.3: the text of the chunks before and
+  // after, at low weight, so a chunk matches words its section uses around it (weight chosen on
+  // the tuning sets: 0.15, 0.3, 0.6).
+  fieldBoosts: Object.freeze({ text: 1, title: 1.5, headings: 0, neighbours: 0.3 }),
   maxDfRatio: 0.15,
 });
-export const KEYWORD_FIELDS = ['text', 'title', 'headings'] as const;
+export const KEYWORD_FIELDS = ['text', 'title', 'headings', 'neighbours'] as const;
 export interface KeywordDoc {
   id: string;
   text: string;
   title?: string | undefined;
   /** Heading path of the chunk ("Guide > Section > Subsection"), from the Markdown splitter. */
   headings?: string | undefined;
+  /** Text of the chunks before and after it in the same document. */
+  neighbours?: string | undefined;
 }
 
 /**
@@ -106,7 +111,8 @@ export class KeywordIndex {
     const df = new Map<string, number>();
     for (const d of docs) {
       const headings = analysis.fieldBoosts.headings > 0 ? d.headings : undefined;
-      mini.add({ id: d.id, text: d.text, ...(d.title ? { title: d.title } : {}), ...(headings ? { headings } : {}) });
+      const neighbours = analysis.fieldBoosts.neighbours > 0 ? d.neighbours : undefined;
+      mini.add({ id: d.id, text: d.text, ...(d.title ? { title: d.title } : {}), ...(headings ? { headings } : {}), ...(neighbours ? { neighbours } : {}) });
       for (const t of new Set(analyze(`${d.title ?? ''} ${headings ?? ''} ${d.text}`, analysis))) df.set(t, (df.get(t) ?? 0) + 1);
     }
     return new KeywordIndex(mini, df, origin, analysis);
@@ -189,6 +195,6 @@ function parseAnalysis(raw: unknown): KeywordAnalysis {
   return Object.freeze({
     stem: a.stem,
     maxDfRatio: a.maxDfRatio as number,
-    fieldBoosts: Object.freeze({ text: boosts.text as number, title: boosts.title as number, headings: boosts.headings as number }),
+    fieldBoosts: Object.freeze({ text: boosts.text as number, title: boosts.title as number, headings: boosts.headings as number, neighbours: boosts.neighbours as number }),
   });
 }
