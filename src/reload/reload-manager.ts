@@ -248,8 +248,10 @@ export class ReloadManager extends EventEmitter {
             logger: this.logger,
             collection: this.config.collection,
             chromaStartTimeoutMs: this.config.chromaStartTimeoutMs,
+            serveIndexMaxMb: this.config.serveIndexMaxMb,
+            indexLoadTimeoutMs: this.config.indexLoadTimeoutMs,
           })
-        : await openRemoteStore(this.config.chromaUrl!, this.config.collection);
+        : await openRemoteStore(this.config.chromaUrl!, this.config.collection, { indexLoadTimeoutMs: this.config.indexLoadTimeoutMs });
       if (store.dimension !== shared.model.dimension) {
         throw new RagError(
           'RAG_STORE_DIMENSION_MISMATCH',

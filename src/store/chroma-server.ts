@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
+import { setPriority } from 'node:os';
 import { RagError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { resolveChromaRuntime } from './chroma-runtime.js';
@@ -23,6 +24,8 @@ export interface ChromaServerOptions {
   /** Restart the child when it dies on its own (default true). */
   restart?: boolean;
   maxRestarts?: number;
+  /** Scheduling niceness for the child (e.g. 10 for a loader child that must yield CPU to requests). */
+  nice?: number;
 }
 
 export type ChromaServerState = 'new' | 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped' | 'failed';
@@ -83,6 +86,7 @@ export class ChromaServer extends EventEmitter {
   private restartTimer: NodeJS.Timeout | undefined;
   private tail: string[] = [];
   restarts = 0;
+  private readonly nice: number;
 
   constructor(options: ChromaServerOptions) {
     super();
@@ -93,6 +97,7 @@ export class ChromaServer extends EventEmitter {
     this.stopGraceMs = options.stopGraceMs ?? 2_000;
     this.restartEnabled = options.restart ?? true;
     this.maxRestarts = options.maxRestarts ?? 20;
+    this.nice = options.nice ?? 0;
   }
 
   get state(): ChromaServerState {
@@ -183,6 +188,13 @@ export class ChromaServer extends EventEmitter {
       env: { ...process.env, CHROMA_BINDING_PATH: runtime.bindingPath, NO_COLOR: '1', RUST_LOG: process.env.CHROMA_RUST_LOG ?? 'warn,chroma_frontend=info' },
     });
     liveChildren.add(child);
+    if (this.nice && child.pid) {
+      try {
+        setPriority(child.pid, this.nice);
+      } catch (err) {
+        this.logger.debug({ err }, 'could not lower the Chroma child priority');
+      }
+    }
     this.child = child;
     this.portValue = port;
     this.tail = [];

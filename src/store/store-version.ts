@@ -1,10 +1,13 @@
-import { cp, mkdir, readdir, rm } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { RagError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
+import { ChromaBackend } from './chroma-backend.js';
 import { ChromaServer } from './chroma-server.js';
 import { ChromaStore } from './chroma-store.js';
-import { KeywordIndex } from './keyword-index.js';
+import { InProcessBackend } from './in-process-backend.js';
+import { loadRecords } from './index-loader.js';
+import type { RetrievalBackend } from './retrieval-backend.js';
 import { CURRENT_FILE, fingerprint, SQLITE_FILE, type StoreCandidate } from './layout.js';
 import { verifyManifestFiles, type StoreManifest } from './manifest.js';
 import { checkSqliteFile } from './sqlite-check.js';
@@ -16,9 +19,11 @@ export interface OpenedStore {
   sourceDir: string | null;
   snapshotDir: string | null;
   manifest: StoreManifest | null;
-  store: ChromaStore;
-  /** BM25 keyword index over the same ids: shipped with the version, or built from the collection. */
-  keyword: KeywordIndex;
+  /** The retrieval seam (retrieval-backend.ts): in process, the generation's Chroma child, or a remote Chroma. */
+  store: RetrievalBackend;
+  /** BM25 keyword index over the same ids (shipped with the version, or built), held by a worker thread. */
+  keyword: { origin: 'store' | 'built'; size: number };
+  /** The generation's Chroma child; null when the store is served in process (the loader child is stopped) or remote. */
   server: ChromaServer | null;
   count: number;
   dimension: number;
@@ -33,6 +38,18 @@ export interface OpenStoreOptions {
   logger: Logger;
   collection?: string | undefined;
   chromaStartTimeoutMs?: number;
+  /** Snapshots up to this many MiB on disk are served in process (default 2048; 0: never). */
+  serveIndexMaxMb?: number;
+  indexLoadTimeoutMs?: number;
+}
+
+/** Bytes of every regular file under a folder (the snapshot's size on disk). */
+async function folderBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += (await stat(join(e.parentPath, e.name))).size;
+  }
+  return total;
 }
 
 let snapshotCounter = 0;
@@ -127,10 +144,17 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
     await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
     mark('verify');
 
-    // The shipped keyword index loads while Chroma starts (both only read the verified snapshot).
-    const shippedKeyword = KeywordIndex.load(snapshotDir);
-    shippedKeyword.catch(() => undefined);
-    server = new ChromaServer({ dataDir: snapshotDir, logger: options.logger, startTimeoutMs: options.chromaStartTimeoutMs ?? 30_000 });
+    // Small enough: read the store into process memory through Chroma (the real engine stays the
+    // only reader of the on-disk format), then stop the child and delete the snapshot.
+    const maxMb = options.serveIndexMaxMb ?? 2048;
+    const inProcess = maxMb > 0 && (await folderBytes(snapshotDir)) <= maxMb * 2 ** 20;
+    server = new ChromaServer({
+      dataDir: snapshotDir,
+      logger: options.logger,
+      startTimeoutMs: options.chromaStartTimeoutMs ?? 30_000,
+      // A loader child yields CPU to the requests being served meanwhile, and is not restarted.
+      ...(inProcess ? { nice: 10, restart: false } : {}),
+    });
     try {
       await server.start();
     } catch (err) {
@@ -145,20 +169,53 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
       throw classifyReadFailure(err, srv, candidate.version);
     }
     mark('open');
-    const keyword = (await shippedKeyword) ?? (await buildKeywordIndex(opened.store));
-    mark('keyword');
+    let records;
+    try {
+      records = await loadRecords({
+        url: srv.url,
+        collection: opened.store.name,
+        count: opened.count,
+        dimension: opened.dimension,
+        withVectors: inProcess,
+        keywordDir: snapshotDir,
+        timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
+      });
+    } catch (err) {
+      const own = err instanceof RagError && (err.code === 'RAG_STORE_INDEX_LOAD_FAILED' || err.code === 'RAG_STORE_KEYWORD_INDEX_CORRUPT');
+      throw own && srv.state === 'running' ? err : classifyReadFailure(err, srv, candidate.version);
+    }
+    mark(inProcess ? 'index' : 'keyword');
+    let backend: RetrievalBackend;
+    let dispose = cleanup;
+    if (inProcess) {
+      backend = new InProcessBackend(opened.store.name, opened.store.space, opened.dimension, records);
+      // The child and the snapshot are no longer needed: queries never leave the process.
+      await cleanup();
+      server = null;
+      dispose = () => backend.dispose();
+      mark('stopLoader');
+    } else {
+      const chroma = new ChromaBackend('chroma-child', opened.store, records.keyword);
+      backend = chroma;
+      dispose = async () => {
+        await chroma.dispose();
+        await cleanup();
+      };
+    }
     return {
       version: candidate.version,
       kind: candidate.kind,
       sourceDir: candidate.dir,
-      snapshotDir,
+      snapshotDir: inProcess ? null : snapshotDir,
       manifest: candidate.manifest,
-      server: srv,
-      ...opened,
-      keyword,
+      server: inProcess ? null : srv,
+      store: backend,
+      count: opened.count,
+      dimension: opened.dimension,
+      keyword: { origin: records.keyword.origin, size: records.keyword.size },
       openMs: Math.round(performance.now() - started),
       phases,
-      dispose: cleanup,
+      dispose,
     };
   } catch (err) {
     await cleanup();
@@ -166,33 +223,35 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
   }
 }
 
-/** Open an existing Chroma server (CHROMA_URL): no snapshot, no child. */
-export async function openRemoteStore(url: string, collection: string | undefined): Promise<OpenedStore> {
+/** Open an existing Chroma server (CHROMA_URL): no snapshot, no child; the remote server answers queries. */
+export async function openRemoteStore(url: string, collection: string | undefined, options: { indexLoadTimeoutMs?: number } = {}): Promise<OpenedStore> {
   const started = performance.now();
   const opened = await openCollection(url, collection, null);
-  const keyword = await buildKeywordIndex(opened.store);
+  const records = await loadRecords({
+    url,
+    collection: opened.store.name,
+    count: opened.count,
+    dimension: opened.dimension,
+    withVectors: false,
+    keywordDir: null,
+    timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
+  });
+  const backend = new ChromaBackend('chroma-remote', opened.store, records.keyword);
   return {
-    keyword,
+    keyword: { origin: records.keyword.origin, size: records.keyword.size },
     version: `remote-${opened.store.name}`,
     kind: 'remote',
     sourceDir: null,
     snapshotDir: null,
     manifest: null,
     server: null,
-    ...opened,
+    store: backend,
+    count: opened.count,
+    dimension: opened.dimension,
     openMs: Math.round(performance.now() - started),
     phases: { open: Math.round(performance.now() - started) },
-    dispose: async () => undefined,
+    dispose: () => backend.dispose(),
   };
-}
-
-/** A store without a shipped index (e.g. built by Python LangChain): index its documents now. */
-async function buildKeywordIndex(store: ChromaStore): Promise<KeywordIndex> {
-  const docs: Array<{ id: string; text: string; title?: string }> = [];
-  for await (const page of store.allDocuments()) {
-    for (const d of page) docs.push({ id: d.id, text: d.text, ...(typeof d.metadata?.title === 'string' ? { title: d.metadata.title } : {}) });
-  }
-  return KeywordIndex.build(docs, 'built');
 }
 
 async function openCollection(
