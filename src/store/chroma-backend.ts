@@ -28,12 +28,12 @@ export class ChromaBackend implements RetrievalBackend {
     if (whereDocument) compileWhereDocument(whereDocument);
   }
 
-  query(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<StoreHit[]> {
+  async query(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<StoreHit[]> {
     this.check(where, whereDocument);
     return this.store.query(Array.from(vector), k, where, whereDocument);
   }
 
-  nearestIds(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
+  async nearestIds(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
     this.check(where, whereDocument);
     return this.store.nearestIds(Array.from(vector), k, where, whereDocument);
   }
@@ -52,7 +52,7 @@ export class ChromaBackend implements RetrievalBackend {
       .slice(0, k);
   }
 
-  getByIds(ids: string[]): Promise<RecordText[]> {
+  async getByIds(ids: string[]): Promise<RecordText[]> {
     return this.store.getByIds(ids);
   }
 
