@@ -17,9 +17,11 @@ export class InProcessBackend implements RetrievalBackend {
   private readonly documents: string[];
   private readonly metadatas: Array<StoreHit['metadata']>;
   private readonly loadMs: number;
+  private textBytes = 0;
   readonly keyword: KeywordWorker;
 
-  constructor(
+  /** Use `create()`: it indexes the ids in slices, yielding the event loop between them. */
+  private constructor(
     readonly name: string,
     readonly space: DistanceSpace,
     dimension: number,
@@ -30,8 +32,21 @@ export class InProcessBackend implements RetrievalBackend {
     this.metadatas = records.metadatas;
     this.keyword = records.keyword;
     this.loadMs = records.loadMs;
-    this.matrix = new VectorMatrix(records.vectors!, records.ids.length, dimension, space);
-    records.ids.forEach((id, i) => this.rowOf.set(id, i));
+    this.matrix = new VectorMatrix(records.vectors!, records.ids.length, dimension, space, records.invNorms ?? undefined);
+  }
+
+  static async create(name: string, space: DistanceSpace, dimension: number, records: LoadedRecords): Promise<InProcessBackend> {
+    const b = new InProcessBackend(name, space, dimension, records);
+    const SLICE = 5000;
+    for (let start = 0; start < b.ids.length; start += SLICE) {
+      const end = Math.min(b.ids.length, start + SLICE);
+      for (let i = start; i < end; i++) {
+        b.rowOf.set(b.ids[i]!, i);
+        b.textBytes += b.documents[i]!.length * 2;
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    return b;
   }
 
   get count(): number {
@@ -84,8 +99,7 @@ export class InProcessBackend implements RetrievalBackend {
   }
 
   describe(): BackendInfo {
-    let textBytes = 0;
-    for (const d of this.documents) textBytes += d.length * 2;
+    const textBytes = this.textBytes;
     // ids, metadata objects and map entries: ~200 bytes a record is what V8 heap snapshots show for this shape.
     const bytes = this.matrix.bytes + textBytes + this.ids.length * 200;
     return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs };

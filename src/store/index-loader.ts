@@ -81,6 +81,7 @@ export interface LoadedRecords {
   documents: string[];
   metadatas: Array<StoreHit['metadata']>;
   vectors: Float32Array | null;
+  invNorms: Float32Array | null;
   keyword: KeywordWorker;
   loadMs: number;
 }
@@ -119,6 +120,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   const documents: string[] = [];
   const metadatas: Array<StoreHit['metadata']> = [];
   let vectors: Float32Array | null = null;
+  let invNorms: Float32Array | null = null;
   return new Promise<LoadedRecords>((resolve, reject) => {
     let settled = false;
     const fail = (code: ErrorCode, message: string, cause?: unknown) => {
@@ -139,6 +141,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         }
       } else if (m.type === 'vectors') {
         vectors = m.data;
+        invNorms = m.invNorms;
       } else if (m.type === 'failed') {
         fail(m.code as ErrorCode, m.message);
       } else if (m.type === 'ready') {
@@ -149,7 +152,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         settled = true;
         clearTimeout(timer);
         worker.off('message', onMessage);
-        resolve({ ids, documents, metadatas, vectors, keyword: new KeywordWorker(worker, m.keyword.origin, m.keyword.size), loadMs: Math.round(performance.now() - t0) });
+        resolve({ ids, documents, metadatas, vectors, invNorms, keyword: new KeywordWorker(worker, m.keyword.origin, m.keyword.size), loadMs: Math.round(performance.now() - t0) });
       }
     };
     worker.on('message', onMessage);

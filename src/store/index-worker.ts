@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { toRagError } from '../errors.js';
 import { ChromaStore } from './chroma-store.js';
 import { KeywordIndex } from './keyword-index.js';
+import { inverseNorms } from './vector-scan.js';
 
 export interface IndexWorkerData {
   url: string;
@@ -22,7 +23,7 @@ export interface IndexWorkerData {
 
 export type IndexWorkerMessage =
   | { type: 'page'; ids: string[]; documents: string[]; metadatas: Array<Record<string, unknown> | null> }
-  | { type: 'vectors'; data: Float32Array; count: number; dimension: number }
+  | { type: 'vectors'; data: Float32Array; invNorms: Float32Array; count: number; dimension: number }
   | { type: 'ready'; keyword: { origin: 'store' | 'built'; size: number } }
   | { type: 'hits'; id: number; hits: Array<{ id: string; score: number }> }
   | { type: 'failed'; code: string; message: string };
@@ -59,7 +60,10 @@ async function load(): Promise<KeywordIndex> {
     row += page.ids.length;
   }
   if (row !== data.expectCount) throw new Error(`read ${row} records, the collection counted ${data.expectCount}`);
-  if (vectors) port.postMessage({ type: 'vectors', data: vectors, count: row, dimension: data.expectDimension } satisfies IndexWorkerMessage, [vectors.buffer]);
+  if (vectors) {
+    const invNorms = inverseNorms(vectors, row, data.expectDimension);
+    port.postMessage({ type: 'vectors', data: vectors, invNorms, count: row, dimension: data.expectDimension } satisfies IndexWorkerMessage, [vectors.buffer as ArrayBuffer, invNorms.buffer as ArrayBuffer]);
+  }
   return (await shipped) ?? KeywordIndex.build(docs, 'built');
 }
 

@@ -188,7 +188,7 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
     let backend: RetrievalBackend;
     let dispose = cleanup;
     if (inProcess) {
-      backend = new InProcessBackend(opened.store.name, opened.store.space, opened.dimension, records);
+      backend = await InProcessBackend.create(opened.store.name, opened.store.space, opened.dimension, records);
       // The child and the snapshot are no longer needed: queries never leave the process.
       await cleanup();
       server = null;

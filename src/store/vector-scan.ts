@@ -33,6 +33,17 @@ export function nativeKernel(): UsearchModule | null {
   return usearchModule;
 }
 
+/** 1/|row| per row (0 for a zero row). */
+export function inverseNorms(data: Float32Array, count: number, dimension: number): Float32Array {
+  const out = new Float32Array(count);
+  for (let r = 0, o = 0; r < count; r++, o += dimension) {
+    let s = 0;
+    for (let j = 0; j < dimension; j++) s += data[o + j]! * data[o + j]!;
+    out[r] = s > 0 ? 1 / Math.sqrt(s) : 0;
+  }
+  return out;
+}
+
 export interface ScanResult {
   rows: number[];
   distances: number[];
@@ -42,21 +53,16 @@ export class VectorMatrix {
   /** 1/|row| for cosine (the JavaScript path); empty otherwise. */
   private readonly invNorms: Float32Array;
 
+  /** `invNorms` (cosine) may be computed elsewhere (the index worker does, off the event loop). */
   constructor(
     readonly data: Float32Array,
     readonly count: number,
     readonly dimension: number,
     readonly space: DistanceSpace,
+    invNorms?: Float32Array,
   ) {
     if (data.length !== count * dimension) throw new Error(`vector matrix holds ${data.length} floats, expected ${count} x ${dimension}`);
-    this.invNorms = new Float32Array(space === 'cosine' ? count : 0);
-    if (space === 'cosine') {
-      for (let r = 0, o = 0; r < count; r++, o += dimension) {
-        let s = 0;
-        for (let j = 0; j < dimension; j++) s += data[o + j]! * data[o + j]!;
-        this.invNorms[r] = s > 0 ? 1 / Math.sqrt(s) : 0;
-      }
-    }
+    this.invNorms = space !== 'cosine' ? new Float32Array(0) : invNorms && invNorms.length === count ? invNorms : inverseNorms(data, count, dimension);
   }
 
   get kernel(): 'usearch-exact' | 'js-exact' {

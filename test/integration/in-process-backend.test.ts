@@ -52,7 +52,7 @@ beforeAll(async () => {
     expect(store.space).toBe(space);
     const records = await loadRecords({ url: server.url, collection: store.name, count: N, dimension: D, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 400 });
     const remoteKeyword = await loadRecords({ url: server.url, collection: store.name, count: N, dimension: D, withVectors: false, keywordDir: null, timeoutMs: 60_000 });
-    backends.set(space, { local: new InProcessBackend(store.name, space, D, records), remote: new ChromaBackend('chroma-child', store, remoteKeyword.keyword) });
+    backends.set(space, { local: await InProcessBackend.create(store.name, space, D, records), remote: new ChromaBackend('chroma-child', store, remoteKeyword.keyword) });
   }
 });
 afterAll(async () => {

@@ -1,0 +1,393 @@
+/**
+ * `npm run bench:serving [-- --quick] [-- --sizes 1000,10000,100000]`: the serving engine against
+ * its peers in one run on one machine, written to bench/results/serving-<date>[-quick].json/.md,
+ * then compared with the last committed results (a before/after table; it warns, never fails).
+ *
+ * - Closed loop (autocannon) on /v1/retrieve: this service dense c=1/16/64, hybrid c=1/16; at c=16
+ *   the naive LangChain.js peer, its fair-reload variant, the in-process LangChain.js peer
+ *   (MemoryVectorStore, same model) and an empty Express handler.
+ * - Open model at 50% of each system's measured c=16 capacity: steady, then a swap every 2 s
+ *   (p50/p99/max from the scheduled send time, failed, max event-loop delay, peak RSS).
+ * - Cost growth per store size: build, start to ready, write -> serving for one swap, RSS, req/s.
+ */
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadEmbeddingModel, type EmbeddingModel } from '../src/embeddings/model-loader.js';
+import { publishStoreVersion } from '../src/ingest/publish.js';
+import { loadDocuments } from '../src/ingest/load-documents.js';
+import { splitSentences } from '../src/rag/extractive-answerer.js';
+import { createSilentLogger } from '../src/observability/logger.js';
+import { listFiles } from '../src/store/manifest.js';
+import { runLoad, type LoadResult } from './lib/load.js';
+import { runOpenLoad, type OpenLoadResult } from './lib/open-load.js';
+import { freePort, startNode, treeRssMiB } from './lib/proc.js';
+import { readServerSentEvents } from './lib/sse.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const { values } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, sizes: { type: 'string' }, out: { type: 'string', default: join(ROOT, 'bench', 'results') } },
+});
+const QUICK = values.quick;
+const P = QUICK ? { chunks: 3000, dur: 3, openS: 6, sizes: [1000, 3000] } : { chunks: 10_000, dur: 8, openS: 20, sizes: [1000, 10_000, 100_000] };
+if (values.sizes) P.sizes = values.sizes.split(',').map(Number);
+const SWAP_EVERY_MS = 2000;
+const logger = createSilentLogger();
+const DENSE = { question: 'how do retries back off when a worker fails a job', k: 4, mode: 'dense' };
+const HYBRID = { ...DENSE, mode: 'hybrid' };
+const log = (...a: unknown[]) => console.log(`[serving ${new Date().toISOString().slice(11, 19)}]`, ...a);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function rng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function buildStore(outDir: string, version: string, n: number, edition: string, model: EmbeddingModel, sentences: string[]) {
+  const rand = rng(n * 31 + edition.charCodeAt(0));
+  const chunks = Array.from({ length: n }, (_, i) => ({
+    id: `${edition}-${i}`,
+    text: `${sentences[Math.floor(rand() * sentences.length)]} ${sentences[Math.floor(rand() * sentences.length)]} ${sentences[Math.floor(rand() * sentences.length)]} (record ${i}, edition ${edition})`,
+    metadata: { source: `${edition}/doc-${i % 50}.md`, chunk: i, edition },
+  }));
+  const t0 = performance.now();
+  const r = await publishStoreVersion({ outDir, chunks, model, logger, version, activate: false, batchSize: 512 });
+  return { dir: r.dir, ms: Math.round(performance.now() - t0) };
+}
+
+async function pointCurrent(storeDir: string, name: string) {
+  await writeFile(join(storeDir, 'CURRENT.tmp'), `${name}\n`);
+  await rename(join(storeDir, 'CURRENT.tmp'), join(storeDir, 'CURRENT'));
+}
+
+async function startService(work: string, storeDir: string, env: Record<string, string> = {}) {
+  const port = await freePort();
+  const proc = await startNode(
+    join(ROOT, 'dist', 'src', 'main.js'),
+    [],
+    { PORT: String(port), LOG_LEVEL: 'info', MODELS_DIR: join(work, 'models'), VECTORSTORE_DIR: storeDir, RUNTIME_DIR: join(work, `runtime-${port}`), MAX_CONCURRENT: '10000', AUDIT_LOG_DIR: 'off', WATCH: 'true', ...env },
+    /"msg":"listening"/,
+    600_000,
+  );
+  return { ...proc, url: `http://127.0.0.1:${port}` };
+}
+
+type Peer = Awaited<ReturnType<typeof startNode>> & { url: string; name: string };
+async function startPeer(name: string, script: string, args: string[]): Promise<Peer> {
+  const port = await freePort();
+  const proc = await startNode(join(ROOT, 'dist', 'bench', script), [...args, '--port', String(port)], {}, /listening/, 600_000);
+  return { ...proc, url: `http://127.0.0.1:${port}`, name };
+}
+
+/** Copy a version's files except its manifest into a flat folder (what the peers serve). */
+async function copyFlat(src: string, dst: string) {
+  for (const rel of await listFiles(src)) if (rel !== 'manifest.json') await cp(join(src, rel), join(dst, rel), { recursive: true });
+}
+
+/** Event-loop delay since the previous scrape (the service resets its histogram on each scrape). */
+async function loopDelayMaxMs(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = /rag_event_loop_delay_seconds\{quantile="max"\} ([0-9.e+-]+)/.exec(text);
+  return m ? Math.round(Number(m[1]) * 1000 * 10) / 10 : NaN;
+}
+
+function rssSampler(pid: number) {
+  const samples: number[] = [];
+  const timer = setInterval(() => samples.push(treeRssMiB(pid)), 100);
+  return { stop: () => (clearInterval(timer), samples) };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+};
+
+interface SwapWindow {
+  open: OpenLoadResult;
+  rssPeakMiB: number;
+  swaps: number;
+  loopMaxMs?: number;
+  servingMs?: { p50: number; p90: number; max: number };
+}
+
+async function main() {
+  const started = new Date();
+  const work = await mkdtemp(join(tmpdir(), 'rag-bench-serving-'));
+  log(`work dir ${work}; mode ${QUICK ? 'quick' : 'full'}; ${cpus().length} cores (shared: numbers are from a machine other work also runs on)`);
+  await mkdir(join(work, 'models'));
+  const modelDir = join(work, 'models', 'glove-sif-100d');
+  await cp(join(ROOT, 'models', 'glove-sif-100d'), modelDir, { recursive: true });
+  const model = await loadEmbeddingModel({ dir: modelDir });
+  const { documents } = await loadDocuments(join(ROOT, 'corpus', 'sample'));
+  const sentences = documents.flatMap((d) => splitSentences(d.pageContent));
+  const staging = join(work, 'staging');
+  const results: Record<string, unknown> = { date: started.toISOString(), mode: QUICK ? 'quick' : 'full', params: P, machine: { cpus: cpus().length, node: process.version, shared: true } };
+
+  log(`building two ${P.chunks}-chunk store versions`);
+  const A = await buildStore(staging, 'store-a', P.chunks, 'a', model, sentences);
+  const B = await buildStore(staging, 'store-b', P.chunks, 'b', model, sentences);
+
+  // ---- this service ----
+  const storeDir = join(work, 'vectorstore');
+  await mkdir(storeDir);
+  await cp(A.dir, join(storeDir, 'store-a'), { recursive: true });
+  await pointCurrent(storeDir, 'store-a');
+  const svc = await startService(work, storeDir);
+  const status = (await (await fetch(`${svc.url}/admin/status`)).json()) as { active: { store: { backend: unknown } } };
+  results.backend = status.active.store.backend;
+  log(`service ready in ${svc.startMs} ms, backend ${JSON.stringify(results.backend)}`);
+  const closed: Record<string, LoadResult> = {};
+  for (const c of [1, 16, 64]) closed[`dense-c${c}`] = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: c, durationS: P.dur });
+  for (const c of [1, 16]) closed[`hybrid-c${c}`] = await runLoad({ url: svc.url, route: '/v1/retrieve', body: HYBRID, connections: c, durationS: P.dur });
+  for (const [k, r] of Object.entries(closed)) log(`this ${k}: ${r.rps} req/s p50 ${r.p50} p99 ${r.p99} errors ${r.errors + r.non2xx}`);
+
+  // Open model at 50% of capacity: steady, then a swap every 2 s.
+  const rate = Math.max(10, Math.round(closed['dense-c16']!.rps * 0.5));
+  const events: Array<{ type: string; receivedAt: number; attempt?: { storeVersion: string | null } }> = [];
+  const ac = new AbortController();
+  readServerSentEvents(`${svc.url}/admin/events`, (type, data) => events.push({ ...(data as object), type, receivedAt: Date.now() }), ac.signal);
+  await loopDelayMaxMs(svc.url); // reset the histogram
+  let rss = rssSampler(svc.child.pid!);
+  const steadyOpen = await runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: P.openS });
+  const steadyRss = rss.stop();
+  const steadyLoop = await loopDelayMaxMs(svc.url);
+  const steadyRssMiB = median(steadyRss);
+  rss = rssSampler(svc.child.pid!);
+  const swapTimes: Array<{ version: string; at: number }> = [];
+  let stopSwaps = false;
+  const swapper = (async () => {
+    let i = 0;
+    const previous = ['store-a'];
+    while (!stopSwaps) {
+      const t = Date.now();
+      i++;
+      const version = `swap-${String(i).padStart(3, '0')}`;
+      await cp(i % 2 ? B.dir : A.dir, join(storeDir, version), { recursive: true });
+      await pointCurrent(storeDir, version);
+      swapTimes.push({ version, at: Date.now() });
+      previous.push(version);
+      while (previous.length > 4) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
+      await sleep(Math.max(0, SWAP_EVERY_MS - (Date.now() - t)));
+    }
+  })();
+  const swapOpen = await runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: P.openS });
+  stopSwaps = true;
+  await swapper;
+  const swapRss = rss.stop();
+  const swapLoop = await loopDelayMaxMs(svc.url);
+  await sleep(3000);
+  ac.abort();
+  const servingMs = swapTimes.flatMap((s) => {
+    const e = events.find((x) => x.type === 'reload.accepted' && x.attempt?.storeVersion === s.version);
+    return e ? [e.receivedAt - s.at] : [];
+  });
+  const sorted = [...servingMs].sort((a, b) => a - b);
+  const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+  const finalStatus = (await (await fetch(`${svc.url}/admin/status`)).json()) as { history: Array<{ outcome: string; phases?: Record<string, number> }> };
+  const phases = finalStatus.history.filter((h) => h.outcome === 'accepted' && h.phases).map((h) => h.phases!);
+  const open: Record<string, { steady: SwapWindow; swaps: SwapWindow }> = {
+    this: {
+      steady: { open: steadyOpen, rssPeakMiB: Math.max(...steadyRss), swaps: 0, loopMaxMs: steadyLoop },
+      swaps: {
+        open: swapOpen,
+        rssPeakMiB: Math.max(...swapRss),
+        swaps: swapTimes.length,
+        loopMaxMs: swapLoop,
+        servingMs: { p50: pct(50), p90: pct(90), max: sorted.at(-1) ?? NaN },
+      },
+    },
+  };
+  log(`this open ${rate}/s steady p50 ${steadyOpen.p50} p99 ${steadyOpen.p99} max ${steadyOpen.max} failed ${steadyOpen.failed} loop max ${steadyLoop} ms; swaps (${swapTimes.length}, ${servingMs.length} served) p50 ${swapOpen.p50} p99 ${swapOpen.p99} max ${swapOpen.max} failed ${swapOpen.failed} loop max ${swapLoop} ms; RSS steady ${steadyRssMiB} peak ${Math.max(...swapRss)} MiB; write->serving p50 ${pct(50)} p90 ${pct(90)} ms`);
+  results.buildPhases = phases.slice(0, 10);
+  await svc.stop();
+
+  // ---- peers ----
+  const peers: Record<string, { c16: LoadResult; steady?: SwapWindow; swaps?: SwapWindow }> = {};
+  const peerDefs: Array<[string, string, boolean]> = [
+    ['empty-express', 'empty-peer.js', false],
+    ['langchain-naive', 'naive-peer.js', true],
+    ['langchain-fair-reload', 'naive-peer.js', true],
+    ['langchain-memory', 'memory-peer.js', true],
+  ];
+  for (const [name, script, hasStore] of peerDefs) {
+    const dir = join(work, `peer-${name}`);
+    await mkdir(dir);
+    if (hasStore) await copyFlat(A.dir, dir);
+    const args = hasStore ? ['--store', dir, '--model', modelDir, ...(name === 'langchain-fair-reload' ? ['--fair'] : [])] : [];
+    const peer = await startPeer(name, script, args);
+    const c16 = await runLoad({ url: peer.url, route: '/v1/retrieve', body: DENSE, connections: 16, durationS: P.dur });
+    log(`${name} c=16: ${c16.rps} req/s p50 ${c16.p50} p99 ${c16.p99} errors ${c16.errors + c16.non2xx}`);
+    peers[name] = { c16 };
+    if (hasStore && name !== 'langchain-naive') {
+      const prate = Math.max(10, Math.round(c16.rps * 0.5));
+      let s = rssSampler(peer.child.pid!);
+      const st = await runOpenLoad({ url: peer.url, route: '/v1/retrieve', body: DENSE, rate: prate, durationS: P.openS });
+      const stRss = s.stop();
+      s = rssSampler(peer.child.pid!);
+      let stop = false;
+      let n = 0;
+      const sw = (async () => {
+        while (!stop) {
+          const t = Date.now();
+          n++;
+          await copyFlat(n % 2 ? B.dir : A.dir, dir);
+          await sleep(Math.max(0, SWAP_EVERY_MS - (Date.now() - t)));
+        }
+      })();
+      const swr = await runOpenLoad({ url: peer.url, route: '/v1/retrieve', body: DENSE, rate: prate, durationS: P.openS });
+      stop = true;
+      await sw;
+      const swRss = s.stop();
+      peers[name]!.steady = { open: st, rssPeakMiB: Math.max(...stRss), swaps: 0 };
+      peers[name]!.swaps = { open: swr, rssPeakMiB: Math.max(...swRss), swaps: n };
+      (peers[name] as Record<string, unknown>).steadyRssMiB = median(stRss);
+      log(`${name} open ${prate}/s steady p99 ${st.p99} failed ${st.failed}; swaps (${n}) p99 ${swr.p99} max ${swr.max} failed ${swr.failed}; RSS steady ${median(stRss)} peak ${Math.max(...swRss)} MiB`);
+    }
+    await peer.stop();
+  }
+
+  // ---- cost growth ----
+  const growth: Array<Record<string, unknown>> = [];
+  for (const n of P.sizes) {
+    try {
+      const built = n === P.chunks ? { dir: A.dir, ms: A.ms } : await buildStore(staging, `size-${n}`, n, 'c', model, sentences);
+      const sdir = join(work, `vs-${n}`);
+      await mkdir(sdir);
+      await cp(built.dir, join(sdir, 'v1'), { recursive: true });
+      await pointCurrent(sdir, 'v1');
+      const s = await startService(work, sdir);
+      const st = (await (await fetch(`${s.url}/admin/status`)).json()) as { active: { store: { backend: { kind: string; memoryMiB: number | null; loadMs: number | null } } }; history: Array<{ phases?: Record<string, number>; durationMs: number }> };
+      const r = await runLoad({ url: s.url, route: '/v1/retrieve', body: DENSE, connections: 16, durationS: P.dur });
+      const steadyMiB = treeRssMiB(s.child.pid!);
+      // One swap: write -> serving and the RSS peak while it builds.
+      const ev: Array<{ type: string; receivedAt: number; attempt?: { storeVersion: string | null; durationMs: number } }> = [];
+      const ac2 = new AbortController();
+      readServerSentEvents(`${s.url}/admin/events`, (type, data) => ev.push({ ...(data as object), type, receivedAt: Date.now() }), ac2.signal);
+      await cp(built.dir, join(sdir, 'v2'), { recursive: true });
+      const samp = rssSampler(s.child.pid!);
+      const t = Date.now();
+      await pointCurrent(sdir, 'v2');
+      const deadline = Date.now() + 600_000;
+      while (Date.now() < deadline && !ev.some((e) => e.type === 'reload.accepted' && e.attempt?.storeVersion === 'v2')) await sleep(20);
+      const acc = ev.find((e) => e.type === 'reload.accepted' && e.attempt?.storeVersion === 'v2');
+      await sleep(1500);
+      const peak = Math.max(...samp.stop());
+      ac2.abort();
+      await s.stop();
+      const row = {
+        chunks: n,
+        buildStoreMs: built.ms,
+        readyMs: s.startMs,
+        backend: st.active.store.backend.kind,
+        indexMiB: st.active.store.backend.memoryMiB,
+        loadMs: st.active.store.backend.loadMs,
+        writeToServingMs: acc ? acc.receivedAt - t : null,
+        rssSteadyMiB: steadyMiB,
+        rssPeakMiB: peak,
+        rps: r.rps,
+        p99: r.p99,
+      };
+      log(`cost ${n}: ${JSON.stringify(row)}`);
+      growth.push(row);
+      if (n !== P.chunks) await rm(built.dir, { recursive: true, force: true });
+      await rm(sdir, { recursive: true, force: true });
+    } catch (err) {
+      log(`cost ${n}: stopped: ${(err as Error).message.slice(0, 300)}`);
+      growth.push({ chunks: n, wall: (err as Error).message.slice(0, 300) });
+      break;
+    }
+  }
+  await model.dispose();
+
+  const d16 = closed['dense-c16']!.rps;
+  const ratios = {
+    denseVsMemoryPeer: round(d16 / peers['langchain-memory']!.c16.rps),
+    denseVsEmptyExpress: round(d16 / peers['empty-express']!.c16.rps),
+    denseVsNaivePeer: round(d16 / peers['langchain-naive']!.c16.rps),
+    hybridVsDense: round(closed['hybrid-c16']!.rps / d16),
+    p99SwapsVsSteady: round(swapOpen.p99 / steadyOpen.p99),
+    rssPeakSwapsVsSteady: round(Math.max(...swapRss) / steadyRssMiB),
+  };
+  Object.assign(results, { closed, open, peers, ratios, costGrowth: growth, swapEveryMs: SWAP_EVERY_MS, openRate: rate });
+  await mkdir(values.out!, { recursive: true });
+  const stamp = `serving-${started.toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}`;
+  const jsonPath = join(values.out!, `${stamp}.json`);
+  const before = await previousResults(values.out!, QUICK, `${stamp}.json`);
+  await writeFile(jsonPath, JSON.stringify(results, null, 1));
+  const md = report(results, before, QUICK);
+  await writeFile(join(values.out!, `${stamp}.md`), md);
+  console.log(md);
+  log(`wrote ${jsonPath}`);
+  await rm(work, { recursive: true, force: true });
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+/** The newest earlier results of the same mode (the last committed run), for the before/after table. */
+async function previousResults(dir: string, quick: boolean, exclude: string): Promise<{ file: string; data: Record<string, unknown> } | null> {
+  const files = (await readdir(dir).catch(() => [] as string[]))
+    .filter((f) => /^serving-\d{4}-\d{2}-\d{2}(-quick)?\.json$/.test(f) && f.endsWith(quick ? '-quick.json' : '.json') && (quick || !f.includes('-quick')) && f !== exclude)
+    .sort();
+  const file = files.at(-1);
+  if (!file) return null;
+  return { file, data: JSON.parse(await readFile(join(dir, file), 'utf8')) };
+}
+
+const GOALS: Array<[keyof ReturnType<typeof ratioShape>, string, (v: number) => boolean, 'higher' | 'lower']> = [
+  ['denseVsMemoryPeer', '>= 1.5', (v) => v >= 1.5, 'higher'],
+  ['denseVsEmptyExpress', '>= 0.4', (v) => v >= 0.4, 'higher'],
+  ['hybridVsDense', '>= 0.8', (v) => v >= 0.8, 'higher'],
+  ['p99SwapsVsSteady', '<= 1.5', (v) => v <= 1.5, 'lower'],
+  ['rssPeakSwapsVsSteady', '<= 1.3', (v) => v <= 1.3, 'lower'],
+  ['denseVsNaivePeer', '(info)', () => true, 'higher'],
+];
+function ratioShape() {
+  return { denseVsMemoryPeer: 0, denseVsEmptyExpress: 0, denseVsNaivePeer: 0, hybridVsDense: 0, p99SwapsVsSteady: 0, rssPeakSwapsVsSteady: 0 };
+}
+
+function report(r: Record<string, any>, before: { file: string; data: Record<string, any> } | null, quick: boolean): string {
+  const L: string[] = [];
+  L.push(`# Serving benchmark (${quick ? 'quick' : 'full'}, ${r.date})`, '');
+  L.push(`Produced by \`npm run bench:serving${quick ? ' -- --quick' : ''}\` on ${r.machine.cpus} cores **shared with other work** (numbers are noisy), Node ${r.machine.node}. Store: ${r.params.chunks} chunks x 100-d. Backend: \`${JSON.stringify(r.backend)}\`.`, '');
+  L.push('## Goals (ratios from this one run)', '', '| Ratio | Target | Measured | Met | Before | Change |', '| --- | --- | --- | --- | --- | --- |');
+  const warnings: string[] = [];
+  for (const [key, target, ok, better] of GOALS) {
+    const v = r.ratios[key] as number;
+    const b = before?.data.ratios?.[key] as number | undefined;
+    const change = b ? round(v / b) : NaN;
+    if (b && ((better === 'higher' && change < 0.8) || (better === 'lower' && change > 1.25))) warnings.push(`${key}: ${b} -> ${v}`);
+    L.push(`| ${key} | ${target} | ${v} | ${ok(v) ? 'yes' : '**no**'} | ${b ?? '-'} | ${Number.isNaN(change) ? '-' : `x${change}`} |`);
+  }
+  const o = r.open.this;
+  L.push('', `Swap window: ${o.swaps.swaps} swaps (one every ${r.swapEveryMs} ms); max event-loop delay during swaps **${o.swaps.loopMaxMs} ms** (steady ${o.steady.loopMaxMs} ms; goal <= 20); failed ${o.swaps.open.failed}; write -> serving p50 ${o.swaps.servingMs.p50} ms, p90 ${o.swaps.servingMs.p90} ms, max ${o.swaps.servingMs.max} ms.`);
+  if (before) L.push('', `Before = \`${before.file}\` (the last committed run of this mode).${warnings.length ? ` **Warning: regressions beyond noise: ${warnings.join('; ')}.**` : ' No ratio moved beyond the noise band (x0.8 / x1.25).'}`);
+  if (warnings.length) console.warn(`::warning::serving bench regressions: ${warnings.join('; ')}`);
+  L.push('', '## Closed loop, /v1/retrieve (autocannon)', '', '| System | Mode | c | req/s | p50 ms | p99 ms | errors |', '| --- | --- | --- | --- | --- | --- | --- |');
+  for (const [k, v] of Object.entries(r.closed as Record<string, LoadResult>)) L.push(`| this service | ${k.split('-')[0]} | ${v.connections} | ${v.rps} | ${v.p50} | ${v.p99} | ${v.errors + v.non2xx} |`);
+  for (const [k, v] of Object.entries(r.peers as Record<string, { c16: LoadResult }>)) L.push(`| ${k} | dense | 16 | ${v.c16.rps} | ${v.c16.p50} | ${v.c16.p99} | ${v.c16.errors + v.c16.non2xx} |`);
+  L.push('', `## Open model at 50% of each system's c=16 capacity, steady vs a swap every ${r.swapEveryMs} ms`, '', '| System | Window | rate/s | sent | failed | p50 ms | p99 ms | max ms | peak RSS MiB |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  const rows: Array<[string, any]> = [['this service', r.open.this], ...Object.entries(r.peers as Record<string, any>).filter(([, v]) => v.steady)];
+  for (const [name, v] of rows) {
+    for (const w of ['steady', 'swaps'] as const) {
+      const x = v[w];
+      L.push(`| ${name} | ${w}${w === 'swaps' ? ` (${x.swaps})` : ''} | ${x.open.rate} | ${x.open.sent} | ${x.open.failed} | ${x.open.p50} | ${x.open.p99} | ${x.open.max} | ${x.rssPeakMiB} |`);
+    }
+  }
+  L.push('', '## Cost growth', '', '| chunks | backend | store build ms | start -> ready ms | index load ms | write -> serving ms | index MiB | RSS steady MiB | RSS peak (swap) MiB | req/s c=16 | p99 ms |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const g of r.costGrowth as Array<Record<string, any>>) {
+    if (g.wall) L.push(`| ${g.chunks} | stopped: ${String(g.wall).replace(/\|/g, '/')} | | | | | | | | | |`);
+    else L.push(`| ${g.chunks} | ${g.backend} | ${g.buildStoreMs} | ${g.readyMs} | ${g.loadMs} | ${g.writeToServingMs} | ${g.indexMiB} | ${g.rssSteadyMiB} | ${g.rssPeakMiB} | ${g.rps} | ${g.p99} |`);
+  }
+  L.push('', `Build phases of the last accepted swaps (ms): \`${JSON.stringify(r.buildPhases?.[0] ?? {})}\`.`, '');
+  return L.join('\n');
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
