@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import MiniSearch from 'minisearch';
 import { RagError } from '../errors.js';
+import { topKSearch } from './keyword-topk.js';
 
 export const KEYWORD_INDEX_FILE = 'keyword-index.json';
 const FORMAT = 2;
@@ -87,6 +88,9 @@ export class KeywordIndex {
   search(query: string, limit: number): KeywordHit[] {
     const terms = this.prune(queryTerms(query));
     if (terms.length === 0) return [];
+    // Same scores as MiniSearch's search(), without scoring objects for every match (keyword-topk.ts).
+    const fast = topKSearch(this.mini, terms, limit, OPTIONS.searchOptions);
+    if (fast) return fast;
     return this.mini
       .search(terms.join(' '), { tokenize: (q) => q.split(' ') })
       .slice(0, limit)
