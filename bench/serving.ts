@@ -13,6 +13,7 @@
 import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { loadEmbeddingModel, type EmbeddingModel } from '../src/embeddings/model-loader.js';
 import { publishStoreVersion } from '../src/ingest/publish.js';
@@ -141,10 +142,43 @@ async function main() {
   const status = (await (await fetch(`${svc.url}/admin/status`)).json()) as { active: { store: { backend: unknown } } };
   results.backend = status.active.store.backend;
   log(`service ready in ${svc.startMs} ms, backend ${JSON.stringify(results.backend)}`);
+  // The peers run beside it (idle while not measured), so closed-loop rounds can interleave all
+  // systems: drift on a shared machine then hits every system alike. Medians over the rounds.
+  const peerDefs: Array<[string, string, boolean]> = [
+    ['empty-express', 'empty-peer.js', false],
+    ['langchain-naive', 'naive-peer.js', true],
+    ['langchain-fair-reload', 'naive-peer.js', true],
+    ['langchain-memory', 'memory-peer.js', true],
+  ];
+  const peerProcs: Array<{ name: string; peer: Peer; dir: string; hasStore: boolean }> = [];
+  for (const [name, script, hasStore] of peerDefs) {
+    const dir = join(work, `peer-${name}`);
+    await mkdir(dir);
+    if (hasStore) await copyFlat(A.dir, dir);
+    const args = hasStore ? ['--store', dir, '--model', modelDir, ...(name === 'langchain-fair-reload' ? ['--fair'] : [])] : [];
+    peerProcs.push({ name, peer: await startPeer(name, script, args), dir, hasStore });
+  }
+  const ROUNDS = QUICK ? 3 : 5;
+  const ROUND_S = QUICK ? 2 : 4;
+  const targets: Array<[string, string, unknown]> = [['this-dense', svc.url, DENSE], ['this-hybrid', svc.url, HYBRID], ...peerProcs.map((p): [string, string, unknown] => [p.name, p.peer.url, DENSE])];
+  const rounds: Record<string, LoadResult[]> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, url, body] of targets) {
+      (rounds[name] ??= []).push(await runLoad({ url, route: '/v1/retrieve', body, connections: 16, durationS: ROUND_S }));
+    }
+    log(`round ${round + 1}: ${targets.map(([n]) => `${n} ${rounds[n]!.at(-1)!.rps}`).join(', ')}`);
+  }
+  const med = (xs: LoadResult[]) => [...xs].sort((a, b) => a.rps - b.rps)[Math.floor(xs.length / 2)]!;
   const closed: Record<string, LoadResult> = {};
-  for (const c of [1, 16, 64]) closed[`dense-c${c}`] = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: c, durationS: P.dur });
-  for (const c of [1, 16]) closed[`hybrid-c${c}`] = await runLoad({ url: svc.url, route: '/v1/retrieve', body: HYBRID, connections: c, durationS: P.dur });
+  closed['dense-c1'] = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: 1, durationS: P.dur });
+  closed['dense-c16'] = med(rounds['this-dense']!);
+  closed['dense-c64'] = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: 64, durationS: P.dur });
+  closed['hybrid-c1'] = await runLoad({ url: svc.url, route: '/v1/retrieve', body: HYBRID, connections: 1, durationS: P.dur });
+  closed['hybrid-c16'] = med(rounds['this-hybrid']!);
   for (const [k, r] of Object.entries(closed)) log(`this ${k}: ${r.rps} req/s p50 ${r.p50} p99 ${r.p99} errors ${r.errors + r.non2xx}`);
+  const peers: Record<string, { c16: LoadResult; rounds: number[]; steady?: SwapWindow; swaps?: SwapWindow }> = {};
+  for (const p of peerProcs) peers[p.name] = { c16: med(rounds[p.name]!), rounds: rounds[p.name]!.map((r) => r.rps) };
+  results.rounds = Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, v.map((r) => r.rps)]));
 
   // Open model at 50% of capacity: steady and swap windows interleaved (steady, swaps, steady,
   // swaps) so drift on a shared machine hits both alike; the p99 ratio uses each kind's median.
@@ -156,9 +190,12 @@ async function main() {
   const previous = ['store-a'];
   let swapNo = 0;
   const windows: { steady: SwapWindow[]; swaps: SwapWindow[] } = { steady: [], swaps: [] };
+  const control = monitorEventLoopDelay({ resolution: 1 });
+  control.enable();
   for (let round = 0; round < 2; round++) {
     for (const kind of ['steady', 'swaps'] as const) {
       await loopDelayMaxMs(svc.url); // reset the service's histogram
+      control.reset();
       const rss = rssSampler(svc.child.pid!);
       let stopSwaps = false;
       let n = 0;
@@ -179,9 +216,10 @@ async function main() {
       stopSwaps = true;
       await swapper;
       const samples = rss.stop();
-      windows[kind].push({ open: res, rssPeakMiB: Math.max(...samples), swaps: n, loopMaxMs: await loopDelayMaxMs(svc.url), rssMedianMiB: median(samples) } as SwapWindow);
+      const controlMaxMs = Math.round(control.max / 1e5) / 10;
+      windows[kind].push({ open: res, rssPeakMiB: Math.max(...samples), swaps: n, loopMaxMs: await loopDelayMaxMs(svc.url), rssMedianMiB: median(samples), controlLoopMaxMs: controlMaxMs } as SwapWindow);
       const w = windows[kind].at(-1)!;
-      log(`this open ${rate}/s ${kind}${kind === 'swaps' ? ` (${n} published)` : ''}: p50 ${res.p50} p99 ${res.p99} max ${res.max} failed ${res.failed}; loop max ${w.loopMaxMs} ms; RSS peak ${w.rssPeakMiB} MiB`);
+      log(`this open ${rate}/s ${kind}${kind === 'swaps' ? ` (${n} published)` : ''}: p50 ${res.p50} p99 ${res.p99} max ${res.max} failed ${res.failed}; loop max ${w.loopMaxMs} ms (the load generator's own loop: ${controlMaxMs} ms); RSS peak ${w.rssPeakMiB} MiB`);
       if (kind === 'swaps') await sleep(4000); // let the last build finish before the next steady window
     }
   }
@@ -209,26 +247,46 @@ async function main() {
   };
   (open.this as Record<string, unknown>).served = { published: swapTimes.length, accepted: accepted.length, superseded };
   log(`this: ${swapTimes.length} published, ${accepted.length} served, ${superseded} superseded; write->serving p50 ${pct(50)} p90 ${pct(90)} ms; p99 steady ${p99Steady} swaps ${p99Swaps}; RSS steady ${steadyRssMiB} peak ${swapPeakRss}`);
-  results.buildPhases = phases.slice(0, 10);
+  // Write -> serving one swap at a time (the next is published once the previous serves), under
+  // the same 50% open-model load: what a publisher sees when builds are not superseded.
+  const ac3 = new AbortController();
+  const ev3: typeof events = [];
+  readServerSentEvents(`${svc.url}/admin/events`, (type, data) => ev3.push({ ...(data as object), type, receivedAt: Date.now() }), ac3.signal);
+  const spacedMs: number[] = [];
+  const spacedLoad = runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: QUICK ? 15 : 30 });
+  const spacedEnd = Date.now() + (QUICK ? 13_000 : 28_000);
+  await loopDelayMaxMs(svc.url);
+  while (Date.now() < spacedEnd - 1000) {
+    const version = `spaced-${String(++swapNo).padStart(3, '0')}`;
+    await cp(swapNo % 2 ? B.dir : A.dir, join(storeDir, version), { recursive: true });
+    const t = Date.now();
+    await pointCurrent(storeDir, version);
+    while (Date.now() < spacedEnd + 20_000 && !ev3.some((e) => (e.type === 'reload.accepted' || e.type === 'reload.rejected') && e.attempt?.storeVersion === version)) await sleep(10);
+    const e = ev3.find((x) => x.type === 'reload.accepted' && x.attempt?.storeVersion === version);
+    if (e) spacedMs.push(e.receivedAt - t);
+    previous.push(version);
+    while (previous.length > 6) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
+    await sleep(500);
+  }
+  const spacedOpen = await spacedLoad;
+  const spacedLoop = await loopDelayMaxMs(svc.url);
+  ac3.abort();
+  const sp = [...spacedMs].sort((a, b) => a - b);
+  (open.this as Record<string, unknown>).oneAtATime = {
+    swaps: sp.length,
+    writeToServingMs: { p50: sp[Math.floor(sp.length / 2)] ?? NaN, p90: sp[Math.min(sp.length - 1, Math.floor(sp.length * 0.9))] ?? NaN, max: sp.at(-1) ?? NaN },
+    open: spacedOpen,
+    loopMaxMs: spacedLoop,
+  };
+  log(`this one swap at a time (${sp.length}): write->serving ${JSON.stringify(sp)} ms; open p99 ${spacedOpen.p99} failed ${spacedOpen.failed}; loop max ${spacedLoop} ms`);
+  const fin = (await (await fetch(`${svc.url}/admin/status`)).json()) as { history: Array<{ outcome: string; phases?: Record<string, number> }> };
+  results.buildPhases = fin.history.filter((h) => h.outcome === 'accepted' && h.phases).map((h) => h.phases!).slice(0, 10);
+  void phases;
   await svc.stop();
 
-  // ---- peers ----
-  const peers: Record<string, { c16: LoadResult; steady?: SwapWindow; swaps?: SwapWindow }> = {};
-  const peerDefs: Array<[string, string, boolean]> = [
-    ['empty-express', 'empty-peer.js', false],
-    ['langchain-naive', 'naive-peer.js', true],
-    ['langchain-fair-reload', 'naive-peer.js', true],
-    ['langchain-memory', 'memory-peer.js', true],
-  ];
-  for (const [name, script, hasStore] of peerDefs) {
-    const dir = join(work, `peer-${name}`);
-    await mkdir(dir);
-    if (hasStore) await copyFlat(A.dir, dir);
-    const args = hasStore ? ['--store', dir, '--model', modelDir, ...(name === 'langchain-fair-reload' ? ['--fair'] : [])] : [];
-    const peer = await startPeer(name, script, args);
-    const c16 = await runLoad({ url: peer.url, route: '/v1/retrieve', body: DENSE, connections: 16, durationS: P.dur });
-    log(`${name} c=16: ${c16.rps} req/s p50 ${c16.p50} p99 ${c16.p99} errors ${c16.errors + c16.non2xx}`);
-    peers[name] = { c16 };
+  // ---- peers: open model, steady vs a swap every 2 s ----
+  for (const { name, peer, dir, hasStore } of peerProcs) {
+    const c16 = peers[name]!.c16;
     if (hasStore && name !== 'langchain-naive') {
       const prate = Math.max(10, Math.round(c16.rps * 0.5));
       let s = rssSampler(peer.child.pid!);
@@ -371,6 +429,9 @@ function report(r: Record<string, any>, before: { file: string; data: Record<str
   }
   const o = r.open.this;
   L.push('', `Swap windows: ${o.served.published} versions published (one every ${r.swapEveryMs} ms), ${o.served.accepted} served, ${o.served.superseded} builds superseded by a newer version (today's reload manager drops a build when a newer version arrives; issue 12's policy serves every finished build). Max event-loop delay during swaps **${o.swaps.loopMaxMs} ms** (steady ${o.steady.loopMaxMs} ms; goal <= 20); failed ${o.swaps.open.failed}; write -> serving p50 ${o.swaps.servingMs.p50} ms, p90 ${o.swaps.servingMs.p90} ms, max ${o.swaps.servingMs.max} ms. p99 ratio = median p99 of the two swap windows / median of the two steady windows; the table shows the worse window of each kind.`);
+  if (o.oneAtATime) L.push('', `One swap at a time under the same load (the next published once the previous serves): ${o.oneAtATime.swaps} swaps, write -> serving p50 ${o.oneAtATime.writeToServingMs.p50} ms, p90 ${o.oneAtATime.writeToServingMs.p90} ms, max ${o.oneAtATime.writeToServingMs.max} ms; p99 ${o.oneAtATime.open.p99} ms, failed ${o.oneAtATime.open.failed}, max event-loop delay ${o.oneAtATime.loopMaxMs} ms.`);
+  L.push('', 'Event-loop delay per window (service / the load generator own loop as a control for machine noise): ' + ['steady', 'swaps'].map((k) => `${k} ${o.windows[k].map((w: any) => `${w.loopMaxMs}/${w.controlLoopMaxMs} ms`).join(', ')}`).join('; ') + '.');
+  L.push('', `Closed-loop rounds (c=16 req/s per round, interleaved across systems): ${Object.entries(r.rounds ?? {}).map(([k, v]) => `${k} ${(v as number[]).join('/')}`).join('; ')}.`);
   if (before) L.push('', `Before = \`${before.file}\` (the last committed run of this mode).${warnings.length ? ` **Warning: regressions beyond noise: ${warnings.join('; ')}.**` : ' No ratio moved beyond the noise band (x0.8 / x1.25).'}`);
   if (warnings.length) console.warn(`::warning::serving bench regressions: ${warnings.join('; ')}`);
   L.push('', '## Closed loop, /v1/retrieve (autocannon)', '', '| System | Mode | c | req/s | p50 ms | p99 ms | errors |', '| --- | --- | --- | --- | --- | --- | --- |');

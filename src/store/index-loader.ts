@@ -95,6 +95,8 @@ export interface LoadIndexOptions {
   keywordDir: string | null;
   timeoutMs: number;
   pageSize?: number;
+  /** Cancels the load (the worker is terminated; the promise rejects with RAG_RELOAD_SUPERSEDED). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -127,10 +129,14 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
       void worker.terminate();
       reject(new RagError(code, message, { cause }));
     };
     const timer = setTimeout(() => fail('RAG_STORE_INDEX_LOAD_FAILED', `reading the store into memory took longer than ${options.timeoutMs} ms`), options.timeoutMs);
+    const onAbort = () => fail('RAG_RELOAD_SUPERSEDED', 'the index load was cancelled');
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
     const onMessage = (m: IndexWorkerMessage) => {
       if (settled) return;
       if (m.type === 'page') {
@@ -151,6 +157,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         }
         settled = true;
         clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
         worker.off('message', onMessage);
         resolve({ ids, documents, metadatas, vectors, invNorms, keyword: new KeywordWorker(worker, m.keyword.origin, m.keyword.size), loadMs: Math.round(performance.now() - t0) });
       }

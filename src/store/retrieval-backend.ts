@@ -9,6 +9,19 @@ import type { WhereDocument, WhereFilter } from './where-filter.js';
  *                  queries it over HTTP (the pre-issue-13 path).
  *   chroma-remote  CHROMA_URL mode: the remote server answers.
  * One is chosen per generation at load time and shown in /admin/status.
+ *
+ * How a loader builds one (store-version.ts openStoreVersion does exactly this; a phased loader
+ * can call the steps one by one, each with its own timeout / AbortSignal):
+ *   1. snapshot + verify (unchanged);
+ *   2. kind = await chooseBackendKind(snapshotDir, SERVE_INDEX_MAX_MB)        (store-version.ts)
+ *   3. server = new ChromaServer({ dataDir: snapshotDir, ...(in-process ? { nice: 10, restart: false } : {}) })
+ *   4. opened = collection checks (count, dimension, manifest)                 (store-version.ts)
+ *   5. records = await loadRecords({ url, collection, count, dimension, withVectors: in-process,
+ *                                    keywordDir: snapshotDir, timeoutMs, signal })   (index-loader.ts)
+ *   6. in-process: backend = await InProcessBackend.create(name, space, dimension, records);
+ *                  then stop the child and delete the snapshot;
+ *      otherwise:  backend = new ChromaBackend('chroma-child', chromaStore, records.keyword);
+ *   7. probe: backend.query(probeVector, 1); dispose: backend.dispose() (+ child and snapshot).
  */
 export type BackendKind = 'in-process' | 'chroma-child' | 'chroma-remote';
 

@@ -43,6 +43,14 @@ export interface OpenStoreOptions {
   indexLoadTimeoutMs?: number;
 }
 
+/**
+ * The backend a snapshot gets: in process when its size on disk is within the budget (the
+ * on-disk size bounds what the index holds: vectors, texts, metadata), else its own Chroma child.
+ */
+export async function chooseBackendKind(snapshotDir: string, serveIndexMaxMb: number): Promise<'in-process' | 'chroma-child'> {
+  return serveIndexMaxMb > 0 && (await folderBytes(snapshotDir)) <= serveIndexMaxMb * 2 ** 20 ? 'in-process' : 'chroma-child';
+}
+
 /** Bytes of every regular file under a folder (the snapshot's size on disk). */
 async function folderBytes(dir: string): Promise<number> {
   let total = 0;
@@ -146,8 +154,7 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
 
     // Small enough: read the store into process memory through Chroma (the real engine stays the
     // only reader of the on-disk format), then stop the child and delete the snapshot.
-    const maxMb = options.serveIndexMaxMb ?? 2048;
-    const inProcess = maxMb > 0 && (await folderBytes(snapshotDir)) <= maxMb * 2 ** 20;
+    const inProcess = (await chooseBackendKind(snapshotDir, options.serveIndexMaxMb ?? 2048)) === 'in-process';
     server = new ChromaServer({
       dataDir: snapshotDir,
       logger: options.logger,
