@@ -117,7 +117,7 @@ describe('in-process index read through Chroma', () => {
     const { local, remote } = backends.get('l2')!;
     const where = { $and: [{ group: { $in: [1, 3] } }, { even: false }] };
     const whereDocument = { $contains: 'shard' };
-    const passing = await (await ChromaStore.client(server.url).getCollection({ name: 'vec-l2', embeddingFunction: null as never })).get({ where, whereDocument });
+    const passing = await (await ChromaStore.client(server.url).getCollection({ name: 'vec-l2', embeddingFunction: null as never })).get({ where: where as never, whereDocument: whereDocument as never });
     expect(passing.ids.length).toBeGreaterThan(100);
     for (const q of queries.slice(0, 5)) {
       const mine = await local.query(q, N, where, whereDocument);
