@@ -14,7 +14,7 @@ import type { WhereDocument, WhereFilter } from './where-filter.js';
  * can call the steps one by one, each with its own timeout / AbortSignal):
  *   1. snapshot + verify (unchanged);
  *   2. kind = await chooseBackendKind(snapshotDir, SERVE_INDEX_MAX_MB)        (store-version.ts)
- *   3. server = new ChromaServer({ dataDir: snapshotDir, ...(in-process ? { nice: 10, restart: false } : {}) })
+ *   3. server = new ChromaServer({ dataDir: snapshotDir, ...(in-process ? { nice: LOADER_NICE, restart: false } : {}) })
  *   4. opened = collection checks (count, dimension, manifest)                 (store-version.ts)
  *   5. records = await loadRecords({ url, collection, count, dimension, withVectors: in-process,
  *                                    keywordDir: snapshotDir, timeoutMs, signal })   (index-loader.ts)
