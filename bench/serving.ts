@@ -392,10 +392,10 @@ async function main() {
 
 const round = (x: number) => Math.round(x * 100) / 100;
 
-/** The newest earlier results of the same mode (the last committed run), for the before/after table. */
-async function previousResults(dir: string, quick: boolean, exclude: string): Promise<{ file: string; data: Record<string, unknown> } | null> {
+/** The newest results of the same mode already in the folder (the last committed run, read before this run writes its own), for the before/after table. */
+async function previousResults(dir: string, quick: boolean, _current: string): Promise<{ file: string; data: Record<string, unknown> } | null> {
   const files = (await readdir(dir).catch(() => [] as string[]))
-    .filter((f) => /^serving-\d{4}-\d{2}-\d{2}(-quick)?\.json$/.test(f) && f.endsWith(quick ? '-quick.json' : '.json') && (quick || !f.includes('-quick')) && f !== exclude)
+    .filter((f) => /^serving-\d{4}-\d{2}-\d{2}(-quick)?\.json$/.test(f) && f.endsWith(quick ? '-quick.json' : '.json') && (quick || !f.includes('-quick')))
     .sort();
   const file = files.at(-1);
   if (!file) return null;
