@@ -4,6 +4,7 @@
  * retrieval code. A retrieved chunk is relevant when its text contains the question's answer
  * phrase (whitespace collapsed). Prints a table and writes bench/results/eval-<date>.{json,md}.
  */
+import { KeywordIndex } from '../src/store/keyword-index.js';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -90,13 +91,15 @@ async function main() {
         markdownSections: !without.has('sections'),
       });
       const outDir = join(work, `store-${results.length}`);
-      await publishStoreVersion({ outDir, chunks, model, logger, documentCount: documents.length, keywordAnalysis: analysis, denseContext: !without.has('dense-context') });
+      const published = await publishStoreVersion({ outDir, chunks, model, logger, documentCount: documents.length, keywordAnalysis: analysis, denseContext: !without.has('dense-context') });
       const store = await openStoreVersion(await resolveStoreCandidate(outDir), { runtimeDir: join(work, 'runtime'), logger });
       const gen = new Generation(`eval-${results.length}`, shared, store, { maxBatch: 32, maxWaitMs: 2 });
       const expander = values.expand ? await NearestWords.build(model, chunks.map((c) => c.text)) : null;
       const [perWord, minCosine, weight] = (values.expand ?? '2,0.6,0.4').split(',').map(Number);
-      const keyword = gen.store.keyword;
-      const plainSearch = keyword.search.bind(keyword);
+      // Query expansion is an eval-only experiment: the served keyword index lives in a worker thread,
+      // so the expanded queries run on a copy of the same shipped index loaded here.
+      const backend = gen.store.store;
+      const local = expander ? await KeywordIndex.load(published.dir) : null;
       try {
         const row: Record<string, unknown> = { set: set.name, questions: questions.length, chunks: chunks.length, model: model.id };
         for (const mode of RETRIEVAL_MODES) {
@@ -106,7 +109,7 @@ async function main() {
           for (const q of questions) {
             if (expander) {
               const extra = await expander.expand(q.question, { perWord: perWord!, minCosine: minCosine!, weight: weight! });
-              keyword.search = (query: string, limit: number) => plainSearch(query, limit, extra);
+              backend.keywordSearch = async (query: string, limit: number) => local!.search(query, limit, extra);
             }
             const got = await retrieve(gen, q.question, { k: 10, mode: mode as RetrievalMode, ...fusion });
             const rank = got.findIndex((h) => norm(h.text).includes(norm(q.answer)));

@@ -47,6 +47,8 @@ export const configSpec = {
   chromaHeartbeatMisses: ['CHROMA_HEARTBEAT_MISSES', int(1, 1000).default(3), 'Heartbeats missed in a row before a child is unhealthy (/readyz 503), killed and restarted.'],
   reloadPhaseTimeoutMs: ['RELOAD_PHASE_TIMEOUT_MS', int(100, 3_600_000).default(120_000), 'Each build phase (model, snapshot, open, validate, accept, warmup) is abandoned after this (RAG_RELOAD_TIMEOUT).'],
   reloadReplayN: ['RELOAD_REPLAY_N', int(0, 1000).default(20), 'Recent distinct questions replayed on a standby generation; the status shows its overlap@k with the active one (0: off).'],
+  serveIndexMaxMb: ['SERVE_INDEX_MAX_MB', int(0, 1_000_000).default(2048), 'Store versions up to this size on disk (MiB) are read into process memory and served there (exact vector search, no Chroma child); larger ones keep a Chroma child per generation. 0: always a Chroma child. Ignored with CHROMA_URL.'],
+  indexLoadTimeoutMs: ['INDEX_LOAD_TIMEOUT_MS', int(1000, 3_600_000).default(600_000), 'How long reading a store into the in-process index (or building its keyword index) may take.'],
   hybridDenseWeight: ['HYBRID_DENSE_WEIGHT', z.coerce.number().min(0).max(100).default(0.3), 'Weight of the dense ranking in hybrid fusion (RRF).'],
   hybridKeywordWeight: ['HYBRID_KEYWORD_WEIGHT', z.coerce.number().min(0).max(100).default(1), 'Weight of the BM25 ranking in hybrid fusion (RRF).'],
   hybridRrfK: ['HYBRID_RRF_K', int(1, 1000).default(10), 'Reciprocal rank fusion constant (lower: top ranks count more).'],

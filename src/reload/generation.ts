@@ -2,6 +2,7 @@ import { RagError } from '../errors.js';
 import { EmbeddingBatcher } from '../embeddings/batcher.js';
 import { LocalTransformersEmbeddings } from '../embeddings/langchain-embeddings.js';
 import type { EmbeddingModel } from '../embeddings/model-loader.js';
+import type { BackendInfo } from '../store/retrieval-backend.js';
 import type { OpenedStore } from '../store/store-version.js';
 import { harnessMachine, type HarnessState, type StateMachine } from './state-machine.js';
 
@@ -43,7 +44,7 @@ export interface GenerationInfo {
   createdAt: string;
   inflight: number;
   model: { name: string; id: string; dimension: number; dtype: string; loadedAt: string };
-  store: { version: string; kind: string; collection: string; count: number; dimension: number; createdAt: string | null; keywordIndex: { origin: string; documents: number } };
+  store: { version: string; kind: string; collection: string; count: number; dimension: number; createdAt: string | null; keywordIndex: { origin: string; documents: number }; backend: BackendInfo };
 }
 
 export interface Lease {
@@ -161,6 +162,7 @@ export class Generation {
         dimension: this.store.dimension,
         createdAt: this.store.manifest?.createdAt ?? null,
         keywordIndex: { origin: this.store.keyword.origin, documents: this.store.keyword.size },
+        backend: this.store.store.describe(),
       },
     };
   }

@@ -44,7 +44,7 @@ export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
   return {
     name: 'chroma',
     open: async ({ spec, snapshotDir, signal }) => {
-      if (!spec || !snapshotDir) return openRemoteStore(config.chromaUrl!, config.collection, config.storeQueryTimeoutMs);
+      if (!spec || !snapshotDir) return openRemoteStore(config.chromaUrl!, config.collection, { queryTimeoutMs: config.storeQueryTimeoutMs, indexLoadTimeoutMs: config.indexLoadTimeoutMs, signal });
       return openChromaSnapshot(spec, snapshotDir, {
         runtimeDir: config.runtimeDir,
         logger,
@@ -53,6 +53,8 @@ export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
         queryTimeoutMs: config.storeQueryTimeoutMs,
         heartbeatMs: config.chromaHeartbeatMs,
         heartbeatMisses: config.chromaHeartbeatMisses,
+        serveIndexMaxMb: config.serveIndexMaxMb,
+        indexLoadTimeoutMs: config.indexLoadTimeoutMs,
         signal,
       });
     },

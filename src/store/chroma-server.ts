@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
+import { setPriority } from 'node:os';
 import { RagError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { resolveChromaRuntime } from './chroma-runtime.js';
@@ -29,6 +30,8 @@ export interface ChromaServerOptions {
   heartbeatMs?: number;
   /** Heartbeats missed in a row before the child counts as hung and is restarted. */
   heartbeatMisses?: number;
+  /** Scheduling niceness for the child (e.g. 10 for a loader child that must yield CPU to requests). */
+  nice?: number;
 }
 
 export type ChromaServerState = 'new' | 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped' | 'failed';
@@ -93,6 +96,7 @@ export class ChromaServer extends EventEmitter {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private missed = 0;
   restarts = 0;
+  private readonly nice: number;
 
   constructor(options: ChromaServerOptions) {
     super();
@@ -105,6 +109,7 @@ export class ChromaServer extends EventEmitter {
     this.maxRestarts = options.maxRestarts ?? 20;
     this.heartbeatMs = options.heartbeatMs ?? 0;
     this.heartbeatMisses = options.heartbeatMisses ?? 3;
+    this.nice = options.nice ?? 0;
   }
 
   /** Running and answering its heartbeats (a stopped or hung child is not healthy). */
@@ -229,6 +234,13 @@ export class ChromaServer extends EventEmitter {
       env: { ...process.env, CHROMA_BINDING_PATH: runtime.bindingPath, NO_COLOR: '1', RUST_LOG: process.env.CHROMA_RUST_LOG ?? 'warn,chroma_frontend=info' },
     });
     liveChildren.add(child);
+    if (this.nice && child.pid) {
+      try {
+        setPriority(child.pid, this.nice);
+      } catch (err) {
+        this.logger.debug({ err }, 'could not lower the Chroma child priority');
+      }
+    }
     this.child = child;
     this.portValue = port;
     this.tail = [];

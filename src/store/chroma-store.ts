@@ -49,7 +49,7 @@ function parseUrl(url: string): { host: string; port: number; ssl: boolean } {
   return { host: u.hostname, port: Number(u.port || (ssl ? 443 : 80)), ssl };
 }
 
-function distanceToScore(space: DistanceSpace, d: number): number {
+export function distanceToScore(space: DistanceSpace, d: number): number {
   // Embeddings are L2-normalised: l2 distance is squared, 2 - 2cos; cosine and ip are 1 - cos.
   return space === 'l2' ? 1 - d / 2 : 1 - d;
 }
@@ -215,6 +215,22 @@ export class ChromaStore {
       }
       if (res.ids.length === 0) return;
       yield res.ids.map((id, i) => ({ id, text: res.documents[i] ?? '', metadata: res.metadatas[i] ?? null }));
+      if (res.ids.length < pageSize) return;
+    }
+  }
+
+  /** Page through every record with its embedding (the in-process index loader reads the store this way). */
+  async *allRecords(pageSize = 1000, withEmbeddings = true): AsyncGenerator<{ ids: string[]; documents: Array<string | null>; metadatas: Array<Metadata | null>; embeddings: number[][] | null }> {
+    const include = (withEmbeddings ? ['documents', 'metadatas', 'embeddings'] : ['documents', 'metadatas']) as never;
+    for (let offset = 0; ; offset += pageSize) {
+      let res;
+      try {
+        res = await this.collection.get({ limit: pageSize, offset, include });
+      } catch (err) {
+        throw translateChromaError(err, `reading records of "${this.name}"`);
+      }
+      if (res.ids.length === 0) return;
+      yield { ids: res.ids, documents: res.documents, metadatas: res.metadatas, embeddings: withEmbeddings ? (res.embeddings as number[][]) : null };
       if (res.ids.length < pageSize) return;
     }
   }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import MiniSearch from 'minisearch';
 import { stemmer } from 'stemmer';
 import { RagError } from '../errors.js';
+import { topKSearch } from './keyword-topk.js';
 
 export const KEYWORD_INDEX_FILE = 'keyword-index.json';
 /** Format 3: stemmed terms, a headings field. Older shipped indexes are rebuilt from the store's texts. */
@@ -148,7 +149,13 @@ export class KeywordIndex {
     }
     const terms = [...weights.keys()];
     if (terms.length === 0) return [];
-    // Terms are already analysed: MiniSearch must not stem them a second time.
+    // Terms are already analysed: MiniSearch must not stem them a second time. Same scores as
+    // MiniSearch's search(), without scoring objects for every match (keyword-topk.ts); query
+    // expansion (per-term weights) takes MiniSearch's own path.
+    if (extra.length === 0) {
+      const fast = topKSearch(this.mini, terms, limit, { boost: { ...this.analysis.fieldBoosts }, prefix: false, fuzzy: false, combineWith: 'OR', processTerm: (t) => t });
+      if (fast) return fast;
+    }
     return this.mini
       .search(terms.join(' '), { tokenize: (q) => q.split(' '), processTerm: (t) => t, boostTerm: (t) => weights.get(t) ?? 1 })
       .slice(0, limit)

@@ -1,26 +1,31 @@
-import { rm } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RagError } from '../errors.js';
 import { throwIfAborted } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
+import { ChromaBackend } from './chroma-backend.js';
 import { ChromaServer } from './chroma-server.js';
 import { ChromaStore } from './chroma-store.js';
-import { KeywordIndex } from './keyword-index.js';
+import { InProcessBackend } from './in-process-backend.js';
+import { loadRecords } from './index-loader.js';
 import { SQLITE_FILE, type StoreSpec } from './layout.js';
+import type { RetrievalBackend } from './retrieval-backend.js';
 import type { StoreManifest } from './manifest.js';
 import { snapshotStore } from './snapshot.js';
 import { checkSqliteFile } from './sqlite-check.js';
 
-/** A store version opened for serving: a private snapshot, its own Chroma child, one collection. */
+/** A store version opened for serving: one collection behind the retrieval seam. */
 export interface OpenedStore {
   version: string;
   kind: StoreSpec['kind'] | 'remote';
   sourceDir: string | null;
   snapshotDir: string | null;
   manifest: StoreManifest | null;
-  store: ChromaStore;
-  /** BM25 keyword index over the same ids: shipped with the version, or built from the collection. */
-  keyword: KeywordIndex;
+  /** The retrieval seam (retrieval-backend.ts): in process, the generation's Chroma child, or a remote Chroma. */
+  store: RetrievalBackend;
+  /** BM25 keyword index over the same ids (shipped with the version, or built), held by a worker thread. */
+  keyword: { origin: 'store' | 'built'; size: number };
+  /** The generation's Chroma child; null when the store is served in process (the loader child is stopped) or remote. */
   server: ChromaServer | null;
   count: number;
   dimension: number;
@@ -41,7 +46,30 @@ export interface OpenStoreOptions {
   heartbeatMs?: number;
   heartbeatMisses?: number;
   signal?: AbortSignal;
+  /** Snapshots up to this many MiB on disk are served in process (default 2048; 0: never). */
+  serveIndexMaxMb?: number;
+  indexLoadTimeoutMs?: number;
 }
+
+/**
+ * The backend a snapshot gets: in process when its size on disk is within the budget (the
+ * on-disk size bounds what the index holds: vectors, texts, metadata), else its own Chroma child.
+ */
+export async function chooseBackendKind(snapshotDir: string, serveIndexMaxMb: number): Promise<'in-process' | 'chroma-child'> {
+  return serveIndexMaxMb > 0 && (await folderBytes(snapshotDir)) <= serveIndexMaxMb * 2 ** 20 ? 'in-process' : 'chroma-child';
+}
+
+/** Bytes of every regular file under a folder (the private snapshot's size on disk). */
+async function folderBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += (await stat(join(e.parentPath, e.name))).size;
+  }
+  return total;
+}
+
+/** Niceness of the Chroma child that only loads a store into the in-process index. */
+export const LOADER_NICE = 5;
 
 export { cleanStaleSnapshots } from './snapshot.js';
 
@@ -82,11 +110,13 @@ export async function openStoreVersion(spec: StoreSpec, options: OpenStoreOption
 }
 
 /**
- * The Chroma store opener: serve a verified private snapshot with its own Chroma child, and
- * open its collection and keyword index. Owns the snapshot from here on: dispose() (or a
- * failure, or an abort) stops the child and deletes the snapshot. The published files are
- * never opened by Chroma: two servers on one folder split-brain, and files replaced under a
- * running server mix rows with a stale index (environment.md).
+ * The store opener: from a verified private snapshot, either read the store into process memory
+ * through Chroma (a niced loader child pages out ids, vectors, texts and metadata; the child is
+ * stopped and the snapshot deleted once the in-process index is built), or, above
+ * SERVE_INDEX_MAX_MB, serve it with its own supervised Chroma child. Owns the snapshot from here
+ * on: dispose() (or a failure, or an abort) stops the child and deletes the snapshot. The
+ * published files are never opened by Chroma: two servers on one folder split-brain, and files
+ * replaced under a running server mix rows with a stale index (environment.md).
  */
 export async function openChromaSnapshot(
   spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'>,
@@ -112,15 +142,16 @@ export async function openChromaSnapshot(
     throwIfAborted(options.signal);
     await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
     mark('verify');
-    // The shipped keyword index loads while Chroma starts (both only read the verified snapshot).
-    const shippedKeyword = KeywordIndex.load(snapshotDir);
-    shippedKeyword.catch(() => undefined);
+    const inProcess = (await chooseBackendKind(snapshotDir, options.serveIndexMaxMb ?? 2048)) === 'in-process';
     server = new ChromaServer({
       dataDir: snapshotDir,
       logger: options.logger,
       startTimeoutMs: options.chromaStartTimeoutMs ?? 30_000,
-      ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}),
-      ...(options.heartbeatMisses ? { heartbeatMisses: options.heartbeatMisses } : {}),
+      // A loader child yields CPU to the requests being served meanwhile and is not restarted;
+      // a serving child is heartbeated and restarted.
+      ...(inProcess
+        ? { nice: LOADER_NICE, restart: false }
+        : { ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}), ...(options.heartbeatMisses ? { heartbeatMisses: options.heartbeatMisses } : {}) }),
     });
     try {
       await server.start();
@@ -139,21 +170,56 @@ export async function openChromaSnapshot(
       throw classifyReadFailure(err, srv, spec.version);
     }
     mark('open');
-    const keyword = (await shippedKeyword) ?? (await buildKeywordIndex(opened.store));
+    let records;
+    try {
+      records = await loadRecords({
+        url: srv.url,
+        collection: opened.store.name,
+        count: opened.count,
+        dimension: opened.dimension,
+        withVectors: inProcess,
+        keywordDir: snapshotDir,
+        timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+    } catch (err) {
+      throwIfAborted(options.signal);
+      const own = err instanceof RagError && (err.code === 'RAG_STORE_INDEX_LOAD_FAILED' || err.code === 'RAG_STORE_KEYWORD_INDEX_CORRUPT');
+      throw own && srv.state === 'running' ? err : classifyReadFailure(err, srv, spec.version);
+    }
     throwIfAborted(options.signal);
-    mark('keyword');
+    mark(inProcess ? 'index' : 'keyword');
+    let backend: RetrievalBackend;
+    let dispose = cleanup;
+    if (inProcess) {
+      backend = await InProcessBackend.create(opened.store.name, opened.store.space, opened.dimension, records);
+      // The child and the snapshot are no longer needed: queries never leave the process.
+      await cleanup();
+      server = null;
+      dispose = () => backend.dispose();
+      mark('stopLoader');
+    } else {
+      const chroma = new ChromaBackend('chroma-child', opened.store, records.keyword);
+      backend = chroma;
+      dispose = async () => {
+        await chroma.dispose();
+        await cleanup();
+      };
+    }
     return {
       version: spec.version,
       kind: spec.kind,
       sourceDir: spec.dir,
-      snapshotDir,
+      snapshotDir: inProcess ? null : snapshotDir,
       manifest: spec.manifest,
-      server: srv,
-      ...opened,
-      keyword,
+      server: inProcess ? null : srv,
+      store: backend,
+      count: opened.count,
+      dimension: opened.dimension,
+      keyword: { origin: records.keyword.origin, size: records.keyword.size },
       openMs: Math.round(performance.now() - started),
       phases,
-      dispose: cleanup,
+      dispose,
     };
   } catch (err) {
     await cleanup();
@@ -163,33 +229,40 @@ export async function openChromaSnapshot(
   }
 }
 
-/** Open an existing Chroma server (CHROMA_URL): no snapshot, no child. */
-export async function openRemoteStore(url: string, collection: string | undefined, queryTimeoutMs?: number): Promise<OpenedStore> {
+/** Open an existing Chroma server (CHROMA_URL): no snapshot, no child; the remote server answers queries. */
+export async function openRemoteStore(
+  url: string,
+  collection: string | undefined,
+  options: { queryTimeoutMs?: number; indexLoadTimeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<OpenedStore> {
   const started = performance.now();
-  const opened = await openCollection(url, collection, null, queryTimeoutMs);
-  const keyword = await buildKeywordIndex(opened.store);
+  const opened = await openCollection(url, collection, null, options.queryTimeoutMs);
+  const records = await loadRecords({
+    url,
+    collection: opened.store.name,
+    count: opened.count,
+    dimension: opened.dimension,
+    withVectors: false,
+    keywordDir: null,
+    timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  const backend = new ChromaBackend('chroma-remote', opened.store, records.keyword);
   return {
-    keyword,
+    keyword: { origin: records.keyword.origin, size: records.keyword.size },
     version: `remote-${opened.store.name}`,
     kind: 'remote',
     sourceDir: null,
     snapshotDir: null,
     manifest: null,
     server: null,
-    ...opened,
+    store: backend,
+    count: opened.count,
+    dimension: opened.dimension,
     openMs: Math.round(performance.now() - started),
     phases: { open: Math.round(performance.now() - started) },
-    dispose: async () => undefined,
+    dispose: () => backend.dispose(),
   };
-}
-
-/** A store without a shipped index (e.g. built by Python LangChain): index its documents now. */
-async function buildKeywordIndex(store: ChromaStore): Promise<KeywordIndex> {
-  const docs: Array<{ id: string; text: string; title?: string }> = [];
-  for await (const page of store.allDocuments()) {
-    for (const d of page) docs.push({ id: d.id, text: d.text, ...(typeof d.metadata?.title === 'string' ? { title: d.metadata.title } : {}) });
-  }
-  return KeywordIndex.build(docs, 'built');
 }
 
 async function openCollection(

@@ -1,16 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postJson, startTestService, waitFor, type TestService } from '../helpers/harness.js';
 
-describe('the Chroma child killed with SIGKILL under load', () => {
+describe('the Chroma child killed with SIGKILL under load (a store served by its Chroma child)', () => {
   let svc: TestService;
   beforeAll(async () => {
-    svc = await startTestService();
+    // SERVE_INDEX_MAX_MB=0: every store keeps its Chroma child (the path for stores above the budget).
+    svc = await startTestService({ env: { SERVE_INDEX_MAX_MB: '0' } });
   });
   afterAll(async () => {
     await svc?.stop();
   });
 
   it('requests get 503 quickly (no hang), the child is restarted, serving recovers, and no error reaches a client after', async () => {
+    expect(svc.service.manager.current!.store.store.describe().kind).toBe('chroma-child');
     const server = svc.service.manager.current!.store.server!;
     const pid = server.pid!;
     type R = { start: number; end: number; status: number; code?: string; message?: string };
