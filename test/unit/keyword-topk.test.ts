@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import MiniSearch from 'minisearch';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
 import { splitSentences } from '../../src/rag/extractive-answerer.js';
-import { KeywordIndex } from '../../src/store/keyword-index.js';
+import { analyzeTerm, KEYWORD_ANALYSIS, KeywordIndex } from '../../src/store/keyword-index.js';
 import { topKSearch } from '../../src/store/keyword-topk.js';
 import { ROOT } from '../helpers/harness.js';
 
@@ -25,9 +25,13 @@ describe('keyword top-k (MiniSearch scoring without per-match objects)', () => {
     let compared = 0;
     for (let q = 0; q < 60; q++) {
       // KeywordIndex.search passes distinct terms (prune), as here.
-      const words = [...new Set(sentences[Math.floor(r() * sentences.length)]!.toLowerCase().match(/[a-z0-9]+/g)!)].slice(0, 6);
-      const slow = mini.search(words.join(' '), { ...options, prefix: false, fuzzy: false, combineWith: 'OR', tokenize: (s: string) => s.split(' ') }).slice(0, 20);
-      const fast = topKSearch(mini, words, 20, options);
+      // ... already analysed (stemmed, stop words out), as KeywordIndex.search does before either path.
+      const raw = sentences[Math.floor(r() * sentences.length)]!.toLowerCase().match(/[a-z0-9]+/g)!;
+      const words = [...new Set(raw.map((w) => analyzeTerm(w, KEYWORD_ANALYSIS)).filter((t): t is string => !!t))].slice(0, 6);
+      if (words.length === 0) continue;
+      const same = (t: string) => t;
+      const slow = mini.search(words.join(' '), { ...options, prefix: false, fuzzy: false, combineWith: 'OR', tokenize: (s: string) => s.split(' '), processTerm: same }).slice(0, 20);
+      const fast = topKSearch(mini, words, 20, { ...options, processTerm: same });
       expect(fast).not.toBeNull();
       expect(fast!.length).toBe(slow.length);
       fast!.forEach((h, i) => {
