@@ -10,6 +10,9 @@ import { createMetrics, type Metrics } from './observability/metrics.js';
 import { RagService } from './rag/rag-service.js';
 import { ReloadManager } from './reload/reload-manager.js';
 import { cleanStaleSnapshots } from './store/store-version.js';
+import { PointerEvents, PointerWatcher } from './watch/pointer-watcher.js';
+import { SharedRegistry } from './store/shared-registry.js';
+import { hostname } from 'node:os';
 import { FileWatcher, WatchEvents, type WatchProblem } from './watch/file-watcher.js';
 
 export interface Service {
@@ -56,6 +59,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
   const app = createApp({ config, manager, rag, metrics, logger, lifecycle, audit });
   let server: Server | undefined;
   let watcher: FileWatcher | null = null;
+  let pointerWatcher: PointerWatcher | null = null;
   let stopPromise: Promise<void> | undefined;
   const sockets = new Set<Socket>();
 
@@ -102,6 +106,22 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         });
         await watcher.start();
       }
+      if (config.chromaUrl && config.storeName) {
+        // Shared-Chroma mode: follow the pointer (and heartbeat what this replica serves).
+        const registry = await SharedRegistry.open(config.chromaUrl);
+        pointerWatcher = new PointerWatcher({
+          registry,
+          name: config.storeName,
+          replica: config.replicaId ?? `${hostname()}:${process.pid}`,
+          pollMs: config.pointerPollMs,
+          logger,
+          served: () => manager.current?.store.version ?? null,
+        });
+        pointerWatcher.on(PointerEvents.changed, (p: { version: string }) => {
+          void manager.reload(`pointer:${p.version}`).catch((err: unknown) => logger.error({ err }, 'reload crashed'));
+        });
+        await pointerWatcher.start();
+      }
       server = app.listen(config.port, config.host);
       server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket));
       server.on('connection', (s: Socket) => {
@@ -134,6 +154,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
           clearTimeout(timer);
         }
         await watcher?.close();
+        await pointerWatcher?.close();
         await manager.close(config.shutdownTimeoutMs);
         for (const s of sockets) s.destroy();
         await audit?.close();

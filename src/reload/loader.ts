@@ -36,15 +36,22 @@ export interface StoreOpener {
    * honour `signal` (stop whatever it started and throw) and must clean up on failure; on
    * success the returned store owns the snapshot folder and deletes it in dispose().
    */
-  open(input: { spec: StoreSpec | null; snapshotDir: string | null; signal: AbortSignal }): Promise<OpenedStore>;
+  open(input: { spec: StoreSpec | null; snapshotDir: string | null; signal: AbortSignal; remote?: AspiredSpec['remote'] }): Promise<OpenedStore>;
 }
 
 /** The default opener: one supervised Chroma child per snapshot. */
 export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
   return {
     name: 'chroma',
-    open: async ({ spec, snapshotDir, signal }) => {
-      if (!spec || !snapshotDir) return openRemoteStore(config.chromaUrl!, config.collection, { queryTimeoutMs: config.storeQueryTimeoutMs, indexLoadTimeoutMs: config.indexLoadTimeoutMs, signal });
+    open: async ({ spec, snapshotDir, signal, remote }) => {
+      if (!spec || !snapshotDir) {
+        return openRemoteStore(config.chromaUrl!, remote?.collection ?? config.collection, {
+          queryTimeoutMs: config.storeQueryTimeoutMs,
+          indexLoadTimeoutMs: config.indexLoadTimeoutMs,
+          signal,
+          ...(remote ? { version: remote.version } : {}),
+        });
+      }
       return openChromaSnapshot(spec, snapshotDir, {
         runtimeDir: config.runtimeDir,
         logger,
@@ -204,7 +211,7 @@ export class GenerationLoader implements Loader {
         );
       }
       const snap = snapshotDir;
-      store = await timed('open', (sig) => this.opener.open({ spec: spec.store, snapshotDir: snap, signal: sig }), (o) => o.dispose());
+      store = await timed('open', (sig) => this.opener.open({ spec: spec.store, snapshotDir: snap, signal: sig, remote: spec.remote ?? null }), (o) => o.dispose());
       snapshotDir = null; // the opened store owns it now
       const opened = store;
       await timed('validate', async () => {

@@ -5,6 +5,7 @@ import { RagError } from '../errors.js';
 import { chooseModelName, resolveModelDir } from '../embeddings/model-folders.js';
 import { fingerprintOf, problemError, walkTree } from '../fs/safe-fs.js';
 import { describeStore, resolveStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
+import { SharedRegistry } from '../store/shared-registry.js';
 
 export type { StoreSpec };
 
@@ -25,6 +26,8 @@ export interface ModelSpec {
 export interface AspiredSpec {
   /** null in CHROMA_URL mode (the remote server is not ours to snapshot). */
   store: StoreSpec | null;
+  /** Shared-Chroma mode (CHROMA_URL + STORE_NAME): the version collection the pointer names. */
+  remote?: { name: string; version: string; collection: string } | null;
   model: ModelSpec;
   /** Identity of the bytes: equal keys are the same content. */
   key: string;
@@ -51,7 +54,17 @@ export async function resolveModel(config: Pick<Config, 'modelsDir' | 'modelName
 }
 
 /** Resolve the folders into the aspired spec (store + model), or throw why not. */
-export async function resolveAspired(config: Pick<Config, 'modelsDir' | 'modelName' | 'vectorstoreDir' | 'chromaUrl'>, signal?: AbortSignal): Promise<AspiredSpec> {
+export async function resolveAspired(config: Pick<Config, 'modelsDir' | 'modelName' | 'vectorstoreDir' | 'chromaUrl' | 'storeName'>, signal?: AbortSignal): Promise<AspiredSpec> {
+  if (config.chromaUrl && config.storeName) {
+    // Shared mode: the pointer names the version; its collection is never written once complete.
+    const registry = await SharedRegistry.open(config.chromaUrl);
+    const pointer = await registry.readPointer(config.storeName);
+    if (!pointer) throw new RagError('RAG_SHARED_NO_POINTER', `no version of "${config.storeName}" is published on the shared Chroma yet (npm run ingest -- <docs> --chroma-url URL --name ${config.storeName})`);
+    const info = await registry.versionInfo(config.storeName, pointer.version);
+    const model = await resolveModel(config, info?.modelId?.split('@')[0] ?? undefined, signal);
+    const remote = { name: config.storeName, version: pointer.version, collection: pointer.collection };
+    return { store: null, remote, model, key: `shared:${pointer.collection}|${model.name}:${model.fingerprint}`, resolvedAt: new Date().toISOString() };
+  }
   const store = config.chromaUrl ? null : await resolveStore(config.vectorstoreDir, signal);
   const model = await resolveModel(config, store?.manifest?.embedding.model, signal);
   return { store, model, key: `${store ? `${store.version}:${store.fingerprint}` : 'remote'}|${model.name}:${model.fingerprint}`, resolvedAt: new Date().toISOString() };

@@ -233,7 +233,7 @@ export async function openChromaSnapshot(
 export async function openRemoteStore(
   url: string,
   collection: string | undefined,
-  options: { queryTimeoutMs?: number; indexLoadTimeoutMs?: number; signal?: AbortSignal } = {},
+  options: { queryTimeoutMs?: number; indexLoadTimeoutMs?: number; signal?: AbortSignal; version?: string } = {},
 ): Promise<OpenedStore> {
   const started = performance.now();
   const opened = await openCollection(url, collection, null, options.queryTimeoutMs);
@@ -250,7 +250,8 @@ export async function openRemoteStore(
   const backend = new ChromaBackend('chroma-remote', opened.store, records.keyword);
   return {
     keyword: { origin: records.keyword.origin, size: records.keyword.size },
-    version: `remote-${opened.store.name}`,
+    // Shared mode names the pointer's version (what replicas report in their heartbeats).
+    version: options.version ?? `remote-${opened.store.name}`,
     kind: 'remote',
     sourceDir: null,
     snapshotDir: null,
