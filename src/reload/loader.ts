@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import { RagError } from '../errors.js';
 import { loadEmbeddingModel } from '../embeddings/model-loader.js';
-import { readSmallFileSafe, throwIfAborted } from '../fs/safe-fs.js';
+import { fingerprintOf, readSmallFileSafe, throwIfAborted, walkTree } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
 import { describeStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
 import { snapshotStore } from '../store/snapshot.js';
@@ -187,7 +187,16 @@ export class GenerationLoader implements Loader {
         ? cur.sharedModel
         : await timed(
             'model',
-            async () => new SharedModel(await loadEmbeddingModel({ dir: spec.model.dir, dtype: this.config.modelDtype, pooling: this.config.pooling })),
+            async (sig) => {
+              const model = await loadEmbeddingModel({ dir: spec.model.dir, dtype: this.config.modelDtype, pooling: this.config.pooling });
+              // transformers.js reads the published folder itself: it must not have changed while it did.
+              const now = await walkTree(spec.model.dir, { root: dirname(spec.model.dir), skip: (rel) => rel.split('/').some((p) => p.startsWith('.')), signal: sig }).catch(() => null);
+              if (!now || fingerprintOf(now) !== spec.model.fingerprint) {
+                await model.dispose();
+                throw new RagError('RAG_MODEL_WRITE_IN_PROGRESS', `model folder ${spec.model.dir} changed while it was loading (a copy is still in progress); it is retried when the files settle`);
+              }
+              return new SharedModel(model);
+            },
             (m) => m.retain().release(),
           );
     shared.retain(); // held by this build until the generation takes its own reference

@@ -386,10 +386,19 @@ export class ReloadManager extends EventEmitter {
           { cause: e },
         );
       }
-      if (!this.closed) {
-        this.lastRejectedKey = spec.key;
-        this.sm.transition('idle');
+      if (!this.closed) this.sm.transition('idle');
+      if (e.code === 'RAG_STORE_WRITE_IN_PROGRESS') {
+        // The files changed under the copy: a writer is still at work. Not a verdict on the content
+        // (the next settle retries); shown under `waiting` until it stops.
+        const now = new Date().toISOString();
+        this.waitingInfo = { code: e.code, message: e.message, files: [], since: this.waitingInfo?.since ?? now, lastSeen: now };
+        this.logger.warn({ code: e.code, err: e.message, trigger }, 'store changed while it was copied; waiting for the writer to finish');
+        return this.record(
+          { trigger, startedAt, durationMs: Math.round(performance.now() - t0), outcome: 'waiting', generation: this.active?.id ?? null, storeVersion: spec.store?.version ?? null, model: modelLabel, key: spec.key, error: { code: e.code, message: e.message } },
+          ReloadEvents.waiting,
+        );
       }
+      if (!this.closed) this.lastRejectedKey = spec.key;
       this.logger.warn({ code: e.code, err: e.message, trigger }, 'reload rejected; the current generation keeps serving');
       return this.record(
         { trigger, startedAt, durationMs: Math.round(performance.now() - t0), outcome: 'rejected', generation: this.active?.id ?? null, storeVersion: spec.store?.version ?? null, model: modelLabel, key: spec.key, error: { code: e.code, message: e.message } },
