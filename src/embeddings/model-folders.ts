@@ -36,7 +36,13 @@ export async function resolveHubSnapshot(modelsDir: string, id: string): Promise
   const repo = join(modelsDir, hubRepoFolder(id));
   if (!existsSync(repo)) throw new RagError('RAG_MODEL_NOT_FOUND', `model ${id}: no ${hubRepoFolder(id)} in the hub cache ${modelsDir}`);
   let rev: string | null = null;
-  const ref = await readFile(join(repo, 'refs', 'main'), 'utf8').catch(() => null);
+  // refs/main is untrusted: only a small regular file is read (a FIFO or a device would hang or flood us).
+  const refPath = join(repo, 'refs', 'main');
+  const refStat = await stat(refPath).catch(() => null);
+  if (refStat && (!refStat.isFile() || refStat.size > 256)) {
+    throw new RagError('RAG_MODEL_NOT_FOUND', `model ${id}: refs/main is not a small regular file (${refStat.isFile() ? `${refStat.size} bytes` : 'a special file'})`);
+  }
+  const ref = refStat ? await readFile(refPath, 'utf8').catch(() => null) : null;
   if (ref !== null) {
     rev = ref.trim();
     if (!REVISION.test(rev)) throw new RagError('RAG_MODEL_NOT_FOUND', `model ${id}: refs/main holds "${rev.slice(0, 60)}", not a revision name`);
