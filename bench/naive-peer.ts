@@ -5,10 +5,16 @@
  * restarts Chroma on the same folder in place and reassigns the global retriever. No snapshot,
  * no validation, no draining, no batching: requests during a reload fail or see mixed files.
  *
- *   node dist/bench/naive-peer.js --store <flat chroma folder> --model <model folder> --port N
+ * With --fair it reloads the way the blogged design does: copy the changed folder, start a new
+ * Chroma on the copy and build the new retriever first, then swap the global, then stop the old
+ * server (so requests are never sent to a stopped server).
+ *
+ *   node dist/bench/naive-peer.js --store <flat chroma folder> --model <model folder> --port N [--fair]
  */
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import chokidar from 'chokidar';
 import express from 'express';
 import { HuggingFaceTransformersEmbeddings } from '@langchain/community/embeddings/huggingface_transformers';
@@ -17,7 +23,7 @@ import { ChromaClient } from 'chromadb';
 import { createSilentLogger } from '../src/observability/logger.js';
 import { ChromaServer } from '../src/store/chroma-server.js';
 
-const { values } = parseArgs({ options: { store: { type: 'string' }, model: { type: 'string' }, port: { type: 'string', default: '0' }, collection: { type: 'string', default: 'docs' } } });
+const { values } = parseArgs({ options: { store: { type: 'string' }, model: { type: 'string' }, port: { type: 'string', default: '0' }, collection: { type: 'string', default: 'docs' }, fair: { type: 'boolean', default: false } } });
 const storeDir = values.store!;
 const modelDir = values.model!;
 
@@ -37,15 +43,42 @@ async function open(): Promise<void> {
   retriever = vectorStore.asRetriever({ k: 4 });
 }
 
-await open();
+/** The fair reload: build beside the serving one, swap the global, then stop the old server. */
+let snapshot: string | null = null;
+async function openFair(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'rag-bench-fair-'));
+  await cp(storeDir, dir, { recursive: true });
+  const next = new ChromaServer({ dataDir: dir, logger: createSilentLogger(), restart: false });
+  await next.start();
+  const u = new URL(next.url);
+  const nextRetriever = new Chroma(embeddings, { index: new ChromaClient({ host: u.hostname, port: Number(u.port) }), collectionName: values.collection }).asRetriever({ k: 4 });
+  const old = server as ChromaServer | undefined;
+  const oldSnapshot = snapshot;
+  server = next;
+  retriever = nextRetriever;
+  snapshot = dir;
+  if (old) {
+    await new Promise((r) => setTimeout(r, 1000)); // let requests in flight on the old server finish
+    await old.stop();
+    if (oldSnapshot) await rm(oldSnapshot, { recursive: true, force: true });
+  }
+}
+
+if (values.fair) await openFair();
+else await open();
 // The tutorial's hot reload: on any change, reopen the store in place and swap the global.
 let reloading = false;
 chokidar.watch(storeDir, { ignoreInitial: true }).on('all', async () => {
   if (reloading) return;
   reloading = true;
   try {
-    await server.stop();
-    await open();
+    if (values.fair) {
+      await new Promise((r) => setTimeout(r, 300)); // let the copy finish
+      await openFair();
+    } else {
+      await server.stop();
+      await open();
+    }
     console.log('reloaded');
   } catch (err) {
     console.error('reload failed', err);
@@ -71,6 +104,7 @@ const http = app.listen(Number(values.port), '127.0.0.1', () => {
 const stop = async () => {
   http.close();
   await server.stop();
+  if (snapshot) await rm(snapshot, { recursive: true, force: true });
   process.exit(0);
 };
 process.on('SIGTERM', stop);

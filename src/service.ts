@@ -3,13 +3,14 @@ import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Config } from './config.js';
 import { createApp, type Lifecycle } from './http/app.js';
+import { errorBody } from './http/error-handler.js';
 import { AuditLog } from './observability/audit-log.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { RagService } from './rag/rag-service.js';
 import { ReloadManager } from './reload/reload-manager.js';
 import { cleanStaleSnapshots } from './store/store-version.js';
-import { FileWatcher, WatchEvents } from './watch/file-watcher.js';
+import { FileWatcher, WatchEvents, type WatchProblem } from './watch/file-watcher.js';
 
 export interface Service {
   readonly config: Config;
@@ -69,7 +70,13 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
     },
     url: '',
     async start() {
-      await cleanStaleSnapshots(config.runtimeDir);
+      // Refuse at once (a clear start-up error) if another instance writes this audit folder.
+      await audit?.open();
+      const stale = await cleanStaleSnapshots(config.runtimeDir).catch((err: unknown) => {
+        logger.warn({ err }, 'could not clean stale snapshots');
+        return { removed: 0, killed: [] as number[] };
+      });
+      if (stale.removed || stale.killed.length) logger.warn(stale, 'removed snapshots of a previous run (and killed its orphaned Chroma children)');
       try {
         const gen = await manager.start();
         logger.info({ generation: gen.id, model: gen.model.id, store: gen.store.version, chunks: gen.store.count }, 'first generation ready');
@@ -87,6 +94,8 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
           polling: config.watchPolling,
           rescanMs: config.watchRescanMs,
         });
+        // Watcher problems (link loops, unreadable entries) never crash: counted and shown in the status.
+        watcher.on(WatchEvents.problem, (p: WatchProblem) => manager.noteWatchProblem(p));
         watcher.on(WatchEvents.settled, ({ roots }: { roots: string[] }) => {
           // Never throws: failures are recorded by the manager and the old generation keeps serving.
           void manager.reload(`watch:${roots.map((r) => r.split('/').pop()).join(',')}`).catch((err: unknown) => logger.error({ err }, 'reload crashed'));
@@ -94,6 +103,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         await watcher.start();
       }
       server = app.listen(config.port, config.host);
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket));
       server.on('connection', (s: Socket) => {
         sockets.add(s);
         s.once('close', () => sockets.delete(s));
@@ -134,4 +144,30 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
     },
   };
   return service;
+}
+
+/**
+ * Requests Node's HTTP parser refuses before Express sees them (headers too large, malformed
+ * request lines) get the same JSON error body as every other error, then the socket closes.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable || (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const status = tooLarge ? 431 : timeout ? 408 : 400;
+  const body = JSON.stringify(
+    tooLarge
+      ? errorBody(431, 'RAG_HTTP_HEADERS_TOO_LARGE', 'the request headers are larger than the server accepts')
+      : timeout
+        ? errorBody(408, 'RAG_HTTP_BAD_REQUEST', 'the request was not received in time')
+        : errorBody(400, 'RAG_HTTP_BAD_REQUEST', 'the request could not be parsed as HTTP'),
+  );
+  const reason = tooLarge ? 'Request Header Fields Too Large' : timeout ? 'Request Timeout' : 'Bad Request';
+  // A HEAD request gets the head only (its client would read the body as a second response).
+  const raw = (err as NodeJS.ErrnoException & { rawPacket?: Buffer }).rawPacket;
+  const head = raw !== undefined && raw.subarray(0, 5).toString('latin1') === 'HEAD ';
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${head ? '' : body}`);
 }

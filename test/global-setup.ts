@@ -22,9 +22,10 @@ export default function setup(): () => void {
     } catch {
       out = ''; // pgrep exits 1 when nothing matches
     }
-    // Only servers on test folders (temp dirs named rag-*): a developer's `npm start` may run beside.
-    // ... and only this checkout's (other worktrees on the machine run their own tests).
-        const mine = out.split('\n').filter((l) => l.includes(`--path ${join(tmpdir(), 'rag-t-')}`) && l.includes(`${ROOT}/`));
+    // Only servers on test folders (temp dirs named rag-*): a developer's `npm start` may run beside,
+    // and other checkouts' test runs may share the machine: count this checkout's launcher only.
+    const launcher = join(ROOT, 'src', 'store', 'chroma-launcher.cjs');
+    const mine = out.split('\n').filter((l) => l.includes(launcher) && l.includes(`--path ${join(tmpdir(), 'rag-t-')}`));
     if (mine.length) {
       throw new Error(`Chroma processes outlived the test run:\n${mine.join('\n')}`);
     }

@@ -15,7 +15,7 @@ interface Pending {
 }
 
 /**
- * Coalesces concurrent query texts into one model call. Adaptive: when the model is idle a text
+ * Coalesces concurrent query texts (embedded with the model's query prompt) into one model call. Adaptive: when the model is idle a text
  * goes at once (texts queued in the same tick share the call), so a lone request never waits;
  * while a call is running, new texts queue and go together when it finishes, when maxBatch is
  * reached, or after maxWaitMs. One batcher belongs to one generation's model, so a generation
@@ -66,7 +66,7 @@ export class EmbeddingBatcher {
     this.inflight++;
     this.options.onBatch?.(batch.length);
     this.model
-      .embedBatch(batch.map((p) => p.text))
+      .embedBatch(batch.map((p) => p.text), 'query')
       .then(
         (vectors) => batch.forEach((p, i) => p.resolve(vectors[i]!)),
         (err) => batch.forEach((p) => p.reject(err)),

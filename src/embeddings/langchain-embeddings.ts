@@ -4,7 +4,8 @@ import type { EmbeddingModel } from './model-loader.js';
 
 /**
  * LangChain `Embeddings` over one loaded model: documents go through the model in fixed
- * batches, queries through the generation's micro-batcher.
+ * batches (with the model's document prompt), queries through the generation's micro-batcher
+ * (with its query prompt).
  */
 export class LocalTransformersEmbeddings extends Embeddings {
   constructor(
@@ -18,14 +19,14 @@ export class LocalTransformersEmbeddings extends Embeddings {
   async embedDocuments(texts: string[]): Promise<number[][]> {
     const out: number[][] = [];
     for (let i = 0; i < texts.length; i += this.documentBatchSize) {
-      out.push(...(await this.model.embedBatch(texts.slice(i, i + this.documentBatchSize))));
+      out.push(...(await this.model.embedBatch(texts.slice(i, i + this.documentBatchSize), 'document')));
     }
     return out;
   }
 
   async embedQuery(text: string): Promise<number[]> {
     if (this.batcher) return this.batcher.embed(text);
-    const [v] = await this.model.embedBatch([text]);
+    const [v] = await this.model.embedBatch([text], 'query');
     return v!;
   }
 }

@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { RagError } from '../errors.js';
+import { readSmallFileSafe } from '../fs/safe-fs.js';
 
 /** The model the set-up generates (and the fallback when several folders exist). */
 export const DEFAULT_MODEL_NAME = 'glove-sif-100d';
@@ -36,13 +37,8 @@ export async function resolveHubSnapshot(modelsDir: string, id: string): Promise
   const repo = join(modelsDir, hubRepoFolder(id));
   if (!existsSync(repo)) throw new RagError('RAG_MODEL_NOT_FOUND', `model ${id}: no ${hubRepoFolder(id)} in the hub cache ${modelsDir}`);
   let rev: string | null = null;
-  // refs/main is untrusted: only a small regular file is read (a FIFO or a device would hang or flood us).
-  const refPath = join(repo, 'refs', 'main');
-  const refStat = await stat(refPath).catch(() => null);
-  if (refStat && (!refStat.isFile() || refStat.size > 256)) {
-    throw new RagError('RAG_MODEL_NOT_FOUND', `model ${id}: refs/main is not a small regular file (${refStat.isFile() ? `${refStat.size} bytes` : 'a special file'})`);
-  }
-  const ref = refStat ? await readFile(refPath, 'utf8').catch(() => null) : null;
+  // Read through src/fs: refs/main may be anything a user dropped there (a FIFO, a link out of the cache).
+  const ref = existsSync(join(repo, 'refs', 'main')) ? await readSmallFileSafe(join(repo, 'refs', 'main'), modelsDir, 4096) : null;
   if (ref !== null) {
     rev = ref.trim();
     if (!REVISION.test(rev)) throw new RagError('RAG_MODEL_NOT_FOUND', `model ${id}: refs/main holds "${rev.slice(0, 60)}", not a revision name`);

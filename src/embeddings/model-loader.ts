@@ -3,6 +3,9 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { RagError } from '../errors.js';
+import { poolTokens, readSentenceProfile, type EmbedKind, type PoolingOverride, type SentenceProfile } from './sentence-config.js';
+
+export type { EmbedKind, PoolingMode, PoolingOverride, SentenceProfile } from './sentence-config.js';
 
 /** ONNX file transformers.js 3.x loads for each dtype (see its `DEFAULT_DTYPE_SUFFIX_MAPPING`). */
 export const DTYPE_FILES = {
@@ -14,7 +17,6 @@ export const DTYPE_FILES = {
   q4: 'onnx/model_q4.onnx',
 } as const;
 export type ModelDtype = keyof typeof DTYPE_FILES;
-export type Pooling = 'mean' | 'cls';
 
 export interface EmbeddingModel {
   /** Stable identity: `<name>@<sha256 of the ONNX file, 12 hex>`. */
@@ -25,8 +27,14 @@ export interface EmbeddingModel {
   readonly dimension: number;
   readonly loadedAt: string;
   readonly loadMs: number;
-  /** Embed a batch of texts into L2-normalised vectors (one model call). */
-  embedBatch(texts: string[]): Promise<number[][]>;
+  /** How texts become vectors: the model folder's sentence-transformers configuration (or defaults). */
+  readonly profile: SentenceProfile;
+  /**
+   * Embed a batch of texts (one model call): the model's query or document prompt is put in
+   * front (documents by default: ingest), inputs longer than the model's maximum sequence are
+   * truncated, tokens are pooled as the model declares, and normalised when it says so.
+   */
+  embedBatch(texts: string[], kind?: EmbedKind): Promise<number[][]>;
   dispose(): Promise<void>;
 }
 
@@ -34,13 +42,16 @@ export interface LoadModelOptions {
   /** The model folder (config.json, tokenizer.json, tokenizer_config.json, onnx/...). */
   dir: string;
   dtype?: ModelDtype | 'auto';
-  pooling?: Pooling;
+  /** EMBED_POOLING: `auto` (default) follows the folder's 1_Pooling/config.json, else mean. */
+  pooling?: PoolingOverride;
 }
 
 async function readJsonFile(dir: string, rel: string): Promise<Record<string, unknown>> {
   const path = join(dir, rel);
   let text: string;
   try {
+    // A FIFO or device in an untrusted folder would block the read forever.
+    if (!(await stat(path)).isFile()) throw Object.assign(new Error(`${rel} is not a regular file`), { code: 'ENOTFILE' });
     text = await readFile(path, 'utf8');
   } catch (cause) {
     throw new RagError('RAG_MODEL_FILE_MISSING', `model folder ${dir} has no ${rel}`, { cause, details: { file: rel } });
@@ -64,6 +75,7 @@ export interface ModelFolderFacts {
   onnxFile: string;
   onnxSha256: string;
   config: Record<string, unknown>;
+  tokenizerConfig: Record<string, unknown>;
 }
 
 /** Size+mtime of the files a load reads: when unchanged, a folder's facts are not read again. */
@@ -106,7 +118,7 @@ async function inspectModelFolderUncached(dir: string, wanted: ModelDtype | 'aut
   if (typeof tokenizer.model !== 'object' || tokenizer.model === null) {
     throw new RagError('RAG_MODEL_FILE_INVALID', `model file tokenizer.json in ${dir} has no "model" section`, { details: { file: 'tokenizer.json' } });
   }
-  await readJsonFile(dir, 'tokenizer_config.json');
+  const tokenizerConfig = await readJsonFile(dir, 'tokenizer_config.json');
   const tjs = config['transformers.js_config'] as { dtype?: unknown } | undefined;
   const dtype: ModelDtype =
     wanted !== 'auto' ? wanted : typeof tjs?.dtype === 'string' && tjs.dtype in DTYPE_FILES ? (tjs.dtype as ModelDtype) : 'fp32';
@@ -120,13 +132,59 @@ async function inspectModelFolderUncached(dir: string, wanted: ModelDtype | 'aut
   if (size < 16) {
     throw new RagError('RAG_MODEL_FILE_INVALID', `model file ${onnxFile} in ${dir} is truncated (${size} bytes)`, { details: { file: onnxFile } });
   }
-  return { dir, name: basename(dir), dtype, onnxFile, onnxSha256: await sha256File(join(dir, onnxFile)), config };
+  return { dir, name: basename(dir), dtype, onnxFile, onnxSha256: await sha256File(join(dir, onnxFile)), config, tokenizerConfig };
 }
 
+interface TensorLike {
+  dims: number[];
+  data: ArrayLike<number | bigint>;
+  dispose?: () => void;
+}
+interface Encoded {
+  input_ids: number[];
+  attention_mask: number[];
+  token_type_ids?: number[];
+}
 type Extractor = {
-  (texts: string[], options: { pooling: Pooling; normalize: boolean }): Promise<{ dims: number[]; data: Float32Array; tolist(): number[][] }>;
+  tokenizer: {
+    (text: string, options: { padding: false; truncation: false; return_tensor: false; add_special_tokens?: boolean }): Encoded;
+    pad_token_id?: number;
+    padding_side?: string;
+  };
+  model: (inputs: Record<string, unknown>) => Promise<Record<string, TensorLike | undefined>>;
   dispose(): Promise<void>;
 };
+
+/**
+ * Tokenise a batch into padded int64 tensors, truncating each text to maxLength tokens the way
+ * Hugging Face tokenizers do: the text is cut and the closing special tokens ([SEP], </s>) are
+ * kept. (transformers.js 3.8 cuts the row itself, dropping them, so long inputs would embed
+ * differently from the model's reference.)
+ */
+async function encodeBatch(extractor: Extractor, texts: string[], maxLength: number | null, tailSpecials: number): Promise<{ feeds: Record<string, unknown>; mask: number[] }> {
+  const { Tensor } = await import('@huggingface/transformers');
+  const tok = extractor.tokenizer;
+  const rows = texts.map((t) => {
+    const e = tok(t, { padding: false, truncation: false, return_tensor: false });
+    if (maxLength && e.input_ids.length > maxLength) {
+      const cut = <T,>(xs: T[]): T[] => [...xs.slice(0, maxLength - tailSpecials), ...xs.slice(xs.length - tailSpecials)];
+      return { input_ids: cut(e.input_ids), attention_mask: cut(e.attention_mask), ...(e.token_type_ids ? { token_type_ids: cut(e.token_type_ids) } : {}) };
+    }
+    return e;
+  });
+  const width = Math.max(1, ...rows.map((r) => r.input_ids.length));
+  const left = tok.padding_side === 'left';
+  const pad = (xs: number[], value: number) => {
+    const fill = new Array<number>(width - xs.length).fill(value);
+    return left ? [...fill, ...xs] : [...xs, ...fill];
+  };
+  const tensor = (key: keyof Encoded, value: number) =>
+    new Tensor('int64', BigInt64Array.from(rows.flatMap((r) => pad(r[key] ?? new Array<number>(r.input_ids.length).fill(0), value)), BigInt), [rows.length, width]);
+  const mask = rows.flatMap((r) => pad(r.attention_mask, 0));
+  const feeds: Record<string, unknown> = { input_ids: tensor('input_ids', tok.pad_token_id ?? 0), attention_mask: tensor('attention_mask', 0) };
+  if (rows[0]?.token_type_ids) feeds.token_type_ids = tensor('token_type_ids', 0);
+  return { feeds, mask };
+}
 
 // transformers.js keeps its settings in one global `env`; loads are serialised so that two
 // model loads never race on env.localModelPath.
@@ -191,25 +249,56 @@ export async function loadEmbeddingModel(options: LoadModelOptions): Promise<Emb
   const run = loadChain.then(() => createExtractor(facts));
   loadChain = run.catch(() => undefined);
   const extractor = await run;
-  const pooling = options.pooling ?? 'mean';
+  let profile: SentenceProfile;
+  try {
+    profile = await readSentenceProfile(facts.dir, facts.config, facts.tokenizerConfig, options.pooling ?? 'auto');
+  } catch (err) {
+    await extractor.dispose().catch(() => undefined);
+    throw err;
+  }
+  const plain = (t: string, specials = true) => extractor.tokenizer(t, { padding: false, truncation: false, return_tensor: false, add_special_tokens: specials }).input_ids;
+  // Special tokens the tokenizer puts after the text ([SEP]): kept when a long input is cut.
+  const probeIds = plain('hello');
+  const probeText = plain('hello', false);
+  const head = probeIds.findIndex((_, i) => probeText.every((id, j) => probeIds[i + j] === id));
+  const tailSpecials = head >= 0 ? probeIds.length - head - probeText.length : 0;
+  // include_prompt false: how many leading tokens the prompt takes (special start token
+  // included, trailing special token not), as sentence-transformers measures it.
+  const promptLength: Record<EmbedKind, number> = { query: 0, document: 0 };
+  if (!profile.includePrompt) {
+    for (const kind of ['query', 'document'] as const) {
+      const p = profile.prompts[kind];
+      if (p) promptLength[kind] = plain(p).length - tailSpecials;
+    }
+  }
   let disposed = false;
 
-  const embedBatch = async (texts: string[]): Promise<number[][]> => {
+  const embedBatch = async (texts: string[], kind: EmbedKind = 'document'): Promise<number[][]> => {
     if (disposed) throw new RagError('RAG_MODEL_LOAD_FAILED', `model ${facts.name} was disposed`);
     if (texts.length === 0) return [];
-    let out;
+    const prefix = profile.prompts[kind];
+    const inputs = prefix ? texts.map((t) => prefix + t) : texts;
+    let vectors: number[][];
+    let dims: number[];
     try {
-      out = await extractor(texts, { pooling, normalize: true });
+      // Truncation to the model's own limit: a long input is cut, never an error.
+      const { feeds, mask } = await encodeBatch(extractor, inputs, profile.maxLength, tailSpecials);
+      const out = await extractor.model(feeds);
+      const hidden = out.last_hidden_state ?? out.token_embeddings ?? out.logits;
+      if (!hidden) throw new Error(`no token output (outputs: ${Object.keys(out).join(', ')})`);
+      dims = hidden.dims;
+      if (dims.length !== 3 || dims[0] !== texts.length || !(hidden.data instanceof Float32Array)) {
+        throw new RagError('RAG_MODEL_OUTPUT_INVALID', `model ${facts.name} returned token output of shape [${dims.join(', ')}] for ${texts.length} texts`);
+      }
+      vectors = poolTokens(
+        { hidden: hidden.data, dims: dims as [number, number, number], mask, promptLength: prefix ? promptLength[kind] : 0 },
+        profile,
+      );
     } catch (cause) {
+      if (cause instanceof RagError) throw cause;
       throw new RagError('RAG_MODEL_OUTPUT_INVALID', `model ${facts.name} failed to embed: ${(cause as Error).message}`, { cause });
     }
-    const [rows, dim] = out.dims;
-    if (out.dims.length !== 2 || rows !== texts.length || !dim) {
-      throw new RagError('RAG_MODEL_OUTPUT_INVALID', `model ${facts.name} returned shape [${out.dims.join(', ')}] for ${texts.length} texts`);
-    }
-    const result: number[][] = new Array(rows);
-    for (let r = 0; r < rows; r++) result[r] = Array.from(out.data.subarray(r * dim, (r + 1) * dim));
-    return result;
+    return vectors;
   };
 
   // Warm-up: the first run allocates; it also tells the real output dimension.
@@ -221,12 +310,19 @@ export async function loadEmbeddingModel(options: LoadModelOptions): Promise<Emb
     throw err;
   }
   const vec = probe[0]!;
-  if (!vec.every(Number.isFinite)) {
+  if (vec.length === 0 || !vec.every(Number.isFinite)) {
     await extractor.dispose().catch(() => undefined);
     throw new RagError('RAG_MODEL_OUTPUT_INVALID', `model ${facts.name} produced non-finite values on the warm-up probe`);
   }
   // The real output decides the dimension: some exports project to a size other than hidden_size.
   const dimension = vec.length;
+  if (profile.tokenDimension && dimension !== profile.tokenDimension * profile.pooling.length && profile.poolingSource === 'model') {
+    await extractor.dispose().catch(() => undefined);
+    throw new RagError(
+      'RAG_MODEL_OUTPUT_INVALID',
+      `model ${facts.name}: its Pooling config declares ${profile.tokenDimension}-d token vectors but the ONNX model outputs ${dimension / profile.pooling.length}-d`,
+    );
+  }
 
   return {
     id: `${facts.name}@${facts.onnxSha256.slice(0, 12)}`,
@@ -236,6 +332,7 @@ export async function loadEmbeddingModel(options: LoadModelOptions): Promise<Emb
     dimension,
     loadedAt: new Date().toISOString(),
     loadMs: Math.round(performance.now() - started),
+    profile,
     embedBatch,
     async dispose() {
       if (disposed) return;

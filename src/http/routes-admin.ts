@@ -1,28 +1,38 @@
-import { Router } from 'express';
+import type { Router } from 'express';
+import { createRouter } from './router.js';
 import { RagError } from '../errors.js';
 import type { ReloadEvent } from '../reload/reload-manager.js';
 import type { AppDeps } from './context.js';
 
 /** Reload control and status: status, force reload, rollback, and a server-sent event stream. */
 export function adminRoutes(deps: AppDeps): Router {
-  const r = Router();
+  const r = createRouter();
 
-  r.get('/admin/status', (_req, res) => {
+  r.get('/status', (_req, res) => {
     res.json({ ...deps.manager.status(), answerer: deps.rag.answererName, draining: deps.lifecycle.draining });
   });
 
-  r.post('/admin/reload', async (_req, res) => {
+  r.post('/reload', async (_req, res) => {
     const attempt = await deps.manager.reload('admin', { force: true });
     if (!attempt) throw new RagError('RAG_SHUTTING_DOWN', 'the service is shutting down');
     res.status(attempt.outcome === 'rejected' ? 422 : 200).json({ attempt, active: deps.manager.current?.info() ?? null });
   });
 
-  r.post('/admin/rollback', async (_req, res) => {
+  r.post('/rollback', async (_req, res) => {
     const attempt = await deps.manager.rollback();
     res.status(attempt.outcome === 'rejected' ? 422 : 200).json({ attempt, active: deps.manager.current?.info() ?? null });
   });
 
-  r.get('/admin/events', (req, res) => {
+  return r;
+}
+
+/**
+ * GET /admin/events: reload events as server-sent events. Mounted before the concurrency limit and
+ * the request timeout (a stream is long-lived by design), after the admin key check.
+ */
+export function adminEventRoutes(deps: AppDeps): Router {
+  const r = createRouter();
+  r.get('/events', (req, res) => {
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-cache');

@@ -1,7 +1,9 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import express, { Router } from 'express';
+import express from 'express';
+import type { Router } from 'express';
+import { createRouter } from './router.js';
 
 /**
  * The project root: the nearest folder above this module that holds package.json. Works from
@@ -18,7 +20,7 @@ export function projectRoot(from: string = dirname(fileURLToPath(import.meta.url
   }
 }
 
-/** Where the console's index.html, app.js and style.css live. */
+/** Where the console's index.html, the ES modules and style.css live. */
 export function consolePublicDir(): string {
   return join(projectRoot(), 'src', 'http', 'public');
 }
@@ -37,7 +39,7 @@ const CSP = [
 
 /** The web console: static files served at `/` (GET / answers index.html). */
 export function consoleRoutes(): Router {
-  const r = Router();
+  const r = createRouter();
   r.use(
     express.static(consolePublicDir(), {
       index: 'index.html',

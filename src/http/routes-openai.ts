@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Router } from 'express';
+import type { Router } from 'express';
+import { createRouter } from './router.js';
 import { RagError } from '../errors.js';
 import { leaseFor, type AppDeps } from './context.js';
 import { generationRef } from './routes-rag.js';
@@ -33,14 +34,14 @@ function unknownModelMessage(model: string, served: string[]): string {
 
 /** OpenAI-compatible routes, so the official `openai` client works unchanged against the service. */
 export function openAiRoutes(deps: AppDeps): Router {
-  const r = Router();
+  const r = createRouter();
   const chat = chatSchema(deps.config);
 
   /** Chat model names: `rag` (and the upstream's LLM_MODEL when one is configured). */
   const chatModels = (): string[] => (deps.config.llmBaseUrl ? [RAG_MODEL_ID, deps.config.llmModel] : [RAG_MODEL_ID]);
   const upstream = deps.config.llmBaseUrl ? deps.config.llmProvider : null;
 
-  r.get('/v1/models', (_req, res) => {
+  r.get('/models', (_req, res) => {
     const gen = deps.manager.current;
     const created = Math.floor(Date.parse(gen?.createdAt ?? new Date().toISOString()) / 1000);
     const data = [{ id: RAG_MODEL_ID, object: 'model', created, owned_by: 'rag-service' }];
@@ -49,7 +50,7 @@ export function openAiRoutes(deps: AppDeps): Router {
     res.json({ object: 'list', data });
   });
 
-  r.post('/v1/chat/completions', async (req, res) => {
+  r.post('/chat/completions', async (req, res) => {
     const body = parseBody(chat, req.body);
     const model = body.model ?? RAG_MODEL_ID;
     if (!chatModels().includes(model)) {
@@ -176,7 +177,7 @@ export function openAiRoutes(deps: AppDeps): Router {
     res.end();
   });
 
-  r.post('/v1/embeddings', async (req, res) => {
+  r.post('/embeddings', async (req, res) => {
     const body = parseBody(embeddingsSchema, req.body);
     const gen = leaseFor(deps, req, res);
     // A hub cache model answers to its hub id (org/name) as well as to its folder name.

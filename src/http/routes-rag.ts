@@ -1,20 +1,21 @@
-import { Router } from 'express';
+import type { Router } from 'express';
+import { createRouter } from './router.js';
 import { leaseFor, type AppDeps } from './context.js';
 import { normaliseFilter, parseBody, querySchema } from './schemas.js';
 
 /** POST /v1/query (answer + sources) and POST /v1/retrieve (sources only). */
 export function ragRoutes(deps: AppDeps): Router {
-  const r = Router();
+  const r = createRouter();
   const schema = querySchema(deps.config);
 
-  r.post('/v1/retrieve', async (req, res) => {
+  r.post('/retrieve', async (req, res) => {
     const body = parseBody(schema, req.body);
     const gen = leaseFor(deps, req, res);
     const sources = await deps.rag.retrieve(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter), mode: body.mode, contains: body.contains });
     res.json({ sources, generation: generationRef(gen) });
   });
 
-  r.post('/v1/query', async (req, res) => {
+  r.post('/query', async (req, res) => {
     const body = parseBody(schema, req.body);
     const gen = leaseFor(deps, req, res);
     const result = await deps.rag.ask(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter), mode: body.mode, contains: body.contains }, res.locals.signal as AbortSignal, {

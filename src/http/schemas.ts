@@ -5,6 +5,12 @@ import { RETRIEVAL_MODES } from '../rag/hybrid.js';
 import type { MetadataFilter } from '../store/chroma-store.js';
 
 const scalar = z.union([z.string(), z.number().finite(), z.boolean()]);
+/** Chroma compares a list against one metadata type: `[1, "a"]` is a client error, not a store error. */
+const sameTypeList = z
+  .array(scalar)
+  .min(1)
+  .max(1000)
+  .refine((list) => list.every((v) => typeof v === typeof list[0]), 'list values must all have the same type (all strings, all numbers or all booleans)');
 const operatorValue = z
   .object({
     $eq: scalar,
@@ -13,8 +19,8 @@ const operatorValue = z
     $gte: z.number().finite(),
     $lt: z.number().finite(),
     $lte: z.number().finite(),
-    $in: z.array(scalar).min(1).max(1000),
-    $nin: z.array(scalar).min(1).max(1000),
+    $in: sameTypeList,
+    $nin: sameTypeList,
   })
   .partial()
   .strict()
@@ -23,8 +29,33 @@ const operatorValue = z
 const FIELD = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 
 type Filter = { [k: string]: unknown };
+
+/** Deepest `$and`/`$or` nesting a filter may have. */
+export const MAX_FILTER_DEPTH = 8;
+
+/** Logical nesting depth of a filter (iterative; the body's JSON depth is capped before this runs). */
+export function filterDepth(filter: unknown): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[filter, 1]];
+  while (stack.length) {
+    const [f, d] = stack.pop()!;
+    if (f === null || typeof f !== 'object' || Array.isArray(f)) continue;
+    max = Math.max(max, d);
+    for (const [k, v] of Object.entries(f)) if ((k === '$and' || k === '$or') && Array.isArray(v)) for (const x of v) stack.push([x, d + 1]);
+  }
+  return max;
+}
+
 /** A metadata filter in Chroma's `where` syntax, checked here so a bad one is a 400, not a store error. */
-export const filterSchema: z.ZodType<Filter> = z.lazy(() =>
+export const filterSchema: z.ZodType<Filter, z.ZodTypeDef, unknown> = z.lazy(() =>
+  z
+    .unknown()
+    .superRefine((f, ctx) => {
+      if (filterDepth(f) > MAX_FILTER_DEPTH) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `filter is nested deeper than ${MAX_FILTER_DEPTH} levels` });
+    })
+    .pipe(filterNode),
+);
+const filterNode: z.ZodType<Filter> = z.lazy(() =>
   z
     .record(z.string(), z.unknown())
     .superRefine((obj, ctx) => {
@@ -33,7 +64,7 @@ export const filterSchema: z.ZodType<Filter> = z.lazy(() =>
       for (const key of keys) {
         const value = obj[key];
         if (key === '$and' || key === '$or') {
-          const arr = z.array(filterSchema).min(2).max(64).safeParse(value);
+          const arr = z.array(filterNode).min(2).max(64).safeParse(value);
           if (!arr.success) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: `${key} needs an array of at least 2 filters` });
         } else if (key.startsWith('$')) {
           ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: `unknown operator ${key}` });

@@ -9,6 +9,7 @@ import { loadEmbeddingModel } from '../embeddings/model-loader.js';
 import { createSilentLogger } from '../observability/logger.js';
 import { loadDocuments } from './load-documents.js';
 import { DEFAULT_COLLECTION, publishStoreVersion } from './publish.js';
+import { publishSharedVersion, rollbackShared } from './publish-shared.js';
 import { splitDocuments } from './split-documents.js';
 
 const USAGE = `usage: npm run ingest -- <docs dir> [options]
@@ -27,7 +28,14 @@ an option given here wins over its variable.
   --keep N             older versions to keep (KEEP_VERSIONS, default 3)
   --version NAME       version folder name (default v<UTC timestamp>-<random>)
   --no-activate        publish without pointing CURRENT at it
-  --quiet              no progress bar`;
+  --quiet              no progress bar
+
+Shared Chroma (replicas follow a pointer; see docs/operations.md "Shared Chroma"):
+  --chroma-url URL     publish to this Chroma server as collection <name>--<version>, then move the
+                       pointer <name> to it (one write); old versions are collected (KEEP_VERSIONS)
+  --name NAME          the store name replicas follow (default docs)
+  --rollback           with --chroma-url: point <name> back at its previous version (no docs dir)
+  --replica-ttl-ms N   heartbeats older than this do not protect a version from GC (default 30000)`;
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -44,10 +52,21 @@ export async function main(argv: string[]): Promise<number> {
       keep: { type: 'string' },
       version: { type: 'string' },
       'no-activate': { type: 'boolean', default: false },
+      'chroma-url': { type: 'string' },
+      name: { type: 'string' },
+      rollback: { type: 'boolean', default: false },
+      'replica-ttl-ms': { type: 'string', default: '30000' },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  const sharedUrl = values['chroma-url'];
+  const sharedName = values.name ?? 'docs';
+  if (sharedUrl && values.rollback && positionals.length === 0) {
+    const pointer = await rollbackShared(sharedUrl, sharedName);
+    console.log(`ingest: "${sharedName}" now points at ${pointer.version} (was ${pointer.previous})`);
+    return 0;
+  }
   if (values.help || positionals.length !== 1) {
     console.error(USAGE);
     return values.help ? 0 : 2;
@@ -77,6 +96,7 @@ export async function main(argv: string[]): Promise<number> {
   const t0 = performance.now();
   const { documents, skipped } = await loadDocuments(docsDir);
   const chunks = await splitDocuments(documents, { chunkSize, chunkOverlap });
+  // The same pooling/dtype choice as the service (EMBED_POOLING, MODEL_DTYPE), or the store's vectors would not match its queries.
   const model = await loadEmbeddingModel({ dir: await resolveModelDir(modelsDir, modelName), dtype: config.modelDtype, pooling: config.pooling });
   console.log(
     `ingest: ${documents.length} documents -> ${chunks.length} chunks; model ${model.id} (${model.dimension}-d)` +
@@ -86,6 +106,25 @@ export async function main(argv: string[]): Promise<number> {
   bar?.start(chunks.length, 0);
   let lastLogged = 0;
   try {
+    if (sharedUrl) {
+      const shared = await publishSharedVersion({
+        url: sharedUrl,
+        name: sharedName,
+        chunks,
+        model,
+        batchSize: num('batch', values.batch, 1),
+        keepVersions,
+        replicaTtlMs: num('replica-ttl-ms', values['replica-ttl-ms'], 1000),
+        ...(values.version ? { version: values.version } : {}),
+        onProgress: (done) => bar?.update(done),
+      });
+      bar?.stop();
+      console.log(
+        `ingest: published ${shared.collection} (${shared.count} chunks, sha256 ${shared.checksum.slice(0, 12)}) and pointed "${sharedName}" at ${shared.version} in ${Math.round(performance.now() - t0)} ms` +
+          (shared.deleted.length ? `; deleted ${shared.deleted.join(', ')}` : ''),
+      );
+      return 0;
+    }
     const result = await publishStoreVersion({
       outDir,
       chunks,

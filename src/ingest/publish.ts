@@ -8,7 +8,25 @@ import type { EmbeddingModel } from '../embeddings/model-loader.js';
 import type { Logger } from '../observability/logger.js';
 import { ChromaServer } from '../store/chroma-server.js';
 import { createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
-import { KEYWORD_INDEX_FILE, KeywordIndex } from '../store/keyword-index.js';
+import { KEYWORD_INDEX_FILE, KeywordIndex, type KeywordAnalysis, type KeywordDoc } from '../store/keyword-index.js';
+
+/**
+ * The text a chunk is embedded as: its document title and heading path, then the chunk, so a
+ * chunk from the middle of a section still carries what the section is about. The stored text
+ * (what retrieval returns and the answer quotes) stays the chunk itself.
+ */
+export function textForEmbedding(c: { text: string; metadata: Record<string, unknown> }): string {
+  const title = typeof c.metadata.title === 'string' ? c.metadata.title : '';
+  const headings = typeof c.metadata.headings === 'string' ? c.metadata.headings : '';
+  const context = headings.startsWith(title) ? headings : [title, headings].filter(Boolean).join(' > ');
+  return context ? `${context}\n\n${c.text}` : c.text;
+}
+
+/** A chunk as the keyword index sees it: text, document title, heading path. */
+export function keywordDoc(c: { id: string; text: string; metadata: Record<string, unknown> }): KeywordDoc {
+  const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
+  return { id: c.id, text: c.text, title: str(c.metadata.title), headings: str(c.metadata.headings) };
+}
 import { CURRENT_FILE, isValidVersionName } from '../store/layout.js';
 import { describeFiles, MANIFEST_FILE, type StoreManifest } from '../store/manifest.js';
 import type { Chunk } from './split-documents.js';
@@ -29,6 +47,10 @@ export interface PublishOptions {
   /** Point CURRENT at the new version (default true). */
   activate?: boolean;
   onProgress?: (done: number, total: number) => void;
+  /** Embed each chunk with its document title and heading path in front (default true). */
+  denseContext?: boolean;
+  /** Keyword analysis (default KEYWORD_ANALYSIS); the eval's ablations change it. */
+  keywordAnalysis?: KeywordAnalysis;
 }
 
 export interface PublishResult {
@@ -81,7 +103,7 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
     async function* batches(): AsyncGenerator<StoreRecord[]> {
       for (let i = 0; i < chunks.length; i += batchSize) {
         const slice = chunks.slice(i, i + batchSize);
-        const vectors = await model.embedBatch(slice.map((c) => c.text));
+        const vectors = await model.embedBatch(slice.map((c) => (options.denseContext === false ? c.text : textForEmbedding(c))));
         yield slice.map((c, j) => ({ id: c.id, text: c.text, embedding: vectors[j]!, metadata: c.metadata }));
       }
     }
@@ -96,7 +118,14 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
     });
     await server.stop();
     // The keyword index ships with the version, under the same manifest checksums.
-    const keyword = KeywordIndex.build(chunks.map((c) => ({ id: c.id, text: c.text, title: typeof c.metadata.title === 'string' ? c.metadata.title : undefined })));
+    const keyword = KeywordIndex.build(
+      chunks.map((c, i) => {
+        const same = (j: number) => (chunks[j]?.metadata.source === c.metadata.source ? chunks[j]!.text : '');
+        return { ...keywordDoc(c), neighbours: `${same(i - 1)}\n${same(i + 1)}`.trim() || undefined };
+      }),
+      'built',
+      options.keywordAnalysis,
+    );
     await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keyword.serialize());
     const manifest: StoreManifest = {
       formatVersion: 1,

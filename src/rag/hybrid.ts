@@ -18,8 +18,6 @@ export interface HybridOptions {
   rrfK?: number;
 }
 
-type Meta = StoreHit['metadata'];
-
 export type FusionSettings = Required<Pick<HybridOptions, 'candidates' | 'weights' | 'rrfK'>>;
 
 /** Fusion settings from the configuration (defaults tuned with `npm run eval`). */
@@ -27,54 +25,25 @@ export function fusionSettings(config: Pick<Config, 'hybridDenseWeight' | 'hybri
   return { candidates: config.hybridCandidates, rrfK: config.hybridRrfK, weights: { dense: config.hybridDenseWeight, keyword: config.hybridKeywordWeight } };
 }
 
-/** Evaluate a (validated) Chroma-style `where` filter against one record's metadata. */
-export function matchesFilter(meta: Meta, filter: MetadataFilter | undefined): boolean {
-  if (!filter) return true;
-  return Object.entries(filter).every(([key, cond]) => {
-    if (key === '$and') return (cond as MetadataFilter[]).every((f) => matchesFilter(meta, f));
-    if (key === '$or') return (cond as MetadataFilter[]).some((f) => matchesFilter(meta, f));
-    const v = meta[key];
-    if (cond === null || typeof cond !== 'object') return v === cond;
-    const [op, arg] = Object.entries(cond as Record<string, unknown>)[0]!;
-    switch (op) {
-      case '$eq': return v === arg;
-      case '$ne': return v !== arg;
-      case '$gt': return typeof v === 'number' && v > (arg as number);
-      case '$gte': return typeof v === 'number' && v >= (arg as number);
-      case '$lt': return typeof v === 'number' && v < (arg as number);
-      case '$lte': return typeof v === 'number' && v <= (arg as number);
-      case '$in': return (arg as unknown[]).includes(v);
-      case '$nin': return !(arg as unknown[]).includes(v);
-      default: return false;
-    }
-  });
-}
-
 interface Candidate {
   id: string;
   score: number;
 }
 
-/** BM25 candidates; with a metadata or exact-term filter, their records are checked (fetched). */
-async function keywordCandidates(generation: Generation, query: string, n: number, options: HybridOptions): Promise<Candidate[]> {
-  if (!options.filter && !options.contains) return generation.store.keyword.search(query, n);
-  const hits = generation.store.keyword.search(query, n * 4);
-  if (hits.length === 0) return [];
-  const records = new Map((await generation.store.store.getByIds(hits.map((h) => h.id))).map((r) => [r.id, r]));
-  return hits
-    .filter((h) => {
-      const r = records.get(h.id);
-      return r && matchesFilter(r.metadata, options.filter) && (!options.contains || r.text.includes(options.contains));
-    })
-    .slice(0, n);
+/** The exact-term filter as Chroma's whereDocument. */
+const whereDocument = (options: HybridOptions) => (options.contains ? { $contains: options.contains } : undefined);
+
+/** BM25 candidates that pass the filters (one filter implementation: store/where-filter.ts). */
+function keywordCandidates(generation: Generation, query: string, n: number, options: HybridOptions): Promise<Candidate[]> {
+  return generation.store.store.keywordSearch(query, n, options.filter, whereDocument(options));
 }
 
 async function denseCandidates(generation: Generation, query: string, n: number, options: HybridOptions): Promise<Candidate[]> {
   const vector = await generation.embeddings.embedQuery(query);
-  return generation.store.store.nearestIds(vector, n, options.filter, options.contains ? { $contains: options.contains } : undefined);
+  return generation.store.store.nearestIds(vector, n, options.filter, whereDocument(options));
 }
 
-/** Texts and metadata for the final ids only (one Chroma call), in rank order. */
+/** Texts and metadata for the final ids only, in rank order (from the index when it is in process). */
 async function materialise(generation: Generation, ranked: Array<Candidate & { denseScore?: number; keywordScore?: number }>): Promise<Array<StoreHit & { denseScore?: number; keywordScore?: number }>> {
   const records = new Map((await generation.store.store.getByIds(ranked.map((c) => c.id))).map((r) => [r.id, r]));
   return ranked.flatMap((c) => {
@@ -84,7 +53,7 @@ async function materialise(generation: Generation, ranked: Array<Candidate & { d
 }
 
 /**
- * Dense (Chroma) and keyword (BM25) retrieval, run concurrently and fused by weighted reciprocal
+ * Dense and keyword (BM25) retrieval, run concurrently and fused by weighted reciprocal
  * rank fusion. `score` is the mode's own ranking score: cosine similarity (dense), BM25 (keyword),
  * or the fused RRF score (hybrid); `denseScore` / `keywordScore` say what each side saw.
  */
@@ -92,7 +61,7 @@ export async function retrieve(generation: Generation, query: string, options: H
   const { k, mode } = options;
   if (mode === 'dense') {
     const vector = await generation.embeddings.embedQuery(query);
-    return generation.store.store.query(vector, k, options.filter, options.contains ? { $contains: options.contains } : undefined);
+    return generation.store.store.query(vector, k, options.filter, whereDocument(options));
   }
   if (mode === 'keyword') return materialise(generation, (await keywordCandidates(generation, query, k, options)).map((c) => ({ ...c, keywordScore: c.score })));
   const n = Math.max(options.candidates ?? 20, k * 4);

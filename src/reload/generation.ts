@@ -2,7 +2,28 @@ import { RagError } from '../errors.js';
 import { EmbeddingBatcher } from '../embeddings/batcher.js';
 import { LocalTransformersEmbeddings } from '../embeddings/langchain-embeddings.js';
 import type { EmbeddingModel } from '../embeddings/model-loader.js';
+import type { BackendInfo } from '../store/retrieval-backend.js';
 import type { OpenedStore } from '../store/store-version.js';
+import { harnessMachine, type HarnessState, type StateMachine } from './state-machine.js';
+
+/** Query embeddings that also tell the manager which questions were asked (for the replay). */
+class ObservedEmbeddings extends LocalTransformersEmbeddings {
+  onQuestion: ((q: string) => void) | null = null;
+  override async embedQuery(text: string): Promise<number[]> {
+    this.onQuestion?.(text);
+    return super.embedQuery(text);
+  }
+}
+
+const publicState: Record<HarnessState, 'standby' | 'active' | 'draining' | 'disposed'> = {
+  new: 'standby',
+  loading: 'standby',
+  ready: 'standby',
+  serving: 'active',
+  quiescing: 'draining',
+  disabled: 'disposed',
+  error: 'disposed',
+};
 
 /** A model shared by consecutive generations (a store-only update keeps the loaded model). */
 export class SharedModel {
@@ -23,7 +44,7 @@ export interface GenerationInfo {
   createdAt: string;
   inflight: number;
   model: { name: string; id: string; dimension: number; dtype: string; loadedAt: string };
-  store: { version: string; kind: string; collection: string; count: number; dimension: number; createdAt: string | null; keywordIndex: { origin: string; documents: number } };
+  store: { version: string; kind: string; collection: string; count: number; dimension: number; createdAt: string | null; keywordIndex: { origin: string; documents: number }; backend: BackendInfo };
 }
 
 export interface Lease {
@@ -41,9 +62,10 @@ export class Generation {
   readonly batcher: EmbeddingBatcher;
   /** Build time per phase (ms), filled in by the reload manager. */
   phases: Record<string, number> = {};
-  readonly embeddings: LocalTransformersEmbeddings;
+  readonly embeddings: ObservedEmbeddings;
+  /** Guarded life cycle (an illegal transition throws). */
+  readonly harness: StateMachine<HarnessState>;
   private refs = 0;
-  private stateValue: 'active' | 'standby' | 'draining' | 'disposed' = 'standby';
   private drainWaiters: Array<() => void> = [];
   private disposePromise: Promise<void> | undefined;
 
@@ -54,8 +76,16 @@ export class Generation {
     batch: { maxBatch: number; maxWaitMs: number; onBatch?: (n: number) => void },
   ) {
     shared.retain();
+    this.harness = harnessMachine(id);
+    this.harness.transition('loading');
+    this.harness.transition('ready'); // built and validated by the loader before construction
     this.batcher = new EmbeddingBatcher(shared.model, batch);
-    this.embeddings = new LocalTransformersEmbeddings(shared.model, this.batcher);
+    this.embeddings = new ObservedEmbeddings(shared.model, this.batcher);
+  }
+
+  /** Called with each question this generation embeds while it serves. */
+  set onQuestion(fn: ((q: string) => void) | null) {
+    this.embeddings.onQuestion = fn;
   }
 
   get model(): EmbeddingModel {
@@ -64,19 +94,19 @@ export class Generation {
   get sharedModel(): SharedModel {
     return this.shared;
   }
-  get state(): Generation['stateValue'] {
-    return this.stateValue;
+  get state(): 'standby' | 'active' | 'draining' | 'disposed' {
+    return publicState[this.harness.state];
   }
   get inflight(): number {
     return this.refs;
   }
 
   activate(): void {
-    this.stateValue = 'active';
+    this.harness.transition('serving');
   }
 
   acquire(): Lease {
-    if (this.stateValue === 'disposed') throw new RagError('RAG_NOT_READY', `generation ${this.id} is disposed`);
+    if (this.harness.state === 'disabled') throw new RagError('RAG_NOT_READY', `generation ${this.id} is disposed`);
     this.refs++;
     let released = false;
     return {
@@ -92,7 +122,7 @@ export class Generation {
 
   /** Stop taking new work; resolves true when in-flight requests finished, false on timeout. */
   async drain(timeoutMs: number): Promise<boolean> {
-    if (this.stateValue !== 'disposed') this.stateValue = 'draining';
+    if (this.harness.state === 'serving') this.harness.transition('quiescing');
     if (this.refs === 0) return true;
     return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs);
@@ -107,7 +137,9 @@ export class Generation {
   /** Idempotent: stops the Chroma child and releases the model (if no other generation holds it). */
   dispose(): Promise<void> {
     this.disposePromise ??= (async () => {
-      this.stateValue = 'disposed';
+      if (this.harness.state === 'serving') this.harness.transition('quiescing');
+      if (this.harness.state !== 'disabled') this.harness.transition('disabled');
+      this.embeddings.onQuestion = null;
       await this.store.dispose();
       await this.shared.release();
     })();
@@ -118,7 +150,7 @@ export class Generation {
     const m = this.shared.model;
     return {
       id: this.id,
-      state: this.stateValue,
+      state: this.state,
       createdAt: this.createdAt,
       inflight: this.refs,
       model: { name: m.name, id: m.id, dimension: m.dimension, dtype: m.dtype, loadedAt: m.loadedAt },
@@ -130,6 +162,7 @@ export class Generation {
         dimension: this.store.dimension,
         createdAt: this.store.manifest?.createdAt ?? null,
         keywordIndex: { origin: this.store.keyword.origin, documents: this.store.keyword.size },
+        backend: this.store.store.describe(),
       },
     };
   }

@@ -19,21 +19,35 @@ if (isMainThread) {
   });
   // cli() returns when the server stops on its own (graceful shutdown, or "address not available").
   worker.on('exit', (code) => process.exit(code === 0 ? 0 : 71));
+  // process.exit() joins worker threads first, and the worker never returns from the blocking
+  // native cli() call: the process would hang in exit for ever (measured: an orphan survived its
+  // SIGKILLed parent this way). The snapshot the server serves is private and disposable, so
+  // leaving means SIGKILL to ourselves.
+  const hardExit = () => process.kill(process.pid, 'SIGKILL');
   const graceMs = Number(process.env.CHROMA_LAUNCHER_GRACE_MS || 3000);
   const onSignal = () => {
-    // The Rust server sees the signal too and shuts down; give it a moment to flush, then go.
-    setTimeout(() => process.exit(0), graceMs).unref();
+    // The Rust server sees the signal too and shuts down (cli() returns, the worker exits and
+    // so do we); if it has not within the grace period, go anyway.
+    setTimeout(hardExit, graceMs).unref();
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // The parent holds our stdin open; when it dies (even by SIGKILL) the pipe closes. Node 20
+  // caches process.ppid, so polling it never sees the parent go; the pipe is the signal, with
+  // kill(originalParent, 0) as a backstop.
   const parent = process.ppid;
-  setInterval(() => {
-    if (process.ppid !== parent) process.exit(0);
-  }, 250);
-  // The parent holds our stdin open; when it dies the pipe closes.
-  process.stdin.on('end', () => process.exit(0));
-  process.stdin.on('error', () => process.exit(0));
+  const gone = hardExit;
+  process.stdin.on('end', gone);
+  process.stdin.on('close', gone);
+  process.stdin.on('error', gone);
   process.stdin.resume();
+  setInterval(() => {
+    try {
+      process.kill(parent, 0);
+    } catch (err) {
+      if (err && err.code === 'ESRCH') gone();
+    }
+  }, 500).unref();
 } else {
   const { cli } = require(workerData.binding);
   cli(['chroma', ...workerData.args]);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
+import { setPriority } from 'node:os';
 import { RagError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { resolveChromaRuntime } from './chroma-runtime.js';
@@ -10,6 +11,8 @@ export const ChromaServerEvents = {
   exited: 'exited',
   restarted: 'restarted',
   failed: 'failed',
+  /** The child missed heartbeatMisses heartbeats in a row; it is killed and restarted. */
+  unhealthy: 'unhealthy',
 } as const;
 export type ChromaServerEvent = (typeof ChromaServerEvents)[keyof typeof ChromaServerEvents];
 
@@ -23,6 +26,12 @@ export interface ChromaServerOptions {
   /** Restart the child when it dies on its own (default true). */
   restart?: boolean;
   maxRestarts?: number;
+  /** Heartbeat the running child this often (0: never). */
+  heartbeatMs?: number;
+  /** Heartbeats missed in a row before the child counts as hung and is restarted. */
+  heartbeatMisses?: number;
+  /** Scheduling niceness for the child (e.g. 10 for a loader child that must yield CPU to requests). */
+  nice?: number;
 }
 
 export type ChromaServerState = 'new' | 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped' | 'failed';
@@ -82,7 +91,12 @@ export class ChromaServer extends EventEmitter {
   private stopPromise: Promise<void> | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
   private tail: string[] = [];
+  private readonly heartbeatMs: number;
+  private readonly heartbeatMisses: number;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private missed = 0;
   restarts = 0;
+  private readonly nice: number;
 
   constructor(options: ChromaServerOptions) {
     super();
@@ -93,6 +107,42 @@ export class ChromaServer extends EventEmitter {
     this.stopGraceMs = options.stopGraceMs ?? 2_000;
     this.restartEnabled = options.restart ?? true;
     this.maxRestarts = options.maxRestarts ?? 20;
+    this.heartbeatMs = options.heartbeatMs ?? 0;
+    this.heartbeatMisses = options.heartbeatMisses ?? 3;
+    this.nice = options.nice ?? 0;
+  }
+
+  /** Running and answering its heartbeats (a stopped or hung child is not healthy). */
+  get healthy(): boolean {
+    return this.stateValue === 'running' && this.missed < this.heartbeatMisses;
+  }
+
+  private startHeartbeat(): void {
+    if (!this.heartbeatMs || this.heartbeatTimer) return;
+    let busy = false;
+    this.heartbeatTimer = setInterval(() => {
+      if (busy || this.stateValue !== 'running') return;
+      busy = true;
+      void this.heartbeat(this.portValue, Math.max(200, Math.min(this.heartbeatMs, 2000)))
+        .then((ok) => {
+          if (this.stateValue !== 'running') return;
+          if (ok) {
+            this.missed = 0;
+            return;
+          }
+          this.missed++;
+          if (this.missed === this.heartbeatMisses) {
+            this.logger.error({ missed: this.missed, pid: this.pid }, 'chroma server missed its heartbeats; killing and restarting it');
+            this.emit(ChromaServerEvents.unhealthy, { missed: this.missed, pid: this.pid });
+            // SIGKILL also ends a SIGSTOPped child; the exit handler restarts it.
+            this.child?.kill('SIGKILL');
+          }
+        })
+        .finally(() => {
+          busy = false;
+        });
+    }, this.heartbeatMs);
+    this.heartbeatTimer.unref();
   }
 
   get state(): ChromaServerState {
@@ -114,6 +164,7 @@ export class ChromaServer extends EventEmitter {
     try {
       await this.spawnWithPortRetry();
       this.stateValue = 'running';
+      this.startHeartbeat();
       this.emit(ChromaServerEvents.started, { port: this.portValue, pid: this.pid });
     } catch (err) {
       this.stateValue = 'failed';
@@ -183,6 +234,13 @@ export class ChromaServer extends EventEmitter {
       env: { ...process.env, CHROMA_BINDING_PATH: runtime.bindingPath, NO_COLOR: '1', RUST_LOG: process.env.CHROMA_RUST_LOG ?? 'warn,chroma_frontend=info' },
     });
     liveChildren.add(child);
+    if (this.nice && child.pid) {
+      try {
+        setPriority(child.pid, this.nice);
+      } catch (err) {
+        this.logger.debug({ err }, 'could not lower the Chroma child priority');
+      }
+    }
     this.child = child;
     this.portValue = port;
     this.tail = [];
@@ -237,9 +295,9 @@ export class ChromaServer extends EventEmitter {
     );
   }
 
-  private async heartbeat(port: number): Promise<boolean> {
+  private async heartbeat(port: number, timeoutMs = 1000): Promise<boolean> {
     try {
-      const res = await fetch(`http://${this.host}:${port}/api/v2/heartbeat`, { signal: AbortSignal.timeout(1000) });
+      const res = await fetch(`http://${this.host}:${port}/api/v2/heartbeat`, { signal: AbortSignal.timeout(timeoutMs) });
       await res.arrayBuffer();
       return res.ok;
     } catch {
@@ -281,6 +339,7 @@ export class ChromaServer extends EventEmitter {
         return;
       }
       this.stateValue = 'running';
+      this.missed = 0;
       this.logger.warn({ restarts: this.restarts, port: this.portValue }, 'chroma server restarted');
       this.emit(ChromaServerEvents.restarted, { restarts: this.restarts, port: this.portValue });
     } catch (err) {
@@ -295,10 +354,13 @@ export class ChromaServer extends EventEmitter {
     this.stopPromise ??= (async () => {
       this.stateValue = 'stopping';
       if (this.restartTimer) clearTimeout(this.restartTimer);
+      clearInterval(this.heartbeatTimer);
       const child = this.child;
       if (child && child.exitCode === null && child.signalCode === null) {
         const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
         child.kill('SIGTERM');
+        // A SIGSTOPped child never handles SIGTERM: SIGCONT lets it, SIGKILL below ends it anyway.
+        child.kill('SIGCONT');
         const timer = setTimeout(() => child.kill('SIGKILL'), this.stopGraceMs);
         await gone;
         clearTimeout(timer);

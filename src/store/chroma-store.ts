@@ -49,7 +49,7 @@ function parseUrl(url: string): { host: string; port: number; ssl: boolean } {
   return { host: u.hostname, port: Number(u.port || (ssl ? 443 : 80)), ssl };
 }
 
-function distanceToScore(space: DistanceSpace, d: number): number {
+export function distanceToScore(space: DistanceSpace, d: number): number {
   // Embeddings are L2-normalised: l2 distance is squared, 2 - 2cos; cosine and ip are 1 - cos.
   return space === 'l2' ? 1 - d / 2 : 1 - d;
 }
@@ -58,6 +58,8 @@ export interface OpenCollectionOptions {
   url: string;
   /** Wanted collection; when absent the only collection in the database is used. */
   collection?: string | undefined;
+  /** Every call to the server ends within this (RAG_STORE_TIMEOUT); unset: no limit. */
+  timeoutMs?: number | undefined;
 }
 
 /**
@@ -72,13 +74,37 @@ export class ChromaStore {
     readonly space: DistanceSpace,
   ) {}
 
-  static client(url: string): ChromaClient {
+  /**
+   * A client whose every HTTP call ends within timeoutMs: a stopped (SIGSTOP) or hung child
+   * gives RAG_STORE_TIMEOUT instead of holding the request. chromadb 3.5 has no per-call
+   * timeout, so its fetch is wrapped (the collection objects share the client's apiClient).
+   */
+  static client(url: string, timeoutMs?: number): ChromaClient {
     const { host, port, ssl } = parseUrl(url);
-    return new ChromaClient({ host, port, ssl });
+    const client = new ChromaClient({ host, port, ssl });
+    if (timeoutMs) {
+      type Api = { getConfig(): { fetch?: (input: Request, init?: RequestInit) => Promise<Response> }; setConfig(c: object): void };
+      const api = (client as unknown as { apiClient?: Api }).apiClient;
+      const inner = api?.getConfig().fetch;
+      if (api && inner) {
+        api.setConfig({
+          fetch: async (input: Request, init?: RequestInit) => {
+            const signal = AbortSignal.timeout(timeoutMs);
+            try {
+              return await inner(input, { ...init, signal });
+            } catch (err) {
+              if (signal.aborted) throw new RagError('RAG_STORE_TIMEOUT', `the Chroma server did not answer within ${timeoutMs} ms`, { cause: err });
+              throw err;
+            }
+          },
+        });
+      }
+    }
+    return client;
   }
 
   static async open(options: OpenCollectionOptions): Promise<ChromaStore> {
-    const client = ChromaStore.client(options.url);
+    const client = ChromaStore.client(options.url, options.timeoutMs);
     let collections: Collection[];
     try {
       collections = await client.listCollections({ limit: 1000 });
@@ -189,6 +215,22 @@ export class ChromaStore {
       }
       if (res.ids.length === 0) return;
       yield res.ids.map((id, i) => ({ id, text: res.documents[i] ?? '', metadata: res.metadatas[i] ?? null }));
+      if (res.ids.length < pageSize) return;
+    }
+  }
+
+  /** Page through every record with its embedding (the in-process index loader reads the store this way). */
+  async *allRecords(pageSize = 1000, withEmbeddings = true): AsyncGenerator<{ ids: string[]; documents: Array<string | null>; metadatas: Array<Metadata | null>; embeddings: number[][] | null }> {
+    const include = (withEmbeddings ? ['documents', 'metadatas', 'embeddings'] : ['documents', 'metadatas']) as never;
+    for (let offset = 0; ; offset += pageSize) {
+      let res;
+      try {
+        res = await this.collection.get({ limit: pageSize, offset, include });
+      } catch (err) {
+        throw translateChromaError(err, `reading records of "${this.name}"`);
+      }
+      if (res.ids.length === 0) return;
+      yield { ids: res.ids, documents: res.documents, metadatas: res.metadatas, embeddings: withEmbeddings ? (res.embeddings as number[][]) : null };
       if (res.ids.length < pageSize) return;
     }
   }

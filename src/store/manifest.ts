@@ -51,6 +51,11 @@ export async function readManifest(dir: string): Promise<StoreManifest | null> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new RagError('RAG_STORE_MANIFEST_INVALID', `${MANIFEST_FILE} in ${dir} cannot be read`, { cause: err });
   }
+  return parseManifest(text, dir);
+}
+
+/** Schema-check the text of a manifest.json (read by the caller, e.g. through src/fs). */
+export function parseManifest(text: string, dir: string): StoreManifest {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -65,6 +70,11 @@ export async function readManifest(dir: string): Promise<StoreManifest | null> {
       `${MANIFEST_FILE} in ${dir} is invalid: ${first ? `${first.path.join('.') || '(root)'}: ${first.message}` : 'unknown problem'}`,
       { cause: parsed.error },
     );
+  }
+  for (const rel of Object.keys(parsed.data.files)) {
+    if (rel.split('/').some((p) => p === '..' || p === '') || rel.startsWith('/')) {
+      throw new RagError('RAG_STORE_MANIFEST_INVALID', `${MANIFEST_FILE} lists a path outside the store: ${rel}`);
+    }
   }
   return parsed.data;
 }

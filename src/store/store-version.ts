@@ -1,24 +1,31 @@
-import { cp, mkdir, readdir, rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { RagError } from '../errors.js';
+import { throwIfAborted } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
+import { ChromaBackend } from './chroma-backend.js';
 import { ChromaServer } from './chroma-server.js';
 import { ChromaStore } from './chroma-store.js';
-import { KeywordIndex } from './keyword-index.js';
-import { CURRENT_FILE, fingerprint, SQLITE_FILE, type StoreCandidate } from './layout.js';
-import { verifyManifestFiles, type StoreManifest } from './manifest.js';
+import { InProcessBackend } from './in-process-backend.js';
+import { loadRecords } from './index-loader.js';
+import { SQLITE_FILE, type StoreSpec } from './layout.js';
+import type { RetrievalBackend } from './retrieval-backend.js';
+import type { StoreManifest } from './manifest.js';
+import { snapshotStore } from './snapshot.js';
 import { checkSqliteFile } from './sqlite-check.js';
 
-/** A store version opened for serving: a private snapshot, its own Chroma child, one collection. */
+/** A store version opened for serving: one collection behind the retrieval seam. */
 export interface OpenedStore {
   version: string;
-  kind: StoreCandidate['kind'] | 'remote';
+  kind: StoreSpec['kind'] | 'remote';
   sourceDir: string | null;
   snapshotDir: string | null;
   manifest: StoreManifest | null;
-  store: ChromaStore;
-  /** BM25 keyword index over the same ids: shipped with the version, or built from the collection. */
-  keyword: KeywordIndex;
+  /** The retrieval seam (retrieval-backend.ts): in process, the generation's Chroma child, or a remote Chroma. */
+  store: RetrievalBackend;
+  /** BM25 keyword index over the same ids (shipped with the version, or built), held by a worker thread. */
+  keyword: { origin: 'store' | 'built'; size: number };
+  /** The generation's Chroma child; null when the store is served in process (the loader child is stopped) or remote. */
   server: ChromaServer | null;
   count: number;
   dimension: number;
@@ -33,32 +40,38 @@ export interface OpenStoreOptions {
   logger: Logger;
   collection?: string | undefined;
   chromaStartTimeoutMs?: number;
+  /** Every call to the child ends within this (RAG_STORE_TIMEOUT). */
+  queryTimeoutMs?: number;
+  /** Heartbeat the child this often; missed heartbeats mark it unhealthy and restart it. */
+  heartbeatMs?: number;
+  heartbeatMisses?: number;
+  signal?: AbortSignal;
+  /** Snapshots up to this many MiB on disk are served in process (default 2048; 0: never). */
+  serveIndexMaxMb?: number;
+  indexLoadTimeoutMs?: number;
 }
 
-let snapshotCounter = 0;
+/**
+ * The backend a snapshot gets: in process when its size on disk is within the budget (the
+ * on-disk size bounds what the index holds: vectors, texts, metadata), else its own Chroma child.
+ */
+export async function chooseBackendKind(snapshotDir: string, serveIndexMaxMb: number): Promise<'in-process' | 'chroma-child'> {
+  return serveIndexMaxMb > 0 && (await folderBytes(snapshotDir)) <= serveIndexMaxMb * 2 ** 20 ? 'in-process' : 'chroma-child';
+}
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+/** Bytes of every regular file under a folder (the private snapshot's size on disk). */
+async function folderBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += (await stat(join(e.parentPath, e.name))).size;
   }
+  return total;
 }
 
-/** Remove snapshots left behind by service processes that no longer run. */
-export async function cleanStaleSnapshots(runtimeDir: string): Promise<number> {
-  const root = join(runtimeDir, 'stores');
-  let removed = 0;
-  for (const name of await readdir(root).catch(() => [] as string[])) {
-    const pid = Number(/^p(\d+)-/.exec(name)?.[1]);
-    if (pid && pid !== process.pid && !pidAlive(pid)) {
-      await rm(join(root, name), { recursive: true, force: true });
-      removed++;
-    }
-  }
-  return removed;
-}
+/** Niceness of the Chroma child that only loads a store into the in-process index. */
+export const LOADER_NICE = 5;
+
+export { cleanStaleSnapshots } from './snapshot.js';
 
 function classifyStartFailure(err: unknown): RagError {
   const msg = err instanceof Error ? err.message : String(err);
@@ -83,12 +96,33 @@ function classifyReadFailure(err: unknown, server: ChromaServer, version: string
   return err;
 }
 
+/** Old entry point (eval): snapshot a resolved store and open it. */
+export async function openStoreVersion(spec: StoreSpec, options: OpenStoreOptions): Promise<OpenedStore> {
+  const t0 = performance.now();
+  const snapshotDir = await snapshotStore(spec, {
+    runtimeDir: options.runtimeDir,
+    recheck: async () => spec.fingerprint,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  const opened = await openChromaSnapshot(spec, snapshotDir, options);
+  opened.phases = { snapshot: Math.round(performance.now() - t0 - opened.openMs), ...opened.phases };
+  return opened;
+}
+
 /**
- * Snapshot a store candidate into a private folder and serve it with its own Chroma child.
- * The published files are never opened by Chroma: two servers on one folder split-brain, and
- * files replaced under a running server mix rows with a stale index (environment.md).
+ * The store opener: from a verified private snapshot, either read the store into process memory
+ * through Chroma (a niced loader child pages out ids, vectors, texts and metadata; the child is
+ * stopped and the snapshot deleted once the in-process index is built), or, above
+ * SERVE_INDEX_MAX_MB, serve it with its own supervised Chroma child. Owns the snapshot from here
+ * on: dispose() (or a failure, or an abort) stops the child and deletes the snapshot. The
+ * published files are never opened by Chroma: two servers on one folder split-brain, and files
+ * replaced under a running server mix rows with a stale index (environment.md).
  */
-export async function openStoreVersion(candidate: StoreCandidate, options: OpenStoreOptions): Promise<OpenedStore> {
+export async function openChromaSnapshot(
+  spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'>,
+  snapshotDir: string,
+  options: OpenStoreOptions,
+): Promise<OpenedStore> {
   const started = performance.now();
   const phases: Record<string, number> = {};
   let last = started;
@@ -97,110 +131,147 @@ export async function openStoreVersion(candidate: StoreCandidate, options: OpenS
     phases[name] = Math.round(now - last);
     last = now;
   };
-  const snapshotDir = join(options.runtimeDir, 'stores', `p${process.pid}-${++snapshotCounter}-${basename(candidate.version)}`);
   let server: ChromaServer | null = null;
   const cleanup = async () => {
     await server?.stop();
     await rm(snapshotDir, { recursive: true, force: true });
   };
+  const onAbort = () => void server?.stop();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const skipTop = (name: string) => name.startsWith('.') || name === CURRENT_FILE;
-    const before = candidate.manifest ? null : await fingerprint(candidate.dir, skipTop);
-    await mkdir(join(options.runtimeDir, 'stores'), { recursive: true });
-    try {
-      await cp(candidate.dir, snapshotDir, {
-        recursive: true,
-        filter: (src) => {
-          const rel = src.slice(candidate.dir.length + 1);
-          return rel === '' || !skipTop(rel.split('/')[0]!);
-        },
-      });
-    } catch (cause) {
-      throw new RagError('RAG_STORE_NOT_FOUND', `cannot read the store at ${candidate.dir}: ${(cause as Error).message}`, { cause });
-    }
-    mark('snapshot');
-    if (candidate.manifest) {
-      await verifyManifestFiles(snapshotDir, candidate.manifest);
-    } else if ((await fingerprint(candidate.dir, skipTop)) !== before) {
-      throw new RagError('RAG_STORE_WRITE_IN_PROGRESS', `the store at ${candidate.dir} changed while it was being copied (a copy is still in progress)`);
-    }
+    throwIfAborted(options.signal);
     await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
     mark('verify');
-
-    // The shipped keyword index loads while Chroma starts (both only read the verified snapshot).
-    const shippedKeyword = KeywordIndex.load(snapshotDir);
-    shippedKeyword.catch(() => undefined);
-    server = new ChromaServer({ dataDir: snapshotDir, logger: options.logger, startTimeoutMs: options.chromaStartTimeoutMs ?? 30_000 });
+    const inProcess = (await chooseBackendKind(snapshotDir, options.serveIndexMaxMb ?? 2048)) === 'in-process';
+    server = new ChromaServer({
+      dataDir: snapshotDir,
+      logger: options.logger,
+      startTimeoutMs: options.chromaStartTimeoutMs ?? 30_000,
+      // A loader child yields CPU to the requests being served meanwhile and is not restarted;
+      // a serving child is heartbeated and restarted.
+      ...(inProcess
+        ? { nice: LOADER_NICE, restart: false }
+        : { ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}), ...(options.heartbeatMisses ? { heartbeatMisses: options.heartbeatMisses } : {}) }),
+    });
     try {
       await server.start();
     } catch (err) {
+      throwIfAborted(options.signal);
       throw classifyStartFailure(err);
     }
+    throwIfAborted(options.signal);
     mark('chromaStart');
     const srv = server;
     let opened;
     try {
-      opened = await openCollection(srv.url, candidate.manifest?.collection ?? options.collection, candidate.manifest);
+      opened = await openCollection(srv.url, spec.manifest?.collection ?? options.collection, spec.manifest, options.queryTimeoutMs);
     } catch (err) {
-      throw classifyReadFailure(err, srv, candidate.version);
+      throwIfAborted(options.signal);
+      throw classifyReadFailure(err, srv, spec.version);
     }
     mark('open');
-    const keyword = (await shippedKeyword) ?? (await buildKeywordIndex(opened.store));
-    mark('keyword');
+    let records;
+    try {
+      records = await loadRecords({
+        url: srv.url,
+        collection: opened.store.name,
+        count: opened.count,
+        dimension: opened.dimension,
+        withVectors: inProcess,
+        keywordDir: snapshotDir,
+        timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+    } catch (err) {
+      throwIfAborted(options.signal);
+      const own = err instanceof RagError && (err.code === 'RAG_STORE_INDEX_LOAD_FAILED' || err.code === 'RAG_STORE_KEYWORD_INDEX_CORRUPT');
+      throw own && srv.state === 'running' ? err : classifyReadFailure(err, srv, spec.version);
+    }
+    throwIfAborted(options.signal);
+    mark(inProcess ? 'index' : 'keyword');
+    let backend: RetrievalBackend;
+    let dispose = cleanup;
+    if (inProcess) {
+      backend = await InProcessBackend.create(opened.store.name, opened.store.space, opened.dimension, records);
+      // The child and the snapshot are no longer needed: queries never leave the process.
+      await cleanup();
+      server = null;
+      dispose = () => backend.dispose();
+      mark('stopLoader');
+    } else {
+      const chroma = new ChromaBackend('chroma-child', opened.store, records.keyword);
+      backend = chroma;
+      dispose = async () => {
+        await chroma.dispose();
+        await cleanup();
+      };
+    }
     return {
-      version: candidate.version,
-      kind: candidate.kind,
-      sourceDir: candidate.dir,
-      snapshotDir,
-      manifest: candidate.manifest,
-      server: srv,
-      ...opened,
-      keyword,
+      version: spec.version,
+      kind: spec.kind,
+      sourceDir: spec.dir,
+      snapshotDir: inProcess ? null : snapshotDir,
+      manifest: spec.manifest,
+      server: inProcess ? null : srv,
+      store: backend,
+      count: opened.count,
+      dimension: opened.dimension,
+      keyword: { origin: records.keyword.origin, size: records.keyword.size },
       openMs: Math.round(performance.now() - started),
       phases,
-      dispose: cleanup,
+      dispose,
     };
   } catch (err) {
     await cleanup();
     throw err;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
   }
 }
 
-/** Open an existing Chroma server (CHROMA_URL): no snapshot, no child. */
-export async function openRemoteStore(url: string, collection: string | undefined): Promise<OpenedStore> {
+/** Open an existing Chroma server (CHROMA_URL): no snapshot, no child; the remote server answers queries. */
+export async function openRemoteStore(
+  url: string,
+  collection: string | undefined,
+  options: { queryTimeoutMs?: number; indexLoadTimeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<OpenedStore> {
   const started = performance.now();
-  const opened = await openCollection(url, collection, null);
-  const keyword = await buildKeywordIndex(opened.store);
+  const opened = await openCollection(url, collection, null, options.queryTimeoutMs);
+  const records = await loadRecords({
+    url,
+    collection: opened.store.name,
+    count: opened.count,
+    dimension: opened.dimension,
+    withVectors: false,
+    keywordDir: null,
+    timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  const backend = new ChromaBackend('chroma-remote', opened.store, records.keyword);
   return {
-    keyword,
+    keyword: { origin: records.keyword.origin, size: records.keyword.size },
     version: `remote-${opened.store.name}`,
     kind: 'remote',
     sourceDir: null,
     snapshotDir: null,
     manifest: null,
     server: null,
-    ...opened,
+    store: backend,
+    count: opened.count,
+    dimension: opened.dimension,
     openMs: Math.round(performance.now() - started),
     phases: { open: Math.round(performance.now() - started) },
-    dispose: async () => undefined,
+    dispose: () => backend.dispose(),
   };
-}
-
-/** A store without a shipped index (e.g. built by Python LangChain): index its documents now. */
-async function buildKeywordIndex(store: ChromaStore): Promise<KeywordIndex> {
-  const docs: Array<{ id: string; text: string; title?: string }> = [];
-  for await (const page of store.allDocuments()) {
-    for (const d of page) docs.push({ id: d.id, text: d.text, ...(typeof d.metadata?.title === 'string' ? { title: d.metadata.title } : {}) });
-  }
-  return KeywordIndex.build(docs, 'built');
 }
 
 async function openCollection(
   url: string,
   collection: string | undefined,
   manifest: StoreManifest | null,
+  timeoutMs?: number,
 ): Promise<{ store: ChromaStore; count: number; dimension: number }> {
-  const store = await ChromaStore.open({ url, collection });
+  const store = await ChromaStore.open({ url, collection, timeoutMs });
   const count = await store.count();
   if (count === 0) throw new RagError('RAG_STORE_EMPTY', `collection "${store.name}" is empty`);
   const dimension = await store.dimension();

@@ -2,13 +2,25 @@ import { EventEmitter } from 'node:events';
 import { relative, sep } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import type { Logger } from '../observability/logger.js';
-import { fingerprint } from '../store/layout.js';
+import { RagError } from '../errors.js';
+import { fingerprintOf, walkTree } from '../fs/safe-fs.js';
 
 export const WatchEvents = {
   /** Files under a watched root changed and have stopped changing. */
   settled: 'settled',
-  error: 'error',
+  /**
+   * A watcher problem (a link loop, an unreadable entry, a lost inotify watch): logged, counted
+   * and shown in the status. Deliberately not named 'error': an 'error' event without a
+   * listener would crash the process, and chokidar's errors are input problems, not bugs.
+   */
+  problem: 'problem',
 } as const;
+
+export interface WatchProblem {
+  code: 'RAG_WATCH_ERROR';
+  message: string;
+  at: string;
+}
 
 export interface FileWatcherOptions {
   roots: string[];
@@ -44,6 +56,8 @@ export class FileWatcher extends EventEmitter {
   private lastSettled = '';
   private readonly lostRoots = new Set<string>();
   eventsSeen = 0;
+  errors = 0;
+  lastProblem: WatchProblem | null = null;
 
   constructor(private readonly options: FileWatcherOptions) {
     super();
@@ -55,15 +69,15 @@ export class FileWatcher extends EventEmitter {
       ignoreInitial: true,
       persistent: true,
       usePolling: polling,
+      // Links are never followed by the watcher (a link to / or a loop would make it walk the
+      // machine); the reload source resolves links inside the root and the rescan sees changes.
+      followSymlinks: false,
       interval: 500,
       binaryInterval: 1000,
       ignored: (path: string) => roots.some((root) => path.startsWith(root) && hidden(root, path)),
     });
     this.watcher.on('all', (event, path) => this.onEvent(event, path));
-    this.watcher.on('error', (err) => {
-      this.options.logger.warn({ err }, 'file watcher error');
-      this.emit(WatchEvents.error, err);
-    });
+    this.watcher.on('error', (err) => this.noteProblem(err, 'file watcher error'));
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
     this.lastSettled = await this.snapshot();
     if (this.options.rescanMs) {
@@ -85,7 +99,7 @@ export class FileWatcher extends EventEmitter {
       }
       if (now !== this.lastSettled && !this.timer && !this.settling) this.onEvent('rescan', this.options.roots[0]!);
     } catch (err) {
-      this.options.logger.warn({ err }, 'rescan failed');
+      this.noteProblem(err, 'rescan failed');
     }
   }
 
@@ -130,16 +144,38 @@ export class FileWatcher extends EventEmitter {
       this.changedRoots.clear();
       this.emit(WatchEvents.settled, { roots });
     } catch (err) {
-      this.options.logger.warn({ err }, 'settle check failed');
-      this.emit(WatchEvents.error, err);
+      this.noteProblem(err, 'settle check failed');
     } finally {
       this.settling = false;
     }
   }
 
+  /** Never throws for an input problem: it logs, counts and keeps it for the status. */
+  private noteProblem(err: unknown, what: string): void {
+    this.errors++;
+    const e = err as NodeJS.ErrnoException;
+    const message = `${what}: ${e?.code ? `${e.code} ` : ''}${e?.message ?? String(err)}`.slice(0, 500);
+    this.lastProblem = { code: 'RAG_WATCH_ERROR', message, at: new Date().toISOString() };
+    this.options.logger.warn({ err: message, errors: this.errors }, 'file watcher problem (the service keeps serving)');
+    try {
+      this.emit(WatchEvents.problem, this.lastProblem);
+    } catch (listenerErr) {
+      this.options.logger.error({ err: listenerErr }, 'watch problem listener threw');
+    }
+  }
+
+  /** A content fingerprint of every entry under the roots (no file is opened; links are not followed out). */
   private async snapshot(): Promise<string> {
+    const skip = (rel: string) => rel.split('/').some((p) => p.startsWith('.'));
     const parts = await Promise.all(
-      this.options.roots.map(async (root) => `${root}=${await fingerprint(root, (top) => top.startsWith('.')).catch(() => 'missing')}`),
+      this.options.roots.map(async (root) => {
+        try {
+          return `${root}=${fingerprintOf(await walkTree(root, { skip }))}`;
+        } catch (err) {
+          if (err instanceof RagError && err.code !== 'RAG_FS_NOT_FOUND') this.noteProblem(err, `cannot scan ${root}`);
+          return `${root}=missing`;
+        }
+      }),
     );
     return parts.join('|');
   }

@@ -1,12 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 // @ts-expect-error no types published for this parser
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readAuditLines } from '../helpers/audit.js';
 import { startFakeLlm } from '../helpers/fake-llm.js';
-import { postJson, startTestService, waitFor, type TestService } from '../helpers/harness.js';
+import { SECRET_NAMES } from '../helpers/secret-names.js';
+import { logger, postJson, startTestService, tempDir, waitFor, type TestService } from '../helpers/harness.js';
+import { loadConfig } from '../../src/config.js';
+import { createService } from '../../src/service.js';
 
 const USER = 'user-key-1';
 const ADMIN = 'admin-key-9';
@@ -18,7 +22,7 @@ beforeAll(async () => {
   // A slow upstream (the only fake): answers take 300 ms, so a burst really overlaps.
   llm = await startFakeLlm({ delayMs: 300 });
   svc = await startTestService({
-    env: { LLM_BASE_URL: llm.url, MAX_CONCURRENT: '4', API_KEYS: `${USER},user-key-2`, ADMIN_API_KEY: ADMIN, BODY_LIMIT: '10kb', AUDIT_MAX_SIZE: '4K', AUDIT_MAX_FILES: '50' },
+    env: { LLM_BASE_URL: llm.url, MAX_CONCURRENT: '4', API_KEYS: `${USER},user-key-2`, ADMIN_API_KEY: ADMIN, BODY_LIMIT: '10kb', AUDIT_MAX_SIZE: '4K', AUDIT_MAX_FILES: '50', AUDIT_BODY_MAX_BYTES: '2048' },
   });
 });
 afterAll(async () => {
@@ -26,18 +30,7 @@ afterAll(async () => {
   await llm?.close();
 });
 
-async function auditLines(): Promise<Array<Record<string, any>>> {
-  const files = await readdir(svc.dirs.audit);
-  const lines: Array<Record<string, any>> = [];
-  for (const f of files) {
-    if (!/^audit.*\.log(\.gz)?$/.test(f)) continue; // rotating-file-stream also keeps a history file
-    const raw = await readFile(join(svc.dirs.audit, f)).catch(() => null); // renamed by a rotation meanwhile
-    if (!raw) continue;
-    const text = f.endsWith('.gz') ? gunzipSync(raw).toString('utf8') : raw.toString('utf8');
-    for (const l of text.split('\n')) if (l.trim()) lines.push(JSON.parse(l));
-  }
-  return lines;
-}
+const auditLines = () => readAuditLines(svc.dirs.audit);
 
 describe('API keys', () => {
   it('401 without a key, 401 with a wrong key, 403 for a user key on admin routes', async () => {
@@ -106,6 +99,75 @@ describe('audit log', () => {
     const line = await waitFor(async () => (await auditLines()).find((l) => l.requestId === id), 5000, 'the audit line');
     expect(line.body).toBe('{"question": "broken');
     expect(line.status).toBe(400);
+  });
+
+  it('redacts every secret name (parsed, unparsed and oversized bodies) and never writes credential headers', async () => {
+    const secrets = Object.fromEntries(SECRET_NAMES.map((n, i) => [n, `s3cr3t-${i}-value`]));
+    const sent = [
+      // parsed (a 400 for the unknown fields, audited all the same)
+      await postJson(`${svc.url}/v1/retrieve`, { question: 'q', nested: [{ deeper: secrets }] }, { ...auth(USER), cookie: 'sid=cookie-secret-1', 'x-api-key': 'header-secret-2' }),
+      // did not parse
+      await postJson(`${svc.url}/v1/retrieve`, `${JSON.stringify({ question: 'q', ...secrets }).slice(0, -1)},`, auth(USER)),
+      // longer than AUDIT_BODY_MAX_BYTES (2048): cut, secrets gone on both sides of the cut
+      await postJson(`${svc.url}/v1/retrieve`, { pad: 'p'.repeat(1500), ...secrets, question: 'q' }, auth(USER)),
+      await postJson(`${svc.url}/v1/retrieve`, `${JSON.stringify({ pad: 'p'.repeat(1500), ...secrets })}garbage`, auth(USER)),
+    ];
+    const ids = sent.map((r) => r.headers.get('x-request-id')!);
+    const lines = await waitFor(async () => {
+      const all = await auditLines();
+      const mine = ids.map((id) => all.find((l) => l.requestId === id));
+      return mine.every(Boolean) ? mine : null;
+    }, 5000, 'the audit lines');
+    // The line a reviewer reads: every name present, every value replaced.
+    expect(lines[0]!.body.nested[0].deeper).toEqual(Object.fromEntries(SECRET_NAMES.map((n) => [n, '[redacted]'])));
+    expect(lines[2]!.bodyTruncated).toBe(true);
+    expect(lines[3]!.bodyTruncated).toBe(true);
+    const text = JSON.stringify(lines);
+    for (let i = 0; i < SECRET_NAMES.length; i++) expect(text).not.toContain(`s3cr3t-${i}-value`);
+    expect(text).not.toContain('cookie-secret-1');
+    expect(text).not.toContain('header-secret-2');
+    expect(text).not.toContain(USER);
+  });
+
+  it('the folder is 0700 and every file in it 0600', async () => {
+    await postJson(`${svc.url}/v1/retrieve`, { question: 'mode check' }, auth(USER));
+    await waitFor(async () => (await readdir(svc.dirs.audit)).includes('audit.log'), 5000, 'audit.log');
+    expect((await stat(svc.dirs.audit)).mode & 0o777).toBe(0o700);
+    for (const f of await readdir(svc.dirs.audit)) {
+      if (f.endsWith('.txt')) await waitFor(async () => ((await stat(join(svc.dirs.audit, f))).mode & 0o777) === 0o600, 5000, `${f} mode`);
+      expect({ f, mode: ((await stat(join(svc.dirs.audit, f))).mode & 0o777).toString(8) }).toEqual({ f, mode: '600' });
+    }
+  });
+
+  it('a second instance on the same audit folder refuses to start, and says why', async () => {
+    const { dir, cleanup } = await tempDir('rag-t-audit2-');
+    try {
+      const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MODELS_DIR: svc.dirs.models, VECTORSTORE_DIR: svc.dirs.store, RUNTIME_DIR: join(dir, 'runtime'), AUDIT_LOG_DIR: svc.dirs.audit, WATCH: 'false' });
+      const second = createService(config, { logger });
+      await expect(second.start()).rejects.toMatchObject({ code: 'RAG_AUDIT_DIR_IN_USE', message: expect.stringContaining('give each instance its own AUDIT_LOG_DIR') });
+      await second.stop();
+      // The first one kept its lock and keeps writing.
+      const res = await postJson(`${svc.url}/v1/retrieve`, { question: 'still audited' }, auth(USER));
+      await waitFor(async () => (await auditLines()).some((l) => l.requestId === res.headers.get('x-request-id')), 5000, 'the line');
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('a lock left by a dead process on this host is taken over', async () => {
+    const { dir, cleanup } = await tempDir('rag-t-audit3-');
+    try {
+      const audit = join(dir, 'audit');
+      const { mkdir } = await import('node:fs/promises');
+      await mkdir(audit, { mode: 0o700 });
+      await writeFile(join(audit, '.audit.lock'), JSON.stringify({ instance: 'x', pid: 2 ** 22 - 1, host: hostname(), startedAt: 'then' }));
+      const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MODELS_DIR: svc.dirs.models, VECTORSTORE_DIR: svc.dirs.store, RUNTIME_DIR: join(dir, 'runtime'), AUDIT_LOG_DIR: audit, WATCH: 'false' });
+      const third = createService(config, { logger });
+      await third.start();
+      await third.stop();
+    } finally {
+      await cleanup();
+    }
   });
 
   it('rotates by size into compressed files', async () => {

@@ -2,7 +2,7 @@
 // Browser test of the web console (src/http/public), served by a real service; Debian's chromium via playwright-core.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -81,7 +81,10 @@ describe('web console', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/html/);
     expect(await res.text()).toContain('<title>RAG console</title>');
-    for (const [path, type] of [['/app.js', /javascript/], ['/style.css', /text\/css/]] as const) {
+    // app.js and every ES module it imports (a module script served with another type does not run).
+    const modules = (await readdir(join(ROOT, 'src', 'http', 'public'))).filter((f) => f.endsWith('.js'));
+    expect(modules).toContain('app.js');
+    for (const [path, type] of [...modules.map((f) => [`/${f}`, /javascript/] as const), ['/style.css', /text\/css/] as const]) {
       const r = await fetch(`${svc.url}${path}`);
       expect(r.status).toBe(200);
       expect(r.headers.get('content-type')).toMatch(type);

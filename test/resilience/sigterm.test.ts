@@ -31,6 +31,8 @@ describe('SIGTERM under load (the real process, node dist/src/main.js)', () => {
         RUNTIME_DIR: join(tmp.dir, 'runtime'),
         AUDIT_LOG_DIR: join(tmp.dir, 'audit'),
         LLM_BASE_URL: llm.url,
+        // Keep the store's Chroma child (the path above the in-process budget): the test proves it is stopped.
+        SERVE_INDEX_MAX_MB: '0',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

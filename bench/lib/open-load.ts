@@ -1,0 +1,70 @@
+import { Agent, request } from 'node:http';
+import { percentile } from './load.js';
+
+export interface OpenLoadResult {
+  rate: number;
+  durationS: number;
+  sent: number;
+  ok: number;
+  failed: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/**
+ * Open-model load: requests are sent on a fixed schedule (rate per second) whatever the
+ * responses do, and each latency is measured from its scheduled send time, so a stall shows
+ * up in full (no coordinated omission). A request still unanswered after `timeoutMs` fails.
+ */
+export async function runOpenLoad(options: { url: string; route: string; body: unknown; rate: number; durationS: number; timeoutMs?: number }): Promise<OpenLoadResult> {
+  const u = new URL(options.route, options.url);
+  const payload = Buffer.from(JSON.stringify(options.body));
+  const agent = new Agent({ keepAlive: true, maxSockets: 512 });
+  const total = Math.round(options.rate * options.durationS);
+  const interval = 1000 / options.rate;
+  const lat: number[] = [];
+  let ok = 0;
+  let failed = 0;
+  const t0 = performance.now();
+  const inflight: Array<Promise<void>> = [];
+  const send = (scheduled: number) =>
+    new Promise<void>((resolve) => {
+      const req = request(
+        { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': payload.length }, timeout: options.timeoutMs ?? 10_000 },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            lat.push(performance.now() - scheduled);
+            if (res.statusCode === 200) ok++;
+            else failed++;
+            resolve();
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => {
+        failed++;
+        lat.push(performance.now() - scheduled);
+        resolve();
+      });
+      req.end(payload);
+    });
+  let sent = 0;
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      while (sent < total && t0 + sent * interval <= now) {
+        inflight.push(send(t0 + sent * interval));
+        sent++;
+      }
+      if (sent >= total) resolve();
+      else setTimeout(tick, Math.max(0, Math.min(5, t0 + sent * interval - performance.now())));
+    };
+    tick();
+  });
+  await Promise.all(inflight);
+  agent.destroy();
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return { rate: options.rate, durationS: options.durationS, sent, ok, failed, p50: r(percentile(lat, 50)), p99: r(percentile(lat, 99)), max: r(Math.max(...lat)) };
+}

@@ -1,0 +1,460 @@
+/**
+ * `npm run bench:serving [-- --quick] [-- --sizes 1000,10000,100000]`: the serving engine against
+ * its peers in one run on one machine, written to bench/results/serving-<date>[-quick].json/.md,
+ * then compared with the last committed results (a before/after table; it warns, never fails).
+ *
+ * - Closed loop (autocannon) on /v1/retrieve: this service dense c=1/16/64, hybrid c=1/16; at c=16
+ *   the naive LangChain.js peer, its fair-reload variant, the in-process LangChain.js peer
+ *   (MemoryVectorStore, same model) and an empty Express handler.
+ * - Open model at 50% of each system's measured c=16 capacity: steady, then a swap every 2 s
+ *   (p50/p99/max from the scheduled send time, failed, max event-loop delay, peak RSS).
+ * - Cost growth per store size: build, start to ready, write -> serving for one swap, RSS, req/s.
+ */
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { loadEmbeddingModel, type EmbeddingModel } from '../src/embeddings/model-loader.js';
+import { publishStoreVersion } from '../src/ingest/publish.js';
+import { loadDocuments } from '../src/ingest/load-documents.js';
+import { splitSentences } from '../src/rag/extractive-answerer.js';
+import { createSilentLogger } from '../src/observability/logger.js';
+import { listFiles } from '../src/store/manifest.js';
+import { runLoad, type LoadResult } from './lib/load.js';
+import { runOpenLoad, type OpenLoadResult } from './lib/open-load.js';
+import { freePort, startNode, treeRssMiB } from './lib/proc.js';
+import { readServerSentEvents } from './lib/sse.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const { values } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, sizes: { type: 'string' }, out: { type: 'string', default: join(ROOT, 'bench', 'results') } },
+});
+const QUICK = values.quick;
+const P = QUICK ? { chunks: 3000, dur: 3, openS: 6, sizes: [1000, 3000] } : { chunks: 10_000, dur: 8, openS: 20, sizes: [1000, 10_000, 100_000] };
+if (values.sizes) P.sizes = values.sizes.split(',').map(Number);
+const SWAP_EVERY_MS = 2000;
+const logger = createSilentLogger();
+const DENSE = { question: 'how do retries back off when a worker fails a job', k: 4, mode: 'dense' };
+const HYBRID = { ...DENSE, mode: 'hybrid' };
+const log = (...a: unknown[]) => console.log(`[serving ${new Date().toISOString().slice(11, 19)}]`, ...a);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function rng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function buildStore(outDir: string, version: string, n: number, edition: string, model: EmbeddingModel, sentences: string[]) {
+  const rand = rng(n * 31 + edition.charCodeAt(0));
+  const chunks = Array.from({ length: n }, (_, i) => ({
+    id: `${edition}-${i}`,
+    text: `${sentences[Math.floor(rand() * sentences.length)]} ${sentences[Math.floor(rand() * sentences.length)]} ${sentences[Math.floor(rand() * sentences.length)]} (record ${i}, edition ${edition})`,
+    metadata: { source: `${edition}/doc-${i % 50}.md`, chunk: i, edition },
+  }));
+  const t0 = performance.now();
+  const r = await publishStoreVersion({ outDir, chunks, model, logger, version, activate: false, batchSize: 512 });
+  return { dir: r.dir, ms: Math.round(performance.now() - t0) };
+}
+
+async function pointCurrent(storeDir: string, name: string) {
+  await writeFile(join(storeDir, 'CURRENT.tmp'), `${name}\n`);
+  await rename(join(storeDir, 'CURRENT.tmp'), join(storeDir, 'CURRENT'));
+}
+
+async function startService(work: string, storeDir: string, env: Record<string, string> = {}) {
+  const port = await freePort();
+  const proc = await startNode(
+    join(ROOT, 'dist', 'src', 'main.js'),
+    [],
+    { PORT: String(port), LOG_LEVEL: 'info', MODELS_DIR: join(work, 'models'), VECTORSTORE_DIR: storeDir, RUNTIME_DIR: join(work, `runtime-${port}`), MAX_CONCURRENT: '10000', AUDIT_LOG_DIR: 'off', WATCH: 'true', ...env },
+    /"msg":"listening"/,
+    600_000,
+  );
+  return { ...proc, url: `http://127.0.0.1:${port}` };
+}
+
+type Peer = Awaited<ReturnType<typeof startNode>> & { url: string; name: string };
+async function startPeer(name: string, script: string, args: string[]): Promise<Peer> {
+  const port = await freePort();
+  const proc = await startNode(join(ROOT, 'dist', 'bench', script), [...args, '--port', String(port)], {}, /listening/, 600_000);
+  return { ...proc, url: `http://127.0.0.1:${port}`, name };
+}
+
+/** Copy a version's files except its manifest into a flat folder (what the peers serve). */
+async function copyFlat(src: string, dst: string) {
+  for (const rel of await listFiles(src)) if (rel !== 'manifest.json') await cp(join(src, rel), join(dst, rel), { recursive: true });
+}
+
+/** Event-loop delay since the previous scrape (the service resets its histogram on each scrape). */
+async function loopDelayMaxMs(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = /rag_event_loop_delay_seconds\{quantile="max"\} ([0-9.e+-]+)/.exec(text);
+  return m ? Math.round(Number(m[1]) * 1000 * 10) / 10 : NaN;
+}
+
+function rssSampler(pid: number) {
+  const samples: number[] = [];
+  const timer = setInterval(() => samples.push(treeRssMiB(pid)), 100);
+  return { stop: () => (clearInterval(timer), samples) };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+};
+
+interface SwapWindow {
+  open: OpenLoadResult;
+  rssPeakMiB: number;
+  swaps: number;
+  loopMaxMs?: number;
+  servingMs?: { p50: number; p90: number; max: number };
+}
+
+async function main() {
+  const started = new Date();
+  const work = await mkdtemp(join(tmpdir(), 'rag-bench-serving-'));
+  log(`work dir ${work}; mode ${QUICK ? 'quick' : 'full'}; ${cpus().length} cores (shared: numbers are from a machine other work also runs on)`);
+  await mkdir(join(work, 'models'));
+  const modelDir = join(work, 'models', 'glove-sif-100d');
+  await cp(join(ROOT, 'models', 'glove-sif-100d'), modelDir, { recursive: true });
+  const model = await loadEmbeddingModel({ dir: modelDir });
+  const { documents } = await loadDocuments(join(ROOT, 'corpus', 'sample'));
+  const sentences = documents.flatMap((d) => splitSentences(d.pageContent));
+  const staging = join(work, 'staging');
+  const results: Record<string, unknown> = { date: started.toISOString(), mode: QUICK ? 'quick' : 'full', params: P, machine: { cpus: cpus().length, node: process.version, shared: true } };
+
+  log(`building two ${P.chunks}-chunk store versions`);
+  const A = await buildStore(staging, 'store-a', P.chunks, 'a', model, sentences);
+  const B = await buildStore(staging, 'store-b', P.chunks, 'b', model, sentences);
+
+  // ---- this service ----
+  const storeDir = join(work, 'vectorstore');
+  await mkdir(storeDir);
+  await cp(A.dir, join(storeDir, 'store-a'), { recursive: true });
+  await pointCurrent(storeDir, 'store-a');
+  const svc = await startService(work, storeDir);
+  const status = (await (await fetch(`${svc.url}/admin/status`)).json()) as { active: { store: { backend: unknown } } };
+  results.backend = status.active.store.backend;
+  log(`service ready in ${svc.startMs} ms, backend ${JSON.stringify(results.backend)}`);
+  // The peers run beside it (idle while not measured), so closed-loop rounds can interleave all
+  // systems: drift on a shared machine then hits every system alike. Medians over the rounds.
+  const peerDefs: Array<[string, string, boolean]> = [
+    ['empty-express', 'empty-peer.js', false],
+    ['langchain-naive', 'naive-peer.js', true],
+    ['langchain-fair-reload', 'naive-peer.js', true],
+    ['langchain-memory', 'memory-peer.js', true],
+  ];
+  const peerProcs: Array<{ name: string; peer: Peer; dir: string; hasStore: boolean }> = [];
+  for (const [name, script, hasStore] of peerDefs) {
+    const dir = join(work, `peer-${name}`);
+    await mkdir(dir);
+    if (hasStore) await copyFlat(A.dir, dir);
+    const args = hasStore ? ['--store', dir, '--model', modelDir, ...(name === 'langchain-fair-reload' ? ['--fair'] : [])] : [];
+    peerProcs.push({ name, peer: await startPeer(name, script, args), dir, hasStore });
+  }
+  const ROUNDS = QUICK ? 3 : 5;
+  const ROUND_S = QUICK ? 2 : 4;
+  const targets: Array<[string, string, unknown]> = [['this-dense', svc.url, DENSE], ['this-hybrid', svc.url, HYBRID], ...peerProcs.map((p): [string, string, unknown] => [p.name, p.peer.url, DENSE])];
+  const rounds: Record<string, LoadResult[]> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, url, body] of targets) {
+      (rounds[name] ??= []).push(await runLoad({ url, route: '/v1/retrieve', body, connections: 16, durationS: ROUND_S }));
+    }
+    log(`round ${round + 1}: ${targets.map(([n]) => `${n} ${rounds[n]!.at(-1)!.rps}`).join(', ')}`);
+  }
+  const med = (xs: LoadResult[]) => [...xs].sort((a, b) => a.rps - b.rps)[Math.floor(xs.length / 2)]!;
+  const closed: Record<string, LoadResult> = {};
+  closed['dense-c1'] = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: 1, durationS: P.dur });
+  closed['dense-c16'] = med(rounds['this-dense']!);
+  closed['dense-c64'] = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: 64, durationS: P.dur });
+  closed['hybrid-c1'] = await runLoad({ url: svc.url, route: '/v1/retrieve', body: HYBRID, connections: 1, durationS: P.dur });
+  closed['hybrid-c16'] = med(rounds['this-hybrid']!);
+  for (const [k, r] of Object.entries(closed)) log(`this ${k}: ${r.rps} req/s p50 ${r.p50} p99 ${r.p99} errors ${r.errors + r.non2xx}`);
+  const peers: Record<string, { c16: LoadResult; rounds: number[]; steady?: SwapWindow; swaps?: SwapWindow }> = {};
+  for (const p of peerProcs) peers[p.name] = { c16: med(rounds[p.name]!), rounds: rounds[p.name]!.map((r) => r.rps) };
+  results.rounds = Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, v.map((r) => r.rps)]));
+
+  // Open model at 50% of capacity: steady and swap windows interleaved (steady, swaps, steady,
+  // swaps) so drift on a shared machine hits both alike; the p99 ratio uses each kind's median.
+  const rate = Math.max(10, Math.round(closed['dense-c16']!.rps * 0.5));
+  const events: Array<{ type: string; receivedAt: number; attempt?: { storeVersion: string | null; outcome?: string } }> = [];
+  const ac = new AbortController();
+  readServerSentEvents(`${svc.url}/admin/events`, (type, data) => events.push({ ...(data as object), type, receivedAt: Date.now() }), ac.signal);
+  const swapTimes: Array<{ version: string; at: number }> = [];
+  const previous = ['store-a'];
+  let swapNo = 0;
+  const windows: { steady: SwapWindow[]; swaps: SwapWindow[] } = { steady: [], swaps: [] };
+  const control = monitorEventLoopDelay({ resolution: 1 });
+  control.enable();
+  for (let round = 0; round < 2; round++) {
+    for (const kind of ['steady', 'swaps'] as const) {
+      await loopDelayMaxMs(svc.url); // reset the service's histogram
+      control.reset();
+      const rss = rssSampler(svc.child.pid!);
+      let stopSwaps = false;
+      let n = 0;
+      const swapper = (async () => {
+        while (kind === 'swaps' && !stopSwaps) {
+          const t = Date.now();
+          const version = `swap-${String(++swapNo).padStart(3, '0')}`;
+          await cp(swapNo % 2 ? B.dir : A.dir, join(storeDir, version), { recursive: true });
+          await pointCurrent(storeDir, version);
+          swapTimes.push({ version, at: Date.now() });
+          n++;
+          previous.push(version);
+          while (previous.length > 6) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
+          await sleep(Math.max(0, SWAP_EVERY_MS - (Date.now() - t)));
+        }
+      })();
+      const res = await runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: P.openS });
+      stopSwaps = true;
+      await swapper;
+      const samples = rss.stop();
+      const controlMaxMs = Math.round(control.max / 1e5) / 10;
+      windows[kind].push({ open: res, rssPeakMiB: Math.max(...samples), swaps: n, loopMaxMs: await loopDelayMaxMs(svc.url), rssMedianMiB: median(samples), controlLoopMaxMs: controlMaxMs } as SwapWindow);
+      const w = windows[kind].at(-1)!;
+      log(`this open ${rate}/s ${kind}${kind === 'swaps' ? ` (${n} published)` : ''}: p50 ${res.p50} p99 ${res.p99} max ${res.max} failed ${res.failed}; loop max ${w.loopMaxMs} ms (the load generator's own loop: ${controlMaxMs} ms); RSS peak ${w.rssPeakMiB} MiB`);
+      if (kind === 'swaps') await sleep(4000); // let the last build finish before the next steady window
+    }
+  }
+  ac.abort();
+  const accepted = swapTimes.flatMap((s) => {
+    const e = events.find((x) => x.type === 'reload.accepted' && x.attempt?.storeVersion === s.version);
+    return e ? [e.receivedAt - s.at] : [];
+  });
+  const superseded = events.filter((x) => x.type === 'reload.superseded').length;
+  const sorted = [...accepted].sort((a, b) => a - b);
+  const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+  const finalStatus = (await (await fetch(`${svc.url}/admin/status`)).json()) as { history: Array<{ outcome: string; phases?: Record<string, number> }> };
+  const phases = finalStatus.history.filter((h) => h.outcome === 'accepted' && h.phases).map((h) => h.phases!);
+  const pick = (ws: SwapWindow[]) => ws.reduce((a, b) => (b.open.p99 > a.open.p99 ? b : a)); // the worse window of each kind
+  const steadyRssMiB = median(windows.steady.map((w) => (w as SwapWindow & { rssMedianMiB: number }).rssMedianMiB));
+  const p99Steady = median(windows.steady.map((w) => w.open.p99));
+  const p99Swaps = median(windows.swaps.map((w) => w.open.p99));
+  const swapPeakRss = Math.max(...windows.swaps.map((w) => w.rssPeakMiB));
+  const open: Record<string, { steady: SwapWindow; swaps: SwapWindow; windows?: unknown }> = {
+    this: {
+      steady: pick(windows.steady),
+      swaps: { ...pick(windows.swaps), swaps: swapTimes.length, loopMaxMs: Math.max(...windows.swaps.map((w) => w.loopMaxMs ?? NaN)), servingMs: { p50: pct(50), p90: pct(90), max: sorted.at(-1) ?? NaN } },
+      windows,
+    },
+  };
+  (open.this as Record<string, unknown>).served = { published: swapTimes.length, accepted: accepted.length, superseded };
+  log(`this: ${swapTimes.length} published, ${accepted.length} served, ${superseded} superseded; write->serving p50 ${pct(50)} p90 ${pct(90)} ms; p99 steady ${p99Steady} swaps ${p99Swaps}; RSS steady ${steadyRssMiB} peak ${swapPeakRss}`);
+  // Write -> serving one swap at a time (the next is published once the previous serves), under
+  // the same 50% open-model load: what a publisher sees when builds are not superseded.
+  const ac3 = new AbortController();
+  const ev3: typeof events = [];
+  readServerSentEvents(`${svc.url}/admin/events`, (type, data) => ev3.push({ ...(data as object), type, receivedAt: Date.now() }), ac3.signal);
+  const spacedMs: number[] = [];
+  const spacedLoad = runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: QUICK ? 15 : 30 });
+  const spacedEnd = Date.now() + (QUICK ? 13_000 : 28_000);
+  await loopDelayMaxMs(svc.url);
+  while (Date.now() < spacedEnd - 1000) {
+    const version = `spaced-${String(++swapNo).padStart(3, '0')}`;
+    await cp(swapNo % 2 ? B.dir : A.dir, join(storeDir, version), { recursive: true });
+    const t = Date.now();
+    await pointCurrent(storeDir, version);
+    while (Date.now() < spacedEnd + 20_000 && !ev3.some((e) => (e.type === 'reload.accepted' || e.type === 'reload.rejected') && e.attempt?.storeVersion === version)) await sleep(10);
+    const e = ev3.find((x) => x.type === 'reload.accepted' && x.attempt?.storeVersion === version);
+    if (e) spacedMs.push(e.receivedAt - t);
+    previous.push(version);
+    while (previous.length > 6) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
+    await sleep(500);
+  }
+  const spacedOpen = await spacedLoad;
+  const spacedLoop = await loopDelayMaxMs(svc.url);
+  ac3.abort();
+  const sp = [...spacedMs].sort((a, b) => a - b);
+  (open.this as Record<string, unknown>).oneAtATime = {
+    swaps: sp.length,
+    writeToServingMs: { p50: sp[Math.floor(sp.length / 2)] ?? NaN, p90: sp[Math.min(sp.length - 1, Math.floor(sp.length * 0.9))] ?? NaN, max: sp.at(-1) ?? NaN },
+    open: spacedOpen,
+    loopMaxMs: spacedLoop,
+  };
+  log(`this one swap at a time (${sp.length}): write->serving ${JSON.stringify(sp)} ms; open p99 ${spacedOpen.p99} failed ${spacedOpen.failed}; loop max ${spacedLoop} ms`);
+  const fin = (await (await fetch(`${svc.url}/admin/status`)).json()) as { history: Array<{ outcome: string; phases?: Record<string, number> }> };
+  results.buildPhases = fin.history.filter((h) => h.outcome === 'accepted' && h.phases).map((h) => h.phases!).slice(0, 10);
+  void phases;
+  await svc.stop();
+
+  // ---- peers: open model, steady vs a swap every 2 s ----
+  for (const { name, peer, dir, hasStore } of peerProcs) {
+    const c16 = peers[name]!.c16;
+    if (hasStore && name !== 'langchain-naive') {
+      const prate = Math.max(10, Math.round(c16.rps * 0.5));
+      let s = rssSampler(peer.child.pid!);
+      const st = await runOpenLoad({ url: peer.url, route: '/v1/retrieve', body: DENSE, rate: prate, durationS: P.openS });
+      const stRss = s.stop();
+      s = rssSampler(peer.child.pid!);
+      let stop = false;
+      let n = 0;
+      const sw = (async () => {
+        while (!stop) {
+          const t = Date.now();
+          n++;
+          await copyFlat(n % 2 ? B.dir : A.dir, dir);
+          await sleep(Math.max(0, SWAP_EVERY_MS - (Date.now() - t)));
+        }
+      })();
+      const swr = await runOpenLoad({ url: peer.url, route: '/v1/retrieve', body: DENSE, rate: prate, durationS: P.openS });
+      stop = true;
+      await sw;
+      const swRss = s.stop();
+      peers[name]!.steady = { open: st, rssPeakMiB: Math.max(...stRss), swaps: 0 };
+      peers[name]!.swaps = { open: swr, rssPeakMiB: Math.max(...swRss), swaps: n };
+      (peers[name] as Record<string, unknown>).steadyRssMiB = median(stRss);
+      log(`${name} open ${prate}/s steady p99 ${st.p99} failed ${st.failed}; swaps (${n}) p99 ${swr.p99} max ${swr.max} failed ${swr.failed}; RSS steady ${median(stRss)} peak ${Math.max(...swRss)} MiB`);
+    }
+    await peer.stop();
+  }
+
+  // ---- cost growth ----
+  const growth: Array<Record<string, unknown>> = [];
+  for (const n of P.sizes) {
+    try {
+      const built = n === P.chunks ? { dir: A.dir, ms: A.ms } : await buildStore(staging, `size-${n}`, n, 'c', model, sentences);
+      const sdir = join(work, `vs-${n}`);
+      await mkdir(sdir);
+      await cp(built.dir, join(sdir, 'v1'), { recursive: true });
+      await pointCurrent(sdir, 'v1');
+      const s = await startService(work, sdir);
+      const st = (await (await fetch(`${s.url}/admin/status`)).json()) as { active: { store: { backend: { kind: string; memoryMiB: number | null; loadMs: number | null } } }; history: Array<{ phases?: Record<string, number>; durationMs: number }> };
+      const r = await runLoad({ url: s.url, route: '/v1/retrieve', body: DENSE, connections: 16, durationS: P.dur });
+      const steadyMiB = treeRssMiB(s.child.pid!);
+      // One swap: write -> serving and the RSS peak while it builds.
+      const ev: Array<{ type: string; receivedAt: number; attempt?: { storeVersion: string | null; durationMs: number } }> = [];
+      const ac2 = new AbortController();
+      readServerSentEvents(`${s.url}/admin/events`, (type, data) => ev.push({ ...(data as object), type, receivedAt: Date.now() }), ac2.signal);
+      await cp(built.dir, join(sdir, 'v2'), { recursive: true });
+      const samp = rssSampler(s.child.pid!);
+      const t = Date.now();
+      await pointCurrent(sdir, 'v2');
+      const deadline = Date.now() + 600_000;
+      while (Date.now() < deadline && !ev.some((e) => e.type === 'reload.accepted' && e.attempt?.storeVersion === 'v2')) await sleep(20);
+      const acc = ev.find((e) => e.type === 'reload.accepted' && e.attempt?.storeVersion === 'v2');
+      await sleep(1500);
+      const peak = Math.max(...samp.stop());
+      ac2.abort();
+      await s.stop();
+      const row = {
+        chunks: n,
+        buildStoreMs: built.ms,
+        readyMs: s.startMs,
+        backend: st.active.store.backend.kind,
+        indexMiB: st.active.store.backend.memoryMiB,
+        loadMs: st.active.store.backend.loadMs,
+        writeToServingMs: acc ? acc.receivedAt - t : null,
+        rssSteadyMiB: steadyMiB,
+        rssPeakMiB: peak,
+        rps: r.rps,
+        p99: r.p99,
+      };
+      log(`cost ${n}: ${JSON.stringify(row)}`);
+      growth.push(row);
+      if (n !== P.chunks) await rm(built.dir, { recursive: true, force: true });
+      await rm(sdir, { recursive: true, force: true });
+    } catch (err) {
+      log(`cost ${n}: stopped: ${(err as Error).message.slice(0, 300)}`);
+      growth.push({ chunks: n, wall: (err as Error).message.slice(0, 300) });
+      break;
+    }
+  }
+  await model.dispose();
+
+  const d16 = closed['dense-c16']!.rps;
+  const ratios = {
+    denseVsMemoryPeer: round(d16 / peers['langchain-memory']!.c16.rps),
+    denseVsEmptyExpress: round(d16 / peers['empty-express']!.c16.rps),
+    denseVsNaivePeer: round(d16 / peers['langchain-naive']!.c16.rps),
+    hybridVsDense: round(closed['hybrid-c16']!.rps / d16),
+    p99SwapsVsSteady: round(p99Swaps / p99Steady),
+    rssPeakSwapsVsSteady: round(swapPeakRss / steadyRssMiB),
+  };
+  Object.assign(results, { closed, open, peers, ratios, costGrowth: growth, swapEveryMs: SWAP_EVERY_MS, openRate: rate });
+  await mkdir(values.out!, { recursive: true });
+  const stamp = `serving-${started.toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}`;
+  const jsonPath = join(values.out!, `${stamp}.json`);
+  const before = await previousResults(values.out!, QUICK, `${stamp}.json`);
+  await writeFile(jsonPath, JSON.stringify(results, null, 1));
+  const md = report(results, before, QUICK);
+  await writeFile(join(values.out!, `${stamp}.md`), md);
+  console.log(md);
+  log(`wrote ${jsonPath}`);
+  await rm(work, { recursive: true, force: true });
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+/** The newest results of the same mode already in the folder (the last committed run, read before this run writes its own), for the before/after table. */
+async function previousResults(dir: string, quick: boolean, _current: string): Promise<{ file: string; data: Record<string, unknown> } | null> {
+  const files = (await readdir(dir).catch(() => [] as string[]))
+    .filter((f) => /^serving-\d{4}-\d{2}-\d{2}(-quick)?\.json$/.test(f) && f.endsWith(quick ? '-quick.json' : '.json') && (quick || !f.includes('-quick')))
+    .sort();
+  const file = files.at(-1);
+  if (!file) return null;
+  return { file, data: JSON.parse(await readFile(join(dir, file), 'utf8')) };
+}
+
+const GOALS: Array<[keyof ReturnType<typeof ratioShape>, string, (v: number) => boolean, 'higher' | 'lower']> = [
+  ['denseVsMemoryPeer', '>= 1.5', (v) => v >= 1.5, 'higher'],
+  ['denseVsEmptyExpress', '>= 0.4', (v) => v >= 0.4, 'higher'],
+  ['hybridVsDense', '>= 0.8', (v) => v >= 0.8, 'higher'],
+  ['p99SwapsVsSteady', '<= 1.5', (v) => v <= 1.5, 'lower'],
+  ['rssPeakSwapsVsSteady', '<= 1.3', (v) => v <= 1.3, 'lower'],
+  ['denseVsNaivePeer', '(info)', () => true, 'higher'],
+];
+function ratioShape() {
+  return { denseVsMemoryPeer: 0, denseVsEmptyExpress: 0, denseVsNaivePeer: 0, hybridVsDense: 0, p99SwapsVsSteady: 0, rssPeakSwapsVsSteady: 0 };
+}
+
+function report(r: Record<string, any>, before: { file: string; data: Record<string, any> } | null, quick: boolean): string {
+  const L: string[] = [];
+  L.push(`# Serving benchmark (${quick ? 'quick' : 'full'}, ${r.date})`, '');
+  L.push(`Produced by \`npm run bench:serving${quick ? ' -- --quick' : ''}\` on ${r.machine.cpus} cores **shared with other work** (numbers are noisy), Node ${r.machine.node}. Store: ${r.params.chunks} chunks x 100-d. Backend: \`${JSON.stringify(r.backend)}\`.`, '');
+  L.push('## Goals (ratios from this one run)', '', '| Ratio | Target | Measured | Met | Before | Change |', '| --- | --- | --- | --- | --- | --- |');
+  const warnings: string[] = [];
+  for (const [key, target, ok, better] of GOALS) {
+    const v = r.ratios[key] as number;
+    const b = before?.data.ratios?.[key] as number | undefined;
+    const change = b ? round(v / b) : NaN;
+    if (b && ((better === 'higher' && change < 0.8) || (better === 'lower' && change > 1.25))) warnings.push(`${key}: ${b} -> ${v}`);
+    L.push(`| ${key} | ${target} | ${v} | ${ok(v) ? 'yes' : '**no**'} | ${b ?? '-'} | ${Number.isNaN(change) ? '-' : `x${change}`} |`);
+  }
+  const o = r.open.this;
+  L.push('', `Swap windows: ${o.served.published} versions published (one every ${r.swapEveryMs} ms), ${o.served.accepted} served, ${o.served.superseded} builds superseded by a newer version (today's reload manager drops a build when a newer version arrives; issue 12's policy serves every finished build). Max event-loop delay during swaps **${o.swaps.loopMaxMs} ms** (steady ${o.steady.loopMaxMs} ms; goal <= 20); failed ${o.swaps.open.failed}; write -> serving p50 ${o.swaps.servingMs.p50} ms, p90 ${o.swaps.servingMs.p90} ms, max ${o.swaps.servingMs.max} ms. p99 ratio = median p99 of the two swap windows / median of the two steady windows; the table shows the worse window of each kind.`);
+  if (o.oneAtATime) L.push('', `One swap at a time under the same load (the next published once the previous serves): ${o.oneAtATime.swaps} swaps, write -> serving p50 ${o.oneAtATime.writeToServingMs.p50} ms, p90 ${o.oneAtATime.writeToServingMs.p90} ms, max ${o.oneAtATime.writeToServingMs.max} ms; p99 ${o.oneAtATime.open.p99} ms, failed ${o.oneAtATime.open.failed}, max event-loop delay ${o.oneAtATime.loopMaxMs} ms.`);
+  L.push('', 'Event-loop delay per window (service / the load generator own loop as a control for machine noise): ' + ['steady', 'swaps'].map((k) => `${k} ${o.windows[k].map((w: any) => `${w.loopMaxMs}/${w.controlLoopMaxMs} ms`).join(', ')}`).join('; ') + '.');
+  L.push('', `Closed-loop rounds (c=16 req/s per round, interleaved across systems): ${Object.entries(r.rounds ?? {}).map(([k, v]) => `${k} ${(v as number[]).join('/')}`).join('; ')}.`);
+  if (before) L.push('', `Before = \`${before.file}\` (the last committed run of this mode).${warnings.length ? ` **Warning: regressions beyond noise: ${warnings.join('; ')}.**` : ' No ratio moved beyond the noise band (x0.8 / x1.25).'}`);
+  if (warnings.length) console.warn(`::warning::serving bench regressions: ${warnings.join('; ')}`);
+  L.push('', '## Closed loop, /v1/retrieve (autocannon)', '', '| System | Mode | c | req/s | p50 ms | p99 ms | errors |', '| --- | --- | --- | --- | --- | --- | --- |');
+  for (const [k, v] of Object.entries(r.closed as Record<string, LoadResult>)) L.push(`| this service | ${k.split('-')[0]} | ${v.connections} | ${v.rps} | ${v.p50} | ${v.p99} | ${v.errors + v.non2xx} |`);
+  for (const [k, v] of Object.entries(r.peers as Record<string, { c16: LoadResult }>)) L.push(`| ${k} | dense | 16 | ${v.c16.rps} | ${v.c16.p50} | ${v.c16.p99} | ${v.c16.errors + v.c16.non2xx} |`);
+  L.push('', `## Open model at 50% of each system's c=16 capacity, steady vs a swap every ${r.swapEveryMs} ms`, '', '| System | Window | rate/s | sent | failed | p50 ms | p99 ms | max ms | peak RSS MiB |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  const rows: Array<[string, any]> = [['this service', r.open.this], ...Object.entries(r.peers as Record<string, any>).filter(([, v]) => v.steady)];
+  for (const [name, v] of rows) {
+    for (const w of ['steady', 'swaps'] as const) {
+      const x = v[w];
+      L.push(`| ${name} | ${w}${w === 'swaps' ? ` (${x.swaps})` : ''} | ${x.open.rate} | ${x.open.sent} | ${x.open.failed} | ${x.open.p50} | ${x.open.p99} | ${x.open.max} | ${x.rssPeakMiB} |`);
+    }
+  }
+  L.push('', '## Cost growth', '', '| chunks | backend | store build ms | start -> ready ms | index load ms | write -> serving ms | index MiB | RSS steady MiB | RSS peak (swap) MiB | req/s c=16 | p99 ms |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const g of r.costGrowth as Array<Record<string, any>>) {
+    if (g.wall) L.push(`| ${g.chunks} | stopped: ${String(g.wall).replace(/\|/g, '/')} | | | | | | | | | |`);
+    else L.push(`| ${g.chunks} | ${g.backend} | ${g.buildStoreMs} | ${g.readyMs} | ${g.loadMs} | ${g.writeToServingMs} | ${g.indexMiB} | ${g.rssSteadyMiB} | ${g.rssPeakMiB} | ${g.rps} | ${g.p99} |`);
+  }
+  L.push('', `Build phases of the last accepted swaps (ms): \`${JSON.stringify(r.buildPhases?.[0] ?? {})}\`.`, '');
+  return L.join('\n');
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

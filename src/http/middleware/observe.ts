@@ -1,0 +1,42 @@
+import { randomUUID } from 'node:crypto';
+import type { Request, RequestHandler } from 'express';
+import type { Metrics } from '../../observability/metrics.js';
+
+/** A client's X-Request-Id is echoed only when it is short and plain; otherwise we make one. */
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+/** Route label for metrics: the matched route pattern, never the raw URL (unbounded cardinality). */
+export function routeLabel(req: Request): string {
+  const route = (req as Request & { route?: { path?: string } }).route?.path;
+  return route ? `${req.baseUrl}${route}` : 'unmatched';
+}
+
+/**
+ * First middleware of every request: request id, an abort signal for work the client gave up on,
+ * in-flight gauge, request count and latency by route pattern.
+ */
+export function observe(metrics: Metrics): RequestHandler {
+  return (req, res, next) => {
+    const started = performance.now();
+    const given = req.headers['x-request-id'];
+    const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    res.locals.requestId = id;
+    res.setHeader('X-Request-Id', id);
+    const controller = new AbortController();
+    res.locals.signal = controller.signal;
+    metrics.httpInflight.inc();
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      metrics.httpInflight.dec();
+      if (!res.writableFinished) controller.abort();
+      const labels = { route: routeLabel(req), method: req.method.length <= 10 ? req.method : 'OTHER', status: String(res.statusCode) };
+      metrics.httpRequests.inc(labels);
+      metrics.httpDuration.observe(labels, (performance.now() - started) / 1000);
+    };
+    res.once('finish', finish);
+    res.once('close', finish);
+    next();
+  };
+}

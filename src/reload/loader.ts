@@ -1,0 +1,318 @@
+import type { Config } from '../config.js';
+import { RagError } from '../errors.js';
+import { loadEmbeddingModel } from '../embeddings/model-loader.js';
+import { readSmallFileSafe, throwIfAborted } from '../fs/safe-fs.js';
+import type { Logger } from '../observability/logger.js';
+import { describeStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
+import { snapshotStore } from '../store/snapshot.js';
+import { openChromaSnapshot, openRemoteStore, type OpenedStore } from '../store/store-version.js';
+import { z } from 'zod';
+import { Generation, SharedModel } from './generation.js';
+import type { AspiredSpec } from './source.js';
+import { join, dirname } from 'node:path';
+
+/**
+ * The loader (TF Serving's Loader): builds and validates one standby generation from an aspired
+ * spec, in phases. Every phase has a timeout (RELOAD_PHASE_TIMEOUT_MS) and honours the build's
+ * AbortSignal, so a shutdown during a build ends it promptly; whatever a phase made is disposed
+ * when a later phase fails. Nothing here touches the active generation except read-only
+ * queries for the replay comparison.
+ *
+ *   model     load the model folder (or share the active one's session when the bytes are the same)
+ *   snapshot  copy the store's listed files into a private RUNTIME_DIR folder, verifying sha256
+ *   open      StoreOpener: turn the verified snapshot into a retrieval backend (OpenedStore)
+ *   validate  dimensions match, a probe query gives finite scores
+ *   accept    the store's own acceptance.json questions reach their minimum recall@k
+ *   warmup    replay recent questions on the standby; overlap@k with the active generation
+ *
+ * The `open` phase is the seam for other backends (issue 13, an in-process index: start a
+ * Chroma child on the snapshot, page the rows out, build the index, stop the child): provide a
+ * StoreOpener that returns an OpenedStore and owns what it started (its dispose() stops it).
+ */
+export interface StoreOpener {
+  readonly name: string;
+  /**
+   * Open a verified private snapshot (or, with spec null, the remote CHROMA_URL store). Must
+   * honour `signal` (stop whatever it started and throw) and must clean up on failure; on
+   * success the returned store owns the snapshot folder and deletes it in dispose().
+   */
+  open(input: { spec: StoreSpec | null; snapshotDir: string | null; signal: AbortSignal }): Promise<OpenedStore>;
+}
+
+/** The default opener: one supervised Chroma child per snapshot. */
+export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
+  return {
+    name: 'chroma',
+    open: async ({ spec, snapshotDir, signal }) => {
+      if (!spec || !snapshotDir) return openRemoteStore(config.chromaUrl!, config.collection, { queryTimeoutMs: config.storeQueryTimeoutMs, indexLoadTimeoutMs: config.indexLoadTimeoutMs, signal });
+      return openChromaSnapshot(spec, snapshotDir, {
+        runtimeDir: config.runtimeDir,
+        logger,
+        collection: config.collection,
+        chromaStartTimeoutMs: config.chromaStartTimeoutMs,
+        queryTimeoutMs: config.storeQueryTimeoutMs,
+        heartbeatMs: config.chromaHeartbeatMs,
+        heartbeatMisses: config.chromaHeartbeatMisses,
+        serveIndexMaxMb: config.serveIndexMaxMb,
+        indexLoadTimeoutMs: config.indexLoadTimeoutMs,
+        signal,
+      });
+    },
+  };
+}
+
+export const ACCEPTANCE_FILE = 'acceptance.json';
+
+const acceptanceSchema = z.object({
+  k: z.number().int().min(1).max(100).default(5),
+  minRecall: z.number().min(0).max(1),
+  questions: z
+    .array(z.object({ question: z.string().min(1).max(4000), expected: z.array(z.string().min(1)).min(1) }))
+    .min(1)
+    .max(1000),
+});
+
+export interface AcceptanceResult {
+  k: number;
+  minRecall: number;
+  recall: number;
+  questions: number;
+  failed: Array<{ question: string; recall: number }>;
+}
+
+export interface ReplayResult {
+  k: number;
+  questions: number;
+  /** Mean share of the active's top-k ids the standby also returns (1 = same results). */
+  overlapAtK: number | null;
+  lowest: Array<{ question: string; overlap: number }>;
+}
+
+export interface LoadRequest {
+  spec: AspiredSpec;
+  /** The active generation, if any: its model is shared when the bytes match; it answers the replay. */
+  active: Generation | null;
+  activeModelFingerprint: string | null;
+  replayQuestions: string[];
+  generationId: string;
+  signal: AbortSignal;
+  onPhase?: (phase: string) => void;
+}
+
+export interface LoadResult {
+  generation: Generation;
+  phases: Record<string, number>;
+  acceptance: AcceptanceResult | null;
+  replay: ReplayResult | null;
+}
+
+export interface Loader {
+  load(req: LoadRequest): Promise<LoadResult>;
+}
+
+/** Run one phase with a timeout; a late result of a timed-out phase is disposed, never leaked. */
+export async function runPhase<T>(
+  name: string,
+  timeoutMs: number,
+  parent: AbortSignal,
+  fn: (signal: AbortSignal) => Promise<T>,
+  disposeLate?: (value: T) => Promise<void> | void,
+): Promise<T> {
+  throwIfAborted(parent);
+  const ctl = new AbortController();
+  const onParent = () => ctl.abort(parent.reason);
+  parent.addEventListener('abort', onParent, { once: true });
+  const timer = setTimeout(
+    () => ctl.abort(new RagError('RAG_RELOAD_TIMEOUT', `build phase "${name}" took longer than ${timeoutMs} ms (RELOAD_PHASE_TIMEOUT_MS); the build was abandoned`)),
+    timeoutMs,
+  );
+  const work = fn(ctl.signal);
+  try {
+    return await new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(ctl.signal.reason instanceof Error ? ctl.signal.reason : new RagError('RAG_RELOAD_CANCELLED', 'the build was cancelled'));
+      if (ctl.signal.aborted) onAbort();
+      ctl.signal.addEventListener('abort', onAbort, { once: true });
+      work.then(resolve, reject);
+    });
+  } catch (err) {
+    if (ctl.signal.aborted && disposeLate) work.then((v) => disposeLate(v), () => undefined);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    parent.removeEventListener('abort', onParent);
+  }
+}
+
+function idsOf(hits: Array<{ id: string; metadata: Record<string, unknown> }>): Set<string> {
+  const out = new Set<string>();
+  for (const h of hits) {
+    out.add(h.id);
+    if (typeof h.metadata.source === 'string') out.add(h.metadata.source);
+  }
+  return out;
+}
+
+export class GenerationLoader implements Loader {
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+    private readonly opener: StoreOpener,
+  ) {}
+
+  async load(req: LoadRequest): Promise<LoadResult> {
+    const { spec, signal } = req;
+    const timeout = this.config.reloadPhaseTimeoutMs;
+    const phases: Record<string, number> = {};
+    const timed = async <T>(name: string, fn: (s: AbortSignal) => Promise<T>, disposeLate?: (v: T) => Promise<void> | void): Promise<T> => {
+      req.onPhase?.(name);
+      const t0 = performance.now();
+      try {
+        return await runPhase(name, timeout, signal, fn, disposeLate);
+      } finally {
+        phases[name] = Math.round(performance.now() - t0);
+      }
+    };
+
+    // model: share the loaded session when the active one has the same bytes.
+    const cur = req.active;
+    const shared: SharedModel =
+      cur && cur.model.dir === spec.model.dir && req.activeModelFingerprint === spec.model.fingerprint
+        ? cur.sharedModel
+        : await timed(
+            'model',
+            async () => new SharedModel(await loadEmbeddingModel({ dir: spec.model.dir, dtype: this.config.modelDtype, pooling: this.config.pooling })),
+            (m) => m.retain().release(),
+          );
+    shared.retain(); // held by this build until the generation takes its own reference
+    let store: OpenedStore | null = null;
+    let snapshotDir: string | null = null;
+    try {
+      if (spec.store) {
+        const s = spec.store;
+        snapshotDir = await timed(
+          'snapshot',
+          (sig) =>
+            snapshotStore(s, {
+              runtimeDir: this.config.runtimeDir,
+              signal: sig,
+              recheck: async () => (await describeStore(s.kind === 'flat' ? s.dir : dirname(s.dir), s.dir, s.kind, s.kind === 'flat' ? null : s.version)).fingerprint,
+            }),
+          async (dir) => {
+            const { rm } = await import('node:fs/promises');
+            await rm(dir, { recursive: true, force: true });
+          },
+        );
+      }
+      const snap = snapshotDir;
+      store = await timed('open', (sig) => this.opener.open({ spec: spec.store, snapshotDir: snap, signal: sig }), (o) => o.dispose());
+      snapshotDir = null; // the opened store owns it now
+      const opened = store;
+      await timed('validate', async () => {
+        if (opened.dimension !== shared.model.dimension) {
+          throw new RagError(
+            'RAG_STORE_DIMENSION_MISMATCH',
+            `model ${shared.model.name} makes ${shared.model.dimension}-d vectors but store ${opened.version} holds ${opened.dimension}-d vectors; ` +
+              'publish a store built with this model (or select the model the store was built with)',
+          );
+        }
+        const [probe] = await shared.model.embedBatch(['probe query for validation']);
+        const hits = await opened.store.query(probe!, 1);
+        if (hits.length === 0 || !hits.every((h) => Number.isFinite(h.score))) {
+          throw new RagError('RAG_STORE_PROBE_FAILED', `a probe query on store ${opened.version} returned ${hits.length ? 'non-finite scores' : 'no results'}`);
+        }
+      });
+      const acceptance = await timed('accept', async (sig) => this.acceptance(opened, shared, sig));
+      const generation = new Generation(req.generationId, shared, opened, {
+        maxBatch: this.config.embedBatchMax,
+        maxWaitMs: this.config.embedBatchWaitMs,
+      });
+      let replay: ReplayResult | null = null;
+      try {
+        replay = await timed('warmup', async (sig) => this.replay(generation, req.active, req.replayQuestions, sig));
+      } catch (err) {
+        await generation.dispose();
+        store = null;
+        throw err;
+      }
+      store = null; // the generation owns it now
+      generation.phases = phases;
+      return { generation, phases, acceptance, replay };
+    } finally {
+      await store?.dispose();
+      if (snapshotDir) {
+        const { rm } = await import('node:fs/promises');
+        await rm(snapshotDir, { recursive: true, force: true });
+      }
+      await shared.release();
+    }
+  }
+
+  /** The store's own quality gate: acceptance.json, covered by the manifest (so it is in the snapshot). */
+  private async acceptance(opened: OpenedStore, shared: SharedModel, signal: AbortSignal): Promise<AcceptanceResult | null> {
+    if (!opened.snapshotDir || !opened.manifest?.files[ACCEPTANCE_FILE]) return null;
+    let parsed;
+    try {
+      const text = await readSmallFileSafe(join(opened.snapshotDir, ACCEPTANCE_FILE), opened.snapshotDir, 1 << 20);
+      parsed = acceptanceSchema.safeParse(JSON.parse(text));
+    } catch (cause) {
+      throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${ACCEPTANCE_FILE} of store ${opened.version} is not valid JSON`, { cause });
+    }
+    if (!parsed.success) {
+      const i = parsed.error.issues[0];
+      throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${ACCEPTANCE_FILE} of store ${opened.version} is invalid: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'unknown problem'}`);
+    }
+    const { k, minRecall, questions } = parsed.data;
+    const failed: AcceptanceResult['failed'] = [];
+    let sum = 0;
+    const vectors = await shared.model.embedBatch(questions.map((q) => q.question));
+    for (const [i, q] of questions.entries()) {
+      throwIfAborted(signal);
+      const got = idsOf(await opened.store.query(vectors[i]!, k));
+      const recall = q.expected.filter((e) => got.has(e)).length / q.expected.length;
+      sum += recall;
+      if (recall < 1) failed.push({ question: q.question.slice(0, 200), recall });
+    }
+    const recall = sum / questions.length;
+    const result = { k, minRecall, recall: Math.round(recall * 1000) / 1000, questions: questions.length, failed: failed.slice(0, 10) };
+    if (recall < minRecall) {
+      throw new RagError(
+        'RAG_STORE_ACCEPTANCE_FAILED',
+        `store ${opened.version} fails its own ${ACCEPTANCE_FILE}: recall@${k} ${result.recall} is below the minimum ${minRecall} over ${questions.length} questions`,
+        { details: { acceptance: result } },
+      );
+    }
+    return result;
+  }
+
+  /** Warm the standby with recent questions and measure how much its answers differ from the active's. */
+  private async replay(standby: Generation, active: Generation | null, questions: string[], signal: AbortSignal): Promise<ReplayResult | null> {
+    if (questions.length === 0) return null;
+    const k = this.config.defaultK;
+    const lease = active?.state === 'active' ? active.acquire() : null;
+    try {
+      let sum = 0;
+      let n = 0;
+      const per: ReplayResult['lowest'] = [];
+      for (const q of questions) {
+        throwIfAborted(signal);
+        const [v] = await standby.model.embedBatch([q]);
+        const mine = await standby.store.store.nearestIds(v!, k);
+        if (!lease) continue;
+        const [va] = await lease.generation.model.embedBatch([q]);
+        const theirs = await lease.generation.store.store.nearestIds(va!, k);
+        if (theirs.length === 0) continue;
+        const set = new Set(mine.map((h) => h.id));
+        const overlap = theirs.filter((h) => set.has(h.id)).length / theirs.length;
+        sum += overlap;
+        n++;
+        per.push({ question: q.slice(0, 200), overlap: Math.round(overlap * 1000) / 1000 });
+      }
+      per.sort((a, b) => a.overlap - b.overlap);
+      return { k, questions: questions.length, overlapAtK: n ? Math.round((sum / n) * 1000) / 1000 : null, lowest: per.slice(0, 5) };
+    } finally {
+      lease?.release();
+    }
+  }
+}
+
+export { SQLITE_FILE };

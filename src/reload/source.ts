@@ -1,0 +1,72 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Config } from '../config.js';
+import { RagError } from '../errors.js';
+import { chooseModelName, resolveModelDir } from '../embeddings/model-folders.js';
+import { fingerprintOf, problemError, walkTree } from '../fs/safe-fs.js';
+import { describeStore, resolveStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
+
+export type { StoreSpec };
+
+/**
+ * The source (TF Serving's Source): turns the folders into an *aspired spec*, the store version
+ * and model folder that should serve now, each with a content fingerprint over every file that
+ * affects serving. It only lstat-s and reads small files through src/fs; it never builds
+ * anything. Two specs with the same key are the same bytes.
+ */
+
+export interface ModelSpec {
+  name: string;
+  dir: string;
+  fingerprint: string;
+  files: number;
+}
+
+export interface AspiredSpec {
+  /** null in CHROMA_URL mode (the remote server is not ours to snapshot). */
+  store: StoreSpec | null;
+  model: ModelSpec;
+  /** Identity of the bytes: equal keys are the same content. */
+  key: string;
+  resolvedAt: string;
+}
+
+const skipDot = (rel: string) => rel.split('/').some((p) => p.startsWith('.'));
+
+/** The model folder to serve, with a fingerprint over every one of its files. */
+export async function resolveModel(config: Pick<Config, 'modelsDir' | 'modelName'>, storeModel?: string, signal?: AbortSignal): Promise<ModelSpec> {
+  const name = await chooseModelName(config.modelsDir, config.modelName, storeModel);
+  // A plain folder under MODELS_DIR, or a Hugging Face hub id resolved to its snapshot (refs/main).
+  const dir = await resolveModelDir(config.modelsDir, name);
+  let walk;
+  try {
+    walk = await walkTree(dir, { root: config.modelsDir, skip: skipDot, ...(signal ? { signal } : {}) });
+  } catch (err) {
+    if (err instanceof RagError && err.code === 'RAG_FS_NOT_FOUND') throw new RagError('RAG_MODEL_NOT_FOUND', `model folder ${dir} does not exist`, { cause: err });
+    throw err;
+  }
+  const bad = problemError(walk.problems, `model ${name}`);
+  if (bad) throw bad;
+  return { name, dir, fingerprint: fingerprintOf(walk), files: walk.entries.filter((e) => e.kind === 'file').length };
+}
+
+/** Resolve the folders into the aspired spec (store + model), or throw why not. */
+export async function resolveAspired(config: Pick<Config, 'modelsDir' | 'modelName' | 'vectorstoreDir' | 'chromaUrl'>, signal?: AbortSignal): Promise<AspiredSpec> {
+  const store = config.chromaUrl ? null : await resolveStore(config.vectorstoreDir, signal);
+  const model = await resolveModel(config, store?.manifest?.embedding.model, signal);
+  return { store, model, key: `${store ? `${store.version}:${store.fingerprint}` : 'remote'}|${model.name}:${model.fingerprint}`, resolvedAt: new Date().toISOString() };
+}
+
+/** A rollback target re-read from disk: its folder must still exist, and a flat store must be unchanged. */
+export async function resolveAgain(prev: AspiredSpec): Promise<AspiredSpec> {
+  const s = prev.store;
+  if (!s) return { ...prev, resolvedAt: new Date().toISOString() };
+  if (!existsSync(join(s.dir, SQLITE_FILE))) {
+    throw new RagError('RAG_RELOAD_NO_PREVIOUS', `the previous store version ${s.version} is no longer on disk`);
+  }
+  const store = await describeStore(s.kind === 'flat' ? s.dir : dirname(s.dir), s.dir, s.kind, s.kind === 'flat' ? null : s.version);
+  if (s.kind === 'flat' && store.fingerprint !== s.fingerprint) {
+    throw new RagError('RAG_RELOAD_NO_PREVIOUS', 'the previous flat store was overwritten in place; there is nothing left to roll back to');
+  }
+  return { ...prev, store, key: `${store.version}:${store.fingerprint}|${prev.model.name}:${prev.model.fingerprint}`, resolvedAt: new Date().toISOString() };
+}

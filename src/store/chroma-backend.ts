@@ -1,0 +1,66 @@
+import type { ChromaStore, StoreHit } from './chroma-store.js';
+import type { KeywordWorker } from './index-loader.js';
+import type { BackendInfo, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
+import { compileRecordFilter, compileWhere, compileWhereDocument, type WhereDocument, type WhereFilter } from './where-filter.js';
+
+/**
+ * Retrieval answered by a Chroma server: the generation's own child (stores above
+ * SERVE_INDEX_MAX_MB) or a remote server (CHROMA_URL). Dense filters run in Chroma (same
+ * semantics); keyword hits are filtered here with where-filter.ts on records fetched by id.
+ */
+export class ChromaBackend implements RetrievalBackend {
+  constructor(
+    readonly kind: 'chroma-child' | 'chroma-remote',
+    private readonly store: ChromaStore,
+    readonly keyword: KeywordWorker,
+  ) {}
+
+  get name(): string {
+    return this.store.name;
+  }
+  get space() {
+    return this.store.space;
+  }
+
+  /** Invalid filters are a 400 with our code before they reach Chroma. */
+  private check(where?: WhereFilter, whereDocument?: WhereDocument): void {
+    if (where) compileWhere(where);
+    if (whereDocument) compileWhereDocument(whereDocument);
+  }
+
+  async query(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<StoreHit[]> {
+    this.check(where, whereDocument);
+    return this.store.query(Array.from(vector), k, where, whereDocument);
+  }
+
+  async nearestIds(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
+    this.check(where, whereDocument);
+    return this.store.nearestIds(Array.from(vector), k, where, whereDocument);
+  }
+
+  async keywordSearch(text: string, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
+    const pass = compileRecordFilter(where, whereDocument);
+    if (!pass) return this.keyword.search(text, k);
+    const hits = await this.keyword.search(text, k * 4);
+    if (hits.length === 0) return [];
+    const records = new Map((await this.store.getByIds(hits.map((h) => h.id))).map((r) => [r.id, r]));
+    return hits
+      .filter((h) => {
+        const r = records.get(h.id);
+        return r !== undefined && pass(r.metadata, r.text);
+      })
+      .slice(0, k);
+  }
+
+  async getByIds(ids: string[]): Promise<RecordText[]> {
+    return this.store.getByIds(ids);
+  }
+
+  describe(): BackendInfo {
+    return { kind: this.kind, vectorIndex: 'chroma-hnsw', space: this.space, memoryMiB: null, loadMs: null };
+  }
+
+  async dispose(): Promise<void> {
+    await this.keyword.close();
+  }
+}

@@ -1,0 +1,111 @@
+import { distanceToScore, type DistanceSpace, type StoreHit } from './chroma-store.js';
+import type { KeywordWorker, LoadedRecords } from './index-loader.js';
+import type { BackendInfo, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
+import { VectorMatrix } from './vector-scan.js';
+import { compileRecordFilter, type WhereDocument, type WhereFilter } from './where-filter.js';
+
+/**
+ * A generation's store held in process memory: exact vector search over one Float32Array,
+ * texts and metadata in arrays, BM25 in the generation's worker thread. Filters use
+ * where-filter.ts (Chroma's semantics) for dense and keyword results alike.
+ */
+export class InProcessBackend implements RetrievalBackend {
+  readonly kind = 'in-process' as const;
+  private readonly rowOf = new Map<string, number>();
+  private readonly matrix: VectorMatrix;
+  private readonly ids: string[];
+  private readonly documents: string[];
+  private readonly metadatas: Array<StoreHit['metadata']>;
+  private readonly loadMs: number;
+  private textBytes = 0;
+  readonly keyword: KeywordWorker;
+
+  /** Use `create()`: it indexes the ids in slices, yielding the event loop between them. */
+  private constructor(
+    readonly name: string,
+    readonly space: DistanceSpace,
+    dimension: number,
+    records: LoadedRecords,
+  ) {
+    this.ids = records.ids;
+    this.documents = records.documents;
+    this.metadatas = records.metadatas;
+    this.keyword = records.keyword;
+    this.loadMs = records.loadMs;
+    this.matrix = new VectorMatrix(records.vectors!, records.ids.length, dimension, space, records.invNorms ?? undefined);
+  }
+
+  static async create(name: string, space: DistanceSpace, dimension: number, records: LoadedRecords): Promise<InProcessBackend> {
+    const b = new InProcessBackend(name, space, dimension, records);
+    const SLICE = 5000;
+    for (let start = 0; start < b.ids.length; start += SLICE) {
+      const end = Math.min(b.ids.length, start + SLICE);
+      for (let i = start; i < end; i++) {
+        b.rowOf.set(b.ids[i]!, i);
+        b.textBytes += b.documents[i]!.length * 2;
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    return b;
+  }
+
+  get count(): number {
+    return this.ids.length;
+  }
+
+  /** Rows passing the filters (1) or not (0); null when nothing filters. */
+  private allowedRows(where?: WhereFilter, whereDocument?: WhereDocument): Uint8Array | null {
+    const pass = compileRecordFilter(where, whereDocument);
+    if (!pass) return null;
+    const mask = new Uint8Array(this.ids.length);
+    for (let r = 0; r < mask.length; r++) mask[r] = pass(this.metadatas[r], this.documents[r]) ? 1 : 0;
+    return mask;
+  }
+
+  async query(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<StoreHit[]> {
+    const { rows, distances } = this.matrix.search(vector, k, this.allowedRows(where, whereDocument));
+    return rows.map((r, i) => ({
+      id: this.ids[r]!,
+      text: this.documents[r]!,
+      distance: distances[i]!,
+      score: distanceToScore(this.space, distances[i]!),
+      metadata: this.metadatas[r]!,
+    }));
+  }
+
+  async nearestIds(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
+    const { rows, distances } = this.matrix.search(vector, k, this.allowedRows(where, whereDocument));
+    return rows.map((r, i) => ({ id: this.ids[r]!, score: distanceToScore(this.space, distances[i]!) }));
+  }
+
+  async keywordSearch(text: string, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
+    const pass = compileRecordFilter(where, whereDocument);
+    if (!pass) return this.keyword.search(text, k);
+    // Over-fetch, then filter here (the worker holds no metadata).
+    const hits = await this.keyword.search(text, k * 4);
+    return hits
+      .filter((h) => {
+        const r = this.rowOf.get(h.id);
+        return r !== undefined && pass(this.metadatas[r], this.documents[r]);
+      })
+      .slice(0, k);
+  }
+
+  async getByIds(ids: string[]): Promise<RecordText[]> {
+    return ids.flatMap((id) => {
+      const r = this.rowOf.get(id);
+      return r === undefined ? [] : [{ id, text: this.documents[r]!, metadata: this.metadatas[r]! }];
+    });
+  }
+
+  describe(): BackendInfo {
+    const textBytes = this.textBytes;
+    // ids, metadata objects and map entries: ~200 bytes a record is what V8 heap snapshots show for this shape.
+    const bytes = this.matrix.bytes + textBytes + this.ids.length * 200;
+    return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs };
+  }
+
+  async dispose(): Promise<void> {
+    await this.keyword.close();
+  }
+}

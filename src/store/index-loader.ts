@@ -1,0 +1,169 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { RagError, type ErrorCode } from '../errors.js';
+import type { StoreHit } from './chroma-store.js';
+import type { IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest } from './index-worker.js';
+import type { KeywordHit } from './retrieval-backend.js';
+
+/** The compiled worker script (tests run the TypeScript sources, whose worker is the built one in dist/). */
+function workerPath(): string {
+  const here = fileURLToPath(import.meta.url);
+  const js = here.endsWith('.ts') ? here.replace(/\/src\/store\/[^/]+\.ts$/, '/dist/src/store/index-worker.js') : here.replace(/[^/]+\.js$/, 'index-worker.js');
+  if (!existsSync(js)) throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', `the index worker script is missing: ${js} (run npm run build)`);
+  return js;
+}
+
+const KEYWORD_TIMEOUT_MS = 10_000;
+
+/** The keyword index of one generation, held by its worker thread; searches are messages. */
+export class KeywordWorker {
+  private seq = 0;
+  private readonly pending = new Map<number, { resolve: (h: KeywordHit[]) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }>();
+  private failure: RagError | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly worker: Worker,
+    readonly origin: 'store' | 'built',
+    readonly size: number,
+  ) {
+    worker.on('message', (m: IndexWorkerMessage) => {
+      if (m.type !== 'hits') return;
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      clearTimeout(p.timer);
+      p.resolve(m.hits);
+    });
+    const fail = (why: string, cause?: unknown) => {
+      this.failure ??= new RagError('RAG_STORE_QUERY_FAILED', `the keyword index worker ${why}`, { cause });
+      for (const [id, p] of this.pending) {
+        clearTimeout(p.timer);
+        p.reject(this.failure);
+        this.pending.delete(id);
+      }
+    };
+    worker.on('error', (err) => fail('failed', err));
+    worker.on('exit', (code) => {
+      if (!this.closed) fail(`exited (code ${code})`);
+    });
+  }
+
+  search(query: string, limit: number): Promise<KeywordHit[]> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new RagError('RAG_NOT_READY', 'the keyword index is closed'));
+    const id = ++this.seq;
+    return new Promise<KeywordHit[]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new RagError('RAG_STORE_QUERY_FAILED', `the keyword index did not answer within ${KEYWORD_TIMEOUT_MS} ms`));
+      }, KEYWORD_TIMEOUT_MS);
+      this.pending.set(id, { resolve, reject, timer });
+      this.worker.postMessage({ type: 'search', id, query, limit } satisfies IndexWorkerRequest);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new RagError('RAG_NOT_READY', 'the generation was disposed'));
+    }
+    this.pending.clear();
+    await this.worker.terminate();
+  }
+}
+
+export interface LoadedRecords {
+  ids: string[];
+  documents: string[];
+  metadatas: Array<StoreHit['metadata']>;
+  vectors: Float32Array | null;
+  invNorms: Float32Array | null;
+  keyword: KeywordWorker;
+  loadMs: number;
+}
+
+export interface LoadIndexOptions {
+  url: string;
+  collection: string;
+  count: number;
+  dimension: number;
+  withVectors: boolean;
+  keywordDir: string | null;
+  timeoutMs: number;
+  pageSize?: number;
+  /** Cancels the load (the worker is terminated; the promise rejects with RAG_RELOAD_SUPERSEDED). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Read a store out of a running Chroma server in a worker thread: ids, documents, metadata and
+ * (with `withVectors`) every embedding into one contiguous Float32Array, transferred, not copied;
+ * the worker then loads the shipped keyword index or builds one, and keeps it for searches.
+ * The event loop only receives pages (structured clone) and appends them.
+ */
+export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
+  const t0 = performance.now();
+  const data: IndexWorkerData = {
+    url: options.url,
+    collection: options.collection,
+    withVectors: options.withVectors,
+    keywordDir: options.keywordDir,
+    pageSize: options.pageSize ?? 1000,
+    expectCount: options.count,
+    expectDimension: options.dimension,
+  };
+  const worker = new Worker(workerPath(), { workerData: data });
+  worker.unref();
+  const ids: string[] = [];
+  const documents: string[] = [];
+  const metadatas: Array<StoreHit['metadata']> = [];
+  let vectors: Float32Array | null = null;
+  let invNorms: Float32Array | null = null;
+  return new Promise<LoadedRecords>((resolve, reject) => {
+    let settled = false;
+    const fail = (code: ErrorCode, message: string, cause?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      void worker.terminate();
+      reject(new RagError(code, message, { cause }));
+    };
+    const timer = setTimeout(() => fail('RAG_STORE_INDEX_LOAD_FAILED', `reading the store into memory took longer than ${options.timeoutMs} ms`), options.timeoutMs);
+    const onAbort = () => fail('RAG_RELOAD_SUPERSEDED', 'the index load was cancelled');
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const onMessage = (m: IndexWorkerMessage) => {
+      if (settled) return;
+      if (m.type === 'page') {
+        for (let i = 0; i < m.ids.length; i++) {
+          ids.push(m.ids[i]!);
+          documents.push(m.documents[i]!);
+          metadatas.push((m.metadatas[i] ?? {}) as StoreHit['metadata']);
+        }
+      } else if (m.type === 'vectors') {
+        vectors = m.data;
+        invNorms = m.invNorms;
+      } else if (m.type === 'failed') {
+        fail(m.code as ErrorCode, m.message);
+      } else if (m.type === 'ready') {
+        if (options.withVectors && (!vectors || ids.length !== options.count)) {
+          fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker delivered ${ids.length} of ${options.count} records`);
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        worker.off('message', onMessage);
+        resolve({ ids, documents, metadatas, vectors, invNorms, keyword: new KeywordWorker(worker, m.keyword.origin, m.keyword.size), loadMs: Math.round(performance.now() - t0) });
+      }
+    };
+    worker.on('message', onMessage);
+    worker.once('error', (err) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker failed: ${err.message}`, err));
+    worker.once('exit', (code) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker exited (code ${code}) before the index was ready`));
+  });
+}

@@ -1,0 +1,65 @@
+import type { DistanceSpace, StoreHit } from './chroma-store.js';
+import type { WhereDocument, WhereFilter } from './where-filter.js';
+
+/**
+ * The retrieval seam: what rag/ asks of a generation's store, whatever answers it.
+ *   in-process     the store read out of Chroma at load time into process memory (exact vector
+ *                  scan + keyword index in a worker thread); Chroma is stopped after the load.
+ *   chroma-child   stores above SERVE_INDEX_MAX_MB: the generation keeps its Chroma child and
+ *                  queries it over HTTP (the pre-issue-13 path).
+ *   chroma-remote  CHROMA_URL mode: the remote server answers.
+ * One is chosen per generation at load time and shown in /admin/status.
+ *
+ * How a loader builds one (store-version.ts openStoreVersion does exactly this; a phased loader
+ * can call the steps one by one, each with its own timeout / AbortSignal):
+ *   1. snapshot + verify (unchanged);
+ *   2. kind = await chooseBackendKind(snapshotDir, SERVE_INDEX_MAX_MB)        (store-version.ts)
+ *   3. server = new ChromaServer({ dataDir: snapshotDir, ...(in-process ? { nice: LOADER_NICE, restart: false } : {}) })
+ *   4. opened = collection checks (count, dimension, manifest)                 (store-version.ts)
+ *   5. records = await loadRecords({ url, collection, count, dimension, withVectors: in-process,
+ *                                    keywordDir: snapshotDir, timeoutMs, signal })   (index-loader.ts)
+ *   6. in-process: backend = await InProcessBackend.create(name, space, dimension, records);
+ *                  then stop the child and delete the snapshot;
+ *      otherwise:  backend = new ChromaBackend('chroma-child', chromaStore, records.keyword);
+ *   7. probe: backend.query(probeVector, 1); dispose: backend.dispose() (+ child and snapshot).
+ */
+export type BackendKind = 'in-process' | 'chroma-child' | 'chroma-remote';
+
+export interface KeywordHit {
+  id: string;
+  score: number;
+}
+
+export interface RecordText {
+  id: string;
+  text: string;
+  metadata: StoreHit['metadata'];
+}
+
+export interface BackendInfo {
+  kind: BackendKind;
+  /** Vector search: 'usearch-exact' / 'js-exact' (in process) or 'chroma-hnsw'. */
+  vectorIndex: string;
+  space: DistanceSpace;
+  /** In-process only: bytes held for vectors, texts and metadata (estimate). */
+  memoryMiB: number | null;
+  /** How long reading the store into the serving index took (ms), when loaded in process. */
+  loadMs: number | null;
+}
+
+export interface RetrievalBackend {
+  readonly kind: BackendKind;
+  /** Collection name. */
+  readonly name: string;
+  readonly space: DistanceSpace;
+  /** Nearest records with texts, metadata, Chroma's distance and our score, best first. */
+  query(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<StoreHit[]>;
+  /** Nearest ids and scores only (fusion candidates). */
+  nearestIds(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]>;
+  /** BM25 hits that pass the filters, best first. */
+  keywordSearch(text: string, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]>;
+  /** Records by id, in the order asked (missing ids left out). */
+  getByIds(ids: string[]): Promise<RecordText[]>;
+  describe(): BackendInfo;
+  dispose(): Promise<void>;
+}

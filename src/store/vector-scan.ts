@@ -1,0 +1,137 @@
+import { createRequire } from 'node:module';
+import type { DistanceSpace } from './chroma-store.js';
+
+/**
+ * Exact nearest-neighbour search over one contiguous Float32Array (row-major, n x dim), with
+ * Chroma's distance definitions so scores match what Chroma returns for the same vectors:
+ *   l2: squared Euclidean distance; ip: 1 - dot; cosine: 1 - cos.
+ *
+ * Why exact and not an ANN library (measured, bench/ann-choice.ts, 2 shared cores):
+ * usearch's SIMD exact kernel takes ~0.17 ms per query at 10k x 100-d and ~1.8 ms at 100k, with
+ * 100% agreement by definition and no build time; its HNSW needed ef=256 to pass 99% top-10
+ * agreement at 10k (0.23 ms per query, 1 s to build), and plain JavaScript exact search takes
+ * ~0.9 ms. hnswlib-node needs its install script (node-gyp), which npm 11 skips; faiss-node
+ * downloads its binary at install time. usearch ships a prebuilt linux-x64 binary inside the
+ * package (glibc >= 2.34), so it works with install scripts skipped; if it fails to load, the
+ * JavaScript scan below gives the same results, slower.
+ */
+type UsearchModule = {
+  exactSearch(dataset: Float32Array, queries: Float32Array, dimensions: number, count: number, metric: string, threads?: number): { keys: BigUint64Array; distances: Float32Array };
+  MetricKind: { Cos: string; IP: string; L2sq: string };
+};
+
+let usearchModule: UsearchModule | null | undefined;
+/** The native kernel, or null where its binary cannot load (then the JavaScript scan is used). */
+export function nativeKernel(): UsearchModule | null {
+  if (usearchModule === undefined) {
+    try {
+      usearchModule = (process.env.RAG_VECTOR_KERNEL === 'js' ? null : createRequire(import.meta.url)('usearch')) as UsearchModule | null;
+    } catch {
+      usearchModule = null;
+    }
+  }
+  return usearchModule;
+}
+
+/** 1/|row| per row (0 for a zero row). */
+export function inverseNorms(data: Float32Array, count: number, dimension: number): Float32Array {
+  const out = new Float32Array(count);
+  for (let r = 0, o = 0; r < count; r++, o += dimension) {
+    let s = 0;
+    for (let j = 0; j < dimension; j++) s += data[o + j]! * data[o + j]!;
+    out[r] = s > 0 ? 1 / Math.sqrt(s) : 0;
+  }
+  return out;
+}
+
+export interface ScanResult {
+  rows: number[];
+  distances: number[];
+}
+
+export class VectorMatrix {
+  /** 1/|row| for cosine (the JavaScript path); empty otherwise. */
+  private readonly invNorms: Float32Array;
+
+  /** `invNorms` (cosine) may be computed elsewhere (the index worker does, off the event loop). */
+  constructor(
+    readonly data: Float32Array,
+    readonly count: number,
+    readonly dimension: number,
+    readonly space: DistanceSpace,
+    invNorms?: Float32Array,
+  ) {
+    if (data.length !== count * dimension) throw new Error(`vector matrix holds ${data.length} floats, expected ${count} x ${dimension}`);
+    this.invNorms = space !== 'cosine' ? new Float32Array(0) : invNorms && invNorms.length === count ? invNorms : inverseNorms(data, count, dimension);
+  }
+
+  get kernel(): 'usearch-exact' | 'js-exact' {
+    return nativeKernel() ? 'usearch-exact' : 'js-exact';
+  }
+
+  get bytes(): number {
+    return this.data.byteLength + this.invNorms.byteLength;
+  }
+
+  /** The k nearest rows by Chroma's distance, ascending; `allowed` restricts to rows where it says 1. */
+  search(query: ArrayLike<number>, k: number, allowed?: Uint8Array | null): ScanResult {
+    const q = query instanceof Float32Array ? query : Float32Array.from(query);
+    if (q.length !== this.dimension) throw new Error(`query has ${q.length} dimensions, the index ${this.dimension}`);
+    const want = Math.min(k, this.count);
+    if (want <= 0) return { rows: [], distances: [] };
+    const native = nativeKernel();
+    if (!allowed && native) {
+      const metric = this.space === 'cosine' ? native.MetricKind.Cos : this.space === 'ip' ? native.MetricKind.IP : native.MetricKind.L2sq;
+      const m = native.exactSearch(this.data, q, this.dimension, want, metric, 1);
+      const rows: number[] = [];
+      const distances: number[] = [];
+      for (let i = 0; i < m.keys.length && rows.length < want; i++) {
+        const d = m.distances[i]!;
+        if (!Number.isFinite(d)) continue;
+        rows.push(Number(m.keys[i]!));
+        distances.push(d);
+      }
+      return { rows, distances };
+    }
+    return this.scan(q, want, allowed ?? null);
+  }
+
+  private scan(q: Float32Array, k: number, allowed: Uint8Array | null): ScanResult {
+    const { data, dimension: D, space } = this;
+    let qn = 0;
+    for (let j = 0; j < D; j++) qn += q[j]! * q[j]!;
+    const qInv = qn > 0 ? 1 / Math.sqrt(qn) : 0;
+    // Sorted insertion into k slots: k is small (<= a few hundred).
+    const best = new Float64Array(k).fill(Infinity);
+    const rows = new Int32Array(k).fill(-1);
+    let filled = 0;
+    for (let r = 0, o = 0; r < this.count; r++, o += D) {
+      if (allowed && allowed[r] === 0) continue;
+      let d: number;
+      if (space === 'l2') {
+        let s = 0;
+        for (let j = 0; j < D; j++) {
+          const x = data[o + j]! - q[j]!;
+          s += x * x;
+        }
+        d = s;
+      } else {
+        let s = 0;
+        for (let j = 0; j < D; j++) s += data[o + j]! * q[j]!;
+        d = space === 'ip' ? 1 - s : 1 - s * this.invNorms[r]! * qInv;
+      }
+      if (filled < k || d < best[k - 1]!) {
+        let p = Math.min(filled, k - 1);
+        while (p > 0 && best[p - 1]! > d) {
+          best[p] = best[p - 1]!;
+          rows[p] = rows[p - 1]!;
+          p--;
+        }
+        best[p] = d;
+        rows[p] = r;
+        if (filled < k) filled++;
+      }
+    }
+    return { rows: Array.from(rows.subarray(0, filled)), distances: Array.from(best.subarray(0, filled)) };
+  }
+}

@@ -1,0 +1,59 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT } from './harness.js';
+
+export interface RealService {
+  child: ChildProcess;
+  url: string;
+  logs: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * The real service process (`node dist/src/main.js`) on a free port, optionally as another user
+ * (uid/gid, e.g. 65534 = nobody: the tests run as root, which can read everything). Resolves
+ * once it logs "listening" (or rejects with its last log lines).
+ */
+export async function startRealService(env: Record<string, string>, options: { uid?: number; gid?: number; timeoutMs?: number } = {}): Promise<RealService> {
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.uid !== undefined ? { uid: options.uid, gid: options.gid ?? options.uid } : {}),
+  });
+  const logs: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`service not listening in time:\n${logs.slice(-15).join('')}`));
+    }, options.timeoutMs ?? 60_000);
+    const onData = (b: Buffer) => {
+      const text = b.toString();
+      logs.push(text);
+      const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"listening"/.exec(text);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (b: Buffer) => logs.push(b.toString()));
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`service exited (${code ?? signal}) before listening:\n${logs.slice(-15).join('')}`));
+    });
+  });
+  return { child, url, logs, exited };
+}
+
+/** Pids of Chroma launchers serving a folder below dir (from /proc, like an operator would with pgrep). */
+export async function chromaPidsUnder(dir: string): Promise<number[]> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes('chroma-launcher.cjs') && cmd.includes(`${dir}/`)) pids.push(Number(name));
+  }
+  return pids;
+}

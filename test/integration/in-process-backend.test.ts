@@ -1,0 +1,147 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSilentLogger } from '../../src/observability/logger.js';
+import { ChromaBackend } from '../../src/store/chroma-backend.js';
+import { ChromaServer } from '../../src/store/chroma-server.js';
+import { ChromaStore, type DistanceSpace } from '../../src/store/chroma-store.js';
+import { InProcessBackend } from '../../src/store/in-process-backend.js';
+import { loadRecords } from '../../src/store/index-loader.js';
+import { VectorMatrix } from '../../src/store/vector-scan.js';
+
+/**
+ * The in-process index read through a real Chroma server, compared with that server on the
+ * same records: distances per space (cosine, l2, ip) with Chroma's definitions, top-k agreement
+ * (Chroma's HNSW is approximate, exact search is the reference), filters, texts.
+ */
+const logger = createSilentLogger();
+const N = 1500;
+const D = 24;
+const SPACES: DistanceSpace[] = ['cosine', 'l2', 'ip'];
+const WORDS = ['retry', 'queue', 'worker', 'backoff', 'lease', 'shard', 'ledger', 'quorum'];
+
+function rand(seed: number) {
+  return () => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed / 0x7fffffff;
+  };
+}
+const r = rand(42);
+// Unnormalised vectors with clusters, so l2 / ip / cosine rank differently.
+const vectors = Array.from({ length: N }, (_, i) => Array.from({ length: D }, (_, j) => (j % 5 === i % 5 ? 1 : 0) + (r() - 0.5) * (1 + (i % 3))));
+const queries = Array.from({ length: 40 }, (_, q) => Array.from({ length: D }, (_, j) => (j % 5 === q % 5 ? 1 : 0) + (r() - 0.5)));
+const docs = Array.from({ length: N }, (_, i) => `${WORDS[i % 8]} ${WORDS[(i * 3) % 8]} record ${i}`);
+const metas = Array.from({ length: N }, (_, i) => ({ group: i % 4, tag: WORDS[i % 8]!, even: i % 2 === 0 }));
+
+let server: ChromaServer;
+let dir: string;
+const backends = new Map<DistanceSpace, { local: InProcessBackend; remote: ChromaBackend }>();
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'rag-t-inproc-'));
+  server = new ChromaServer({ dataDir: dir, logger });
+  await server.start();
+  const client = ChromaStore.client(server.url);
+  for (const space of SPACES) {
+    const c = await client.createCollection({ name: `vec-${space}`, embeddingFunction: null, configuration: { hnsw: { space } } });
+    for (let i = 0; i < N; i += 500) {
+      await c.add({ ids: docs.slice(i, i + 500).map((_, j) => `id-${i + j}`), embeddings: vectors.slice(i, i + 500), documents: docs.slice(i, i + 500), metadatas: metas.slice(i, i + 500) });
+    }
+    const store = await ChromaStore.open({ url: server.url, collection: `vec-${space}` });
+    expect(store.space).toBe(space);
+    const records = await loadRecords({ url: server.url, collection: store.name, count: N, dimension: D, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 400 });
+    const remoteKeyword = await loadRecords({ url: server.url, collection: store.name, count: N, dimension: D, withVectors: false, keywordDir: null, timeoutMs: 60_000 });
+    backends.set(space, { local: await InProcessBackend.create(store.name, space, D, records), remote: new ChromaBackend('chroma-child', store, remoteKeyword.keyword) });
+  }
+});
+afterAll(async () => {
+  for (const b of backends.values()) {
+    await b.local.dispose();
+    await b.remote.dispose();
+  }
+  await server?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('in-process index read through Chroma', () => {
+  it('holds every record with its text and metadata', async () => {
+    const b = backends.get('cosine')!.local;
+    expect(b.count).toBe(N);
+    expect(await b.getByIds(['id-7', 'missing', 'id-1499'])).toEqual([
+      { id: 'id-7', text: docs[7], metadata: metas[7] },
+      { id: 'id-1499', text: docs[1499], metadata: metas[1499] },
+    ]);
+    expect(b.describe()).toMatchObject({ kind: 'in-process', space: 'cosine', vectorIndex: 'usearch-exact' });
+  });
+
+  for (const space of SPACES) {
+    it(`${space}: distances equal Chroma's for the same ids, and top-10 agrees with Chroma's HNSW on >= 95%`, async () => {
+      const { local, remote } = backends.get(space)!;
+      let same = 0;
+      let total = 0;
+      for (const q of queries) {
+        const mine = await local.query(q, 10);
+        const theirs = await remote.query(q, 10);
+        expect(mine).toHaveLength(10);
+        for (let i = 1; i < mine.length; i++) expect(mine[i]!.distance).toBeGreaterThanOrEqual(mine[i - 1]!.distance - 1e-6);
+        const byId = new Map(mine.map((h) => [h.id, h]));
+        for (const t of theirs) {
+          total++;
+          const m = byId.get(t.id);
+          if (!m) continue;
+          same++;
+          expect(m.distance).toBeCloseTo(t.distance, 3);
+          expect(m.score).toBeCloseTo(t.score, 3);
+          expect(m.text).toBe(t.text);
+        }
+      }
+      expect(same / total).toBeGreaterThanOrEqual(0.95);
+    });
+  }
+
+  it('the JavaScript scan and the native kernel return the same neighbours', () => {
+    for (const space of SPACES) {
+      const m = new VectorMatrix(Float32Array.from(vectors.flat()), N, D, space);
+      const everyRow = new Uint8Array(N).fill(1);
+      for (const q of queries.slice(0, 10)) {
+        const native = m.search(q, 10);
+        const js = m.search(q, 10, everyRow);
+        expect(js.rows).toEqual(native.rows);
+        js.distances.forEach((d, i) => expect(d).toBeCloseTo(native.distances[i]!, 3));
+      }
+    }
+  });
+
+  it('filtered dense search returns exactly the records Chroma says pass the filter', async () => {
+    const { local, remote } = backends.get('l2')!;
+    const where = { $and: [{ group: { $in: [1, 3] } }, { even: false }] };
+    const whereDocument = { $contains: 'shard' };
+    const passing = await (await ChromaStore.client(server.url).getCollection({ name: 'vec-l2', embeddingFunction: null as never })).get({ where: where as never, whereDocument: whereDocument as never });
+    expect(passing.ids.length).toBeGreaterThan(100);
+    for (const q of queries.slice(0, 5)) {
+      const mine = await local.query(q, N, where, whereDocument);
+      expect(new Set(mine.map((h) => h.id))).toEqual(new Set(passing.ids));
+      // Chroma's filtered HNSW query may miss a few (approximate); what it returns we return too.
+      const theirs = await remote.query(q, N, where, whereDocument);
+      for (const t of theirs) expect(passing.ids).toContain(t.id);
+      const top = new Set(mine.slice(0, 10).map((h) => h.id));
+      expect(theirs.slice(0, 10).filter((t) => top.has(t.id)).length).toBeGreaterThanOrEqual(9);
+    }
+  });
+
+  it('keyword search applies the same filters on both backends', async () => {
+    const { local, remote } = backends.get('cosine')!;
+    const a = await local.keywordSearch('quorum backoff', 20, { group: 3 });
+    const b = await remote.keywordSearch('quorum backoff', 20, { group: 3 });
+    expect(a.length).toBeGreaterThan(0);
+    expect(a).toEqual(b);
+    for (const h of a) expect(metas[Number(h.id.slice(3))]!.group).toBe(3);
+  });
+
+  it('an invalid filter is a RAG_STORE_FILTER_INVALID error on both backends', async () => {
+    const { local, remote } = backends.get('cosine')!;
+    await expect(local.query(queries[0]!, 3, { group: { $in: [1, 'x'] } })).rejects.toMatchObject({ code: 'RAG_STORE_FILTER_INVALID' });
+    await expect(remote.query(queries[0]!, 3, { group: { $bogus: 1 } })).rejects.toMatchObject({ code: 'RAG_STORE_FILTER_INVALID' });
+  });
+});

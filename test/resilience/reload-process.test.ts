@@ -1,0 +1,170 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { chmod, chown, cp, mkdir, open, readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSilentLogger } from '../../src/observability/logger.js';
+import { ChromaServer } from '../../src/store/chroma-server.js';
+import { MANIFEST_FILE } from '../../src/store/manifest.js';
+import { copyModelInto, FIXTURES, getJson, postJson, publishDocs, tempDir, waitFor } from '../helpers/harness.js';
+import { chromaPidsUnder, startRealService, type RealService } from '../helpers/real-service.js';
+
+/** The real process (`node dist/src/main.js`): signals, hung children, orphans, another user. */
+let tmp: { dir: string; cleanup: () => Promise<void> };
+let svc: RealService | undefined;
+let env: Record<string, string>;
+
+/** Running (a zombie waiting for the container's init to reap it counts as gone: it runs nothing). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+beforeEach(async () => {
+  tmp = await tempDir('rag-t-proc-');
+  await copyModelInto(join(tmp.dir, 'models'));
+  await publishDocs(join(tmp.dir, 'vectorstore'), join(FIXTURES, 'docs-a'));
+  env = {
+    MODELS_DIR: join(tmp.dir, 'models'),
+    VECTORSTORE_DIR: join(tmp.dir, 'vectorstore'),
+    RUNTIME_DIR: join(tmp.dir, 'runtime'),
+    AUDIT_LOG_DIR: join(tmp.dir, 'audit'),
+    WATCH_DEBOUNCE_MS: '100',
+    WATCH_STABILITY_MS: '150',
+    WATCH_RESCAN_MS: '1000',
+  };
+});
+afterEach(async () => {
+  if (svc && svc.child.exitCode === null && svc.child.signalCode === null) {
+    svc.child.kill('SIGKILL');
+    await svc.exited;
+  }
+  svc = undefined;
+  for (const pid of await chromaPidsUnder(tmp.dir)) process.kill(pid, 'SIGKILL');
+  await tmp.cleanup();
+});
+
+describe('children never outlive the service, and a hung child is noticed', () => {
+  it('SIGKILL of the service: its Chroma child exits by itself (the stdin pipe closes)', async () => {
+    svc = await startRealService({ ...env, WATCH: 'false' });
+    const pids = await chromaPidsUnder(tmp.dir);
+    expect(pids.length).toBe(1);
+    svc.child.kill('SIGKILL');
+    await svc.exited;
+    await waitFor(() => pids.every((p) => !alive(p)), 5_000, 'the orphaned Chroma child to exit'); // the 2 s figure is measured in bench/reload-probe
+  });
+
+  it('SIGSTOP of the Chroma child: requests end with 503 within the query timeout, /readyz goes 503, the child is killed and restarted', async () => {
+    svc = await startRealService({ ...env, WATCH: 'false', STORE_QUERY_TIMEOUT_MS: '1500', CHROMA_HEARTBEAT_MS: '300', CHROMA_HEARTBEAT_MISSES: '3' });
+    const [pid] = await chromaPidsUnder(tmp.dir);
+    expect((await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse', k: 2 })).status).toBe(200);
+    process.kill(pid!, 'SIGSTOP');
+    const readyStatuses = new Set<number>();
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        readyStatuses.add((await fetch(`${svc!.url}/readyz`)).status);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    })();
+    const results = await Promise.all(
+      [0, 1, 2, 3].map(async () => {
+        const t0 = performance.now();
+        const res = await postJson(`${svc!.url}/v1/retrieve`, { question: 'volcano', k: 2 });
+        return { status: res.status, code: res.body?.error?.code, ms: performance.now() - t0 };
+      }),
+    );
+    for (const r of results) {
+      expect(r.status).toBe(503);
+      expect(['RAG_STORE_TIMEOUT', 'RAG_STORE_UNHEALTHY', 'RAG_STORE_UNAVAILABLE']).toContain(r.code);
+    }
+    await waitFor(() => !alive(pid!), 15_000, 'the hung child to be killed');
+    await waitFor(async () => (await fetch(`${svc!.url}/readyz`)).status === 200, 30_000, '/readyz 200 after the restart');
+    polling = false;
+    await poller;
+    expect(readyStatuses.has(503)).toBe(true);
+    const after = await chromaPidsUnder(tmp.dir);
+    expect(after.length).toBe(1);
+    expect(after[0]).not.toBe(pid);
+    expect((await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse', k: 2 })).status).toBe(200);
+  });
+
+  it('SIGTERM during a build: the build is cancelled and the process exits 0 within SHUTDOWN_TIMEOUT_MS, leaving no child', async () => {
+    svc = await startRealService({ ...env, WATCH: 'true', SHUTDOWN_TIMEOUT_MS: '3000', RELOAD_PHASE_TIMEOUT_MS: '600000' });
+    const staging = join(tmp.dir, 'staging');
+    const built = await publishDocs(staging, join(FIXTURES, 'docs-b'), { version: 'slow', activate: false });
+    const dir = join(tmp.dir, 'vectorstore', 'slow');
+    await cp(built.dir, dir, { recursive: true });
+    const size = 1024 ** 4; // a 1 TiB sparse listed file: its copy would take many minutes
+    const fh = await open(join(dir, 'huge.bin'), 'w');
+    await fh.truncate(size);
+    await fh.close();
+    const manifest = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8'));
+    manifest.files['huge.bin'] = { size, sha256: '0'.repeat(64) };
+    await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(manifest));
+    await writeFile(join(tmp.dir, 'vectorstore', 'CURRENT.tmp'), 'slow\n');
+    await rename(join(tmp.dir, 'vectorstore', 'CURRENT.tmp'), join(tmp.dir, 'vectorstore', 'CURRENT'));
+    await waitFor(async () => (await getJson(`${svc!.url}/admin/status`)).building?.phase === 'snapshot', 30_000, 'the build to be copying');
+    const t0 = performance.now();
+    svc.child.kill('SIGTERM');
+    const { code } = await svc.exited;
+    const ms = performance.now() - t0;
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(3000 + 5000); // SHUTDOWN_TIMEOUT_MS plus a loaded machine's margin
+    await waitFor(async () => (await chromaPidsUnder(tmp.dir)).length === 0, 5_000, 'no Chroma child left');
+  });
+
+  it('start-up kills an orphan Chroma still serving a stale snapshot before it deletes the snapshot', async () => {
+    const dead = spawnSync('true').pid!; // a pid that has exited: the "crashed service"
+    const stale = join(tmp.dir, 'runtime', 'stores', `p${dead}-1-orphan`);
+    await mkdir(join(tmp.dir, 'runtime', 'stores'), { recursive: true });
+    const versions = (await readdir(join(tmp.dir, 'vectorstore'))).filter((n) => n.startsWith('v'));
+    await cp(join(tmp.dir, 'vectorstore', versions[0]!), stale, { recursive: true });
+    const orphan = new ChromaServer({ dataDir: stale, logger: createSilentLogger(), restart: false });
+    await orphan.start();
+    const orphanPid = orphan.pid!;
+    expect(alive(orphanPid)).toBe(true);
+    svc = await startRealService({ ...env, WATCH: 'false' });
+    expect(alive(orphanPid)).toBe(false);
+    expect(await readdir(join(tmp.dir, 'runtime', 'stores'))).not.toContain(`p${dead}-1-orphan`);
+    expect(svc.logs.join('')).toMatch(/killed its orphaned Chroma children/);
+    await orphan.stop();
+  });
+
+  it('as an unprivileged user (nobody): a link loop at start, an unreadable folder and an unreadable listed file never crash it; each is counted or rejected with a code', async () => {
+    await symlink('loop', join(tmp.dir, 'vectorstore', 'loop')); // crashed the old watcher on every start
+    await chmod(tmp.dir, 0o755);
+    await mkdir(join(tmp.dir, 'runtime'));
+    await mkdir(join(tmp.dir, 'audit'));
+    await chown(join(tmp.dir, 'runtime'), 65534, 65534);
+    await chown(join(tmp.dir, 'audit'), 65534, 65534);
+    svc = await startRealService({ ...env, WATCH: 'true' }, { uid: 65534, gid: 65534 });
+    const status = () => getJson(`${svc!.url}/admin/status`);
+    const serving = (await status()).active.store.version;
+    // An entry the service cannot read appears in the watched folder.
+    await mkdir(join(tmp.dir, 'vectorstore', 'private'));
+    await chmod(join(tmp.dir, 'vectorstore', 'private'), 0o000);
+    await waitFor(async () => (await status()).watcher.errors > 0, 20_000, 'the watcher problem to be counted');
+    const s = await status();
+    expect(s.watcher.lastProblem.code).toBe('RAG_WATCH_ERROR');
+    expect(s.watcher.lastProblem.message).toMatch(/EACCES/);
+    // A new version whose listed file the service cannot read.
+    const built = await publishDocs(join(tmp.dir, 'staging'), join(FIXTURES, 'docs-b'), { version: 'locked', activate: false });
+    await cp(built.dir, join(tmp.dir, 'vectorstore', 'locked'), { recursive: true });
+    await chmod(join(tmp.dir, 'vectorstore', 'locked', 'keyword-index.json'), 0o000);
+    const before = (await status()).history[0]?.id ?? 0;
+    await writeFile(join(tmp.dir, 'vectorstore', 'CURRENT.tmp'), 'locked\n');
+    await rename(join(tmp.dir, 'vectorstore', 'CURRENT.tmp'), join(tmp.dir, 'vectorstore', 'CURRENT'));
+    const attempt = await waitFor(async () => (await status()).history.find((a: { id: number; outcome: string }) => a.id > before && a.outcome === 'rejected'), 20_000, 'the rejection');
+    expect(attempt.error.code).toBe('RAG_FS_UNREADABLE');
+    expect(attempt.error.message).toMatch(/keyword-index.json cannot be read by the service \(permission denied\); fix its permissions/);
+    const res = await postJson(`${svc.url}/v1/query`, { question: 'lighthouse', k: 2 });
+    expect(res.status).toBe(200);
+    expect(res.body.generation.storeVersion).toBe(serving);
+    expect(svc.child.exitCode).toBeNull();
+    execFileSync('chmod', ['-R', 'u+rwX', tmp.dir]);
+  });
+});
