@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
@@ -46,6 +47,47 @@ async function pointRefsMain(hub: string, rev: string): Promise<void> {
   await writeFile(join(refs, '.main.tmp'), rev);
   await rename(join(refs, '.main.tmp'), join(refs, 'main'));
 }
+
+describe('hub cache resolution rejects hostile refs/main and incomplete snapshots with a clear error', () => {
+  it.each([
+    ['a path in refs/main', async (hub: string) => pointRefsMain(hub, '../../../etc'), 'RAG_MODEL_NOT_FOUND', 'model acme/glove-sif: refs/main holds "../../../etc", not a revision name'],
+    ['a FIFO as refs/main', async (hub: string) => {
+      await mkdir(join(hub, REPO, 'refs'), { recursive: true });
+      execFileSync('mkfifo', [join(hub, REPO, 'refs', 'main')]);
+    }, 'RAG_FS_SPECIAL_FILE', 'refs/main is a'],
+    ['a huge refs/main', async (hub: string) => {
+      await mkdir(join(hub, REPO, 'refs'), { recursive: true });
+      await writeFile(join(hub, REPO, 'refs', 'main'), 'a'.repeat(10_000));
+    }, 'RAG_FS_TOO_LARGE', 'refs/main has 10000 bytes'],
+    ['refs/main naming a snapshot without config.json', async (hub: string) => {
+      await mkdir(join(hub, REPO, 'snapshots', REV2), { recursive: true });
+      await pointRefsMain(hub, REV2);
+    }, 'RAG_MODEL_NOT_FOUND', `model acme/glove-sif: refs/main names ${REV2}, but snapshots/${REV2} has no config.json`],
+  ] as const)('%s', async (_name, prepare, code, message) => {
+    const { dir: hub, cleanup } = await tempDir('rag-t-hub-bad-');
+    try {
+      await writeSnapshot(hub, REV1);
+      await prepare(hub);
+      const err = await resolveHubSnapshot(hub, 'acme/glove-sif').catch((e: unknown) => e);
+      expect(err).toMatchObject({ code });
+      expect((err as Error).message).toContain(message);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('without refs/main, the newest complete snapshot', async () => {
+    const { dir: hub, cleanup } = await tempDir('rag-t-hub-norefs-');
+    try {
+      await writeSnapshot(hub, REV1);
+      await new Promise((r) => setTimeout(r, 20));
+      await writeSnapshot(hub, REV2);
+      expect(await resolveHubSnapshot(hub, 'acme/glove-sif')).toBe(join(hub, REPO, 'snapshots', REV2));
+    } finally {
+      await cleanup();
+    }
+  });
+});
 
 describe('Hugging Face hub cache as MODELS_DIR (MODEL_NAME=org/name, offline)', () => {
   let svc: TestService;
