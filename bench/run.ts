@@ -2,13 +2,12 @@
  * `npm run bench [-- --quick]`: every scenario in one run on one machine, written to
  * bench/results/<date>[-quick].json and a Markdown report with SVG charts.
  */
-import { cp, mkdir, mkdtemp, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { EmbeddingBatcher } from '../src/embeddings/batcher.js';
 import { loadEmbeddingModel, type EmbeddingModel } from '../src/embeddings/model-loader.js';
-import { publishStoreVersion } from '../src/ingest/publish.js';
 import { loadDocuments } from '../src/ingest/load-documents.js';
 import { splitSentences } from '../src/rag/extractive-answerer.js';
 import { createSilentLogger } from '../src/observability/logger.js';
@@ -17,6 +16,7 @@ import { ChromaStore } from '../src/store/chroma-store.js';
 import { listFiles } from '../src/store/manifest.js';
 import { percentile, runLoad, type LoadResult } from './lib/load.js';
 import { freePort, startNode, treeRssMiB } from './lib/proc.js';
+import { buildStore, pointCurrent, startService } from './lib/fixtures.js';
 import { readServerSentEvents } from './lib/sse.js';
 import { writeReport } from './report.js';
 
@@ -32,56 +32,9 @@ const QUESTION = { question: 'how do retries back off when a worker fails a job'
 const HYBRID = { ...QUESTION, mode: 'hybrid' };
 const log = (...a: unknown[]) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
 
-/** Deterministic pseudo-random generator (mulberry32), so every run builds the same stores. */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function sentencesOfCorpus(): Promise<string[]> {
   const { documents } = await loadDocuments(join(ROOT, 'corpus', 'sample'));
   return documents.flatMap((d) => splitSentences(d.pageContent));
-}
-
-async function buildStore(outDir: string, version: string, n: number, edition: string, model: EmbeddingModel, sentences: string[]) {
-  const rand = rng(n * 31 + edition.charCodeAt(0));
-  const chunks = Array.from({ length: n }, (_, i) => ({
-    id: `${edition}-${i}`,
-    text: `${sentences[Math.floor(rand() * sentences.length)]} ${sentences[Math.floor(rand() * sentences.length)]} ${sentences[Math.floor(rand() * sentences.length)]} (record ${i}, edition ${edition})`,
-    metadata: { source: `${edition}/doc-${i % 50}.md`, chunk: i, edition },
-  }));
-  const t0 = performance.now();
-  const r = await publishStoreVersion({ outDir, chunks, model, logger, version, activate: false, batchSize: 512 });
-  return { dir: r.dir, ms: Math.round(performance.now() - t0) };
-}
-
-async function pointCurrent(storeDir: string, name: string) {
-  await writeFile(join(storeDir, 'CURRENT.tmp'), `${name}\n`);
-  await rename(join(storeDir, 'CURRENT.tmp'), join(storeDir, 'CURRENT'));
-}
-
-async function startService(work: string, storeDir: string, env: Record<string, string> = {}) {
-  const port = await freePort();
-  const proc = await startNode(
-    join(ROOT, 'dist', 'src', 'main.js'),
-    [],
-    {
-      PORT: String(port),
-      LOG_LEVEL: 'info',
-      MODELS_DIR: join(work, 'models'),
-      VECTORSTORE_DIR: storeDir,
-      RUNTIME_DIR: join(work, `runtime-${port}`),
-      MAX_CONCURRENT: '10000',
-      WATCH: 'true',
-      ...env,
-    },
-    /"msg":"listening"/,
-  );
-  return { ...proc, url: `http://127.0.0.1:${port}` };
 }
 
 /** The same work as a /v1/retrieve request (micro-batched embed + one Chroma query), with no HTTP. */

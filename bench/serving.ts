@@ -10,13 +10,12 @@
  *   (p50/p99/max from the scheduled send time, failed, max event-loop delay, peak RSS).
  * - Cost growth per store size: build, start to ready, write -> serving for one swap, RSS, req/s.
  */
-import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { loadEmbeddingModel, type EmbeddingModel } from '../src/embeddings/model-loader.js';
-import { publishStoreVersion } from '../src/ingest/publish.js';
+import { loadEmbeddingModel } from '../src/embeddings/model-loader.js';
 import { loadDocuments } from '../src/ingest/load-documents.js';
 import { splitSentences } from '../src/rag/extractive-answerer.js';
 import { createSilentLogger } from '../src/observability/logger.js';
@@ -24,6 +23,7 @@ import { listFiles } from '../src/store/manifest.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { runOpenLoad, type OpenLoadResult } from './lib/open-load.js';
 import { freePort, startNode, treeRssMiB } from './lib/proc.js';
+import { buildStore, pointCurrent, startService } from './lib/fixtures.js';
 import { readServerSentEvents } from './lib/sse.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -39,44 +39,6 @@ const DENSE = { question: 'how do retries back off when a worker fails a job', k
 const HYBRID = { ...DENSE, mode: 'hybrid' };
 const log = (...a: unknown[]) => console.log(`[serving ${new Date().toISOString().slice(11, 19)}]`, ...a);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-async function buildStore(outDir: string, version: string, n: number, edition: string, model: EmbeddingModel, sentences: string[]) {
-  const rand = rng(n * 31 + edition.charCodeAt(0));
-  const chunks = Array.from({ length: n }, (_, i) => ({
-    id: `${edition}-${i}`,
-    text: `${sentences[Math.floor(rand() * sentences.length)]} ${sentences[Math.floor(rand() * sentences.length)]} ${sentences[Math.floor(rand() * sentences.length)]} (record ${i}, edition ${edition})`,
-    metadata: { source: `${edition}/doc-${i % 50}.md`, chunk: i, edition },
-  }));
-  const t0 = performance.now();
-  const r = await publishStoreVersion({ outDir, chunks, model, logger, version, activate: false, batchSize: 512 });
-  return { dir: r.dir, ms: Math.round(performance.now() - t0) };
-}
-
-async function pointCurrent(storeDir: string, name: string) {
-  await writeFile(join(storeDir, 'CURRENT.tmp'), `${name}\n`);
-  await rename(join(storeDir, 'CURRENT.tmp'), join(storeDir, 'CURRENT'));
-}
-
-async function startService(work: string, storeDir: string, env: Record<string, string> = {}) {
-  const port = await freePort();
-  const proc = await startNode(
-    join(ROOT, 'dist', 'src', 'main.js'),
-    [],
-    { PORT: String(port), LOG_LEVEL: 'info', MODELS_DIR: join(work, 'models'), VECTORSTORE_DIR: storeDir, RUNTIME_DIR: join(work, `runtime-${port}`), MAX_CONCURRENT: '10000', AUDIT_LOG_DIR: 'off', WATCH: 'true', ...env },
-    /"msg":"listening"/,
-    600_000,
-  );
-  return { ...proc, url: `http://127.0.0.1:${port}` };
-}
 
 type Peer = Awaited<ReturnType<typeof startNode>> & { url: string; name: string };
 async function startPeer(name: string, script: string, args: string[]): Promise<Peer> {

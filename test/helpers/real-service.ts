@@ -16,7 +16,8 @@ export interface RealService {
  */
 export async function startRealService(env: Record<string, string>, options: { uid?: number; gid?: number; timeoutMs?: number } = {}): Promise<RealService> {
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    // Audit off unless a test asks: parallel services must not share the default audit folder (one instance each).
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', AUDIT_LOG_DIR: 'off', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(options.uid !== undefined ? { uid: options.uid, gid: options.gid ?? options.uid } : {}),
   });

@@ -1,0 +1,54 @@
+import { rename, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { EmbeddingModel } from '../../src/embeddings/model-loader.js';
+import { publishStoreVersion } from '../../src/ingest/publish.js';
+import { createSilentLogger } from '../../src/observability/logger.js';
+import { freePort, startNode } from './proc.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..', '..');
+const logger = createSilentLogger();
+
+/** Deterministic pseudo-random generator (mulberry32), so every run builds the same stores. */
+export function rng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A store version of n synthetic chunks (three corpus sentences each), not activated. */
+export async function buildStore(outDir: string, version: string, n: number, edition: string, model: EmbeddingModel, sentences: string[]) {
+  const rand = rng(n * 31 + edition.charCodeAt(0));
+  const chunks = Array.from({ length: n }, (_, i) => ({
+    id: `${edition}-${i}`,
+    text: `${sentences[Math.floor(rand() * sentences.length)]} ${sentences[Math.floor(rand() * sentences.length)]} ${sentences[Math.floor(rand() * sentences.length)]} (record ${i}, edition ${edition})`,
+    metadata: { source: `${edition}/doc-${i % 50}.md`, chunk: i, edition },
+  }));
+  const t0 = performance.now();
+  const r = await publishStoreVersion({ outDir, chunks, model, logger, version, activate: false, batchSize: 512 });
+  return { dir: r.dir, ms: Math.round(performance.now() - t0) };
+}
+
+/** Point CURRENT at a version, by rename. */
+export async function pointCurrent(storeDir: string, name: string) {
+  await writeFile(join(storeDir, 'CURRENT.tmp'), `${name}\n`);
+  await rename(join(storeDir, 'CURRENT.tmp'), join(storeDir, 'CURRENT'));
+}
+
+/**
+ * The real service as a process on a free port, over work/models and storeDir. Audit log off: a
+ * bench may run several services at once, and one audit folder takes one instance.
+ */
+export async function startService(work: string, storeDir: string, env: Record<string, string> = {}, timeoutMs = 600_000) {
+  const port = await freePort();
+  const proc = await startNode(
+    join(ROOT, 'dist', 'src', 'main.js'),
+    [],
+    { PORT: String(port), LOG_LEVEL: 'info', MODELS_DIR: join(work, 'models'), VECTORSTORE_DIR: storeDir, RUNTIME_DIR: join(work, `runtime-${port}`), MAX_CONCURRENT: '10000', AUDIT_LOG_DIR: 'off', WATCH: 'true', ...env },
+    /"msg":"listening"/,
+    timeoutMs,
+  );
+  return { ...proc, url: `http://127.0.0.1:${port}` };
+}
