@@ -30,7 +30,9 @@ async function addListed(dir: string, write: (dir: string) => Promise<void>) {
 
 beforeAll(async () => {
   staging = await tempDir('rag-t-contract-');
-  svc = await startTestService({ env: { WATCH: 'true', RELOAD_REPLAY_N: '5' } });
+  // SERVE_INDEX_MAX_MB=0: the Chroma-child path, whose private snapshot lives as long as its generation, so the
+  // rows can inspect what was copied (in process, the snapshot is deleted once the index is loaded).
+  svc = await startTestService({ env: { WATCH: 'true', RELOAD_REPLAY_N: '5', SERVE_INDEX_MAX_MB: '0' } });
   serving = (await c.status()).active.store.version;
 });
 afterAll(async () => {
