@@ -49,7 +49,8 @@ afterEach(async () => {
 
 describe('children never outlive the service, and a hung child is noticed', () => {
   it('SIGKILL of the service: its Chroma child exits by itself (the stdin pipe closes)', async () => {
-    svc = await startRealService({ ...env, WATCH: 'false' });
+    // SERVE_INDEX_MAX_MB=0: the store keeps its Chroma child (in process, the loader child is already gone).
+    svc = await startRealService({ ...env, WATCH: 'false', SERVE_INDEX_MAX_MB: '0' });
     const pids = await chromaPidsUnder(tmp.dir);
     expect(pids.length).toBe(1);
     svc.child.kill('SIGKILL');
@@ -58,7 +59,7 @@ describe('children never outlive the service, and a hung child is noticed', () =
   });
 
   it('SIGSTOP of the Chroma child: requests end with 503 within the query timeout, /readyz goes 503, the child is killed and restarted', async () => {
-    svc = await startRealService({ ...env, WATCH: 'false', STORE_QUERY_TIMEOUT_MS: '1500', CHROMA_HEARTBEAT_MS: '300', CHROMA_HEARTBEAT_MISSES: '3' });
+    svc = await startRealService({ ...env, WATCH: 'false', SERVE_INDEX_MAX_MB: '0', STORE_QUERY_TIMEOUT_MS: '1500', CHROMA_HEARTBEAT_MS: '300', CHROMA_HEARTBEAT_MISSES: '3' });
     const [pid] = await chromaPidsUnder(tmp.dir);
     expect((await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse', k: 2 })).status).toBe(200);
     process.kill(pid!, 'SIGSTOP');
