@@ -30,7 +30,8 @@ async function addListed(dir: string, write: (dir: string) => Promise<void>) {
 
 beforeAll(async () => {
   staging = await tempDir('rag-t-contract-');
-  svc = await startTestService({ env: { WATCH: 'true', RELOAD_REPLAY_N: '5' } });
+  // SERVE_INDEX_MAX_MB=0: stores keep their Chroma child and snapshot (the rows inspect the snapshot).
+  svc = await startTestService({ env: { WATCH: 'true', RELOAD_REPLAY_N: '5', SERVE_INDEX_MAX_MB: '0' } });
   serving = (await c.status()).active.store.version;
 });
 afterAll(async () => {
