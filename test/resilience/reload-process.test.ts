@@ -35,6 +35,8 @@ beforeEach(async () => {
     WATCH_DEBOUNCE_MS: '100',
     WATCH_STABILITY_MS: '150',
     WATCH_RESCAN_MS: '1000',
+    // Every store keeps its Chroma child (these rows are about the child), not the in-process index.
+    SERVE_INDEX_MAX_MB: '0',
   };
 });
 afterEach(async () => {
