@@ -35,7 +35,7 @@ Shared Chroma (replicas follow a pointer; see docs/operations.md "Shared Chroma"
                        pointer <name> to it (one write); old versions are collected (KEEP_VERSIONS)
   --name NAME          the store name replicas follow (default docs)
   --rollback           with --chroma-url: point <name> back at its previous version (no docs dir)
-  --replica-ttl-ms N   heartbeats older than this do not protect a version from GC (default 30000)`;
+  --replica-ttl-ms N   heartbeats older than this do not protect a version from GC (REPLICA_TTL_MS, default 30000)`;
 
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
       'chroma-url': { type: 'string' },
       name: { type: 'string' },
       rollback: { type: 'boolean', default: false },
-      'replica-ttl-ms': { type: 'string', default: '30000' },
+      'replica-ttl-ms': { type: 'string' },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -114,7 +114,7 @@ export async function main(argv: string[]): Promise<number> {
         model,
         batchSize: num('batch', values.batch, 1),
         keepVersions,
-        replicaTtlMs: num('replica-ttl-ms', values['replica-ttl-ms'], 1000),
+        replicaTtlMs: values['replica-ttl-ms'] !== undefined ? num('replica-ttl-ms', values['replica-ttl-ms'], 1000) : config.replicaTtlMs,
         ...(values.version ? { version: values.version } : {}),
         onProgress: (done) => bar?.update(done),
       });

@@ -10,7 +10,12 @@ export async function readAuditLines(dir: string): Promise<Array<Record<string, 
     if (!/^audit.*\.log(\.gz)?$/.test(f)) continue; // rotating-file-stream also keeps a history file
     const raw = await readFile(join(dir, f)).catch(() => null); // renamed by a rotation meanwhile
     if (!raw) continue;
-    const text = f.endsWith('.gz') ? gunzipSync(raw).toString('utf8') : raw.toString('utf8');
+    let text: string;
+    try {
+      text = f.endsWith('.gz') ? gunzipSync(raw).toString('utf8') : raw.toString('utf8');
+    } catch {
+      continue; // a rotated file still being compressed: its lines are read on the next poll
+    }
     for (const l of text.split('\n')) if (l.trim()) lines.push(JSON.parse(l));
   }
   return lines;
