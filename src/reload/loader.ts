@@ -190,7 +190,7 @@ export class GenerationLoader implements Loader {
             async (sig) => {
               const model = await loadEmbeddingModel({ dir: spec.model.dir, dtype: this.config.modelDtype, pooling: this.config.pooling });
               // transformers.js reads the published folder itself: it must not have changed while it did.
-              const now = await walkTree(spec.model.dir, { root: dirname(spec.model.dir), skip: (rel) => rel.split('/').some((p) => p.startsWith('.')), signal: sig }).catch(() => null);
+              const now = await walkTree(spec.model.dir, { root: this.config.modelsDir, skip: (rel) => rel.split('/').some((p) => p.startsWith('.')), signal: sig }).catch(() => null);
               if (!now || fingerprintOf(now) !== spec.model.fingerprint) {
                 await model.dispose();
                 throw new RagError('RAG_MODEL_WRITE_IN_PROGRESS', `model folder ${spec.model.dir} changed while it was loading (a copy is still in progress); it is retried when the files settle`);
