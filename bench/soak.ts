@@ -58,8 +58,20 @@ async function main() {
   await rm(work, { recursive: true, force: true });
   const stamp = new Date().toISOString().slice(0, 10);
   await mkdir(values.out!, { recursive: true });
-  await writeFile(join(values.out!, `soak-${stamp}.json`), JSON.stringify({ minutes, swapEverySeconds: swapEvery / 1000, exitCode: code, samples }, null, 1));
-  const md = [`# Soak (${minutes} min, a swap every ${swapEvery / 1000} s, /v1/retrieve at c=4)`, '', `Produced by \`npm run soak -- --minutes ${minutes}\`. Exit code ${code}.`, '', '| minute | RSS MiB | requests | errors | non-2xx | p99 ms | store version |', '| --- | --- | --- | --- | --- | --- | --- |', ...samples.map((s) => `| ${s.minute} | ${s.rssMiB} | ${s.requests} | ${s.errors} | ${s.non2xx} | ${s.p99} | v${s.version} |`)].join('\n');
+  // RSS low points: the minimum of each 5-minute window (after garbage the heap settles back to it),
+  // and their least-squares slope: a leak shows as a rising floor, not as peaks.
+  const lows: Array<{ minute: number; rssMiB: number }> = [];
+  for (let w = 0; w < minutes; w += 5) {
+    const inWindow = samples.filter((x) => x.minute >= w && x.minute < w + 5);
+    if (inWindow.length) lows.push(inWindow.reduce((a, b) => (b.rssMiB < a.rssMiB ? b : a)));
+  }
+  const n = lows.length;
+  const mx = lows.reduce((a, l) => a + l.minute, 0) / Math.max(1, n);
+  const my = lows.reduce((a, l) => a + l.rssMiB, 0) / Math.max(1, n);
+  const slopePerMin = n > 1 ? lows.reduce((a, l) => a + (l.minute - mx) * (l.rssMiB - my), 0) / lows.reduce((a, l) => a + (l.minute - mx) ** 2, 0) : 0;
+  const totals = samples.reduce((a, x) => ({ requests: a.requests + x.requests, errors: a.errors + x.errors, non2xx: a.non2xx + x.non2xx }), { requests: 0, errors: 0, non2xx: 0 });
+  await writeFile(join(values.out!, `soak-${stamp}.json`), JSON.stringify({ minutes, swapEverySeconds: swapEvery / 1000, exitCode: code, totals, swaps: version, lows, lowSlopeMiBPerHour: Math.round(slopePerMin * 60 * 10) / 10, samples }, null, 1));
+  const md = [`# Soak (${minutes} min, a swap every ${swapEvery / 1000} s, /v1/retrieve at c=4)`, '', `Produced by \`npm run soak -- --minutes ${minutes}\`. Exit code ${code}. ${totals.requests} requests, ${totals.errors} errors, ${totals.non2xx} non-2xx, ${version} swaps.`, '', `RSS low points (minimum of each 5-minute window): ${lows.map((l) => `${l.rssMiB} MiB at ${l.minute} min`).join(', ')}; least-squares trend ${Math.round(slopePerMin * 60 * 10) / 10} MiB/hour.`, '', '| minute | RSS MiB | requests | errors | non-2xx | p99 ms | store version |', '| --- | --- | --- | --- | --- | --- | --- |', ...samples.map((s) => `| ${s.minute} | ${s.rssMiB} | ${s.requests} | ${s.errors} | ${s.non2xx} | ${s.p99} | v${s.version} |`)].join('\n');
   await writeFile(join(values.out!, `soak-${stamp}.md`), md + '\n');
   console.log(md);
 }
