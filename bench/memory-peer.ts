@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import chokidar from 'chokidar';
-import express from 'express';
 import { HuggingFaceTransformersEmbeddings } from '@langchain/community/embeddings/huggingface_transformers';
 import { Document } from '@langchain/core/documents';
 import { MemoryVectorStore } from '@langchain/classic/vectorstores/memory';
 import { createSilentLogger } from '../src/observability/logger.js';
+import { servePeer } from './lib/peer-app.js';
 import { ChromaServer } from '../src/store/chroma-server.js';
 import { ChromaStore } from '../src/store/chroma-store.js';
 
@@ -64,18 +64,5 @@ chokidar.watch(storeDir, { ignoreInitial: true }).on('all', async () => {
   }
 });
 
-const app = express();
-app.use(express.json());
-app.post('/v1/retrieve', async (req, res) => {
-  try {
-    const docs = await retriever.invoke(String(req.body.question));
-    res.json({ sources: docs.map((d) => ({ text: d.pageContent, metadata: d.metadata })) });
-  } catch (err) {
-    res.status(500).json({ error: String(err) });
-  }
-});
-const http = app.listen(Number(values.port), '127.0.0.1', () => {
-  const addr = http.address();
-  console.log(`memory-peer listening ${typeof addr === 'object' && addr ? addr.port : ''}`);
-});
+const http = servePeer('memory-peer', Number(values.port), () => retriever);
 process.on('SIGTERM', () => http.close(() => process.exit(0)));

@@ -16,11 +16,11 @@ import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import chokidar from 'chokidar';
-import express from 'express';
 import { HuggingFaceTransformersEmbeddings } from '@langchain/community/embeddings/huggingface_transformers';
 import { Chroma } from '@langchain/community/vectorstores/chroma';
 import { ChromaClient } from 'chromadb';
 import { createSilentLogger } from '../src/observability/logger.js';
+import { servePeer } from './lib/peer-app.js';
 import { ChromaServer } from '../src/store/chroma-server.js';
 
 const { values } = parseArgs({ options: { store: { type: 'string' }, model: { type: 'string' }, port: { type: 'string', default: '0' }, collection: { type: 'string', default: 'docs' }, fair: { type: 'boolean', default: false } } });
@@ -87,20 +87,7 @@ chokidar.watch(storeDir, { ignoreInitial: true }).on('all', async () => {
   }
 });
 
-const app = express();
-app.use(express.json());
-app.post('/v1/retrieve', async (req, res) => {
-  try {
-    const docs = await retriever.invoke(String(req.body.question));
-    res.json({ sources: docs.map((d) => ({ text: d.pageContent, metadata: d.metadata })) });
-  } catch (err) {
-    res.status(500).json({ error: String(err) });
-  }
-});
-const http = app.listen(Number(values.port), '127.0.0.1', () => {
-  const addr = http.address();
-  console.log(`naive-peer listening ${typeof addr === 'object' && addr ? addr.port : ''}`);
-});
+const http = servePeer('naive-peer', Number(values.port), () => retriever);
 const stop = async () => {
   http.close();
   await server.stop();
