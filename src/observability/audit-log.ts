@@ -7,6 +7,7 @@ import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 import { RagError } from '../errors.js';
 import type { Logger } from './logger.js';
 import { auditBody } from './redact.js';
+import { pidAlive } from '../process-alive.js';
 
 export interface AuditLogOptions {
   dir: string;
@@ -41,15 +42,6 @@ interface LockInfo {
   pid: number;
   host: string;
   startedAt: string;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -5,6 +5,7 @@ import { RagError } from '../errors.js';
 import { copyFileSafe, freeBytes, runtimeWriteError, throwIfAborted } from '../fs/safe-fs.js';
 import type { StoreSpec } from './layout.js';
 import { MANIFEST_FILE } from './manifest.js';
+import { pidAlive } from '../process-alive.js';
 
 /**
  * A private copy of a store version in RUNTIME_DIR/stores: the only folder a Chroma child ever
@@ -77,15 +78,6 @@ export async function snapshotStore(spec: StoreSpec, options: SnapshotOptions): 
   } catch (err) {
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     throw err;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
