@@ -10,6 +10,7 @@ import { createMetrics, type Metrics } from './observability/metrics.js';
 import { RagService } from './rag/rag-service.js';
 import { ReloadManager } from './reload/reload-manager.js';
 import { cleanStaleSnapshots } from './store/store-version.js';
+import { startSpawner } from './store/spawner.js';
 import { PointerEvents, PointerWatcher } from './watch/pointer-watcher.js';
 import { SharedRegistry } from './store/shared-registry.js';
 import { hostname } from 'node:os';
@@ -74,6 +75,8 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
     },
     url: '',
     async start() {
+      // Fork the process that starts Chroma children now, while this one is small (spawner.ts).
+      startSpawner();
       // Refuse at once (a clear start-up error) if another instance writes this audit folder.
       await audit?.open();
       const stale = await cleanStaleSnapshots(config.runtimeDir).catch((err: unknown) => {

@@ -1,10 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
-import { setPriority } from 'node:os';
 import { RagError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { resolveChromaRuntime } from './chroma-runtime.js';
+import { spawnOwned, type OwnedChild } from './spawner.js';
 
 export const ChromaServerEvents = {
   started: 'started',
@@ -37,7 +36,7 @@ export interface ChromaServerOptions {
 export type ChromaServerState = 'new' | 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped' | 'failed';
 
 /** Every live child, so a crashing parent still takes them down (see the exit hook below). */
-const liveChildren = new Set<ChildProcess>();
+const liveChildren = new Set<OwnedChild>();
 let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
@@ -85,7 +84,7 @@ export class ChromaServer extends EventEmitter {
   private readonly stopGraceMs: number;
   private readonly restartEnabled: boolean;
   private readonly maxRestarts: number;
-  private child: ChildProcess | undefined;
+  private child: OwnedChild | undefined;
   private portValue = 0;
   private stateValue: ChromaServerState = 'new';
   private stopPromise: Promise<void> | undefined;
@@ -229,25 +228,19 @@ export class ChromaServer extends EventEmitter {
       '--host',
       this.host,
     ];
-    const child = spawn(runtime.command, args, {
-      stdio: ['pipe', 'pipe', 'pipe'],
+    // Forked by the spawner host, not by this (large) process: see spawner.ts.
+    const child = await spawnOwned(runtime.command, args, {
       env: { ...process.env, CHROMA_BINDING_PATH: runtime.bindingPath, NO_COLOR: '1', RUST_LOG: process.env.CHROMA_RUST_LOG ?? 'warn,chroma_frontend=info' },
+      nice: this.nice,
     });
     liveChildren.add(child);
-    if (this.nice && child.pid) {
-      try {
-        setPriority(child.pid, this.nice);
-      } catch (err) {
-        this.logger.debug({ err }, 'could not lower the Chroma child priority');
-      }
-    }
     this.child = child;
     this.portValue = port;
     this.tail = [];
     let listening = false;
     let portTaken = false;
-    const onData = (buf: Buffer) => {
-      for (const raw of buf.toString('utf8').split('\n')) {
+    const onData = (text: string) => {
+      for (const raw of text.split('\n')) {
         const line = raw.replace(ANSI, '').trim();
         if (!line || /^[(#\s]+$/.test(line)) continue;
         this.tail.push(line);
@@ -258,9 +251,7 @@ export class ChromaServer extends EventEmitter {
         else this.logger.trace({ line }, 'chroma');
       }
     };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.stdin?.on('error', () => undefined);
+    child.on('data', onData);
     let exited = false;
     let exitInfo = '';
     child.once('exit', (code, signal) => {
@@ -365,7 +356,7 @@ export class ChromaServer extends EventEmitter {
         await gone;
         clearTimeout(timer);
       }
-      liveChildren.delete(child as ChildProcess);
+      if (child) liveChildren.delete(child);
       this.child = undefined;
       this.stateValue = 'stopped';
     })();

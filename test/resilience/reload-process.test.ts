@@ -23,6 +23,23 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The parent pid of a process (from /proc, not Node's cached process.ppid). */
+function ppidOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
+/** Pids of the spawner hosts (src/store/spawner-host.cjs) whose parent is pid. */
+async function spawnerHostsOf(pid: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes('spawner-host.cjs') && alive(Number(name)) && ppidOf(Number(name)) === pid) out.push(Number(name));
+  }
+  return out;
+}
+
 beforeEach(async () => {
   tmp = await tempDir('rag-t-proc-');
   await copyModelInto(join(tmp.dir, 'models'));
@@ -50,14 +67,37 @@ afterEach(async () => {
 });
 
 describe('children never outlive the service, and a hung child is noticed', () => {
-  it('SIGKILL of the service: its Chroma child exits by itself (the stdin pipe closes)', async () => {
+  it('SIGKILL of the service: its spawner host and its Chroma child exit by themselves (the IPC channel and the stdin pipe close)', async () => {
     // SERVE_INDEX_MAX_MB=0: the store keeps its Chroma child (in process, the loader child is already gone).
     svc = await startRealService({ ...env, WATCH: 'false', SERVE_INDEX_MAX_MB: '0' });
     const pids = await chromaPidsUnder(tmp.dir);
     expect(pids.length).toBe(1);
+    // The service forks no Chroma child itself (fork from a big process stalls its event loop):
+    // its spawner host does, so the child's parent is the host and the host's parent is the service.
+    const hosts = await spawnerHostsOf(svc.child.pid!);
+    expect(hosts.length).toBe(1);
+    expect(ppidOf(pids[0]!)).toBe(hosts[0]);
     svc.child.kill('SIGKILL');
     await svc.exited;
     await waitFor(() => pids.every((p) => !alive(p)), 5_000, 'the orphaned Chroma child to exit'); // the 2 s figure is measured in bench/reload-probe
+    await waitFor(() => hosts.every((p) => !alive(p)), 5_000, 'the orphaned spawner host to exit');
+  });
+
+  it('SIGKILL of the spawner host: its Chroma child goes with it, the service restarts the child through a new host and answers again', async () => {
+    svc = await startRealService({ ...env, WATCH: 'false', SERVE_INDEX_MAX_MB: '0' });
+    const [chroma] = await chromaPidsUnder(tmp.dir);
+    const [host] = await spawnerHostsOf(svc.child.pid!);
+    expect((await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse', k: 2 })).status).toBe(200);
+    process.kill(host!, 'SIGKILL');
+    await waitFor(() => !alive(chroma!), 5_000, 'the Chroma child of the killed host to exit');
+    await waitFor(async () => (await postJson(`${svc!.url}/v1/retrieve`, { question: 'lighthouse', k: 2 })).status === 200, 20_000, 'the service to answer from a restarted child');
+    const [newHost] = await spawnerHostsOf(svc.child.pid!);
+    expect(newHost).toBeDefined();
+    expect(newHost).not.toBe(host);
+    const now = await chromaPidsUnder(tmp.dir);
+    expect(now.length).toBe(1);
+    expect(ppidOf(now[0]!)).toBe(newHost);
+    expect(svc.child.exitCode).toBeNull();
   });
 
   it('SIGSTOP of the Chroma child: requests end with 503 within the query timeout, /readyz goes 503, the child is killed and restarted', async () => {

@@ -1,0 +1,235 @@
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { dirname, join } from 'node:path';
+import { RagError } from '../errors.js';
+
+/**
+ * Chroma children are forked by a small helper process (spawner-host.cjs), not by the service.
+ *
+ * Why: fork() copies the parent's page tables while the calling thread waits, so its cost grows
+ * with the parent's memory. Measured here (bench/results, scripts in the issue-13 note): a spawn
+ * from a 600 MiB process stalls its event loop 36-92 ms (300 ms under load) against 5 ms from a
+ * small process, and every swap spawns a loader child. The host is forked once, early, while the
+ * service is still small; after that a spawn costs the event loop one IPC message.
+ *
+ * Ownership does not change: the service owns the host, the host owns its children, and the
+ * chain holds under SIGKILL (the host leaves when the IPC channel closes; a launcher leaves when
+ * the host's pipe to its stdin closes). The service still signals children by pid, so shutdown
+ * and the exit hook work even if the host is wedged.
+ */
+
+/** A child process owned by this service, forked by the host (or directly, as a fallback). */
+export interface OwnedChild {
+  readonly pid: number;
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  kill(signal?: NodeJS.Signals): boolean;
+  /** 'data' (text from stdout or stderr), 'exit' (code, signal), 'error' (Error). */
+  on(event: 'data', fn: (text: string) => void): this;
+  once(event: 'exit', fn: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  once(event: 'error', fn: (err: Error) => void): this;
+}
+
+export interface SpawnOwnedOptions {
+  env: NodeJS.ProcessEnv;
+  /** Scheduling niceness for the child (0: inherit). */
+  nice?: number;
+  /** How long the host may take to answer (default 10 s). */
+  timeoutMs?: number;
+}
+
+class HostedChild extends EventEmitter implements OwnedChild {
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  constructor(readonly pid: number) {
+    super();
+  }
+  get exited(): boolean {
+    return this.exitCode !== null || this.signalCode !== null;
+  }
+  /** By pid, synchronously: works from an exit hook and with a wedged host. */
+  kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
+    if (this.exited) return false;
+    try {
+      process.kill(this.pid, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  markExited(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.exited) return;
+    this.exitCode = code;
+    this.signalCode = signal ?? (code === null ? 'SIGKILL' : null);
+    this.emit('exit', code, signal);
+  }
+}
+
+type HostMessage =
+  | { type: 'spawned'; id: number; pid: number }
+  | { type: 'data'; id: number; chunk: string }
+  | { type: 'error'; id: number; message: string }
+  | { type: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null };
+
+interface Pending {
+  resolve: (c: HostedChild) => void;
+  reject: (e: unknown) => void;
+  timer: NodeJS.Timeout;
+}
+
+class SpawnerHost {
+  private readonly proc: ChildProcess;
+  private seq = 0;
+  private readonly pending = new Map<number, Pending>();
+  private readonly live = new Map<number, HostedChild>();
+  gone = false;
+
+  constructor(hostPath: string) {
+    // execArgv []: no profiler, loader or inspector flags of the service (or of a test runner).
+    this.proc = fork(hostPath, [], { execArgv: [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'json' });
+    this.proc.on('message', (m: HostMessage) => this.onMessage(m));
+    this.proc.once('exit', () => this.onGone());
+    this.proc.once('error', () => this.onGone());
+    this.refresh();
+  }
+
+  /** Keep the service alive only while a spawn is pending or a child lives. */
+  private refresh(): void {
+    const busy = this.pending.size + this.live.size > 0;
+    if (busy) {
+      this.proc.ref();
+      this.proc.channel?.ref();
+    } else {
+      this.proc.unref();
+      this.proc.channel?.unref();
+    }
+  }
+
+  private onMessage(m: HostMessage): void {
+    if (m.type === 'spawned') {
+      const p = this.pending.get(m.id);
+      if (!p) {
+        // Its request timed out: nobody owns this child, end it.
+        try {
+          process.kill(m.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+        return;
+      }
+      this.pending.delete(m.id);
+      clearTimeout(p.timer);
+      const child = new HostedChild(m.pid);
+      this.live.set(m.id, child);
+      child.once('exit', () => {
+        this.live.delete(m.id);
+        this.refresh();
+      });
+      p.resolve(child);
+    } else if (m.type === 'data') {
+      this.live.get(m.id)?.emit('data', m.chunk);
+    } else if (m.type === 'error') {
+      const p = this.pending.get(m.id);
+      if (p) {
+        this.pending.delete(m.id);
+        clearTimeout(p.timer);
+        p.reject(new RagError('RAG_CHROMA_START_FAILED', `could not start the Chroma child: ${m.message}`));
+      } else {
+        this.live.get(m.id)?.emit('error', new Error(m.message));
+      }
+    } else if (m.type === 'exit') {
+      this.live.get(m.id)?.markExited(m.code, m.signal);
+    }
+    this.refresh();
+  }
+
+  private onGone(): void {
+    if (this.gone) return;
+    this.gone = true;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new RagError('RAG_CHROMA_START_FAILED', 'the process that starts Chroma children exited'));
+    }
+    this.pending.clear();
+    // Its children leave on their own when its pipes close; make sure, and tell their owners.
+    for (const child of this.live.values()) {
+      child.kill('SIGKILL');
+      child.markExited(null, 'SIGKILL');
+    }
+    this.live.clear();
+  }
+
+  spawn(command: string, args: string[], options: SpawnOwnedOptions): Promise<HostedChild> {
+    if (this.gone) return Promise.reject(new RagError('RAG_CHROMA_START_FAILED', 'the process that starts Chroma children exited'));
+    const id = ++this.seq;
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    return new Promise<HostedChild>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        this.refresh();
+        reject(new RagError('RAG_CHROMA_START_FAILED', `the process that starts Chroma children did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.refresh();
+      this.proc.send({ type: 'spawn', id, command, args, env: options.env, nice: options.nice ?? 0 });
+    });
+  }
+
+  stop(): void {
+    this.gone = true;
+    if (this.proc.connected) this.proc.disconnect();
+  }
+}
+
+let host: SpawnerHost | null = null;
+
+function hostPath(): string {
+  return join(dirname(new URL(import.meta.url).pathname), 'spawner-host.cjs');
+}
+
+/**
+ * Fork the host now, while this process is small (the service calls this first thing at start).
+ * Idempotent; a host that died is replaced on the next call.
+ */
+export function startSpawner(): void {
+  if (host && !host.gone) return;
+  const path = hostPath();
+  host = existsSync(path) ? new SpawnerHost(path) : null;
+}
+
+/** Stop the host (its children are killed with it). Tests and shutdown only. */
+export function stopSpawner(): void {
+  host?.stop();
+  host = null;
+}
+
+/** Wrap a directly spawned child (the fallback when there is no host script). */
+function direct(command: string, args: string[], options: SpawnOwnedOptions): Promise<OwnedChild> {
+  const cp = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env });
+  return new Promise((resolve, reject) => {
+    cp.once('error', (err) => reject(new RagError('RAG_CHROMA_START_FAILED', `could not start the Chroma child: ${err.message}`, { cause: err })));
+    cp.once('spawn', () => {
+      if (options.nice) {
+        try {
+          setPriority(cp.pid!, options.nice);
+        } catch {
+          /* runs at our priority */
+        }
+      }
+      const child = new HostedChild(cp.pid!);
+      cp.stdin?.on('error', () => undefined);
+      cp.stdout?.on('data', (b: Buffer) => child.emit('data', b.toString('utf8')));
+      cp.stderr?.on('data', (b: Buffer) => child.emit('data', b.toString('utf8')));
+      cp.once('exit', (code, signal) => child.markExited(code, signal));
+      resolve(child);
+    });
+  });
+}
+
+/** Start a child owned by this service without forking the service itself. */
+export function spawnOwned(command: string, args: string[], options: SpawnOwnedOptions): Promise<OwnedChild> {
+  startSpawner();
+  return host ? host.spawn(command, args, options) : direct(command, args, options);
+}
