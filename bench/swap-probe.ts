@@ -38,20 +38,33 @@ async function main() {
     const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MODELS_DIR: join(ROOT, 'models'), VECTORSTORE_DIR: store, RUNTIME_DIR: join(work, 'rt'), AUDIT_LOG_DIR: 'off', MAX_CONCURRENT: '10000' });
     const svc = createService(config, { logger });
     const url = await svc.start();
+    globalThis.gc?.(); console.log("heapUsed MiB after start", Math.round(process.memoryUsage().heapUsed / 2 ** 20), "rss", Math.round(process.memoryUsage().rss / 2 ** 20));
     const load = Number(values.load)
       ? (autocannon({ url: `${url}/v1/retrieve`, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ question: 'lighthouse lens', k: 4, mode: 'dense' }), connections: Number(values.load), duration: 3600 }) as unknown as { stop(): void })
       : null;
+    // Gaps in a 1 ms timer are main-thread stalls; each is printed with its offset into the swap.
+    let swapStart = 0;
+    let lastTick = performance.now();
+    const stalls: string[] = [];
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      if (now - lastTick > 20 && swapStart) stalls.push(`${Math.round(lastTick - swapStart)}+${Math.round(now - lastTick)}`);
+      lastTick = now;
+    }, 1);
     for (let i = 1; i <= Number(values.swaps); i++) {
       const v = `s${i}`;
+      stalls.length = 0;
       await cp(built.dir, join(store, v), { recursive: true });
       await writeFile(join(store, 'CURRENT.tmp'), `${v}\n`);
       await rename(join(store, 'CURRENT.tmp'), join(store, 'CURRENT'));
       const t = Date.now();
+      swapStart = performance.now();
       while (svc.manager.current?.store.version !== v) await new Promise((r) => setTimeout(r, 5));
       const a = svc.manager.status().history.find((h) => h.storeVersion === v && h.outcome === 'accepted')!;
-      console.log(`${v}: serving ${Date.now() - t} ms after CURRENT was renamed; build ${a.durationMs} ms ${JSON.stringify(a.phases)}`);
+      console.log(`${v}: serving ${Date.now() - t} ms after CURRENT was renamed; build ${a.durationMs} ms ${JSON.stringify(a.phases)}; stalls >20 ms (offset+ms): ${stalls.join(' ') || 'none'}`);
       await new Promise((r) => setTimeout(r, 800));
     }
+    clearInterval(ticker);
     load?.stop();
     await svc.stop();
   } finally {
