@@ -1,7 +1,8 @@
 /**
  * `npm run swap-probe [-- --chunks 10000 --swaps 5 --load 0]`: write-finished -> serving for a few
  * store swaps, with the build phases of each (the numbers behind "0.75 s idle"). --load N keeps N
- * connections on /v1/retrieve while swapping.
+ * connections on /v1/retrieve while swapping. Prints main-thread stalls over 20 ms per swap (gaps in a
+ * 1 ms timer) and the process RSS after the first and the last swap (`--swaps 100`: the leak check).
  */
 import { cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ import { createService } from '../src/service.js';
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const { values } = parseArgs({ options: { chunks: { type: 'string', default: '10000' }, swaps: { type: 'string', default: '5' }, load: { type: 'string', default: '0' } } });
 const N = Number(values.chunks);
+const quiet = Number(values.swaps) > 10;
 
 async function main() {
   const logger = createSilentLogger();
@@ -38,7 +40,6 @@ async function main() {
     const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MODELS_DIR: join(ROOT, 'models'), VECTORSTORE_DIR: store, RUNTIME_DIR: join(work, 'rt'), AUDIT_LOG_DIR: 'off', MAX_CONCURRENT: '10000' });
     const svc = createService(config, { logger });
     const url = await svc.start();
-    globalThis.gc?.(); console.log("heapUsed MiB after start", Math.round(process.memoryUsage().heapUsed / 2 ** 20), "rss", Math.round(process.memoryUsage().rss / 2 ** 20));
     const load = Number(values.load)
       ? (autocannon({ url: `${url}/v1/retrieve`, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ question: 'lighthouse lens', k: 4, mode: 'dense' }), connections: Number(values.load), duration: 3600 }) as unknown as { stop(): void })
       : null;
@@ -51,6 +52,7 @@ async function main() {
       if (now - lastTick > 20 && swapStart) stalls.push(`${Math.round(lastTick - swapStart)}+${Math.round(now - lastTick)}`);
       lastTick = now;
     }, 1);
+    const rss: number[] = [];
     for (let i = 1; i <= Number(values.swaps); i++) {
       const v = `s${i}`;
       stalls.length = 0;
@@ -61,9 +63,13 @@ async function main() {
       swapStart = performance.now();
       while (svc.manager.current?.store.version !== v) await new Promise((r) => setTimeout(r, 5));
       const a = svc.manager.status().history.find((h) => h.storeVersion === v && h.outcome === 'accepted')!;
-      console.log(`${v}: serving ${Date.now() - t} ms after CURRENT was renamed; build ${a.durationMs} ms ${JSON.stringify(a.phases)}; stalls >20 ms (offset+ms): ${stalls.join(' ') || 'none'}`);
+      if (!quiet || i === 1 || i === Number(values.swaps)) console.log(`${v}: serving ${Date.now() - t} ms after CURRENT was renamed; build ${a.durationMs} ms ${JSON.stringify(a.phases)} store ${JSON.stringify(svc.manager.current?.store.phases)}; stalls >20 ms (offset+ms): ${stalls.join(' ') || 'none'}`);
       await new Promise((r) => setTimeout(r, 800));
+      rss.push(Math.round(process.memoryUsage().rss / 2 ** 20));
     }
+    // RSS of this process (the service; Chroma children are separate processes) after each swap.
+    const n = rss.length;
+    if (n) console.log(`rss MiB after swap 1: ${rss[0]}, after swap ${n}: ${rss[n - 1]} (${(rss[n - 1]! / rss[0]!).toFixed(3)}x); min/max over the run ${Math.min(...rss)}/${Math.max(...rss)}; last 10: ${rss.slice(-10).join(' ')}`);
     clearInterval(ticker);
     load?.stop();
     await svc.stop();
