@@ -42,7 +42,7 @@ export const configSpec = {
   chromaUrl: ['CHROMA_URL', url, 'Use this running Chroma server instead of starting one per store version.'],
   storeName: ['STORE_NAME', optionalString, 'With CHROMA_URL: follow the shared pointer of this store name (versioned collections <name>--<version> published by `npm run ingest -- --chroma-url URL --name NAME`); unset: serve CHROMA_COLLECTION as it is.'],
   pointerPollMs: ['POINTER_POLL_MS', int(100, 3_600_000).default(2_000), 'With STORE_NAME: how often a replica reads the pointer and writes its heartbeat.'],
-  replicaTtlMs: ['REPLICA_TTL_MS', int(1000, 86_400_000).default(30_000), 'With STORE_NAME: a replica heartbeat older than this no longer keeps its version from garbage collection.'],
+  replicaTtlMs: ['REPLICA_TTL_MS', int(1000, 86_400_000).default(30_000), 'Shared Chroma, read by the publisher (`npm run ingest -- --chroma-url`; `--replica-ttl-ms` overrides), not by replicas: a replica heartbeat older than this no longer keeps its version from garbage collection. Keep it several times POINTER_POLL_MS.'],
   replicaId: ['REPLICA_ID', optionalString, 'With STORE_NAME: this replica\'s name in the heartbeats (default host:pid).'],
   collection: ['CHROMA_COLLECTION', optionalString, 'Collection to serve (default: the manifest\'s, else the only one).'],
   chromaStartTimeoutMs: ['CHROMA_START_TIMEOUT_MS', int(1000, 300_000).default(30_000), 'How long a Chroma child may take to answer its first heartbeat.'],

@@ -12,7 +12,7 @@ import { ReloadManager } from './reload/reload-manager.js';
 import { cleanStaleSnapshots } from './store/store-version.js';
 import { startSpawner } from './store/spawner.js';
 import { PointerEvents, PointerWatcher } from './watch/pointer-watcher.js';
-import { SharedRegistry } from './store/shared-registry.js';
+import { sharedRegistryFor } from './reload/source.js';
 import { hostname } from 'node:os';
 import { FileWatcher, WatchEvents, type WatchProblem } from './watch/file-watcher.js';
 
@@ -111,7 +111,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
       }
       if (config.chromaUrl && config.storeName) {
         // Shared-Chroma mode: follow the pointer (and heartbeat what this replica serves).
-        const registry = await SharedRegistry.open(config.chromaUrl);
+        const registry = await sharedRegistryFor(config.chromaUrl); // the one the source resolves with
         pointerWatcher = new PointerWatcher({
           registry,
           name: config.storeName,

@@ -5,7 +5,7 @@ import { RagError } from '../errors.js';
 import { chooseModelName, resolveModelDir } from '../embeddings/model-folders.js';
 import { fingerprintOf, problemError, walkTree } from '../fs/safe-fs.js';
 import { describeStore, resolveStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
-import { SharedRegistry } from '../store/shared-registry.js';
+import { type PointerRecord, SharedRegistry, type VersionInfo } from '../store/shared-registry.js';
 
 export type { StoreSpec };
 
@@ -53,14 +53,47 @@ export async function resolveModel(config: Pick<Config, 'modelsDir' | 'modelName
   return { name, dir, fingerprint: fingerprintOf(walk), files: walk.entries.filter((e) => e.kind === 'file').length };
 }
 
+/**
+ * One registry client per Chroma URL, shared by every resolve (and the pointer watcher): opening
+ * one is a round trip (get-or-create of the registry collection), and a resolve runs on every
+ * pointer move. A failed open is not kept, so the next resolve tries again with the same error.
+ */
+const registries = new Map<string, Promise<SharedRegistry>>();
+
+export function sharedRegistryFor(url: string): Promise<SharedRegistry> {
+  let opening = registries.get(url);
+  if (!opening) {
+    const p = SharedRegistry.open(url);
+    registries.set(url, p);
+    p.catch(() => forgetSharedRegistry(url, p));
+    opening = p;
+  }
+  return opening;
+}
+
+/** Drop a cached registry (only if it is still the one given, when given): the next use reopens it. */
+export function forgetSharedRegistry(url: string, which?: Promise<SharedRegistry>): void {
+  if (!which || registries.get(url) === which) registries.delete(url);
+}
+
 /** Resolve the folders into the aspired spec (store + model), or throw why not. */
 export async function resolveAspired(config: Pick<Config, 'modelsDir' | 'modelName' | 'vectorstoreDir' | 'chromaUrl' | 'storeName'>, signal?: AbortSignal): Promise<AspiredSpec> {
   if (config.chromaUrl && config.storeName) {
     // Shared mode: the pointer names the version; its collection is never written once complete.
-    const registry = await SharedRegistry.open(config.chromaUrl);
-    const pointer = await registry.readPointer(config.storeName);
+    const opening = sharedRegistryFor(config.chromaUrl);
+    const registry = await opening;
+    let pointer: PointerRecord | null;
+    let info: VersionInfo | null;
+    try {
+      pointer = await registry.readPointer(config.storeName);
+      info = pointer ? await registry.versionInfo(config.storeName, pointer.version) : null;
+    } catch (err) {
+      // The server restarted on other data, or the registry collection was deleted: its cached
+      // handle may be stale, so the next resolve opens it again. The error is the registry's own.
+      forgetSharedRegistry(config.chromaUrl, opening);
+      throw err;
+    }
     if (!pointer) throw new RagError('RAG_SHARED_NO_POINTER', `no version of "${config.storeName}" is published on the shared Chroma yet (npm run ingest -- <docs> --chroma-url URL --name ${config.storeName})`);
-    const info = await registry.versionInfo(config.storeName, pointer.version);
     const model = await resolveModel(config, info?.modelId?.split('@')[0] ?? undefined, signal);
     const remote = { name: config.storeName, version: pointer.version, collection: pointer.collection };
     return { store: null, remote, model, key: `shared:${pointer.collection}|${model.name}:${model.fingerprint}`, resolvedAt: new Date().toISOString() };
