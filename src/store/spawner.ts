@@ -46,6 +46,33 @@ class HostedChild extends EventEmitter implements OwnedChild {
   constructor(readonly pid: number) {
     super();
   }
+  /** Output that arrived before anyone listened (a child can print, and exit, before its spawn promise settles). */
+  private early: string[] | null = [];
+
+  override on(event: string | symbol, fn: (...args: any[]) => void): this {
+    super.on(event, fn);
+    if (event === 'data' && this.early) {
+      const early = this.early;
+      this.early = null;
+      for (const text of early) fn(text);
+    }
+    return this;
+  }
+
+  /** A listener added after the exit still hears it (IPC can deliver 'spawned' and 'exit' in one read). */
+  override once(event: string | symbol, fn: (...args: any[]) => void): this {
+    if (event === 'exit' && this.exited) {
+      queueMicrotask(() => fn(this.exitCode, this.signalCode));
+      return this;
+    }
+    return super.once(event, fn);
+  }
+
+  pushData(text: string): void {
+    if (this.early) this.early.push(text);
+    else this.emit('data', text);
+  }
+
   get exited(): boolean {
     return this.exitCode !== null || this.signalCode !== null;
   }
@@ -129,7 +156,7 @@ class SpawnerHost {
       });
       p.resolve(child);
     } else if (m.type === 'data') {
-      this.live.get(m.id)?.emit('data', m.chunk);
+      this.live.get(m.id)?.pushData(m.chunk);
     } else if (m.type === 'error') {
       const p = this.pending.get(m.id);
       if (p) {
@@ -220,8 +247,8 @@ function direct(command: string, args: string[], options: SpawnOwnedOptions): Pr
       }
       const child = new HostedChild(cp.pid!);
       cp.stdin?.on('error', () => undefined);
-      cp.stdout?.on('data', (b: Buffer) => child.emit('data', b.toString('utf8')));
-      cp.stderr?.on('data', (b: Buffer) => child.emit('data', b.toString('utf8')));
+      cp.stdout?.on('data', (b: Buffer) => child.pushData(b.toString('utf8')));
+      cp.stderr?.on('data', (b: Buffer) => child.pushData(b.toString('utf8')));
       cp.once('exit', (code, signal) => child.markExited(code, signal));
       resolve(child);
     });
