@@ -7,7 +7,7 @@ import { publishStoreVersion } from '../../src/ingest/publish.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore } from '../../src/store/chroma-store.js';
 import { listFiles } from '../../src/store/manifest.js';
-import { readServerSentEvents } from '../../bench/lib/sse.js';
+import { readServerSentEvents } from '../helpers/sse.js';
 import { FIXTURES, getJson, logger, postJson, publishDocs, startTestService, tempDir, testModel, waitFor, type TestService } from '../helpers/harness.js';
 
 let svc: TestService;
