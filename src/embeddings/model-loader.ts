@@ -1,8 +1,8 @@
-import { sha256File } from '../file-hash.js';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { RagError } from '../errors.js';
+import { fileStamp, sha256File } from '../fs/fingerprint.js';
 import { poolTokens, readSentenceProfile, type EmbedKind, type PoolingOverride, type SentenceProfile } from './sentence-config.js';
 
 export type { EmbedKind, PoolingMode, PoolingOverride, SentenceProfile } from './sentence-config.js';
@@ -78,15 +78,8 @@ export interface ModelFolderFacts {
   tokenizerConfig: Record<string, unknown>;
 }
 
-/** Size+mtime of the files a load reads: when unchanged, a folder's facts are not read again. */
-async function folderStamp(dir: string): Promise<string> {
-  const parts: string[] = [];
-  for (const rel of ['config.json', 'tokenizer.json', 'tokenizer_config.json', ...Object.values(DTYPE_FILES)]) {
-    const s = await stat(join(dir, rel)).catch(() => null);
-    parts.push(s ? `${rel}:${s.size}:${s.mtimeMs}:${s.ino}` : `${rel}:-`);
-  }
-  return parts.join('|');
-}
+/** The files a load reads: when their stamp is unchanged, a folder's facts are not read again. */
+const LOADED_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', ...Object.values(DTYPE_FILES)];
 
 const factsCache = new Map<string, { stamp: string; facts: ModelFolderFacts }>();
 
@@ -97,7 +90,7 @@ const factsCache = new Map<string, { stamp: string; facts: ModelFolderFacts }>()
  * not parsed and hashed again.
  */
 export async function inspectModelFolder(dir: string, wanted: ModelDtype | 'auto' = 'auto'): Promise<ModelFolderFacts> {
-  const stamp = await folderStamp(dir).catch(() => null);
+  const stamp = await fileStamp(dir, LOADED_FILES).catch(() => null);
   const key = `${dir}\0${wanted}`;
   const hit = factsCache.get(key);
   if (stamp && hit && hit.stamp === stamp) return hit.facts;
