@@ -11,7 +11,7 @@ const ROOT = resolve(import.meta.dirname, '..');
  */
 export default function setup(): () => void {
   if (!existsSync(join(ROOT, 'models', 'glove-sif-100d', 'config.json'))) {
-    execFileSync(process.execPath, [join(ROOT, 'dist/src/embeddings/build-model-cli.js'), '--out', join(ROOT, 'models', 'glove-sif-100d')], {
+    execFileSync(process.execPath, [join(ROOT, 'dist/tools/static-model/build-model-cli.js'), '--out', join(ROOT, 'models', 'glove-sif-100d')], {
       stdio: 'inherit',
     });
   }

@@ -1,7 +1,8 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { RagError } from '../errors.js';
+import { BOOTSTRAP_MODEL_FILES } from './bootstrap-model.js';
 import { fileStamp, sha256File } from '../fs/fingerprint.js';
 import { poolTokens, readSentenceProfile, type EmbedKind, type PoolingOverride, type SentenceProfile } from './sentence-config.js';
 
@@ -188,15 +189,17 @@ let bootstrapped: Promise<void> | undefined;
  * transformers.js 3.8 memoises the first ONNX session promise of the process, rejected or not
  * (huggingface/transformers.js#1767): if the first model a process loads is broken, every later
  * load fails too. Loading a tiny known-good model first makes that memo a resolved promise, so a
- * broken model dropped into ./models can never poison the loads that follow it.
+ * broken model dropped into ./models can never poison the loads that follow it. The tiny model
+ * is committed as a module (src/embeddings/bootstrap-model.ts, made by tools/static-model/), so
+ * serving never imports the model builder.
  */
 function bootstrapSessions(): Promise<void> {
   bootstrapped ??= (async () => {
-    const { writeStaticModelFolder } = await import('./static-model-builder.js');
     const dir = await mkdtemp(join(tmpdir(), 'rag-bootstrap-model-'));
     try {
       const modelDir = join(dir, 'bootstrap');
-      await writeStaticModelFolder({ outDir: modelDir, words: ['ok'], rows: [[1, 0]], dimension: 2, quantized: false, meta: { bootstrap: true } });
+      await mkdir(join(modelDir, 'onnx'), { recursive: true });
+      for (const f of BOOTSTRAP_MODEL_FILES) await writeFile(join(modelDir, f.rel), f.text ?? Buffer.from(f.base64 ?? '', 'base64'));
       const { env, pipeline } = await import('@huggingface/transformers');
       env.allowRemoteModels = false;
       env.useFSCache = false;

@@ -1,7 +1,7 @@
 import { cp, mkdir, open, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeStaticModelFolder } from '../../src/embeddings/static-model-builder.js';
+import { writeStaticModelFolder } from '../../tools/static-model/builder.js';
 import { loadEmbeddingModel } from '../../src/embeddings/model-loader.js';
 import { publishStoreVersion } from '../../src/ingest/publish.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RagError } from '../../src/errors.js';
-import { buildStaticModel, isWholeToken, type BuildStaticModelResult } from '../../src/embeddings/static-model-builder.js';
+import { buildStaticModel, isWholeToken, type BuildStaticModelResult } from '../../tools/static-model/builder.js';
 
 type Extractor = {
   (texts: string[], options: { pooling: 'mean'; normalize: boolean }): Promise<{ dims: number[]; tolist(): number[][] }>;

@@ -2,7 +2,7 @@ import { open, mkdir, rename, rm, writeFile, type FileHandle } from 'node:fs/pro
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import onnxProto from 'onnx-proto';
-import { RagError, isRagError } from '../errors.js';
+import { RagError, isRagError } from '../../src/errors.js';
 
 const { onnx } = onnxProto;
 const require = createRequire(import.meta.url);
