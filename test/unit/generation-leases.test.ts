@@ -22,13 +22,19 @@ function generation(shared?: SharedModel, store?: OpenedStore): { gen: Generatio
   return { gen, disposed: s.disposed };
 }
 
+/** A generation that serves (activated), for the lease and drain rows. */
+function active(): Generation {
+  const { gen } = generation();
+  gen.activate();
+  return gen;
+}
+
 /** Resolves to 'pending' if p has not settled after the current macrotask queue drains. */
 const settled = <T>(p: Promise<T>): Promise<T | 'pending'> => Promise.race([p, new Promise<'pending'>((r) => setImmediate(() => r('pending')))]);
 
 describe('generation leases', () => {
   it('counts leases: acquire adds one, release takes one', () => {
-    const { gen } = generation();
-    gen.activate();
+    const gen = active();
     expect(gen.inflight).toBe(0);
     const a = gen.acquire();
     const b = gen.acquire();
@@ -41,8 +47,7 @@ describe('generation leases', () => {
   });
 
   it('a lease released twice counts once', () => {
-    const { gen } = generation();
-    gen.activate();
+    const gen = active();
     const a = gen.acquire();
     const b = gen.acquire();
     a.release();
@@ -64,8 +69,7 @@ describe('generation leases', () => {
   });
 
   it('a disposed generation refuses new leases with RAG_NOT_READY', async () => {
-    const { gen } = generation();
-    gen.activate();
+    const gen = active();
     await gen.dispose();
     expect(() => gen.acquire()).toThrow(RagError);
     try {
@@ -77,8 +81,7 @@ describe('generation leases', () => {
   });
 
   it('a draining generation still lends leases (a request that read it before the swap)', async () => {
-    const { gen } = generation();
-    gen.activate();
+    const gen = active();
     const first = gen.acquire();
     const drained = gen.drain(60_000);
     const late = gen.acquire();
@@ -92,14 +95,12 @@ describe('generation leases', () => {
 
 describe('generation drain', () => {
   it('resolves true at once when nothing is in flight', async () => {
-    const { gen } = generation();
-    gen.activate();
+    const gen = active();
     expect(await settled(gen.drain(60_000))).toBe(true);
   });
 
   it('waits for the last lease, then resolves true', async () => {
-    const { gen } = generation();
-    gen.activate();
+    const gen = active();
     const leases = [gen.acquire(), gen.acquire(), gen.acquire()];
     const drained = gen.drain(60_000);
     leases[0]!.release();
@@ -110,8 +111,7 @@ describe('generation drain', () => {
   });
 
   it('resolves false when the timeout passes first, and the lease stays counted', async () => {
-    const { gen } = generation();
-    gen.activate();
+    const gen = active();
     const lease = gen.acquire();
     expect(await gen.drain(20)).toBe(false);
     expect(gen.inflight).toBe(1);
@@ -120,8 +120,7 @@ describe('generation drain', () => {
   });
 
   it('every concurrent drain caller is told when the last lease goes', async () => {
-    const { gen } = generation();
-    gen.activate();
+    const gen = active();
     const lease = gen.acquire();
     const a = gen.drain(60_000);
     const b = gen.drain(60_000);
@@ -130,8 +129,7 @@ describe('generation drain', () => {
   });
 
   it('a drain that timed out does not fire again when the lease is later released', async () => {
-    const { gen } = generation();
-    gen.activate();
+    const gen = active();
     const lease = gen.acquire();
     const timedOut = await gen.drain(10);
     const again = gen.drain(60_000);
@@ -175,8 +173,7 @@ describe('generation dispose and the shared model', () => {
   });
 
   it('activating twice is an illegal transition', () => {
-    const { gen } = generation();
-    gen.activate();
+    const gen = active();
     expect(() => gen.activate()).toThrow(/illegal transition serving -> serving/);
   });
 });
