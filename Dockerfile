@@ -12,10 +12,11 @@ COPY scripts ./scripts
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
+COPY tools ./tools
 COPY bench ./bench
 RUN mkdir -p src/http/public \
  && npx tsc -p tsconfig.json \
- && node dist/src/embeddings/build-model-cli.js --out /app/models/glove-sif-100d \
+ && node dist/tools/static-model/build-model-cli.js --out /app/models/glove-sif-100d \
  && npm prune --omit=dev --no-audit --no-fund \
  && arch=$(node -p process.arch) \
  && find node_modules/onnxruntime-node/bin/napi-v3 -mindepth 2 -maxdepth 2 ! -path "*/linux/$arch" -exec rm -rf {} + \

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const STAMP = join(root, 'dist', '.build-stamp');
 // The folders and files tsconfig.json compiles (its "include"), and the config itself.
-const INPUT_DIRS = ['src', 'bench', 'eval', 'scripts'];
+const INPUT_DIRS = ['src', 'tools', 'bench', 'eval', 'scripts'];
 const INPUT_FILES = ['tsconfig.json', 'package-lock.json'];
 const COMPILED = /\.(ts|cts|mts|cjs)$/;
 

@@ -33,7 +33,7 @@ if (!process.env.CHROMA_URL) {
 }
 
 if (!existsSync(join(modelsDir, modelName, 'config.json'))) {
-  step('embedding model', [process.execPath, join(root, 'dist/src/embeddings/build-model-cli.js'), '--out', join(modelsDir, modelName)]);
+  step('embedding model', [process.execPath, join(root, 'dist/tools/static-model/build-model-cli.js'), '--out', join(modelsDir, modelName)]);
 } else console.log(`setup: model ${modelName} present`);
 
 const hasStore =

@@ -9,24 +9,9 @@ const ROOT = resolve(import.meta.dirname, '..');
  * Before the run: the real model the tests load must exist (the set-up generates it; build it
  * here if a developer deleted it). After the run: no Chroma server started by the tests may live.
  */
-/**
- * System tools the suites drive for real, installed here (set-up, not inside a test) when missing:
- * rsync for the reload contract's `rsync -a --delete` row. Needs root and Debian's archive (CI has both).
- */
-function ensureSystemTools(): void {
-  for (const [tool, pkg] of [['rsync', 'rsync']] as const) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    } catch {
-      execFileSync('sh', ['-c', `(apt-get install -y -qq ${pkg} || (apt-get update -qq && apt-get install -y -qq ${pkg})) >/dev/null`], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-    }
-  }
-}
-
 export default function setup(): () => void {
-  ensureSystemTools();
   if (!existsSync(join(ROOT, 'models', 'glove-sif-100d', 'config.json'))) {
-    execFileSync(process.execPath, [join(ROOT, 'dist/src/embeddings/build-model-cli.js'), '--out', join(ROOT, 'models', 'glove-sif-100d')], {
+    execFileSync(process.execPath, [join(ROOT, 'dist/tools/static-model/build-model-cli.js'), '--out', join(ROOT, 'models', 'glove-sif-100d')], {
       stdio: 'inherit',
     });
   }

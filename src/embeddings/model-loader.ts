@@ -1,8 +1,9 @@
-import { sha256File } from '../file-hash.js';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { RagError } from '../errors.js';
+import { BOOTSTRAP_MODEL_FILES } from './bootstrap-model.js';
+import { fileStamp, sha256File } from '../fs/fingerprint.js';
 import { poolTokens, readSentenceProfile, type EmbedKind, type PoolingOverride, type SentenceProfile } from './sentence-config.js';
 
 export type { EmbedKind, PoolingMode, PoolingOverride, SentenceProfile } from './sentence-config.js';
@@ -78,15 +79,8 @@ export interface ModelFolderFacts {
   tokenizerConfig: Record<string, unknown>;
 }
 
-/** Size+mtime of the files a load reads: when unchanged, a folder's facts are not read again. */
-async function folderStamp(dir: string): Promise<string> {
-  const parts: string[] = [];
-  for (const rel of ['config.json', 'tokenizer.json', 'tokenizer_config.json', ...Object.values(DTYPE_FILES)]) {
-    const s = await stat(join(dir, rel)).catch(() => null);
-    parts.push(s ? `${rel}:${s.size}:${s.mtimeMs}:${s.ino}` : `${rel}:-`);
-  }
-  return parts.join('|');
-}
+/** The files a load reads: when their stamp is unchanged, a folder's facts are not read again. */
+const LOADED_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', ...Object.values(DTYPE_FILES)];
 
 const factsCache = new Map<string, { stamp: string; facts: ModelFolderFacts }>();
 
@@ -97,7 +91,7 @@ const factsCache = new Map<string, { stamp: string; facts: ModelFolderFacts }>()
  * not parsed and hashed again.
  */
 export async function inspectModelFolder(dir: string, wanted: ModelDtype | 'auto' = 'auto'): Promise<ModelFolderFacts> {
-  const stamp = await folderStamp(dir).catch(() => null);
+  const stamp = await fileStamp(dir, LOADED_FILES).catch(() => null);
   const key = `${dir}\0${wanted}`;
   const hit = factsCache.get(key);
   if (stamp && hit && hit.stamp === stamp) return hit.facts;
@@ -195,15 +189,17 @@ let bootstrapped: Promise<void> | undefined;
  * transformers.js 3.8 memoises the first ONNX session promise of the process, rejected or not
  * (huggingface/transformers.js#1767): if the first model a process loads is broken, every later
  * load fails too. Loading a tiny known-good model first makes that memo a resolved promise, so a
- * broken model dropped into ./models can never poison the loads that follow it.
+ * broken model dropped into ./models can never poison the loads that follow it. The tiny model
+ * is committed as a module (src/embeddings/bootstrap-model.ts, made by tools/static-model/), so
+ * serving never imports the model builder.
  */
 function bootstrapSessions(): Promise<void> {
   bootstrapped ??= (async () => {
-    const { writeStaticModelFolder } = await import('./static-model-builder.js');
     const dir = await mkdtemp(join(tmpdir(), 'rag-bootstrap-model-'));
     try {
       const modelDir = join(dir, 'bootstrap');
-      await writeStaticModelFolder({ outDir: modelDir, words: ['ok'], rows: [[1, 0]], dimension: 2, quantized: false, meta: { bootstrap: true } });
+      await mkdir(join(modelDir, 'onnx'), { recursive: true });
+      for (const f of BOOTSTRAP_MODEL_FILES) await writeFile(join(modelDir, f.rel), f.text ?? Buffer.from(f.base64 ?? '', 'base64'));
       const { env, pipeline } = await import('@huggingface/transformers');
       env.allowRemoteModels = false;
       env.useFSCache = false;

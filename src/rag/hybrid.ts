@@ -25,9 +25,34 @@ export function fusionSettings(config: Pick<Config, 'hybridDenseWeight' | 'hybri
   return { candidates: config.hybridCandidates, rrfK: config.hybridRrfK, weights: { dense: config.hybridDenseWeight, keyword: config.hybridKeywordWeight } };
 }
 
-interface Candidate {
+export interface Candidate {
   id: string;
   score: number;
+}
+
+/** A fused candidate: `score` is the RRF score, each side's own score kept where that side found it. */
+export type FusedCandidate = Candidate & { denseScore?: number; keywordScore?: number };
+
+const DEFAULT_WEIGHTS = { dense: 0.3, keyword: 1 };
+const DEFAULT_RRF_K = 10;
+
+/**
+ * Weighted reciprocal rank fusion of two ranked lists (best first): an id at rank r (from 1) on a
+ * side adds weight / (rrfK + r). The top k by fused score; ties keep first-seen order (dense
+ * list first, then keyword-only ids), as Array.prototype.sort is stable.
+ */
+export function fuseRanks(dense: readonly Candidate[], keyword: readonly Candidate[], k: number, weights: { dense: number; keyword: number }, rrfK: number): FusedCandidate[] {
+  const fused = new Map<string, FusedCandidate>();
+  dense.forEach((c, i) => fused.set(c.id, { id: c.id, score: weights.dense / (rrfK + i + 1), denseScore: c.score }));
+  keyword.forEach((c, i) => {
+    const add = weights.keyword / (rrfK + i + 1);
+    const cur = fused.get(c.id);
+    if (cur) {
+      cur.score += add;
+      cur.keywordScore = c.score;
+    } else fused.set(c.id, { id: c.id, score: add, keywordScore: c.score });
+  });
+  return [...fused.values()].sort((a, b) => b.score - a.score).slice(0, k);
 }
 
 /** The exact-term filter as Chroma's whereDocument. */
@@ -44,7 +69,7 @@ async function denseCandidates(generation: Generation, query: string, n: number,
 }
 
 /** Texts and metadata for the final ids only, in rank order (from the index when it is in process). */
-async function materialise(generation: Generation, ranked: Array<Candidate & { denseScore?: number; keywordScore?: number }>): Promise<Array<StoreHit & { denseScore?: number; keywordScore?: number }>> {
+async function materialise(generation: Generation, ranked: FusedCandidate[]): Promise<Array<StoreHit & { denseScore?: number; keywordScore?: number }>> {
   const records = new Map((await generation.store.store.getByIds(ranked.map((c) => c.id))).map((r) => [r.id, r]));
   return ranked.flatMap((c) => {
     const r = records.get(c.id);
@@ -66,17 +91,5 @@ export async function retrieve(generation: Generation, query: string, options: H
   if (mode === 'keyword') return materialise(generation, (await keywordCandidates(generation, query, k, options)).map((c) => ({ ...c, keywordScore: c.score })));
   const n = Math.max(options.candidates ?? 20, k * 4);
   const [dense, keyword] = await Promise.all([denseCandidates(generation, query, n, options), keywordCandidates(generation, query, n, options)]);
-  const rrfK = options.rrfK ?? 10;
-  const w = options.weights ?? { dense: 0.3, keyword: 1 };
-  const fused = new Map<string, Candidate & { denseScore?: number; keywordScore?: number }>();
-  dense.forEach((c, i) => fused.set(c.id, { id: c.id, score: w.dense / (rrfK + i + 1), denseScore: c.score }));
-  keyword.forEach((c, i) => {
-    const add = w.keyword / (rrfK + i + 1);
-    const cur = fused.get(c.id);
-    if (cur) {
-      cur.score += add;
-      cur.keywordScore = c.score;
-    } else fused.set(c.id, { id: c.id, score: add, keywordScore: c.score });
-  });
-  return materialise(generation, [...fused.values()].sort((a, b) => b.score - a.score).slice(0, k));
+  return materialise(generation, fuseRanks(dense, keyword, k, options.weights ?? DEFAULT_WEIGHTS, options.rrfK ?? DEFAULT_RRF_K));
 }

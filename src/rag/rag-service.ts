@@ -5,7 +5,7 @@ import { extractiveAnswer } from './extractive-answerer.js';
 import { fusionSettings, type FusionSettings, type RetrievalMode } from './hybrid.js';
 import type { UpstreamCall } from './chat-model.js';
 import { LlmAnswerer, type AnswerChoice, type AnswerOptions, type LlmStream, type Usage } from './llm-answerer.js';
-import { GenerationRetriever, documentsToSources, type Source } from './retriever.js';
+import { retrieveSources, type Source } from './retriever.js';
 
 export interface AskInput {
   question: string;
@@ -53,9 +53,8 @@ export class RagService {
     return this.llm ? 'llm' : 'extractive';
   }
 
-  async retrieve(generation: Generation, input: Omit<AskInput, 'question'> & { question: string }): Promise<Source[]> {
-    const retriever = new GenerationRetriever(generation, { k: input.k, filter: input.filter, mode: input.mode ?? 'hybrid', contains: input.contains, fusion: this.fusion });
-    return documentsToSources(await retriever.invoke(input.question));
+  retrieve(generation: Generation, input: Omit<AskInput, 'question'> & { question: string }): Promise<Source[]> {
+    return retrieveSources(generation, input.question, { k: input.k, filter: input.filter, mode: input.mode ?? 'hybrid', contains: input.contains, fusion: this.fusion });
   }
 
   async ask(generation: Generation, input: AskInput, signal?: AbortSignal, options: Omit<AnswerOptions, 'signal'> = {}): Promise<RagAnswer> {

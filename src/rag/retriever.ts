@@ -22,9 +22,40 @@ export interface RetrieveOptions {
   fusion?: FusionSettings;
 }
 
+/** Dense, keyword or hybrid retrieval over the generation's store version. */
+export function retrieveHits(generation: Generation, query: string, options: RetrieveOptions): Promise<Array<StoreHit & { denseScore?: number; keywordScore?: number }>> {
+  return retrieve(generation, query, { k: options.k, mode: options.mode ?? 'hybrid', filter: options.filter, contains: options.contains, ...options.fusion });
+}
+
+const round = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? undefined : Math.round(x * 1e6) / 1e6);
+
+/** A retrieved chunk as the API returns it (scores rounded to 6 decimals; a side's score only where that side found it). */
+export function hitToSource(h: StoreHit & { denseScore?: number; keywordScore?: number }): Source {
+  const dense = round(h.denseScore);
+  const keyword = round(h.keywordScore);
+  return {
+    id: h.id,
+    text: h.text,
+    score: round(h.score) ?? 0,
+    ...(dense !== undefined ? { denseScore: dense } : {}),
+    ...(keyword !== undefined ? { keywordScore: keyword } : {}),
+    metadata: { ...h.metadata } as Source['metadata'], // a copy: the in-process index keeps its own objects
+  };
+}
+
+/** The request path: retrieval straight to sources, no LangChain objects in between. */
+export async function retrieveSources(generation: Generation, query: string, options: RetrieveOptions): Promise<Source[]> {
+  return (await retrieveHits(generation, query, options)).map(hitToSource);
+}
+
+/** Where GenerationRetriever's documents carry their retrieval scores, apart from the chunk's own metadata. */
+export const SCORES_KEY = 'retrievalScores';
+
 /**
- * LangChain retriever bound to one generation (its model and its store version), so a request
- * that holds the generation's lease retrieves from exactly one store version.
+ * LangChain adapter (not used on the request path): a `BaseRetriever` bound to one generation
+ * (its model and its store version), for LangChain users composing their own chains. Hold the
+ * generation's lease while it is used. Each Document has the chunk id, its text, and its
+ * metadata plus `metadata[SCORES_KEY] = { score, denseScore?, keywordScore? }` (unrounded).
  */
 export class GenerationRetriever extends BaseRetriever {
   lc_namespace = ['rag', 'retrievers'];
@@ -43,35 +74,11 @@ export class GenerationRetriever extends BaseRetriever {
         new Document({
           id: h.id,
           pageContent: h.text,
-          metadata: { ...h.metadata, [SCORES]: { id: h.id, score: h.score, denseScore: h.denseScore, keywordScore: h.keywordScore } },
+          metadata: {
+            ...h.metadata,
+            [SCORES_KEY]: { score: h.score, ...(h.denseScore !== undefined ? { denseScore: h.denseScore } : {}), ...(h.keywordScore !== undefined ? { keywordScore: h.keywordScore } : {}) },
+          },
         }),
     );
   }
-}
-
-/** Retrieval scores ride in the Document metadata under this key, apart from the chunk's own metadata. */
-const SCORES = '__rag_scores';
-
-/** Dense, keyword or hybrid retrieval over the generation's store version. */
-export function retrieveHits(generation: Generation, query: string, options: RetrieveOptions): Promise<Array<StoreHit & { denseScore?: number; keywordScore?: number }>> {
-  return retrieve(generation, query, { k: options.k, mode: options.mode ?? 'hybrid', filter: options.filter, contains: options.contains, ...options.fusion });
-}
-
-const round = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? undefined : Math.round(x * 1e6) / 1e6);
-
-export function documentsToSources(docs: Document[]): Source[] {
-  return docs.map((d) => {
-    const { [SCORES]: scores, ...metadata } = d.metadata as Record<string, unknown>;
-    const s = scores as { id: string; score: number; denseScore?: number; keywordScore?: number };
-    const dense = round(s.denseScore);
-    const keyword = round(s.keywordScore);
-    return {
-      id: s.id ?? String(d.id),
-      text: d.pageContent,
-      score: round(s.score) ?? 0,
-      ...(dense !== undefined ? { denseScore: dense } : {}),
-      ...(keyword !== undefined ? { keywordScore: keyword } : {}),
-      metadata: metadata as Source['metadata'],
-    };
-  });
 }

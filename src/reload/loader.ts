@@ -1,7 +1,8 @@
 import type { Config } from '../config.js';
 import { RagError } from '../errors.js';
 import { loadEmbeddingModel } from '../embeddings/model-loader.js';
-import { fingerprintOf, readSmallFileSafe, throwIfAborted, walkTree } from '../fs/safe-fs.js';
+import { folderFingerprint } from '../fs/fingerprint.js';
+import { readSmallFileSafe, throwIfAborted } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
 import { describeStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
 import { snapshotStore } from '../store/snapshot.js';
@@ -190,8 +191,8 @@ export class GenerationLoader implements Loader {
             async (sig) => {
               const model = await loadEmbeddingModel({ dir: spec.model.dir, dtype: this.config.modelDtype, pooling: this.config.pooling });
               // transformers.js reads the published folder itself: it must not have changed while it did.
-              const now = await walkTree(spec.model.dir, { root: this.config.modelsDir, skip: (rel) => rel.split('/').some((p) => p.startsWith('.')), signal: sig }).catch(() => null);
-              if (!now || fingerprintOf(now) !== spec.model.fingerprint) {
+              const now = await folderFingerprint(spec.model.dir, { root: this.config.modelsDir, signal: sig }).catch(() => null);
+              if (!now || now.fingerprint !== spec.model.fingerprint) {
                 await model.dispose();
                 throw new RagError('RAG_MODEL_WRITE_IN_PROGRESS', `model folder ${spec.model.dir} changed while it was loading (a copy is still in progress); it is retried when the files settle`);
               }

@@ -3,7 +3,8 @@ import { dirname, join } from 'node:path';
 import type { Config } from '../config.js';
 import { RagError } from '../errors.js';
 import { chooseModelName, resolveModelDir } from '../embeddings/model-folders.js';
-import { fingerprintOf, problemError, walkTree } from '../fs/safe-fs.js';
+import { folderFingerprint } from '../fs/fingerprint.js';
+import { problemError } from '../fs/safe-fs.js';
 import { describeStore, resolveStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
 import { type PointerRecord, SharedRegistry, type VersionInfo } from '../store/shared-registry.js';
 
@@ -34,23 +35,21 @@ export interface AspiredSpec {
   resolvedAt: string;
 }
 
-const skipDot = (rel: string) => rel.split('/').some((p) => p.startsWith('.'));
-
 /** The model folder to serve, with a fingerprint over every one of its files. */
 export async function resolveModel(config: Pick<Config, 'modelsDir' | 'modelName'>, storeModel?: string, signal?: AbortSignal): Promise<ModelSpec> {
   const name = await chooseModelName(config.modelsDir, config.modelName, storeModel);
   // A plain folder under MODELS_DIR, or a Hugging Face hub id resolved to its snapshot (refs/main).
   const dir = await resolveModelDir(config.modelsDir, name);
-  let walk;
+  let walk, fingerprint;
   try {
-    walk = await walkTree(dir, { root: config.modelsDir, skip: skipDot, ...(signal ? { signal } : {}) });
+    ({ walk, fingerprint } = await folderFingerprint(dir, { root: config.modelsDir, ...(signal ? { signal } : {}) }));
   } catch (err) {
     if (err instanceof RagError && err.code === 'RAG_FS_NOT_FOUND') throw new RagError('RAG_MODEL_NOT_FOUND', `model folder ${dir} does not exist`, { cause: err });
     throw err;
   }
   const bad = problemError(walk.problems, `model ${name}`);
   if (bad) throw bad;
-  return { name, dir, fingerprint: fingerprintOf(walk), files: walk.entries.filter((e) => e.kind === 'file').length };
+  return { name, dir, fingerprint, files: walk.entries.filter((e) => e.kind === 'file').length };
 }
 
 /**

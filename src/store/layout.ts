@@ -1,7 +1,8 @@
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RagError } from '../errors.js';
-import { fingerprintOf, problemError, readSmallFileSafe, walkTree, type TreeEntry } from '../fs/safe-fs.js';
+import { fingerprintOf, isDotPath } from '../fs/fingerprint.js';
+import { problemError, readSmallFileSafe, walkTree, type TreeEntry } from '../fs/safe-fs.js';
 import { MANIFEST_FILE, parseManifest, type StoreManifest } from './manifest.js';
 
 /**
@@ -51,8 +52,6 @@ export class WriterActiveError extends RagError {
     super('RAG_STORE_WRITE_IN_PROGRESS', message, { details: { files } });
   }
 }
-
-const skipDot = (rel: string) => rel.split('/').some((p) => p.startsWith('.'));
 
 async function kindOf(path: string): Promise<'missing' | 'file' | 'dir' | 'link' | 'special'> {
   try {
@@ -104,7 +103,7 @@ export async function describeStore(root: string, dir: string, kind: StoreSpec['
     ...(signal ? { signal } : {}),
     // A flat store at the root: leave out the pointer file, and version-style siblings are an
     // ambiguity handled by the caller.
-    skip: (rel) => skipDot(rel) || (isFlatRoot && (rel === CURRENT_FILE || rel === 'README.md')),
+    skip: (rel) => isDotPath(rel) || (isFlatRoot && (rel === CURRENT_FILE || rel === 'README.md')),
   });
   let files: TreeEntry[];
   let unlisted: string[] = [];
@@ -141,7 +140,7 @@ export async function resolveStore(root: string, signal?: AbortSignal): Promise<
   const rootKind = await kindOf(root);
   if (rootKind === 'missing') throw new RagError('RAG_STORE_NOT_FOUND', `the vector store folder ${root} does not exist`);
   if (rootKind !== 'dir') throw new RagError('RAG_STORE_NOT_FOUND', `${root} is not a folder`);
-  const top = await walkTree(root, { skip: (rel) => skipDot(rel) || rel.includes('/'), ...(signal ? { signal } : {}) });
+  const top = await walkTree(root, { skip: (rel) => isDotPath(rel) || rel.includes('/'), ...(signal ? { signal } : {}) });
   const names = top.entries.map((e) => e.rel);
   const hasFlat = (await kindOf(join(root, SQLITE_FILE))) !== 'missing';
   const currentKind = await kindOf(join(root, CURRENT_FILE));

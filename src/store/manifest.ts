@@ -1,8 +1,8 @@
-import { sha256File } from '../file-hash.js';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { RagError } from '../errors.js';
+import { sha256File } from '../fs/fingerprint.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 

@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { RagError } from '../errors.js';
 
@@ -10,12 +11,15 @@ import { RagError } from '../errors.js';
 export async function checkSqliteFile(path: string, label = 'chroma.sqlite3'): Promise<void> {
   let fh;
   try {
-    fh = await open(path, 'r');
+    // O_NONBLOCK: a FIFO in its place must not block a libuv thread waiting for a writer.
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (cause) {
     throw new RagError('RAG_STORE_FILE_MISSING', `${label} is missing or unreadable`, { cause, details: { file: label } });
   }
   try {
-    const { size } = await fh.stat();
+    const st = await fh.stat();
+    if (!st.isFile()) throw new RagError('RAG_STORE_SQLITE_CORRUPT', `${label} is not a regular file`, { details: { file: label } });
+    const { size } = st;
     if (size === 0) throw new RagError('RAG_STORE_SQLITE_CORRUPT', `${label} is empty (0 bytes)`, { details: { file: label } });
     const header = Buffer.alloc(100);
     const { bytesRead } = await fh.read(header, 0, 100, 0);

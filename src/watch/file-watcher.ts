@@ -3,7 +3,7 @@ import { relative, sep } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import type { Logger } from '../observability/logger.js';
 import { RagError } from '../errors.js';
-import { fingerprintOf, walkTree } from '../fs/safe-fs.js';
+import { folderFingerprint } from '../fs/fingerprint.js';
 
 export const WatchEvents = {
   /** Files under a watched root changed and have stopped changing. */
@@ -166,11 +166,10 @@ export class FileWatcher extends EventEmitter {
 
   /** A content fingerprint of every entry under the roots (no file is opened; links are not followed out). */
   private async snapshot(): Promise<string> {
-    const skip = (rel: string) => rel.split('/').some((p) => p.startsWith('.'));
     const parts = await Promise.all(
       this.options.roots.map(async (root) => {
         try {
-          return `${root}=${fingerprintOf(await walkTree(root, { skip }))}`;
+          return `${root}=${(await folderFingerprint(root)).fingerprint}`;
         } catch (err) {
           if (err instanceof RagError && err.code !== 'RAG_FS_NOT_FOUND') this.noteProblem(err, `cannot scan ${root}`);
           return `${root}=missing`;

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { startTestService, type TestService } from './harness.js';
 
 /**
  * A fake OpenAI-compatible upstream (the one thing tests fake: an external LLM server we do not
@@ -63,4 +64,21 @@ export async function startFakeLlm(options: { reply?: string; fail?: number; del
     reply,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+export type FakeLlm = Awaited<ReturnType<typeof startFakeLlm>>;
+
+/** A fake upstream and a real service answering through it (LLM_BASE_URL); `stop` ends both. */
+export async function startServiceWithFakeLlm(
+  llmOptions: Parameters<typeof startFakeLlm>[0] = {},
+  env: Record<string, string> = {},
+): Promise<{ llm: FakeLlm; svc: TestService; stop: () => Promise<void> }> {
+  const llm = await startFakeLlm(llmOptions);
+  try {
+    const svc = await startTestService({ env: { LLM_BASE_URL: llm.url, ...env } });
+    return { llm, svc, stop: async () => void (await svc.stop(), await llm.close()) };
+  } catch (err) {
+    await llm.close();
+    throw err;
+  }
 }

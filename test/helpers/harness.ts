@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -9,6 +9,7 @@ import { publishStoreVersion, type PublishResult } from '../../src/ingest/publis
 import { splitDocuments } from '../../src/ingest/split-documents.js';
 import { createSilentLogger } from '../../src/observability/logger.js';
 import { createService, type Service } from '../../src/service.js';
+import { MANIFEST_FILE } from '../../src/store/manifest.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 /** The real generated model (made by the set-up; test/global-setup.ts makes sure it exists). */
@@ -155,4 +156,18 @@ export function chromaProcessesUnder(dir: string): number {
   } catch {
     return 0; // pgrep exits 1 when nothing matches
   }
+}
+
+/**
+ * Add a 1 TiB sparse file to a version folder and list it in its manifest: its snapshot copy
+ * would take many minutes (made in place: copying such a file would itself take minutes).
+ */
+export async function listHugeSparseFile(versionDir: string): Promise<void> {
+  const size = 1024 ** 4;
+  const fh = await open(join(versionDir, 'huge.bin'), 'w');
+  await fh.truncate(size);
+  await fh.close();
+  const manifest = JSON.parse(await readFile(join(versionDir, MANIFEST_FILE), 'utf8')) as { files: Record<string, unknown> };
+  manifest.files['huge.bin'] = { size, sha256: '0'.repeat(64) };
+  await writeFile(join(versionDir, MANIFEST_FILE), JSON.stringify(manifest));
 }

@@ -1,13 +1,13 @@
 import { cp, mkdir, open, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeStaticModelFolder } from '../../src/embeddings/static-model-builder.js';
+import { writeStaticModelFolder } from '../../tools/static-model/builder.js';
 import { loadEmbeddingModel } from '../../src/embeddings/model-loader.js';
 import { publishStoreVersion } from '../../src/ingest/publish.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore } from '../../src/store/chroma-store.js';
 import { listFiles } from '../../src/store/manifest.js';
-import { readServerSentEvents } from '../../bench/lib/sse.js';
+import { readServerSentEvents } from '../helpers/sse.js';
 import { FIXTURES, getJson, logger, postJson, publishDocs, startTestService, tempDir, testModel, waitFor, type TestService } from '../helpers/harness.js';
 
 let svc: TestService;

@@ -7,7 +7,7 @@ import { Chroma } from '@langchain/community/vectorstores/chroma';
 import { env } from '@huggingface/transformers';
 import { ChromaClient } from 'chromadb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256File } from '../../src/file-hash.js';
+import { sha256File } from '../../src/fs/fingerprint.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { FIXTURES, logger, MODEL_NAME, postJson, ROOT, startTestService, tempDir, type TestService } from '../helpers/harness.js';
 

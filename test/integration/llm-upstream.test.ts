@@ -1,19 +1,14 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeLlm } from '../helpers/fake-llm.js';
-import { postJson, startTestService, type TestService } from '../helpers/harness.js';
+import { startServiceWithFakeLlm, type FakeLlm } from '../helpers/fake-llm.js';
+import { postJson, type TestService } from '../helpers/harness.js';
 
 describe('answers from an OpenAI-compatible upstream (LLM_BASE_URL)', () => {
-  let llm: Awaited<ReturnType<typeof startFakeLlm>>;
+  let llm: FakeLlm;
   let svc: TestService;
-  beforeAll(async () => {
-    llm = await startFakeLlm();
-    svc = await startTestService({ env: { LLM_BASE_URL: llm.url, LLM_MODEL: 'llama3' } });
-  });
-  afterAll(async () => {
-    await svc?.stop();
-    await llm?.close();
-  });
+  let stop: (() => Promise<void>) | undefined;
+  beforeAll(async () => void ({ llm, svc, stop } = await startServiceWithFakeLlm({}, { LLM_MODEL: 'llama3' })));
+  afterAll(() => stop?.());
 
   it('sends a LangChain prompt with the numbered retrieved context and returns the upstream answer', async () => {
     const res = await postJson(`${svc.url}/v1/query`, { question: 'Who invented the lighthouse lens?' });
@@ -44,16 +39,10 @@ describe('answers from an OpenAI-compatible upstream (LLM_BASE_URL)', () => {
 });
 
 describe('a failing upstream', () => {
-  let llm: Awaited<ReturnType<typeof startFakeLlm>>;
   let svc: TestService;
-  beforeAll(async () => {
-    llm = await startFakeLlm({ fail: 500 });
-    svc = await startTestService({ env: { LLM_BASE_URL: llm.url } });
-  });
-  afterAll(async () => {
-    await svc?.stop();
-    await llm?.close();
-  });
+  let stop: (() => Promise<void>) | undefined;
+  beforeAll(async () => void ({ svc, stop } = await startServiceWithFakeLlm({ fail: 500 })));
+  afterAll(() => stop?.());
 
   it('is a 502 with RAG_LLM_UPSTREAM_FAILED, and retrieval still works', async () => {
     const res = await postJson(`${svc.url}/v1/query`, { question: 'lighthouse lens' });

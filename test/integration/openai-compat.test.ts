@@ -4,7 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { AutoTokenizer, env } from '@huggingface/transformers';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeLlm } from '../helpers/fake-llm.js';
+import { startServiceWithFakeLlm, type FakeLlm } from '../helpers/fake-llm.js';
 import { MODEL_NAME, ROOT, startTestService, waitFor, type TestService } from '../helpers/harness.js';
 
 const QUESTION = 'Who invented the lighthouse lens?';
@@ -124,18 +124,15 @@ describe('OpenAI compatibility offline (extractive answers, no LLM_BASE_URL)', (
 });
 
 describe('OpenAI compatibility with an upstream (LLM_BASE_URL, LangChain initChatModel)', () => {
-  let llm: Awaited<ReturnType<typeof startFakeLlm>>;
+  let llm: FakeLlm;
   let svc: TestService;
+  let stop: (() => Promise<void>) | undefined;
   let client: OpenAI;
   beforeAll(async () => {
-    llm = await startFakeLlm({ usage: { prompt_tokens: 321, completion_tokens: 12 } });
-    svc = await startTestService({ env: { LLM_BASE_URL: llm.url, LLM_MODEL: 'llama3', LLM_API_KEY: 'sk-upstream-secret' } });
+    ({ llm, svc, stop } = await startServiceWithFakeLlm({ usage: { prompt_tokens: 321, completion_tokens: 12 } }, { LLM_MODEL: 'llama3', LLM_API_KEY: 'sk-upstream-secret' }));
     client = new OpenAI({ baseURL: `${svc.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   });
-  afterAll(async () => {
-    await svc?.stop();
-    await llm?.close();
-  });
+  afterAll(() => stop?.());
 
   it("usage is the upstream's own count", async () => {
     const res = await client.chat.completions.create({ model: 'rag', messages: [{ role: 'user', content: QUESTION }] });
@@ -206,16 +203,10 @@ describe('OpenAI compatibility with an upstream (LLM_BASE_URL, LangChain initCha
 });
 
 describe('an upstream that fails is audited with its status and error', () => {
-  let llm: Awaited<ReturnType<typeof startFakeLlm>>;
   let svc: TestService;
-  beforeAll(async () => {
-    llm = await startFakeLlm({ fail: 500 });
-    svc = await startTestService({ env: { LLM_BASE_URL: llm.url } });
-  });
-  afterAll(async () => {
-    await svc?.stop();
-    await llm?.close();
-  });
+  let stop: (() => Promise<void>) | undefined;
+  beforeAll(async () => void ({ svc, stop } = await startServiceWithFakeLlm({ fail: 500 })));
+  afterAll(() => stop?.());
 
   it('502 to the client; the audit log has the upstream status, its error body and the request id', async () => {
     const client = new OpenAI({ baseURL: `${svc.url}/v1`, apiKey: 'unused', maxRetries: 0 });

@@ -3,6 +3,7 @@ import { cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MANIFEST_FILE } from '../../src/store/manifest.js';
+import { requireTool } from '../helpers/system-tools.js';
 import { contract } from '../helpers/contract.js';
 import { publishDocs, startTestService, tempDir, writeEditionDocs, type TestService } from '../helpers/harness.js';
 
@@ -59,7 +60,7 @@ describe('reload contract: flat layout', () => {
   it('`rsync -a --delete` of a new store over the old one (mtimes preserved): served', async () => {
     const next = await flatStore();
     const before = await c.lastId();
-    execFileSync('rsync', ['-a', '--delete', `${next.dir}/`, `${svc.dirs.store}/`]);
+    execFileSync(requireTool('rsync'), ['-a', '--delete', `${next.dir}/`, `${svc.dirs.store}/`]);
     await expectServedAfter(before, next.n);
   });
 

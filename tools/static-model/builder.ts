@@ -1,8 +1,12 @@
-import { open, mkdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { StringDecoder } from 'node:string_decoder';
+import { getManyValues, none, type Many } from 'stream-chain/defs.js';
+import { Assembler } from 'stream-json/assembler.js';
+import { jsonParser, type Token } from 'stream-json/core/parser.js';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import onnxProto from 'onnx-proto';
-import { RagError, isRagError } from '../errors.js';
+import { RagError, isRagError } from '../../src/errors.js';
 
 const { onnx } = onnxProto;
 const require = createRequire(import.meta.url);
@@ -77,133 +81,83 @@ export function isWholeToken(word: string): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Streaming reader for the wink JSON (307 MB): {precision, l2NormIndex, wordIndex, size,
+// Streaming read of the wink JSON (307 MB): {precision, l2NormIndex, wordIndex, size,
 // dimensions, words: [...frequency ordered...], vectors: {word: [d0..dN-1, l2norm, index]}, unkVector}
+// tokenized by stream-json, so only the part needed is read and the whole file is never in memory.
 // ---------------------------------------------------------------------------------------------
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-
-/** Pull-reader over a JSON file: enough tokenizing to walk the top level and the vectors object entry by entry. */
-class JsonPullReader {
-  private buf = Buffer.alloc(0);
-  private pos = 0;
-  private eof = false;
-  bytesRead = 0;
+/**
+ * The top level of the source as events: `onMember(key)` says which member starts and returns an
+ * Assembler for its value, or 'entries' to walk an object member entry by entry: `onEntry(key)`
+ * returns a builder for the entry's value, or null to skip it unbuilt; `onEntryValue` may return
+ * 'stop' to end the walk there.
+ */
+class SourceWalker {
+  private depth = 0;
+  private member = '';
+  private entry = '';
+  private entriesNext = false;
+  private builder: Assembler | null = null;
+  private target: 'member' | 'entry' = 'member';
+  private skipNext = false;
+  private skipDepth = 0;
+  stopped = false;
 
   constructor(
-    private readonly fh: FileHandle,
-    private readonly chunkSize = 4 << 20,
+    private readonly onMember: (key: string) => Assembler | 'entries',
+    private readonly onMemberValue: (key: string, value: unknown) => void,
+    private readonly onEntry: (key: string) => Assembler | null,
+    private readonly onEntryValue: (key: string, value: unknown) => 'stop' | void,
   ) {}
 
-  /** Keep the unread bytes and append the next chunk of the file. */
-  private async fill(): Promise<void> {
-    if (this.eof) return;
-    const rest = this.buf.subarray(this.pos);
-    const next = Buffer.allocUnsafe(rest.length + this.chunkSize);
-    rest.copy(next, 0);
-    const { bytesRead } = await this.fh.read(next, rest.length, this.chunkSize, this.bytesRead);
-    if (bytesRead === 0) this.eof = true;
-    this.bytesRead += bytesRead;
-    this.buf = next.subarray(0, rest.length + bytesRead);
-    this.pos = 0;
-  }
-
-  /** The next non-whitespace byte (not consumed), or -1 at the end of the file. */
-  async peek(): Promise<number> {
-    for (;;) {
-      while (this.pos < this.buf.length) {
-        const c = this.buf[this.pos]!;
-        if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return c;
-        this.pos++;
-      }
-      if (this.eof) return -1;
-      await this.fill();
+  push(t: Token): void {
+    if (this.stopped) return;
+    const opens = t.name === 'startObject' || t.name === 'startArray';
+    const closes = t.name === 'endObject' || t.name === 'endArray';
+    if (this.builder) {
+      // stream-json's Assembler is `done` again once the value it was fed is complete.
+      if (!this.builder.consume(t).done) return;
+      const value: unknown = this.builder.current;
+      this.builder = null;
+      if (this.target === 'member') this.onMemberValue(this.member, value);
+      else if (this.onEntryValue(this.entry, value) === 'stop') this.stopped = true;
+      return;
     }
-  }
-
-  async expect(ch: string): Promise<void> {
-    const c = await this.peek();
-    if (c !== ch.charCodeAt(0)) throw new Error(`expected "${ch}" at byte ${this.offset()} but found ${c < 0 ? 'the end of the file' : `"${String.fromCharCode(c)}"`}`);
-    this.pos++;
-  }
-
-  offset(): number {
-    return this.bytesRead - (this.buf.length - this.pos);
-  }
-
-  /** End (exclusive) of the JSON value starting at `i`, or -1 when the buffer ends first. */
-  private scanValue(i: number): number {
-    const b = this.buf;
-    const first = b[i];
-    if (first === QUOTE) return this.scanString(i);
-    if (first === 0x5b || first === 0x7b) {
-      let depth = 0;
-      for (let j = i; j < b.length; j++) {
-        const c = b[j]!;
-        if (c === QUOTE) {
-          const end = this.scanString(j);
-          if (end < 0) return -1;
-          j = end - 1;
-        } else if (c === 0x5b || c === 0x7b) depth++;
-        else if (c === 0x5d || c === 0x7d) {
-          if (--depth === 0) return j + 1;
+    if (this.skipNext) {
+      this.skipNext = false;
+      if (opens) this.skipDepth = 1;
+      return;
+    }
+    if (this.skipDepth > 0) {
+      if (opens) this.skipDepth++;
+      else if (closes) this.skipDepth--;
+      return;
+    }
+    if (this.depth === 0) {
+      if (t.name !== 'startObject') throw new Error('the source is not a JSON object');
+      this.depth = 1;
+    } else if (this.depth === 1) {
+      if (this.entriesNext) {
+        if (t.name !== 'startObject') throw new Error(`"${this.member}" is not an object`);
+        this.entriesNext = false;
+        this.depth = 2;
+      } else if (t.name === 'keyValue') {
+        this.member = t.value;
+        const how = this.onMember(t.value);
+        if (how === 'entries') this.entriesNext = true;
+        else {
+          this.builder = how;
+          this.target = 'member';
         }
-      }
-      return -1;
-    }
-    for (let j = i; j < b.length; j++) {
-      const c = b[j]!;
-      if (c === 0x2c || c === 0x5d || c === 0x7d || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) return j;
-    }
-    return this.eof ? b.length : -1;
-  }
-
-  private scanString(i: number): number {
-    const b = this.buf;
-    for (let j = i + 1; j < b.length; j++) {
-      const c = b[j]!;
-      if (c === BACKSLASH) j++;
-      else if (c === QUOTE) return j + 1;
-    }
-    return -1;
-  }
-
-  /** The next JSON value as text (consumed). Multi-byte UTF-8 never splits: boundaries are ASCII. */
-  async raw(): Promise<string> {
-    if ((await this.peek()) < 0) throw new Error('unexpected end of the file');
-    for (;;) {
-      const end = this.scanValue(this.pos);
-      if (end >= 0) {
-        const text = this.buf.toString('utf8', this.pos, end);
-        this.pos = end;
-        return text;
-      }
-      if (this.eof) throw new Error(`unterminated value at byte ${this.offset()}`);
-      await this.fill();
-    }
-  }
-
-  async value(): Promise<unknown> {
-    return JSON.parse(await this.raw()) as unknown;
-  }
-
-  async key(): Promise<string> {
-    const k = await this.value();
-    if (typeof k !== 'string') throw new Error(`expected an object key at byte ${this.offset()}`);
-    await this.expect(':');
-    return k;
-  }
-
-  /** After a member: consume "," and return true, or leave the closing bracket and return false. */
-  async more(close: string): Promise<boolean> {
-    const c = await this.peek();
-    if (c === 0x2c) {
-      this.pos++;
-      return true;
-    }
-    if (c === close.charCodeAt(0)) return false;
-    throw new Error(`expected "," or "${close}" at byte ${this.offset()}`);
+      } else if (t.name === 'endObject') this.depth = 0;
+      else throw new Error(`unexpected ${t.name} at the top level`);
+    } else if (t.name === 'keyValue') {
+      this.entry = t.value;
+      this.builder = this.onEntry(t.value);
+      this.target = 'entry';
+      if (!this.builder) this.skipNext = true;
+    } else if (t.name === 'endObject') this.depth = 1;
+    else throw new Error(`unexpected ${t.name} in "${this.member}"`);
   }
 }
 
@@ -225,14 +179,12 @@ interface SourceWords {
 async function readSourceWords(path: string, wanted: number): Promise<SourceWords> {
   const fh = await open(path, 'r');
   try {
-    const reader = new JsonPullReader(fh);
     const header: Record<string, unknown> = {};
     let words: string[] | undefined;
     let want: Set<string> | undefined; // the first `wanted` usable words, once the word list is known
     // Words the vectors object holds (word -> first `dimensions` values), in file order.
     let found = 0;
     const vectors = new Map<string, number[]>();
-    let stopped = false;
 
     const dims = (): number => {
       const d = header.dimensions;
@@ -248,43 +200,55 @@ async function readSourceWords(path: string, wanted: number): Promise<SourceWord
       for (const w of vectors.keys()) if (want.has(w)) found++;
     };
 
-    await reader.expect('{');
-    if ((await reader.peek()) !== 0x7d) {
-      do {
-        const key = await reader.key();
-        if (key === 'words') {
-          const list = await reader.value();
-          if (!Array.isArray(list) || !list.every((w) => typeof w === 'string')) throw new Error('"words" is not a list of strings');
-          words = list as string[];
-          selectWanted(words);
-        } else if (key === 'vectors') {
-          const d = dims();
-          await reader.expect('{');
-          if ((await reader.peek()) !== 0x7d) {
-            do {
-              const word = await reader.key();
-              const text = await reader.raw();
-              // Keep every usable word's vector (not only the wanted ones): if some wanted word turns
-              // out to have none, the words after it fill the vocabulary instead.
-              if (vectors.has(word) || !isWholeToken(word)) continue;
-              const vec = JSON.parse(text) as unknown;
-              if (!Array.isArray(vec) || vec.length < d || !vec.slice(0, d).every((x) => typeof x === 'number' && Number.isFinite(x))) {
-                throw new Error(`the vector of "${word}" is not ${d} finite numbers`);
-              }
-              vectors.set(word, vec.slice(0, d) as number[]);
-              if (want?.has(word)) found++;
-              if (want && found >= want.size) {
-                stopped = true;
-                break;
-              }
-            } while (await reader.more('}'));
-          }
-          if (stopped) break;
-          await reader.expect('}');
-        } else {
-          header[key] = await reader.value();
+    const walker = new SourceWalker(
+      (key) => {
+        if (key === 'vectors') {
+          dims();
+          return 'entries';
         }
-      } while (await reader.more('}'));
+        return new Assembler();
+      },
+      (key, value) => {
+        if (key === 'words') {
+          if (!Array.isArray(value) || !value.every((w) => typeof w === 'string')) throw new Error('"words" is not a list of strings');
+          words = value as string[];
+          selectWanted(words);
+        } else header[key] = value;
+      },
+      // Keep every usable word's vector (not only the wanted ones): if some wanted word turns
+      // out to have none, the words after it fill the vocabulary instead.
+      (word) => (vectors.has(word) || !isWholeToken(word) ? null : new Assembler()),
+      (word, vec) => {
+        const d = dims();
+        if (!Array.isArray(vec) || vec.length < d || !vec.slice(0, d).every((x) => typeof x === 'number' && Number.isFinite(x))) {
+          throw new Error(`the vector of "${word}" is not ${d} finite numbers`);
+        }
+        vectors.set(word, vec.slice(0, d) as number[]);
+        if (want?.has(word)) found++;
+        if (want && found >= want.size) return 'stop';
+      },
+    );
+
+    const tokenize = jsonParser({ packValues: true, streamValues: false });
+    const feed = (out: ReturnType<typeof tokenize>) => {
+      if (out === none) return;
+      for (const t of getManyValues(out as Many<Token>)) {
+        walker.push(t);
+        if (walker.stopped) return;
+      }
+    };
+    const decoder = new StringDecoder('utf8');
+    const buf = Buffer.allocUnsafe(4 << 20);
+    let bytesRead = 0;
+    for (;;) {
+      const { bytesRead: n } = await fh.read(buf, 0, buf.length, bytesRead);
+      if (n === 0) {
+        feed(tokenize(none as unknown as string)); // flush
+        break;
+      }
+      bytesRead += n;
+      feed(tokenize(decoder.write(buf.subarray(0, n))));
+      if (walker.stopped) break;
     }
     if (!words) throw new Error('the source has no "words" list');
     const dimensions = dims();
@@ -300,7 +264,7 @@ async function readSourceWords(path: string, wanted: number): Promise<SourceWord
       seen.add(word);
       selected.push({ word, rank, vector });
     }
-    return { dimensions, total, selected, bytesRead: reader.bytesRead };
+    return { dimensions, total, selected, bytesRead };
   } finally {
     await fh.close();
   }
