@@ -136,6 +136,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
       lifecycle.ready = true;
       lifecycle.readyAt = performance.now();
       logger.info({ url: service.url, readyMs: Math.round(lifecycle.readyAt - lifecycle.startedAt) }, 'listening');
+      rag.prefetch().catch((err: unknown) => logger.error({ err }, 'could not load the retriever module'));
       return service.url;
     },
     stop() {

@@ -1,8 +1,9 @@
 import { sha256File } from '../file-hash.js';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { RagError } from '../errors.js';
+import { BOOTSTRAP_MODEL_FILES } from './bootstrap-model.js';
 import { poolTokens, readSentenceProfile, type EmbedKind, type PoolingOverride, type SentenceProfile } from './sentence-config.js';
 
 export type { EmbedKind, PoolingMode, PoolingOverride, SentenceProfile } from './sentence-config.js';
@@ -199,11 +200,13 @@ let bootstrapped: Promise<void> | undefined;
  */
 function bootstrapSessions(): Promise<void> {
   bootstrapped ??= (async () => {
-    const { writeStaticModelFolder } = await import('./static-model-builder.js');
     const dir = await mkdtemp(join(tmpdir(), 'rag-bootstrap-model-'));
     try {
       const modelDir = join(dir, 'bootstrap');
-      await writeStaticModelFolder({ outDir: modelDir, words: ['ok'], rows: [[1, 0]], dimension: 2, quantized: false, meta: { bootstrap: true } });
+      await mkdir(join(modelDir, 'onnx'), { recursive: true });
+      // config.json last: the folder only looks like a model once complete.
+      const files = Object.entries(BOOTSTRAP_MODEL_FILES).sort(([a], [b]) => Number(a === 'config.json') - Number(b === 'config.json'));
+      for (const [rel, b64] of files) await writeFile(join(modelDir, rel), Buffer.from(b64, 'base64'));
       const { env, pipeline } = await import('@huggingface/transformers');
       env.allowRemoteModels = false;
       env.useFSCache = false;

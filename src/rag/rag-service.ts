@@ -5,7 +5,7 @@ import { extractiveAnswer } from './extractive-answerer.js';
 import { fusionSettings, type FusionSettings, type RetrievalMode } from './hybrid.js';
 import type { UpstreamCall } from './chat-model.js';
 import { LlmAnswerer, type AnswerChoice, type AnswerOptions, type LlmStream, type Usage } from './llm-answerer.js';
-import { GenerationRetriever, documentsToSources, type Source } from './retriever.js';
+import type { Source } from './retriever.js';
 
 export interface AskInput {
   question: string;
@@ -39,6 +39,14 @@ export interface RagServiceOptions {
   onUpstreamCall?: (call: UpstreamCall) => void;
 }
 
+/**
+ * The LangChain retriever module (and @langchain/core with it, ~250 ms of imports) loads after the
+ * service is ready rather than before: `prefetch()` starts it once listening; a request that comes
+ * first waits for it.
+ */
+let retrieverModule: Promise<typeof import('./retriever.js')> | null = null;
+const loadRetriever = () => (retrieverModule ??= import('./retriever.js'));
+
 /** Retrieval + answer over one generation. Holds no globals: the generation is passed in. */
 export class RagService {
   private readonly llm: LlmAnswerer | null;
@@ -53,7 +61,13 @@ export class RagService {
     return this.llm ? 'llm' : 'extractive';
   }
 
+  /** Load what answering needs but readiness does not (called once the service listens). */
+  prefetch(): Promise<void> {
+    return loadRetriever().then(() => undefined);
+  }
+
   async retrieve(generation: Generation, input: Omit<AskInput, 'question'> & { question: string }): Promise<Source[]> {
+    const { GenerationRetriever, documentsToSources } = await loadRetriever();
     const retriever = new GenerationRetriever(generation, { k: input.k, filter: input.filter, mode: input.mode ?? 'hybrid', contains: input.contains, fusion: this.fusion });
     return documentsToSources(await retriever.invoke(input.question));
   }
