@@ -3,7 +3,7 @@ import { RagError, toRagError } from '../errors.js';
 import {
   checkDocumentName,
   checkWritable,
-  extractText,
+  extractTextIsolated,
   listDocuments,
   publishChange,
   UPLOAD_TYPES,
@@ -75,7 +75,7 @@ export function documentRoutes(deps: AppDeps): Router {
     const { name, ext } = checkDocumentName(req.query.name);
     await change(req, res, `upload ${name}`, async () => {
       const bytes = await readBody(req, res, maxBytes);
-      return { kind: 'upload', document: await extractText(name, ext, bytes) };
+      return { kind: 'upload', document: await extractTextIsolated(name, ext, bytes) };
     });
   });
 

@@ -147,6 +147,7 @@ describe('documents from the browser: the API', { timeout: 180_000 }, () => {
     ['a PNG named .txt', 'photo.txt', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0]), 415, 'RAG_DOCS_TYPE_MISMATCH', /content is PNG, not text/],
     ['a PDF named .md', 'paper.md', tinyPdf(['hello']), 415, 'RAG_DOCS_TYPE_MISMATCH', /content is PDF/],
     ['text named .pdf', 'notes.pdf', 'just some words', 415, 'RAG_DOCS_TYPE_MISMATCH', /no %PDF- header/],
+    ['a broken PDF (header, no document)', 'broken.pdf', '%PDF-1.4\n%%garbage that is not a PDF body\n', 415, 'RAG_DOCS_TYPE_MISMATCH', /could not be read as a PDF/],
     ['.html without markup', 'page.html', 'plain words only', 415, 'RAG_DOCS_TYPE_MISMATCH', /holds no HTML markup/],
     ['invalid UTF-8', 'latin.txt', Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x6f, 0x6b]), 415, 'RAG_DOCS_TYPE_MISMATCH', /not UTF-8 text/],
     ['binary control bytes', 'bin.txt', Buffer.from('abc\u0001\u0002def'), 415, 'RAG_DOCS_TYPE_MISMATCH', /binary control characters/],
