@@ -110,6 +110,16 @@ describe('web console: documents from the browser', { timeout: 240_000 }, () => 
     await page.context().close();
   });
 
+  it('follows a version published elsewhere (npm run ingest): the list changes without a click', async () => {
+    const page = await openWithKey(svc.url);
+    await expect.poll(() => listed(page), { timeout: 20_000 }).toEqual(['bread.txt', 'lighthouses.md', 'volcanoes.html']);
+    await publishDocs(svc.dirs.store, join(FIXTURES, 'docs-b'));
+    await expect.poll(() => listed(page), { timeout: 30_000 }).toEqual(['orbits.md', 'tea.md']);
+    await publishDocs(svc.dirs.store, join(FIXTURES, 'docs-a'));
+    await expect.poll(() => listed(page), { timeout: 30_000 }).toEqual(['bread.txt', 'lighthouses.md', 'volcanoes.html']);
+    await page.context().close();
+  });
+
   it('a refused upload is explained in the page (type checked by content)', async () => {
     const page = await openWithKey(svc.url);
     await expect.poll(() => listed(page), { timeout: 20_000 }).toHaveLength(3);

@@ -28,6 +28,14 @@ export function setDocumentsVisible(visible) {
   if (visible && !was) void refreshDocuments();
 }
 
+/**
+ * The served store version changed (a reload landed): list its documents when the panel shows an older one.
+ * @param {string | undefined} version
+ */
+export function noteStoreVersion(version) {
+  if (!els.docsPanel.hidden && !busy && last && version && last.storeVersion !== version) void refreshDocuments();
+}
+
 /** @param {DocumentsList} list */
 function render(list) {
   last = list;
