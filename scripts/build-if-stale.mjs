@@ -7,7 +7,7 @@
 //   node scripts/build-if-stale.mjs --always compile now (incrementally) and write the stamp (npm run build)
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,23 +47,34 @@ function fingerprint() {
   return h.digest('hex');
 }
 
-const want = fingerprint();
-const have = existsSync(STAMP) ? readFileSync(STAMP, 'utf8').trim() : '';
-const built = existsSync(join(root, 'dist', 'src', 'main.js'));
-if (built && have === want && !process.argv.includes('--always')) process.exit(0);
-if (process.argv.includes('--check')) {
-  console.error(built ? 'build-if-stale: sources changed since the last build' : 'build-if-stale: not built yet');
-  process.exit(1);
+/**
+ * Build when stale; returns the exit status (0: dist/ is current). scripts/start.mjs calls it in
+ * its own process, so `npm start` on a built tree boots one node, not two.
+ */
+export function buildIfStale({ check = false, always = false, quiet = false } = {}) {
+  const want = fingerprint();
+  const have = existsSync(STAMP) ? readFileSync(STAMP, 'utf8').trim() : '';
+  const built = existsSync(join(root, 'dist', 'src', 'main.js'));
+  if (built && have === want && !always) return 0;
+  if (check) {
+    console.error(built ? 'build-if-stale: sources changed since the last build' : 'build-if-stale: not built yet');
+    return 1;
+  }
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  if (!existsSync(tsc)) {
+    // A production install (no dev dependencies): serve what was built, or say how to build.
+    if (built) return 0;
+    console.error('build-if-stale: dist/ is missing and TypeScript is not installed; run `npm install` (with dev dependencies)');
+    return 1;
+  }
+  const t0 = Date.now();
+  const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) return r.status ?? 1;
+  writeFileSync(STAMP, `${want}\n`);
+  if (!quiet) console.error(`build-if-stale: compiled in ${Date.now() - t0} ms`);
+  return 0;
 }
-const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-if (!existsSync(tsc)) {
-  // A production install (no dev dependencies): serve what was built, or say how to build.
-  if (built) process.exit(0);
-  console.error('build-if-stale: dist/ is missing and TypeScript is not installed; run `npm install` (with dev dependencies)');
-  process.exit(1);
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
+  process.exit(buildIfStale({ check: process.argv.includes('--check'), always: process.argv.includes('--always'), quiet: process.argv.includes('--quiet') }));
 }
-const t0 = Date.now();
-const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { cwd: root, stdio: 'inherit' });
-if (r.status !== 0) process.exit(r.status ?? 1);
-writeFileSync(STAMP, `${want}\n`);
-if (!process.argv.includes('--quiet')) console.error(`build-if-stale: compiled in ${Date.now() - t0} ms`);

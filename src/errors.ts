@@ -93,6 +93,17 @@ export const ErrorCodes = {
   // ingest
   RAG_INGEST_NO_DOCUMENTS: 400,
   RAG_INGEST_FAILED: 500,
+  // documents from the browser (/admin/documents)
+  RAG_DOCS_READ_ONLY: 409,
+  RAG_DOCS_UNAVAILABLE: 409,
+  RAG_DOCS_BUSY: 409,
+  RAG_DOCS_BAD_NAME: 400,
+  RAG_DOCS_UNSUPPORTED_TYPE: 415,
+  RAG_DOCS_TYPE_MISMATCH: 415,
+  RAG_DOCS_TOO_LARGE: 413,
+  RAG_DOCS_NO_TEXT: 422,
+  RAG_DOCS_NOT_FOUND: 404,
+  RAG_DOCS_LAST_DOCUMENT: 409,
   // generic
   RAG_INTERNAL: 500,
 } as const;

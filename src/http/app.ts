@@ -8,6 +8,7 @@ import { observe } from './middleware/observe.js';
 import { requestTimeout } from './middleware/timeout.js';
 import { adminEventRoutes, adminRoutes } from './routes-admin.js';
 import { consoleRoutes } from './routes-console.js';
+import { documentRoutes } from './routes-documents.js';
 import { healthRoutes } from './routes-health.js';
 import { openAiRoutes } from './routes-openai.js';
 import { ragRoutes } from './routes-rag.js';
@@ -20,7 +21,8 @@ export type { AppDeps, Lifecycle } from './context.js';
  *
  *     observe -> /healthz /readyz /metrics                      (open, unlimited)
  *             -> /v1    [audit -> user key -> limit -> timeout -> json] rag + OpenAI routes
- *             -> /admin [audit -> admin key -> events stream -> limit -> timeout -> json] admin routes
+ *             -> /admin [audit -> admin key -> events stream, documents -> limit -> timeout -> json] admin routes
+ *                (documents stream their progress and read raw uploads: before the timeout and the JSON parser)
  *             -> console static files -> 404 -> error handler
  *
  * Routing is case-sensitive (one spelling per route); whatever reaches a route of the /v1 or
@@ -46,7 +48,7 @@ export function createApp(deps: AppDeps): Express {
 
   const admin = createRouter();
   admin.use(...audit, requireKey('admin', config, metrics));
-  admin.use(adminEventRoutes(deps));
+  admin.use(adminEventRoutes(deps), documentRoutes(deps));
   admin.use(limit, timeout, ...body);
   admin.use(adminRoutes(deps));
 

@@ -3,6 +3,7 @@ import { createRouter } from './router.js';
 import { RagError } from '../errors.js';
 import type { ReloadEvent } from '../reload/reload-manager.js';
 import type { AppDeps } from './context.js';
+import { openEventStream } from './sse.js';
 
 /** Reload control and status: status, force reload, rollback, and a server-sent event stream. */
 export function adminRoutes(deps: AppDeps): Router {
@@ -33,21 +34,10 @@ export function adminRoutes(deps: AppDeps): Router {
 export function adminEventRoutes(deps: AppDeps): Router {
   const r = createRouter();
   r.get('/events', (req, res) => {
-    res.status(200);
-    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-    res.setHeader('Cache-Control', 'no-cache');
-    res.setHeader('X-Accel-Buffering', 'no');
-    res.flushHeaders();
-    const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    send('status', deps.manager.status());
-    const onEvent = (e: ReloadEvent) => send(e.type, e);
+    const onEvent = (e: ReloadEvent) => stream.send(e.type, e);
+    const stream = openEventStream(req, res, { onClose: () => deps.manager.off('event', onEvent) });
+    stream.send('status', deps.manager.status());
     deps.manager.on('event', onEvent);
-    const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
-    ping.unref();
-    req.on('close', () => {
-      clearInterval(ping);
-      deps.manager.off('event', onEvent);
-    });
   });
   return r;
 }

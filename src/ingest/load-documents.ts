@@ -17,7 +17,7 @@ async function walk(dir: string): Promise<string[]> {
     .sort();
 }
 
-function titleOf(doc: Document, rel: string): string {
+export function titleOf(doc: Document, rel: string): string {
   const heading = /^#\s+(.+)$/m.exec(doc.pageContent)?.[1];
   return (heading ?? rel.replace(/\.[^.]+$/, '')).trim().slice(0, 200);
 }

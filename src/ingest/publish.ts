@@ -34,7 +34,8 @@ import type { Chunk } from './split-documents.js';
 export interface PublishOptions {
   /** The ./vectorstore folder. */
   outDir: string;
-  chunks: Chunk[];
+  /** A chunk with `embedding` keeps it (an unchanged chunk of the version it came from); the others are embedded. */
+  chunks: Array<Chunk & { embedding?: number[] }>;
   model: EmbeddingModel;
   logger: Logger;
   collection?: string;
@@ -103,8 +104,10 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
     async function* batches(): AsyncGenerator<StoreRecord[]> {
       for (let i = 0; i < chunks.length; i += batchSize) {
         const slice = chunks.slice(i, i + batchSize);
-        const vectors = await model.embedBatch(slice.map((c) => (options.denseContext === false ? c.text : textForEmbedding(c))));
-        yield slice.map((c, j) => ({ id: c.id, text: c.text, embedding: vectors[j]!, metadata: c.metadata }));
+        const fresh = slice.filter((c) => !c.embedding);
+        const vectors = fresh.length ? await model.embedBatch(fresh.map((c) => (options.denseContext === false ? c.text : textForEmbedding(c)))) : [];
+        let next = 0;
+        yield slice.map((c) => ({ id: c.id, text: c.text, embedding: c.embedding ?? vectors[next++]!, metadata: c.metadata }));
       }
     }
     await createCollectionWithRecords({

@@ -1,6 +1,6 @@
 import type { Generation } from '../reload/generation.js';
 import { analyze } from '../store/keyword-index.js';
-import type { Source } from './retriever.js';
+import type { Source } from './sources.js';
 
 /**
  * One line-ish unit of a chunk. Headings (Markdown `#`, HTML headings that html-to-text wrote in

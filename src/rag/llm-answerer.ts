@@ -2,8 +2,7 @@ import type { BaseMessage } from '@langchain/core/messages';
 import type { ChatGeneration } from '@langchain/core/outputs';
 import { RagError } from '../errors.js';
 import { createChatModel, type ChatModelConfig, type ChatModelRequest } from './chat-model.js';
-import { formatContext, ragPrompt } from './prompt.js';
-import type { Source } from './retriever.js';
+import type { Source } from './sources.js';
 
 /** OpenAI `usage`. */
 export interface Usage {
@@ -61,6 +60,8 @@ export class LlmAnswerer {
   }
 
   private async prepare(question: string, sources: Source[], options: AnswerOptions) {
+    // LangChain's prompt module loads with the first upstream call, not at start-up (npm start to ready).
+    const { formatContext, ragPrompt } = await import('./prompt.js');
     const prompt = await ragPrompt.formatMessages({ question, context: formatContext(sources) });
     const passthrough = options.passthrough ?? {};
     const model = await createChatModel(this.config, {

@@ -1,5 +1,5 @@
 import { ChatPromptTemplate } from '@langchain/core/prompts';
-import type { Source } from './retriever.js';
+import type { Source } from './sources.js';
 
 export const ragPrompt = ChatPromptTemplate.fromMessages([
   [

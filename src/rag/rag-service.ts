@@ -5,7 +5,7 @@ import { extractiveAnswer } from './extractive-answerer.js';
 import { fusionSettings, type FusionSettings, type RetrievalMode } from './hybrid.js';
 import type { UpstreamCall } from './chat-model.js';
 import { LlmAnswerer, type AnswerChoice, type AnswerOptions, type LlmStream, type Usage } from './llm-answerer.js';
-import { retrieveSources, type Source } from './retriever.js';
+import { retrieveSources, type Source } from './sources.js';
 
 export interface AskInput {
   question: string;

@@ -181,48 +181,68 @@ export class GenerationLoader implements Loader {
       }
     };
 
-    // model: share the loaded session when the active one has the same bytes.
+    // model: share the loaded session when the active one has the same bytes. The model load
+    // (CPU on this thread) and the store's snapshot + open (mostly waiting on the Chroma child and
+    // the index worker) do not depend on each other, so they run at the same time; validate needs both.
     const cur = req.active;
-    const shared: SharedModel =
-      cur && cur.model.dir === spec.model.dir && req.activeModelFingerprint === spec.model.fingerprint
-        ? cur.sharedModel
-        : await timed(
-            'model',
-            async (sig) => {
-              const model = await loadEmbeddingModel({ dir: spec.model.dir, dtype: this.config.modelDtype, pooling: this.config.pooling });
-              // transformers.js reads the published folder itself: it must not have changed while it did.
-              const now = await folderFingerprint(spec.model.dir, { root: this.config.modelsDir, signal: sig }).catch(() => null);
-              if (!now || now.fingerprint !== spec.model.fingerprint) {
-                await model.dispose();
-                throw new RagError('RAG_MODEL_WRITE_IN_PROGRESS', `model folder ${spec.model.dir} changed while it was loading (a copy is still in progress); it is retried when the files settle`);
-              }
-              return new SharedModel(model);
-            },
-            (m) => m.retain().release(),
-          );
-    shared.retain(); // held by this build until the generation takes its own reference
-    let store: OpenedStore | null = null;
-    let snapshotDir: string | null = null;
-    try {
-      if (spec.store) {
-        const s = spec.store;
-        snapshotDir = await timed(
-          'snapshot',
-          (sig) =>
-            snapshotStore(s, {
-              runtimeDir: this.config.runtimeDir,
-              signal: sig,
-              recheck: async () => (await describeStore(s.kind === 'flat' ? s.dir : dirname(s.dir), s.dir, s.kind, s.kind === 'flat' ? null : s.version)).fingerprint,
-            }),
-          async (dir) => {
-            const { rm } = await import('node:fs/promises');
-            await rm(dir, { recursive: true, force: true });
+    const sharing = !!cur && cur.model.dir === spec.model.dir && req.activeModelFingerprint === spec.model.fingerprint;
+    // Resolves to the model retained once for this build (until the generation takes its own reference).
+    const modelWork: Promise<SharedModel> = sharing
+      ? Promise.resolve(cur!.sharedModel.retain())
+      : timed(
+          'model',
+          async (sig) => {
+            const model = await loadEmbeddingModel({ dir: spec.model.dir, dtype: this.config.modelDtype, pooling: this.config.pooling });
+            // transformers.js reads the published folder itself: it must not have changed while it did.
+            const now = await folderFingerprint(spec.model.dir, { root: this.config.modelsDir, signal: sig }).catch(() => null);
+            if (!now || now.fingerprint !== spec.model.fingerprint) {
+              await model.dispose();
+              throw new RagError('RAG_MODEL_WRITE_IN_PROGRESS', `model folder ${spec.model.dir} changed while it was loading (a copy is still in progress); it is retried when the files settle`);
+            }
+            return new SharedModel(model).retain();
           },
+          (m) => m.release(),
         );
+    const storeWork = (async (): Promise<OpenedStore> => {
+      let snapshotDir: string | null = null;
+      try {
+        if (spec.store) {
+          const s = spec.store;
+          snapshotDir = await timed(
+            'snapshot',
+            (sig) =>
+              snapshotStore(s, {
+                runtimeDir: this.config.runtimeDir,
+                signal: sig,
+                recheck: async () => (await describeStore(s.kind === 'flat' ? s.dir : dirname(s.dir), s.dir, s.kind, s.kind === 'flat' ? null : s.version)).fingerprint,
+              }),
+            async (dir) => {
+              const { rm } = await import('node:fs/promises');
+              await rm(dir, { recursive: true, force: true });
+            },
+          );
+        }
+        const snap = snapshotDir;
+        const opened = await timed('open', (sig) => this.opener.open({ spec: spec.store, snapshotDir: snap, signal: sig, remote: spec.remote ?? null }), (o) => o.dispose());
+        snapshotDir = null; // the opened store owns it now
+        return opened;
+      } finally {
+        if (snapshotDir) {
+          const { rm } = await import('node:fs/promises');
+          await rm(snapshotDir, { recursive: true, force: true });
+        }
       }
-      const snap = snapshotDir;
-      store = await timed('open', (sig) => this.opener.open({ spec: spec.store, snapshotDir: snap, signal: sig, remote: spec.remote ?? null }), (o) => o.dispose());
-      snapshotDir = null; // the opened store owns it now
+    })();
+    const [modelResult, storeResult] = await Promise.allSettled([modelWork, storeWork]);
+    if (modelResult.status === 'rejected' || storeResult.status === 'rejected') {
+      // Whatever the other side made is disposed; the model's error wins (it was checked first before).
+      if (storeResult.status === 'fulfilled') await storeResult.value.dispose();
+      if (modelResult.status === 'fulfilled') await modelResult.value.release();
+      throw modelResult.status === 'rejected' ? modelResult.reason : (storeResult as PromiseRejectedResult).reason;
+    }
+    const shared = modelResult.value;
+    let store: OpenedStore | null = storeResult.value;
+    try {
       const opened = store;
       await timed('validate', async () => {
         if (opened.dimension !== shared.model.dimension) {
@@ -256,10 +276,6 @@ export class GenerationLoader implements Loader {
       return { generation, phases, acceptance, replay };
     } finally {
       await store?.dispose();
-      if (snapshotDir) {
-        const { rm } = await import('node:fs/promises');
-        await rm(snapshotDir, { recursive: true, force: true });
-      }
       await shared.release();
     }
   }

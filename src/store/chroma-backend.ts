@@ -1,6 +1,6 @@
 import type { ChromaStore, StoreHit } from './chroma-store.js';
 import type { KeywordWorker } from './index-loader.js';
-import type { BackendInfo, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
+import type { BackendInfo, ExportedPage, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
 import { compileRecordFilter, compileWhere, compileWhereDocument, type WhereDocument, type WhereFilter } from './where-filter.js';
 
 /**
@@ -54,6 +54,17 @@ export class ChromaBackend implements RetrievalBackend {
 
   async getByIds(ids: string[]): Promise<RecordText[]> {
     return this.store.getByIds(ids);
+  }
+
+  async *exportRecords(pageSize = 1000): AsyncGenerator<ExportedPage> {
+    for await (const page of this.store.allRecords(pageSize, true)) {
+      yield {
+        ids: page.ids,
+        documents: page.documents.map((d) => d ?? ''),
+        metadatas: page.metadatas.map((m) => (m ?? {}) as StoreHit['metadata']),
+        embeddings: page.embeddings ?? [],
+      };
+    }
   }
 
   describe(): BackendInfo {

@@ -1,6 +1,6 @@
 import { distanceToScore, type DistanceSpace, type StoreHit } from './chroma-store.js';
 import type { KeywordWorker, LoadedRecords } from './index-loader.js';
-import type { BackendInfo, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
+import type { BackendInfo, ExportedPage, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
 import { VectorMatrix } from './vector-scan.js';
 import { compileRecordFilter, type WhereDocument, type WhereFilter } from './where-filter.js';
 
@@ -96,6 +96,16 @@ export class InProcessBackend implements RetrievalBackend {
       const r = this.rowOf.get(id);
       return r === undefined ? [] : [{ id, text: this.documents[r]!, metadata: this.metadatas[r]! }];
     });
+  }
+
+  async *exportRecords(pageSize = 1000): AsyncGenerator<ExportedPage> {
+    const dim = this.matrix.dimension;
+    for (let start = 0; start < this.ids.length; start += pageSize) {
+      const end = Math.min(this.ids.length, start + pageSize);
+      const embeddings: number[][] = [];
+      for (let r = start; r < end; r++) embeddings.push(Array.from(this.matrix.data.subarray(r * dim, (r + 1) * dim)));
+      yield { ids: this.ids.slice(start, end), documents: this.documents.slice(start, end), metadatas: this.metadatas.slice(start, end), embeddings };
+    }
   }
 
   describe(): BackendInfo {

@@ -61,5 +61,17 @@ export interface RetrievalBackend {
   /** Records by id, in the order asked (missing ids left out). */
   getByIds(ids: string[]): Promise<RecordText[]>;
   describe(): BackendInfo;
+  /**
+   * Every record with its vector, in pages (documents from the browser build the next version from
+   * these, reusing the vectors of unchanged chunks). Absent for a remote Chroma.
+   */
+  exportRecords?(pageSize?: number): AsyncGenerator<ExportedPage>;
   dispose(): Promise<void>;
+}
+
+export interface ExportedPage {
+  ids: string[];
+  documents: string[];
+  metadatas: Array<StoreHit['metadata']>;
+  embeddings: number[][];
 }

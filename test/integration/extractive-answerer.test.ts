@@ -5,7 +5,7 @@ import type { EmbeddingModel } from '../../src/embeddings/model-loader.js';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
 import { splitDocuments, type Chunk } from '../../src/ingest/split-documents.js';
 import { extractiveAnswer, splitUnits } from '../../src/rag/extractive-answerer.js';
-import type { Source } from '../../src/rag/retriever.js';
+import type { Source } from '../../src/rag/sources.js';
 import { KeywordIndex } from '../../src/store/keyword-index.js';
 import { keywordDoc } from '../../src/ingest/publish.js';
 import { ROOT, testModel } from '../helpers/harness.js';

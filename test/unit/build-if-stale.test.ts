@@ -18,6 +18,7 @@ describe('npm start builds only when a TypeScript input changed (scripts/build-i
     ({ dir, cleanup } = await tempDir('rag-t-build-'));
     await mkdir(join(dir, 'scripts'));
     await cp(join(ROOT, 'scripts', 'build-if-stale.mjs'), script());
+    await cp(join(ROOT, 'scripts', 'start.mjs'), join(dir, 'scripts', 'start.mjs'));
     await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
     await mkdir(join(dir, 'src'));
     await writeFile(join(dir, 'src', 'main.ts'), 'export const a: number = 1;\n');
@@ -55,9 +56,24 @@ describe('npm start builds only when a TypeScript input changed (scripts/build-i
     expect(await check()).toBe('fresh');
   });
 
-  it('a compile error fails the start (no stamp is written)', async () => {
+  it('scripts/start.mjs (npm start) builds a stale tree, then runs dist/src/main.js in the same process', async () => {
+    // The tiny project has no @types/node: declare what main.ts uses. It prints its argv[1]: the
+    // start script when it runs inside start.mjs's process.
+    await writeFile(join(dir, 'src', 'main.ts'), 'declare const process: { argv: string[] };\nconsole.log(`main ran under ${process.argv[1]}`);\n');
+    const start = () => run(process.execPath, [join(dir, 'scripts', 'start.mjs')]);
+    const first = await start();
+    expect(first.stderr).toMatch(/compiled in \d+ ms/);
+    expect(first.stdout).toBe(`main ran under ${join(dir, 'scripts', 'start.mjs')}\n`);
+    const again = await start();
+    expect(again.stderr).toBe('');
+    expect(again.stdout).toBe(`main ran under ${join(dir, 'scripts', 'start.mjs')}\n`);
+  });
+
+  it('a compile error fails the start (no stamp is written, main does not run)', async () => {
     await writeFile(join(dir, 'src', 'main.ts'), 'export const a: number = "nope";\n');
     await expect(run(process.execPath, [script()])).rejects.toMatchObject({ code: 2 });
     expect(await check()).toBe('stale');
+    const started = run(process.execPath, [join(dir, 'scripts', 'start.mjs')]);
+    await expect(started).rejects.toMatchObject({ code: 2, stdout: expect.not.stringContaining('main ran') });
   });
 });

@@ -8,11 +8,13 @@
 //   status.js     the active generation panel and the service state
 //   timeline.js   the reload timeline from GET /admin/events
 //   admin.js      the reload and rollback buttons
+//   documents.js  the documents of the served version: upload and delete (admin)
 //   keys.js       the access keys (sessionStorage)
 //   http.js       requests with the right key, API errors in plain words; sse.js reads event streams
 //   dom.js        the page's elements and DOM helpers; wire.js the service's JSON shapes (types only)
 import { initAdmin } from './admin.js';
 import { initAsk } from './ask.js';
+import { initDocuments } from './documents.js';
 import { initKeys, loadKeys } from './keys.js';
 import { initStatus, refreshStatus } from './status.js';
 import { followEvents } from './timeline.js';
@@ -20,6 +22,7 @@ import { followEvents } from './timeline.js';
 initAsk();
 initStatus();
 initAdmin();
+initDocuments();
 initKeys();
 
 loadKeys();

@@ -43,6 +43,16 @@ export const els = {
   adminKey: byId('admin-key', HTMLInputElement),
   keysClear: byId('keys-clear', HTMLButtonElement),
   keysMessage: byId('keys-message', HTMLElement),
+  docsPanel: byId('docs-panel', HTMLElement),
+  docsRefresh: byId('docs-refresh', HTMLButtonElement),
+  docsNote: byId('docs-note', HTMLElement),
+  docsSummary: byId('docs-summary', HTMLElement),
+  uploadForm: byId('upload-form', HTMLFormElement),
+  uploadFile: byId('upload-file', HTMLInputElement),
+  uploadHint: byId('upload-hint', HTMLElement),
+  upload: byId('upload', HTMLButtonElement),
+  docsMessage: byId('docs-message', HTMLElement),
+  docsList: byId('docs-list', HTMLUListElement),
 };
 
 /**

@@ -24,6 +24,7 @@ export class NetworkError extends Error {}
  * @typedef {object} RequestOptions
  * @property {string} [method]
  * @property {unknown} [body] sent as JSON
+ * @property {Blob} [raw] sent as it is (a file upload), with its own type
  * @property {KeyKind} [kind] which key to send (default: the API key)
  * @property {string} [accept] default: application/json
  * @property {AbortSignal} [signal]
@@ -40,11 +41,12 @@ export async function request(path, opts = {}) {
   /** @type {Record<string, string>} */
   const headers = { Accept: opts.accept ?? 'application/json', ...authHeaders(opts.kind ?? 'api') };
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+  if (opts.raw !== undefined) headers['Content-Type'] = opts.raw.type || 'application/octet-stream';
   try {
     return await fetch(path, {
       method: opts.method ?? 'GET',
       headers,
-      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      body: opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)),
       signal: opts.signal,
       cache: 'no-store',
     });
@@ -118,7 +120,9 @@ export function describeError(err, kind) {
       return { title: 'The service is not ready yet.', detail: `${message}. No generation is serving; try again once a store has been loaded.`, code };
     case status === 503:
       return { title: 'Service unavailable (503).', detail: message, code };
-    case status === 400 || status === 413 || status === 415:
+    case code === 'RAG_DOCS_READ_ONLY':
+      return { title: 'The store is read-only here.', detail: message, code };
+    case status === 400 || status === 413 || status === 415 || status === 422:
       return { title: 'The request was not accepted.', detail: message, code };
     default:
       return { title: `Request failed (${status}).`, detail: message, code };

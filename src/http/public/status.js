@@ -2,6 +2,7 @@
 // The active generation panel and the service state in the top bar: from GET /admin/status, or from
 // the public GET /readyz when /admin/status needs a key this tab does not have.
 import { els, h, present, showMessage, timeEl } from './dom.js';
+import { noteStoreVersion, setDocumentsVisible } from './documents.js';
 import { apiError, asError, describeError, keys, request } from './http.js';
 /** @import { AdminStatus, GenerationInfo, PreviousSpec, Readyz } from './wire.js' */
 
@@ -71,6 +72,7 @@ export function renderStatus(s) {
  */
 export function renderGeneration(a, previous) {
   const prev = previous === undefined ? lastStatus?.previous : previous;
+  noteStoreVersion(a.store?.version);
   els.generation.replaceChildren(
     factList([
       ['Store version', h('code', null, [a.store?.version ?? '—']), 'store-version'],
@@ -138,9 +140,10 @@ export async function refreshStatus() {
   updateAdminVisibility();
 }
 
-/** The reload and rollback buttons show with the admin key, or when admin routes are open. */
+/** The reload and rollback buttons and the documents panel show with the admin key, or when admin routes are open. */
 export function updateAdminVisibility() {
   els.adminActions.hidden = !(keys.admin || adminOpen);
+  setDocumentsVisible(Boolean(keys.admin || adminOpen));
 }
 
 export function initStatus() {

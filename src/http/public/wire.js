@@ -102,3 +102,20 @@
  */
 
 export {};
+
+/**
+ * GET /admin/documents (src/http/routes-documents.ts): the served version's documents.
+ * @typedef {object} DocumentsList
+ * @property {string} storeVersion
+ * @property {{ ok: boolean, code?: string, message?: string }} writable
+ * @property {string | null} busy a change being published, if any
+ * @property {number} maxUploadBytes
+ * @property {string[]} types accepted extensions
+ * @property {Array<{ source: string, title: string, type: string, chunks: number }>} documents
+ */
+
+/**
+ * A document change's progress and result (events `progress`, `done`, `error` of POST/DELETE /admin/documents).
+ * @typedef {{ stage: string, done?: number, total?: number, detail?: string }} ChangeProgress
+ * @typedef {{ change: 'upload' | 'delete', version: string, documents: number, chunks: number, reused: number, embedded: number, attempt: ReloadAttempt | null }} ChangeDone
+ */
