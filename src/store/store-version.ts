@@ -69,7 +69,7 @@ async function folderBytes(dir: string): Promise<number> {
 }
 
 /** Niceness of the Chroma child that only loads a store into the in-process index. */
-export const LOADER_NICE = 5;
+export const LOADER_NICE = 10;
 
 export { cleanStaleSnapshots } from './snapshot.js';
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { spawnOwned } from '../../src/store/spawner.js';
 
@@ -24,6 +25,9 @@ describe('spawnOwned', () => {
 
   it('kill() by pid ends a running child and its exit is reported with the signal', async () => {
     const child = await spawnOwned('/bin/sleep', ['30'], { env: process.env, nice: 5 });
+    // Its niceness (field 19 of /proc/<pid>/stat) is the one asked for: build work yields CPU to requests.
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    expect(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])).toBe(5);
     const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_c, s) => r(s)));
     expect(child.kill('SIGTERM')).toBe(true);
     expect(await exited).toBe('SIGTERM');
