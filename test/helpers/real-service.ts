@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT } from './harness.js';
+import { copyModelInto, FIXTURES, publishDocs, ROOT } from './harness.js';
 
 export interface RealService {
   child: ChildProcess;
@@ -57,4 +58,48 @@ export async function chromaPidsUnder(dir: string): Promise<number[]> {
     if (cmd.includes('chroma-launcher.cjs') && cmd.includes(`${dir}/`)) pids.push(Number(name));
   }
   return pids;
+}
+
+/** Running (a zombie waiting for the container's init to reap it counts as gone: it runs nothing). */
+export function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** The parent pid of a process (from /proc, not Node's cached process.ppid). */
+export function ppidOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
+/** Pids of the live spawner hosts (src/store/spawner-host.cjs) whose parent is pid. */
+export async function spawnerHostsOf(pid: number): Promise<number[]> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const out: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.includes('spawner-host.cjs') && alive(Number(name)) && ppidOf(Number(name)) === pid) out.push(Number(name));
+  }
+  return out;
+}
+
+/**
+ * The real service as user nobody over a store it cannot write (the sample docs-a version, owned
+ * by root, 0755): what a `:ro` compose mount gives. RUNTIME_DIR is nobody's.
+ */
+export async function startOnReadOnlyStore(dir: string, env: Record<string, string> = {}): Promise<RealService> {
+  const { chmod, chown, mkdir } = await import('node:fs/promises');
+  await copyModelInto(join(dir, 'models'));
+  await publishDocs(join(dir, 'vectorstore'), join(FIXTURES, 'docs-a'));
+  await chmod(dir, 0o755);
+  await mkdir(join(dir, 'runtime'));
+  await chown(join(dir, 'runtime'), 65534, 65534);
+  return startRealService(
+    { MODELS_DIR: join(dir, 'models'), VECTORSTORE_DIR: join(dir, 'vectorstore'), RUNTIME_DIR: join(dir, 'runtime'), WATCH: 'false', ...env },
+    { uid: 65534, gid: 65534 },
+  );
 }

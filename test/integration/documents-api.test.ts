@@ -1,11 +1,11 @@
 // Documents from the browser, the API: /admin/documents over real HTTP on a real socket, a real store
 // folder, the real ingest pipeline and reload. The read-only row runs the real process as nobody.
 import { execFileSync } from 'node:child_process';
-import { chmod, chown, mkdir, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyModelInto, FIXTURES, getJson, postJson, publishDocs, startTestService, tempDir, type TestService } from '../helpers/harness.js';
-import { chromaPidsUnder, startRealService, type RealService } from '../helpers/real-service.js';
+import { getJson, postJson, startTestService, tempDir, type TestService } from '../helpers/harness.js';
+import { chromaPidsUnder, startOnReadOnlyStore, type RealService } from '../helpers/real-service.js';
 import { tinyPdf } from '../helpers/tiny-pdf.js';
 
 const KEY = 'docs-admin-key';
@@ -210,16 +210,8 @@ describe('documents from the browser: a read-only store folder', { timeout: 180_
 
   it('lists, but refuses changes with RAG_DOCS_READ_ONLY (the service user cannot write VECTORSTORE_DIR)', async () => {
     tmp = await tempDir('rag-t-docs-ro-');
-    await copyModelInto(join(tmp.dir, 'models'));
-    await publishDocs(join(tmp.dir, 'vectorstore'), join(FIXTURES, 'docs-a'));
-    await chmod(tmp.dir, 0o755);
-    await mkdir(join(tmp.dir, 'runtime'));
-    await chown(join(tmp.dir, 'runtime'), 65534, 65534);
     // The store belongs to root (0755): readable, not writable, for nobody, as with a :ro mount.
-    real = await startRealService(
-      { MODELS_DIR: join(tmp.dir, 'models'), VECTORSTORE_DIR: join(tmp.dir, 'vectorstore'), RUNTIME_DIR: join(tmp.dir, 'runtime'), WATCH: 'false', ADMIN_API_KEY: KEY },
-      { uid: 65534, gid: 65534 },
-    );
+    real = await startOnReadOnlyStore(tmp.dir, { ADMIN_API_KEY: KEY });
     const l = await getJson(`${real.url}/admin/documents`, auth);
     expect(l.documents.map((d: { source: string }) => d.source)).toEqual(['bread.txt', 'lighthouses.md', 'volcanoes.html']);
     expect(l.writable).toMatchObject({ ok: false, code: 'RAG_DOCS_READ_ONLY' });

@@ -3,14 +3,13 @@
 // admin key, Debian's chromium through playwright-core (launched as in web-console.test.ts).
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyModelInto, FIXTURES, publishDocs, startTestService, tempDir, type TestService } from '../helpers/harness.js';
-import { chromaPidsUnder, startRealService, type RealService } from '../helpers/real-service.js';
+import { FIXTURES, publishDocs, startTestService, tempDir, type TestService } from '../helpers/harness.js';
+import { chromaPidsUnder, startOnReadOnlyStore, type RealService } from '../helpers/real-service.js';
 
 /** Screenshots go to docs/ only when asked (UPDATE_SCREENSHOTS=1), so a test run leaves the tree clean. */
 const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? join(import.meta.dirname, '..', '..', 'docs') : tmpdir();
@@ -134,15 +133,7 @@ describe('web console: documents from the browser', { timeout: 240_000 }, () => 
     const tmp = await tempDir('rag-t-console-ro-');
     let real: RealService | undefined;
     try {
-      await copyModelInto(join(tmp.dir, 'models'));
-      await publishDocs(join(tmp.dir, 'vectorstore'), join(FIXTURES, 'docs-a'));
-      await chmod(tmp.dir, 0o755);
-      await mkdir(join(tmp.dir, 'runtime'));
-      await chown(join(tmp.dir, 'runtime'), 65534, 65534);
-      real = await startRealService(
-        { MODELS_DIR: join(tmp.dir, 'models'), VECTORSTORE_DIR: join(tmp.dir, 'vectorstore'), RUNTIME_DIR: join(tmp.dir, 'runtime'), WATCH: 'false', ADMIN_API_KEY: KEY },
-        { uid: 65534, gid: 65534 },
-      );
+      real = await startOnReadOnlyStore(tmp.dir, { ADMIN_API_KEY: KEY });
       const page = await openWithKey(real.url);
       await expect.poll(() => listed(page), { timeout: 20_000 }).toHaveLength(3);
       const note = page.locator('#docs-note');

@@ -1,43 +1,16 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, readdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSilentLogger } from '../../src/observability/logger.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { copyModelInto, FIXTURES, getJson, listHugeSparseFile, postJson, publishDocs, tempDir, waitFor } from '../helpers/harness.js';
-import { chromaPidsUnder, startRealService, type RealService } from '../helpers/real-service.js';
+import { alive, chromaPidsUnder, ppidOf, spawnerHostsOf, startRealService, type RealService } from '../helpers/real-service.js';
 
 /** The real process (`node dist/src/main.js`): signals, hung children, orphans, another user. */
 let tmp: { dir: string; cleanup: () => Promise<void> };
 let svc: RealService | undefined;
 let env: Record<string, string>;
-
-/** Running (a zombie waiting for the container's init to reap it counts as gone: it runs nothing). */
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-/** The parent pid of a process (from /proc, not Node's cached process.ppid). */
-function ppidOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-}
-
-/** Pids of the spawner hosts (src/store/spawner-host.cjs) whose parent is pid. */
-async function spawnerHostsOf(pid: number): Promise<number[]> {
-  const out: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes('spawner-host.cjs') && alive(Number(name)) && ppidOf(Number(name)) === pid) out.push(Number(name));
-  }
-  return out;
-}
 
 beforeEach(async () => {
   tmp = await tempDir('rag-t-proc-');

@@ -1,5 +1,3 @@
-import { readdir, readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
@@ -8,7 +6,7 @@ import { splitDocuments } from '../../src/ingest/split-documents.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { SharedRegistry } from '../../src/store/shared-registry.js';
 import { copyModelInto, getJson, logger, postJson, tempDir, testModel, waitFor, writeEditionDocs } from '../helpers/harness.js';
-import { chromaPidsUnder, startRealService, type RealService } from '../helpers/real-service.js';
+import { alive, chromaPidsUnder, ppidOf, spawnerHostsOf, startRealService, type RealService } from '../helpers/real-service.js';
 
 /**
  * Issue 15 with the real thing: one standalone Chroma server and three replica *processes*
@@ -34,29 +32,6 @@ let registry: SharedRegistry;
 const replicas: RealService[] = [];
 /** Spawner hosts (src/store/spawner-host.cjs) of each replica, to prove none outlives it. */
 const hosts: number[] = [];
-
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-function ppidOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-}
-
-async function spawnerHostsOf(pid: number): Promise<number[]> {
-  const out: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes('spawner-host.cjs') && alive(Number(name)) && ppidOf(Number(name)) === pid) out.push(Number(name));
-  }
-  return out;
-}
 
 async function publish(n: number, replicaTtlMs = TTL_MS) {
   const docs = await writeEditionDocs(tmp.dir, n);
