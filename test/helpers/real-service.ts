@@ -48,16 +48,21 @@ export async function startRealService(env: Record<string, string>, options: { u
   return { child, url, logs, exited };
 }
 
-/** Pids of Chroma launchers serving a folder below dir (from /proc, like an operator would with pgrep). */
-export async function chromaPidsUnder(dir: string): Promise<number[]> {
+/** Pids of the processes whose command line passes keep (from /proc, like an operator would with pgrep). */
+async function pidsWhere(keep: (cmd: string, pid: number) => boolean): Promise<number[]> {
   const { readdir, readFile } = await import('node:fs/promises');
   const pids: number[] = [];
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes('chroma-launcher.cjs') && cmd.includes(`${dir}/`)) pids.push(Number(name));
+    if (keep(cmd, Number(name))) pids.push(Number(name));
   }
   return pids;
+}
+
+/** Pids of Chroma launchers serving a folder below dir. */
+export function chromaPidsUnder(dir: string): Promise<number[]> {
+  return pidsWhere((cmd) => cmd.includes('chroma-launcher.cjs') && cmd.includes(`${dir}/`));
 }
 
 /** Running (a zombie waiting for the container's init to reap it counts as gone: it runs nothing). */
@@ -76,15 +81,8 @@ export function ppidOf(pid: number): number {
 }
 
 /** Pids of the live spawner hosts (src/store/spawner-host.cjs) whose parent is pid. */
-export async function spawnerHostsOf(pid: number): Promise<number[]> {
-  const { readdir, readFile } = await import('node:fs/promises');
-  const out: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes('spawner-host.cjs') && alive(Number(name)) && ppidOf(Number(name)) === pid) out.push(Number(name));
-  }
-  return out;
+export function spawnerHostsOf(pid: number): Promise<number[]> {
+  return pidsWhere((cmd, p) => cmd.includes('spawner-host.cjs') && alive(p) && ppidOf(p) === pid);
 }
 
 /**
