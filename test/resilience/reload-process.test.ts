@@ -156,7 +156,7 @@ describe('children never outlive the service, and a hung child is noticed', () =
     // An entry the service cannot read appears in the watched folder.
     await mkdir(join(tmp.dir, 'vectorstore', 'private'));
     await chmod(join(tmp.dir, 'vectorstore', 'private'), 0o000);
-    await waitFor(async () => (await status()).watcher.errors > 0, 20_000, 'the watcher problem to be counted');
+    await waitFor(async () => (await status()).watcher.errors > 0, 45_000, 'the watcher problem to be counted');
     const s = await status();
     expect(s.watcher.lastProblem.code).toBe('RAG_WATCH_ERROR');
     expect(s.watcher.lastProblem.message).toMatch(/EACCES/);
@@ -167,7 +167,7 @@ describe('children never outlive the service, and a hung child is noticed', () =
     const before = (await status()).history[0]?.id ?? 0;
     await writeFile(join(tmp.dir, 'vectorstore', 'CURRENT.tmp'), 'locked\n');
     await rename(join(tmp.dir, 'vectorstore', 'CURRENT.tmp'), join(tmp.dir, 'vectorstore', 'CURRENT'));
-    const attempt = await waitFor(async () => (await status()).history.find((a: { id: number; outcome: string }) => a.id > before && a.outcome === 'rejected'), 20_000, 'the rejection');
+    const attempt = await waitFor(async () => (await status()).history.find((a: { id: number; outcome: string }) => a.id > before && a.outcome === 'rejected'), 45_000, 'the rejection');
     expect(attempt.error.code).toBe('RAG_FS_UNREADABLE');
     expect(attempt.error.message).toMatch(/keyword-index.json cannot be read by the service \(permission denied\); fix its permissions/);
     const res = await postJson(`${svc.url}/v1/query`, { question: 'lighthouse', k: 2 });
