@@ -101,3 +101,15 @@ export async function startOnReadOnlyStore(dir: string, env: Record<string, stri
     { uid: 65534, gid: 65534 },
   );
 }
+
+/** Stop a real service (SIGTERM, wait), kill any Chroma child left under dir, and remove dir even where the service user made it read-only. */
+export async function stopRealServiceAndClean(real: RealService | undefined, tmp: { dir: string; cleanup: () => Promise<void> }): Promise<void> {
+  const { execFileSync } = await import('node:child_process');
+  if (real && real.child.exitCode === null && real.child.signalCode === null) {
+    real.child.kill('SIGTERM');
+    await real.exited;
+  }
+  for (const pid of await chromaPidsUnder(tmp.dir)) process.kill(pid, 'SIGKILL');
+  execFileSync('chmod', ['-R', 'u+rwX', tmp.dir]);
+  await tmp.cleanup();
+}

@@ -1,11 +1,10 @@
 // Documents from the browser, the API: /admin/documents over real HTTP on a real socket, a real store
 // folder, the real ingest pipeline and reload. The read-only row runs the real process as nobody.
-import { execFileSync } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, postJson, startTestService, tempDir, type TestService } from '../helpers/harness.js';
-import { chromaPidsUnder, startOnReadOnlyStore, type RealService } from '../helpers/real-service.js';
+import { startOnReadOnlyStore, stopRealServiceAndClean, type RealService } from '../helpers/real-service.js';
 import { tinyPdf } from '../helpers/tiny-pdf.js';
 
 const KEY = 'docs-admin-key';
@@ -199,13 +198,7 @@ describe('documents from the browser: a read-only store folder', { timeout: 180_
   let real: RealService | undefined;
   let tmp: { dir: string; cleanup: () => Promise<void> };
   afterAll(async () => {
-    if (real && real.child.exitCode === null && real.child.signalCode === null) {
-      real.child.kill('SIGTERM');
-      await real.exited;
-    }
-    for (const pid of await chromaPidsUnder(tmp.dir)) process.kill(pid, 'SIGKILL');
-    execFileSync('chmod', ['-R', 'u+rwX', tmp.dir]);
-    await tmp.cleanup();
+    await stopRealServiceAndClean(real, tmp);
   });
 
   it('lists, but refuses changes with RAG_DOCS_READ_ONLY (the service user cannot write VECTORSTORE_DIR)', async () => {

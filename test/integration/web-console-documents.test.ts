@@ -1,7 +1,7 @@
 /// <reference lib="dom" />
 // Browser test of documents from the browser (src/http/public/documents.js): a real service with an
 // admin key, Debian's chromium through playwright-core (launched as in web-console.test.ts).
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURES, publishDocs, startTestService, tempDir, type TestService } from '../helpers/harness.js';
-import { chromaPidsUnder, startOnReadOnlyStore, type RealService } from '../helpers/real-service.js';
+import { startOnReadOnlyStore, stopRealServiceAndClean, type RealService } from '../helpers/real-service.js';
 
 /** Screenshots go to docs/ only when asked (UPDATE_SCREENSHOTS=1), so a test run leaves the tree clean. */
 const SHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? join(import.meta.dirname, '..', '..', 'docs') : tmpdir();
@@ -143,13 +143,7 @@ describe('web console: documents from the browser', { timeout: 240_000 }, () => 
       expect(await page.getByRole('button', { name: 'Delete bread.txt' }).isDisabled()).toBe(true);
       await page.context().close();
     } finally {
-      if (real && real.child.exitCode === null && real.child.signalCode === null) {
-        real.child.kill('SIGTERM');
-        await real.exited;
-      }
-      for (const pid of await chromaPidsUnder(tmp.dir)) process.kill(pid, 'SIGKILL');
-      execFileSync('chmod', ['-R', 'u+rwX', tmp.dir]);
-      await tmp.cleanup();
+      await stopRealServiceAndClean(real, tmp);
     }
   });
 
