@@ -38,9 +38,12 @@ COPY --from=build --chown=node:node /app/models ./models
 COPY --chown=node:node package.json ./
 COPY --from=build --chown=node:node /app/src/http/public ./src/http/public
 COPY --chown=node:node corpus ./corpus
-RUN mkdir -p /app/vectorstore /app/logs && chown -R node:node /app/vectorstore /app/logs
+# /data: the Chroma data folder of the compose profile shared-chroma (chroma-serve.js); a fresh named
+# volume mounted there takes this folder's owner, so the node user can write it.
+RUN mkdir -p /app/vectorstore /app/logs /data && chown -R node:node /app/vectorstore /app/logs /data
 USER node
 EXPOSE 8080
+# The same image runs a Chroma server: node dist/src/store/chroma-serve.js --path /data --host 0.0.0.0 --port 8000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # node is PID 1 here and handles SIGTERM itself (graceful drain), see src/main.ts.

@@ -111,9 +111,11 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
       }
       if (config.chromaUrl && config.storeName) {
         // Shared-Chroma mode: follow the pointer (and heartbeat what this replica serves).
-        const registry = await sharedRegistryFor(config.chromaUrl); // the one the source resolves with
+        // The registry the source resolves with, opened on the first poll that reaches Chroma: a replica
+        // started before its Chroma server (compose starts both at once) waits for it, serving 503.
+        const chromaUrl = config.chromaUrl;
         pointerWatcher = new PointerWatcher({
-          registry,
+          registry: () => sharedRegistryFor(chromaUrl),
           name: config.storeName,
           replica: config.replicaId ?? `${hostname()}:${process.pid}`,
           pollMs: config.pointerPollMs,

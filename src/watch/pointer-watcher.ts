@@ -10,7 +10,11 @@ export const PointerEvents = {
 } as const;
 
 export interface PointerWatcherOptions {
-  registry: SharedRegistry;
+  /**
+   * The registry, or how to open it: an opener is retried on every poll until it succeeds, so a
+   * replica that starts before its Chroma server does waits for it instead of failing its start.
+   */
+  registry: SharedRegistry | (() => Promise<SharedRegistry>);
   name: string;
   replica: string;
   pollMs: number;
@@ -30,11 +34,13 @@ export class PointerWatcher extends EventEmitter {
   private last: string | null = null;
   private running: Promise<void> | null = null;
   private closed = false;
+  private registry: SharedRegistry | undefined;
   polls = 0;
   failures = 0;
 
   constructor(private readonly options: PointerWatcherOptions) {
     super();
+    if (typeof options.registry !== 'function') this.registry = options.registry;
     // An 'error' nobody listens to would crash the process: problems have their own event.
     this.on('error', () => undefined);
   }
@@ -59,9 +65,11 @@ export class PointerWatcher extends EventEmitter {
 
   /** One poll: read the pointer, heartbeat, and emit 'changed' if it moved. */
   async poll(): Promise<PointerRecord | null> {
-    const { registry, name, replica, logger } = this.options;
+    const { name, replica, logger } = this.options;
     this.polls++;
     try {
+      const open = this.options.registry;
+      const registry = (this.registry ??= typeof open === 'function' ? await open() : open);
       const pointer = await registry.readPointer(name);
       await registry.heartbeat({ replica, name, version: this.options.served() });
       if (pointer && pointer.version !== this.last) {
@@ -82,6 +90,6 @@ export class PointerWatcher extends EventEmitter {
     clearInterval(this.timer);
     await this.running;
     // A clean shutdown forgets this replica at once; a killed one ages out by the TTL.
-    await this.options.registry.forgetReplica(this.options.name, this.options.replica).catch(() => undefined);
+    await this.registry?.forgetReplica(this.options.name, this.options.replica).catch(() => undefined);
   }
 }
