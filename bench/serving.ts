@@ -181,7 +181,7 @@ async function main() {
       const controlMaxMs = Math.round(control.max / 1e5) / 10;
       windows[kind].push({ open: res, rssPeakMiB: Math.max(...samples), swaps: n, loopMaxMs: await loopDelayMaxMs(svc.url), rssMedianMiB: median(samples), controlLoopMaxMs: controlMaxMs } as SwapWindow);
       const w = windows[kind].at(-1)!;
-      log(`this open ${rate}/s ${kind}${kind === 'swaps' ? ` (${n} published)` : ''}: p50 ${res.p50} p99 ${res.p99} max ${res.max} failed ${res.failed}; loop max ${w.loopMaxMs} ms (the load generator's own loop: ${controlMaxMs} ms); RSS peak ${w.rssPeakMiB} MiB`);
+      log(`this open ${rate}/s ${kind}${kind === 'swaps' ? ` (${n} published)` : ''}: p50 ${res.p50} p99 ${res.p99} max ${res.max} failed ${res.failed}${res.failed ? ` ${JSON.stringify(res.failures)}` : ''}; loop max ${w.loopMaxMs} ms (the load generator's own loop: ${controlMaxMs} ms); RSS peak ${w.rssPeakMiB} MiB`);
       if (kind === 'swaps') await sleep(4000); // let the last build finish before the next steady window
     }
   }
@@ -240,7 +240,7 @@ async function main() {
     open: spacedOpen,
     loopMaxMs: spacedLoop,
   };
-  log(`this one swap at a time (${sp.length}): write->serving ${JSON.stringify(sp)} ms; open p99 ${spacedOpen.p99} failed ${spacedOpen.failed}; loop max ${spacedLoop} ms`);
+  log(`this one swap at a time (${sp.length}): write->serving ${JSON.stringify(sp)} ms; open p99 ${spacedOpen.p99} failed ${spacedOpen.failed}${spacedOpen.failed ? ` ${JSON.stringify(spacedOpen.failures)}` : ''}; loop max ${spacedLoop} ms`);
   const fin = (await (await fetch(`${svc.url}/admin/status`)).json()) as { history: Array<{ outcome: string; phases?: Record<string, number> }> };
   results.buildPhases = fin.history.filter((h) => h.outcome === 'accepted' && h.phases).map((h) => h.phases!).slice(0, 10);
   void phases;
@@ -390,7 +390,7 @@ function report(r: Record<string, any>, before: { file: string; data: Record<str
     L.push(`| ${key} | ${target} | ${v} | ${ok(v) ? 'yes' : '**no**'} | ${b ?? '-'} | ${Number.isNaN(change) ? '-' : `x${change}`} |`);
   }
   const o = r.open.this;
-  L.push('', `Swap windows: ${o.served.published} versions published (one every ${r.swapEveryMs} ms), ${o.served.accepted} served, ${o.served.superseded} builds superseded by a newer version (today's reload manager drops a build when a newer version arrives; issue 12's policy serves every finished build). Max event-loop delay during swaps **${o.swaps.loopMaxMs} ms** (steady ${o.steady.loopMaxMs} ms; goal <= 20); failed ${o.swaps.open.failed}; write -> serving p50 ${o.swaps.servingMs.p50} ms, p90 ${o.swaps.servingMs.p90} ms, max ${o.swaps.servingMs.max} ms. p99 ratio = median p99 of the two swap windows / median of the two steady windows; the table shows the worse window of each kind.`);
+  L.push('', `Swap windows: ${o.served.published} versions published (one every ${r.swapEveryMs} ms), ${o.served.accepted} served, ${o.served.superseded} builds superseded by a newer version (every build that finishes serves; versions published while a build runs are not built, the newest of them is next). Max event-loop delay during swaps **${o.swaps.loopMaxMs} ms** (steady ${o.steady.loopMaxMs} ms; goal <= 20); failed ${o.swaps.open.failed}${o.swaps.open.failed ? ` (${JSON.stringify(o.swaps.open.failures ?? {})})` : ''}; write -> serving p50 ${o.swaps.servingMs.p50} ms, p90 ${o.swaps.servingMs.p90} ms, max ${o.swaps.servingMs.max} ms. p99 ratio = median p99 of the two swap windows / median of the two steady windows; the table shows the worse window of each kind.`);
   if (o.oneAtATime) L.push('', `One swap at a time under the same load (the next published once the previous serves): ${o.oneAtATime.swaps} swaps, write -> serving p50 ${o.oneAtATime.writeToServingMs.p50} ms, p90 ${o.oneAtATime.writeToServingMs.p90} ms, max ${o.oneAtATime.writeToServingMs.max} ms; p99 ${o.oneAtATime.open.p99} ms, failed ${o.oneAtATime.open.failed}, max event-loop delay ${o.oneAtATime.loopMaxMs} ms.`);
   L.push('', 'Event-loop delay per window (service / the load generator own loop as a control for machine noise): ' + ['steady', 'swaps'].map((k) => `${k} ${o.windows[k].map((w: any) => `${w.loopMaxMs}/${w.controlLoopMaxMs} ms`).join(', ')}`).join('; ') + '.');
   L.push('', `Closed-loop rounds (c=16 req/s per round, interleaved across systems): ${Object.entries(r.rounds ?? {}).map(([k, v]) => `${k} ${(v as number[]).join('/')}`).join('; ')}.`);

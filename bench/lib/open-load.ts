@@ -7,6 +7,7 @@ export interface OpenLoadResult {
   sent: number;
   ok: number;
   failed: number;
+  failures: Record<string, number>;
   p50: number;
   p99: number;
   max: number;
@@ -26,6 +27,9 @@ export async function runOpenLoad(options: { url: string; route: string; body: u
   const lat: number[] = [];
   let ok = 0;
   let failed = 0;
+  /** Why requests failed: "HTTP 503 RAG_..." or the socket error code (ECONNRESET, timeout), with counts. */
+  const failures: Record<string, number> = {};
+  const note = (why: string) => (failures[why] = (failures[why] ?? 0) + 1);
   const t0 = performance.now();
   const inflight: Array<Promise<void>> = [];
   const send = (scheduled: number) =>
@@ -33,18 +37,25 @@ export async function runOpenLoad(options: { url: string; route: string; body: u
       const req = request(
         { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': payload.length }, timeout: options.timeoutMs ?? 10_000 },
         (res) => {
-          res.resume();
+          const chunks: Buffer[] = [];
+          if (res.statusCode === 200) res.resume();
+          else res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => {
             lat.push(performance.now() - scheduled);
             if (res.statusCode === 200) ok++;
-            else failed++;
+            else {
+              failed++;
+              const code = /"code":"([A-Z_]+)"/.exec(Buffer.concat(chunks).toString('utf8'))?.[1] ?? '';
+              note(`HTTP ${res.statusCode}${code ? ` ${code}` : ''}`);
+            }
             resolve();
           });
         },
       );
       req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', () => {
+      req.on('error', (err: NodeJS.ErrnoException) => {
         failed++;
+        note(err.code ?? err.message);
         lat.push(performance.now() - scheduled);
         resolve();
       });
@@ -66,5 +77,5 @@ export async function runOpenLoad(options: { url: string; route: string; body: u
   await Promise.all(inflight);
   agent.destroy();
   const r = (x: number) => Math.round(x * 100) / 100;
-  return { rate: options.rate, durationS: options.durationS, sent, ok, failed, p50: r(percentile(lat, 50)), p99: r(percentile(lat, 99)), max: r(Math.max(...lat)) };
+  return { rate: options.rate, durationS: options.durationS, sent, ok, failed, failures, p50: r(percentile(lat, 50)), p99: r(percentile(lat, 99)), max: r(Math.max(...lat)) };
 }
