@@ -8,6 +8,7 @@ import { hubModelId } from '../embeddings/model-folders.js';
 import { tokenCounterFor } from '../embeddings/token-counter.js';
 import { checkChatParameters, upstreamParameters } from './openai-params.js';
 import { chatSchema, embeddingsSchema, normaliseFilter, parseBody } from './schemas.js';
+import { openEventStream } from './sse.js';
 
 export const RAG_MODEL_ID = 'rag';
 
@@ -140,13 +141,8 @@ export function openAiRoutes(deps: AppDeps): Router {
       })();
       final = () => ({ usage: usageFrom(counter.count(promptText), a.tokens), finishReason: a.finish });
     }
-    res.status(200);
-    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-    res.setHeader('Cache-Control', 'no-cache');
-    res.setHeader('Connection', 'keep-alive');
-    res.setHeader('X-Accel-Buffering', 'no');
-    res.flushHeaders();
-    const send = (payload: unknown) => res.write(`data: ${JSON.stringify(payload)}\n\n`);
+    const stream = openEventStream(req, res);
+    const send = (payload: unknown) => stream.send(null, payload);
     // With include_usage every chunk carries `usage: null` and one last chunk (no choices) the totals.
     const usageNull = includeUsage ? { usage: null } : {};
     const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) => ({
@@ -161,7 +157,7 @@ export function openAiRoutes(deps: AppDeps): Router {
     send(chunk({ role: 'assistant', content: '' }, null, { sources, generation: generationRef(gen) }));
     try {
       for await (const piece of pieces) {
-        if (res.destroyed) return;
+        if (stream.closed) return;
         if (piece.content) completionText += piece.content;
         send(chunk({ ...(piece.content ? { content: piece.content } : {}), ...(piece.toolCalls ? { tool_calls: piece.toolCalls } : {}) }, null));
       }
@@ -173,8 +169,8 @@ export function openAiRoutes(deps: AppDeps): Router {
       deps.logger.warn({ code: e.code, err: e.message }, 'stream failed after headers');
       send({ error: { code: e.code, message: e.message, type: 'server_error' } });
     }
-    res.write('data: [DONE]\n\n');
-    res.end();
+    stream.sendRaw('[DONE]');
+    stream.end();
   });
 
   r.post('/embeddings', async (req, res) => {

@@ -4,14 +4,17 @@ import type { Request, Response } from 'express';
 export interface EventStream {
   /** One event: `event: <name>` (omitted when null) and its JSON data. No-op once the client is gone. */
   send(event: string | null, data: unknown): void;
+  /** One `data:` line as is, not JSON (OpenAI's closing `[DONE]`). */
+  sendRaw(data: string): void;
   end(): void;
   readonly closed: boolean;
 }
 
 /**
  * Turn a response into a server-sent event stream: the headers proxies need to pass it through
- * unbuffered, a keep-alive comment every `pingMs`, cleanup when the client goes away. The one
- * helper for the streaming admin routes (/admin/events, /admin/documents progress).
+ * unbuffered, a keep-alive comment every `pingMs` (SSE clients, the OpenAI SDKs among them, skip
+ * comments), cleanup when the client goes away. The one helper of every streaming route:
+ * /admin/events, /admin/documents progress and /v1/chat/completions with `stream: true`.
  */
 export function openEventStream(req: Request, res: Response, options: { pingMs?: number; onClose?: () => void } = {}): EventStream {
   res.status(200);
@@ -36,6 +39,10 @@ export function openEventStream(req: Request, res: Response, options: { pingMs?:
     send(event, data) {
       if (closed || res.destroyed) return;
       res.write(`${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`);
+    },
+    sendRaw(data) {
+      if (closed || res.destroyed) return;
+      res.write(`data: ${data}\n\n`);
     },
     end() {
       close();
