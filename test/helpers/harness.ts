@@ -171,3 +171,13 @@ export async function listHugeSparseFile(versionDir: string): Promise<void> {
   manifest.files['huge.bin'] = { size, sha256: '0'.repeat(64) };
   await writeFile(join(versionDir, MANIFEST_FILE), JSON.stringify(manifest));
 }
+
+/** A loopback port nothing listens on (bound, read, closed): for a server to start on, or a URL that refuses. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}

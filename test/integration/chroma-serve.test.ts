@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseServeArgs } from '../../src/store/chroma-serve.js';
+import { pidAlive } from '../../src/process-alive.js';
+import { freePort } from '../helpers/harness.js';
 
 const SCRIPT = resolve('dist/src/store/chroma-serve.js');
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -20,23 +22,6 @@ async function tmp(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'rag-t-chroma-serve-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createSilentLogger } from '../../src/observability/logger.js';
 import { ChromaServer, ChromaServerEvents, liveChromaChildren } from '../../src/store/chroma-server.js';
 import { ChromaStore, createCollectionWithRecords } from '../../src/store/chroma-store.js';
+import { pidAlive } from '../../src/process-alive.js';
 
 const logger = createSilentLogger();
 const cleanups: Array<() => Promise<void>> = [];
@@ -17,15 +18,6 @@ async function tmp(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'rag-t-chroma-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   return dir;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('ChromaServer (real child process)', () => {

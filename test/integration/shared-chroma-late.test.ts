@@ -3,26 +3,17 @@
 // Chroma is up. Real service, real Chroma (chroma-serve.js, as in the compose profile), real model.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
 import { publishSharedVersion } from '../../src/ingest/publish-shared.js';
 import { splitDocuments } from '../../src/ingest/split-documents.js';
-import { startTestService, tempDir, testModel, waitFor, writeEditionDocs } from '../helpers/harness.js';
+import { freePort, startTestService, tempDir, testModel, waitFor, writeEditionDocs } from '../helpers/harness.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 async function readyz(url: string): Promise<{ status: number; body: { store: { version: string } | null; lastError: { code: string } | null } }> {
   const res = await fetch(`${url}/readyz`);
@@ -33,7 +24,7 @@ describe('shared mode: Chroma comes up after the replica', () => {
   it('the replica starts, answers 503 with the reason, and serves the first version published once Chroma answers', async () => {
     const tmp = await tempDir('rag-t-late-chroma-');
     cleanups.push(() => tmp.cleanup());
-    const port = await closedPort();
+    const port = await freePort();
     const chromaUrl = `http://127.0.0.1:${port}`;
     const svc = await startTestService({ store: false, env: { CHROMA_URL: chromaUrl, STORE_NAME: 'docs', WATCH: 'true', POINTER_POLL_MS: '200' } });
     cleanups.push(() => svc.stop());

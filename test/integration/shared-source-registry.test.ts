@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
@@ -7,7 +6,7 @@ import { splitDocuments } from '../../src/ingest/split-documents.js';
 import { forgetSharedRegistry, resolveAspired } from '../../src/reload/source.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { REGISTRY_COLLECTION, SharedRegistry } from '../../src/store/shared-registry.js';
-import { copyModelInto, logger, tempDir, testModel, writeEditionDocs } from '../helpers/harness.js';
+import { copyModelInto, freePort, logger, tempDir, testModel, writeEditionDocs } from '../helpers/harness.js';
 
 /**
  * The source in shared mode keeps one registry client per Chroma URL: a resolve (one per pointer
@@ -22,15 +21,6 @@ async function publish(n: number) {
   const { documents } = await loadDocuments(await writeEditionDocs(tmp.dir, n));
   const chunks = await splitDocuments(documents, { chunkSize: 300, chunkOverlap: 30 });
   return publishSharedVersion({ url: chroma.url, name: 'docs', chunks, model: await testModel(), version: `v${n}`, keepVersions: 3, replicaTtlMs: 60_000 });
-}
-
-/** A port nothing listens on (bound, read, closed). */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 beforeAll(async () => {
@@ -72,7 +62,7 @@ describe('shared-mode source: one registry client per Chroma URL', () => {
   });
 
   it('an unreachable Chroma gives RAG_STORE_UNAVAILABLE on every resolve, and each one tries again (a failure is not cached)', async () => {
-    const url = `http://127.0.0.1:${await closedPort()}`;
+    const url = `http://127.0.0.1:${await freePort()}`;
     const open = vi.spyOn(SharedRegistry, 'open');
     for (let i = 0; i < 2; i++) {
       const err = await resolveAspired({ ...config, chromaUrl: url }).catch((e: unknown) => e);
