@@ -12,7 +12,7 @@ import { chooseModelName } from '../src/embeddings/model-folders.js';
 import { loadEmbeddingModel } from '../src/embeddings/model-loader.js';
 import { loadDocuments } from '../src/ingest/load-documents.js';
 import { publishStoreVersion } from '../src/ingest/publish.js';
-import { splitDocuments } from '../src/ingest/split-documents.js';
+import { DEFAULT_CHUNKING, splitDocuments } from '../src/ingest/split-documents.js';
 import { createSilentLogger } from '../src/observability/logger.js';
 import { extractiveAnswer } from '../src/rag/extractive-answerer.js';
 import { fusionSettings, retrieve } from '../src/rag/hybrid.js';
@@ -43,7 +43,7 @@ async function main() {
   const logger = createSilentLogger();
   try {
     const { documents } = await loadDocuments(join(ROOT, 'corpus', 'sample'));
-    const chunks = await splitDocuments(documents, { chunkSize: 400, chunkOverlap: 60 });
+    const chunks = await splitDocuments(documents, DEFAULT_CHUNKING);
     await publishStoreVersion({ outDir: join(work, 'store'), chunks, model, logger, documentCount: documents.length });
     const store = await openStoreVersion(await resolveStoreCandidate(join(work, 'store')), { runtimeDir: join(work, 'runtime'), logger });
     const gen = new Generation('answers', shared, store, { maxBatch: 32, maxWaitMs: 2 });

@@ -13,7 +13,7 @@ import { chooseModelName } from '../src/embeddings/model-folders.js';
 import { loadEmbeddingModel } from '../src/embeddings/model-loader.js';
 import { loadDocuments } from '../src/ingest/load-documents.js';
 import { publishStoreVersion } from '../src/ingest/publish.js';
-import { splitDocuments } from '../src/ingest/split-documents.js';
+import { DEFAULT_CHUNKING, splitDocuments } from '../src/ingest/split-documents.js';
 import { createSilentLogger } from '../src/observability/logger.js';
 import { loadConfig } from '../src/config.js';
 import { fusionSettings, retrieve, RETRIEVAL_MODES, type RetrievalMode } from '../src/rag/hybrid.js';
@@ -30,8 +30,8 @@ const { values } = parseArgs({
     'models-dir': { type: 'string', default: process.env.MODELS_DIR ?? join(ROOT, 'models') },
     model: { type: 'string', default: process.env.MODEL_NAME },
     out: { type: 'string', default: join(ROOT, 'bench', 'results') },
-    'chunk-size': { type: 'string', default: '400' },
-    'chunk-overlap': { type: 'string', default: '60' },
+    'chunk-size': { type: 'string', default: String(DEFAULT_CHUNKING.chunkSize) },
+    'chunk-overlap': { type: 'string', default: String(DEFAULT_CHUNKING.chunkOverlap) },
     /** Ablations, for measuring what each choice is worth: stem, headings-boost, sections, dense-context. */
     without: { type: 'string', multiple: true, default: [] },
     sets: { type: 'string', default: 'sample,pino,held-out' },

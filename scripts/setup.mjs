@@ -41,5 +41,5 @@ const hasStore =
   existsSync(join(storeDir, 'chroma.sqlite3')) ||
   (existsSync(storeDir) && readdirSync(storeDir).some((n) => existsSync(join(storeDir, n, 'manifest.json'))));
 if (!hasStore) {
-  step('sample store', [process.execPath, join(root, 'dist/src/ingest/cli.js'), join(root, 'corpus/sample'), '--out', storeDir, '--models-dir', modelsDir, '--model', modelName, '--chunk-size', '400', '--chunk-overlap', '60', '--quiet']);
+  step('sample store', [process.execPath, join(root, 'dist/src/ingest/cli.js'), join(root, 'corpus/sample'), '--out', storeDir, '--models-dir', modelsDir, '--model', modelName, '--quiet']);
 } else console.log(`setup: a store is present in ${storeDir}`);

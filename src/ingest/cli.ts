@@ -10,7 +10,7 @@ import { createSilentLogger } from '../observability/logger.js';
 import { loadDocuments } from './load-documents.js';
 import { DEFAULT_COLLECTION, publishStoreVersion } from './publish.js';
 import { publishSharedVersion, rollbackShared } from './publish-shared.js';
-import { splitDocuments } from './split-documents.js';
+import { DEFAULT_CHUNKING, splitDocuments } from './split-documents.js';
 
 const USAGE = `usage: npm run ingest -- <docs dir> [options]
 
@@ -46,8 +46,8 @@ export async function main(argv: string[]): Promise<number> {
       'models-dir': { type: 'string' },
       model: { type: 'string' },
       collection: { type: 'string' },
-      'chunk-size': { type: 'string', default: '1000' },
-      'chunk-overlap': { type: 'string', default: '150' },
+      'chunk-size': { type: 'string', default: String(DEFAULT_CHUNKING.chunkSize) },
+      'chunk-overlap': { type: 'string', default: String(DEFAULT_CHUNKING.chunkOverlap) },
       batch: { type: 'string', default: '256' },
       keep: { type: 'string' },
       version: { type: 'string' },

@@ -10,7 +10,7 @@ import type { Generation } from '../reload/generation.js';
 import type { Logger } from '../observability/logger.js';
 import type { StoreHit } from '../store/chroma-store.js';
 import { DEFAULT_COLLECTION, publishStoreVersion } from './publish.js';
-import { splitDocuments, type Chunk } from './split-documents.js';
+import { DEFAULT_CHUNKING, splitDocuments, type Chunk } from './split-documents.js';
 
 /**
  * Documents from the browser: one change (an upload or a delete) at a time becomes a new store
@@ -177,7 +177,7 @@ export async function publishChange(options: {
     if (kept.length === 0) throw new RagError('RAG_DOCS_LAST_DOCUMENT', `"${source}" is the last document of the store; a store needs at least one (upload another first)`);
   }
   const manifest = gen.store.manifest;
-  const chunking = manifest?.chunking ?? { chunkSize: 1000, chunkOverlap: 150 };
+  const chunking = manifest?.chunking ?? DEFAULT_CHUNKING;
   onProgress?.({ stage: 'chunking' });
   const added = change.kind === 'upload' ? await splitDocuments([change.document], chunking) : [];
   // Vectors are reused only when the served model made them: same model id as the manifest records.
