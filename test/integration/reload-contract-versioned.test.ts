@@ -149,7 +149,8 @@ describe('reload contract: versioned layout', () => {
     const sock = createServer();
     await make('r-sock', (p) => new Promise<void>((r) => sock.listen(p, () => r())));
     await c.expectRejected(() => c.pointCurrent('r-sock'), 'RAG_FS_SPECIAL_FILE', /keyword-index.json is a socket/);
-    sock.close();
+    // The socket stays open until CURRENT has moved on: closing it unlinks the file, a change the watcher
+    // would answer with another attempt on r-sock (RAG_STORE_FILE_MISSING) racing the next expectation.
     await make('r-zero', (p) => symlink('/dev/zero', p));
     await c.expectRejected(() => c.pointCurrent('r-zero'), 'RAG_FS_LINK_OUTSIDE_ROOT', /keyword-index.json is a symbolic link leaving/);
     // A later good version is still served (nothing froze the reload loop).
@@ -160,6 +161,7 @@ describe('reload contract: versioned layout', () => {
     await c.nextAttempt(before, 'accepted');
     await c.expectServing('r-after-special');
     serving = 'r-after-special';
+    await new Promise<void>((r) => sock.close(() => r()));
   });
 
   it('a very large sparse file listed in the manifest: served, and its snapshot copy stays sparse', async () => {
