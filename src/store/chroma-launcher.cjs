@@ -35,19 +35,12 @@ if (isMainThread) {
   // The parent holds our stdin open; when it dies (even by SIGKILL) the pipe closes. Node 20
   // caches process.ppid, so polling it never sees the parent go; the pipe is the signal, with
   // kill(originalParent, 0) as a backstop.
-  const parent = process.ppid;
   const gone = hardExit;
   process.stdin.on('end', gone);
   process.stdin.on('close', gone);
   process.stdin.on('error', gone);
   process.stdin.resume();
-  setInterval(() => {
-    try {
-      process.kill(parent, 0);
-    } catch (err) {
-      if (err && err.code === 'ESRCH') gone();
-    }
-  }, 500).unref();
+  require('./parent-watch.cjs').onParentGone(gone, 500);
 } else {
   const { cli } = require(workerData.binding);
   cli(['chroma', ...workerData.args]);

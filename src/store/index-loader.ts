@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { RagError, type ErrorCode } from '../errors.js';
+import { PendingRequests } from '../pending-requests.js';
 import type { StoreHit } from './chroma-store.js';
 import type { IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest } from './index-worker.js';
 import type { KeywordHit } from './retrieval-backend.js';
@@ -18,8 +19,7 @@ const KEYWORD_TIMEOUT_MS = 10_000;
 
 /** The keyword index of one generation, held by its worker thread; searches are messages. */
 export class KeywordWorker {
-  private seq = 0;
-  private readonly pending = new Map<number, { resolve: (h: KeywordHit[]) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }>();
+  private readonly pending = new PendingRequests<KeywordHit[]>();
   private failure: RagError | null = null;
   private closed = false;
 
@@ -29,20 +29,11 @@ export class KeywordWorker {
     readonly size: number,
   ) {
     worker.on('message', (m: IndexWorkerMessage) => {
-      if (m.type !== 'hits') return;
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      clearTimeout(p.timer);
-      p.resolve(m.hits);
+      if (m.type === 'hits') this.pending.resolve(m.id, m.hits);
     });
     const fail = (why: string, cause?: unknown) => {
       this.failure ??= new RagError('RAG_STORE_QUERY_FAILED', `the keyword index worker ${why}`, { cause });
-      for (const [id, p] of this.pending) {
-        clearTimeout(p.timer);
-        p.reject(this.failure);
-        this.pending.delete(id);
-      }
+      this.pending.rejectAll(this.failure);
     };
     worker.on('error', (err) => fail('failed', err));
     worker.on('exit', (code) => {
@@ -53,25 +44,17 @@ export class KeywordWorker {
   search(query: string, limit: number): Promise<KeywordHit[]> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new RagError('RAG_NOT_READY', 'the keyword index is closed'));
-    const id = ++this.seq;
-    return new Promise<KeywordHit[]>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new RagError('RAG_STORE_QUERY_FAILED', `the keyword index did not answer within ${KEYWORD_TIMEOUT_MS} ms`));
-      }, KEYWORD_TIMEOUT_MS);
-      this.pending.set(id, { resolve, reject, timer });
-      this.worker.postMessage({ type: 'search', id, query, limit } satisfies IndexWorkerRequest);
-    });
+    return this.pending.open(
+      KEYWORD_TIMEOUT_MS,
+      () => new RagError('RAG_STORE_QUERY_FAILED', `the keyword index did not answer within ${KEYWORD_TIMEOUT_MS} ms`),
+      (id) => this.worker.postMessage({ type: 'search', id, query, limit } satisfies IndexWorkerRequest),
+    );
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new RagError('RAG_NOT_READY', 'the generation was disposed'));
-    }
-    this.pending.clear();
+    this.pending.rejectAll(new RagError('RAG_NOT_READY', 'the generation was disposed'));
     await this.worker.terminate();
   }
 }

@@ -10,6 +10,7 @@
 // SIGKILLed host leaves nothing behind either.
 const { spawn } = require('node:child_process');
 const { setPriority } = require('node:os');
+const { onParentGone } = require('./parent-watch.cjs');
 
 const children = new Map();
 
@@ -89,13 +90,5 @@ process.on('disconnect', leave);
 // order and then disconnects, so the host ignores SIGINT. SIGTERM aimed at the host ends it.
 process.on('SIGINT', () => undefined);
 process.on('SIGTERM', leave);
-// Backstop for a parent that is gone without the channel noticing (Node caches process.ppid, so
-// the original parent's pid is probed instead).
-const parent = process.ppid;
-setInterval(() => {
-  try {
-    process.kill(parent, 0);
-  } catch (err) {
-    if (err && err.code === 'ESRCH') leave();
-  }
-}, 1000).unref();
+// Backstop for a parent that is gone without the channel noticing.
+onParentGone(leave, 1000);

@@ -1,9 +1,9 @@
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { dirname, join } from 'node:path';
 import { RagError } from '../errors.js';
+import { PendingRequests } from '../pending-requests.js';
 
 /**
  * Chroma children are forked by a small helper process (spawner-host.cjs), not by the service.
@@ -20,7 +20,7 @@ import { RagError } from '../errors.js';
  * and the exit hook work even if the host is wedged.
  */
 
-/** A child process owned by this service, forked by the host (or directly, as a fallback). */
+/** A child process owned by this service, forked by the host. */
 export interface OwnedChild {
   readonly pid: number;
   readonly exitCode: number | null;
@@ -100,16 +100,10 @@ type HostMessage =
   | { type: 'error'; id: number; message: string }
   | { type: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null };
 
-interface Pending {
-  resolve: (c: HostedChild) => void;
-  reject: (e: unknown) => void;
-  timer: NodeJS.Timeout;
-}
-
 class SpawnerHost {
   private readonly proc: ChildProcess;
-  private seq = 0;
-  private readonly pending = new Map<number, Pending>();
+  /** Spawn requests awaiting the host's 'spawned' (or 'error'), by request id. */
+  private readonly pending = new PendingRequests<HostedChild>();
   private readonly live = new Map<number, HostedChild>();
   gone = false;
 
@@ -136,36 +130,22 @@ class SpawnerHost {
 
   private onMessage(m: HostMessage): void {
     if (m.type === 'spawned') {
-      const p = this.pending.get(m.id);
-      if (!p) {
+      const child = new HostedChild(m.pid);
+      if (!this.pending.resolve(m.id, child)) {
         // Its request timed out: nobody owns this child, end it.
-        try {
-          process.kill(m.pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
+        child.kill('SIGKILL');
         return;
       }
-      this.pending.delete(m.id);
-      clearTimeout(p.timer);
-      const child = new HostedChild(m.pid);
       this.live.set(m.id, child);
       child.once('exit', () => {
         this.live.delete(m.id);
         this.refresh();
       });
-      p.resolve(child);
     } else if (m.type === 'data') {
       this.live.get(m.id)?.pushData(m.chunk);
     } else if (m.type === 'error') {
-      const p = this.pending.get(m.id);
-      if (p) {
-        this.pending.delete(m.id);
-        clearTimeout(p.timer);
-        p.reject(new RagError('RAG_CHROMA_START_FAILED', `could not start the Chroma child: ${m.message}`));
-      } else {
-        this.live.get(m.id)?.emit('error', new Error(m.message));
-      }
+      const err = new RagError('RAG_CHROMA_START_FAILED', `could not start the Chroma child: ${m.message}`);
+      if (!this.pending.reject(m.id, err)) this.live.get(m.id)?.emit('error', new Error(m.message));
     } else if (m.type === 'exit') {
       this.live.get(m.id)?.markExited(m.code, m.signal);
     }
@@ -175,11 +155,7 @@ class SpawnerHost {
   private onGone(): void {
     if (this.gone) return;
     this.gone = true;
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new RagError('RAG_CHROMA_START_FAILED', 'the process that starts Chroma children exited'));
-    }
-    this.pending.clear();
+    this.pending.rejectAll(new RagError('RAG_CHROMA_START_FAILED', 'the process that starts Chroma children exited'));
     // Its children leave on their own when its pipes close; make sure, and tell their owners.
     for (const child of this.live.values()) {
       child.kill('SIGKILL');
@@ -190,18 +166,18 @@ class SpawnerHost {
 
   spawn(command: string, args: string[], options: SpawnOwnedOptions): Promise<HostedChild> {
     if (this.gone) return Promise.reject(new RagError('RAG_CHROMA_START_FAILED', 'the process that starts Chroma children exited'));
-    const id = ++this.seq;
     const timeoutMs = options.timeoutMs ?? 10_000;
-    return new Promise<HostedChild>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
+    return this.pending.open(
+      timeoutMs,
+      () => {
         this.refresh();
-        reject(new RagError('RAG_CHROMA_START_FAILED', `the process that starts Chroma children did not answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
-      this.refresh();
-      this.proc.send({ type: 'spawn', id, command, args, env: options.env, nice: options.nice ?? 0 });
-    });
+        return new RagError('RAG_CHROMA_START_FAILED', `the process that starts Chroma children did not answer within ${timeoutMs} ms`);
+      },
+      (id) => {
+        this.refresh();
+        this.proc.send({ type: 'spawn', id, command, args, env: options.env, nice: options.nice ?? 0 });
+      },
+    );
   }
 
   stop(): void {
@@ -218,12 +194,14 @@ function hostPath(): string {
 
 /**
  * Fork the host now, while this process is small (the service calls this first thing at start).
- * Idempotent; a host that died is replaced on the next call.
+ * Idempotent; a host that died is replaced on the next call. There is no second way to spawn:
+ * without its script (a broken build) the start fails with a code, it does not fork the service.
  */
 export function startSpawner(): void {
   if (host && !host.gone) return;
   const path = hostPath();
-  host = existsSync(path) ? new SpawnerHost(path) : null;
+  if (!existsSync(path)) throw new RagError('RAG_CHROMA_START_FAILED', `the Chroma spawner host script is missing: ${path} (run npm run build)`);
+  host = new SpawnerHost(path);
 }
 
 /** Stop the host (its children are killed with it). Tests and shutdown only. */
@@ -232,31 +210,12 @@ export function stopSpawner(): void {
   host = null;
 }
 
-/** Wrap a directly spawned child (the fallback when there is no host script). */
-function direct(command: string, args: string[], options: SpawnOwnedOptions): Promise<OwnedChild> {
-  const cp = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env });
-  return new Promise((resolve, reject) => {
-    cp.once('error', (err) => reject(new RagError('RAG_CHROMA_START_FAILED', `could not start the Chroma child: ${err.message}`, { cause: err })));
-    cp.once('spawn', () => {
-      if (options.nice) {
-        try {
-          setPriority(cp.pid!, options.nice);
-        } catch {
-          /* runs at our priority */
-        }
-      }
-      const child = new HostedChild(cp.pid!);
-      cp.stdin?.on('error', () => undefined);
-      cp.stdout?.on('data', (b: Buffer) => child.pushData(b.toString('utf8')));
-      cp.stderr?.on('data', (b: Buffer) => child.pushData(b.toString('utf8')));
-      cp.once('exit', (code, signal) => child.markExited(code, signal));
-      resolve(child);
-    });
-  });
-}
-
 /** Start a child owned by this service without forking the service itself. */
 export function spawnOwned(command: string, args: string[], options: SpawnOwnedOptions): Promise<OwnedChild> {
-  startSpawner();
-  return host ? host.spawn(command, args, options) : direct(command, args, options);
+  try {
+    startSpawner();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return host!.spawn(command, args, options);
 }
