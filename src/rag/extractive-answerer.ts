@@ -1,6 +1,7 @@
 import type { Generation } from '../reload/generation.js';
 import { analyze } from '../store/keyword-index.js';
 import type { Source } from './sources.js';
+import { cosine } from '../embeddings/similarity.js';
 
 /**
  * One line-ish unit of a chunk. Headings (Markdown `#`, HTML headings that html-to-text wrote in
@@ -141,17 +142,6 @@ function jaccard(a: Set<string>, b: Set<string>): number {
   return n / (a.size + b.size - n);
 }
 
-function cosine(a: number[], b: number[]): number {
-  let d = 0;
-  let x = 0;
-  let y = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += a[i]! * b[i]!;
-    x += a[i]! * a[i]!;
-    y += b[i]! * b[i]!;
-  }
-  return x && y ? d / Math.sqrt(x * y) : 0;
-}
 
 /**
  * Offline answer: sentences of the retrieved chunks, each followed by a citation marker [n]

@@ -6,6 +6,7 @@ import { EmbeddingBatcher } from '../../src/embeddings/batcher.js';
 import { LocalTransformersEmbeddings } from '../../src/embeddings/langchain-embeddings.js';
 import { loadEmbeddingModel, type EmbeddingModel, type PoolingOverride } from '../../src/embeddings/model-loader.js';
 import { FIXTURES, PROJECT_MODEL_DIR, tempDir } from '../helpers/harness.js';
+import { cosine } from '../../src/embeddings/similarity.js';
 
 /**
  * The BERT-family fixture (tools/make-bert-fixture.py: WordPiece, token type ids, 2 layers,
@@ -30,17 +31,6 @@ interface Reference {
 }
 let ref: Reference;
 
-const cosine = (a: number[], b: number[]) => {
-  let d = 0;
-  let x = 0;
-  let y = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += a[i]! * b[i]!;
-    x += a[i]! * a[i]!;
-    y += b[i]! * b[i]!;
-  }
-  return d / Math.sqrt(x * y);
-};
 const norm = (a: number[]) => Math.sqrt(a.reduce((s, v) => s + v * v, 0));
 const minCosine = (got: number[][], want: number[][]) => Math.min(...got.map((g, i) => cosine(g, want[i]!)));
 
