@@ -184,7 +184,8 @@ export class KeywordIndex {
       if (parsed.format === 2) return null;
       if (parsed.format !== FORMAT || !parsed.index || !parsed.df) throw new Error(`unknown format ${String(parsed.format)}`);
       const analysis = parseAnalysis(parsed.analysis);
-      const mini = MiniSearch.loadJSON<KeywordDoc>(JSON.stringify(parsed.index), miniOptions(analysis));
+      // loadJS takes the parsed object: no second JSON.stringify + JSON.parse of the whole index.
+      const mini = MiniSearch.loadJS<KeywordDoc>(parsed.index as Parameters<typeof MiniSearch.loadJS>[0], miniOptions(analysis));
       return new KeywordIndex(mini, new Map(Object.entries(parsed.df)), 'store', analysis);
     } catch (cause) {
       throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} is corrupt: ${(cause as Error).message.slice(0, 200)}`, { cause });
