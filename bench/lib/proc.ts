@@ -48,10 +48,28 @@ export interface Proc {
   stop(): Promise<number | null>;
 }
 
+/**
+ * Every process a bench starts, so none outlives the bench: an interrupted or failed run (Ctrl-C,
+ * SIGTERM, an uncaught error) SIGKILLs what is still running as the bench process exits.
+ */
+const started = new Set<ChildProcess>();
+let exitHook = false;
+function own(child: ChildProcess): void {
+  started.add(child);
+  child.once('exit', () => started.delete(child));
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const c of started) c.kill('SIGKILL');
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(sig === 'SIGINT' ? 130 : 143));
+}
+
 /** Spawn a node script and wait until a line matches `ready`. */
 export async function startNode(script: string, args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 60_000): Promise<Proc & { startMs: number }> {
   const t0 = performance.now();
   const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  own(child);
   const output: string[] = [];
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
