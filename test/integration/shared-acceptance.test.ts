@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +17,8 @@ import { getJson, logger, MODEL_NAME, postJson, ROOT, startTestService, tempDir,
  * served by the replicas only when its questions reach their minimum recall@k, run by the same
  * loader phase as a local store's acceptance.json. A failing version, or a registry record changed
  * after publishing, is refused and every replica keeps the version it serves; a hostile
- * acceptance file is refused by the CLI before anything is published. Real Chroma server, real
+ * acceptance file is refused by the CLI before anything is published. The same flag gives a local
+ * version its acceptance.json. Real Chroma server, real
  * model, real replicas (services on real sockets), the real CLI process.
  */
 const run = promisify(execFile);
@@ -213,4 +214,18 @@ describe('shared mode: acceptance questions travel with the version and gate eve
     expect(deleted).toEqual(['docs--v1', 'docs--v4']);
     expect((await before.get({ ids: ['acceptance/docs/v4', 'acceptance/docs/v3'] })).ids).toEqual(['acceptance/docs/v3']);
   });
+
+  it('the same flag for a local store: the docs folder\'s acceptance.json becomes the version\'s acceptance.json, listed in its manifest', async () => {
+    const docs = await writeEditionDocs(root, 7);
+    await writeFile(join(docs, 'acceptance.json'), JSON.stringify({ questions: good(7).questions, minRecall: 1, k: 1 }, null, 2));
+    const out = join(root, 'local-store');
+    const r = await ingest([docs, '--out', out, '--version', 'l7']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/acceptance: 2 questions from .*edition-docs-7\/acceptance\.json/);
+    const manifest = JSON.parse(await readFile(join(out, 'l7', 'manifest.json'), 'utf8'));
+    expect(Object.keys(manifest.files)).toContain('acceptance.json');
+    expect(JSON.parse(await readFile(join(out, 'l7', 'acceptance.json'), 'utf8'))).toEqual(good(7));
+    // Not a document of the version.
+    expect(manifest.chunkCount).toBe(2);
+  }, 60_000);
 });
