@@ -273,7 +273,7 @@ const ZEROS = Buffer.alloc(CHUNK);
 const SPARSE_BLOCK = 64 << 10;
 
 /** A small text file (CURRENT, manifest.json, acceptance.json) read safely, capped. */
-export async function readSmallFileSafe(path: string, root: string, maxBytes = 4 << 20): Promise<string> {
+export async function readSmallFileSafe(path: string, root: string, maxBytes = 4 << 20, options: { strictUtf8?: boolean } = {}): Promise<string> {
   const { fh, size, rel } = await openRegularFile(path, root);
   try {
     if (size > maxBytes) throw new RagError('RAG_FS_TOO_LARGE', `${rel} has ${size} bytes; at most ${maxBytes} are read`, { details: { file: rel } });
@@ -284,7 +284,12 @@ export async function readSmallFileSafe(path: string, root: string, maxBytes = 4
       if (bytesRead === 0) break;
       off += bytesRead;
     }
-    return buf.subarray(0, off).toString('utf8');
+    if (!options.strictUtf8) return buf.subarray(0, off).toString('utf8');
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, off));
+    } catch (cause) {
+      throw new RagError('RAG_FS_UNREADABLE', `${rel} is not valid UTF-8 text`, { cause, details: { file: rel } });
+    }
   } finally {
     await fh.close();
   }

@@ -7,6 +7,7 @@ import { isRagError } from '../errors.js';
 import { chooseModelName, resolveModelDir } from '../embeddings/model-folders.js';
 import { loadEmbeddingModel } from '../embeddings/model-loader.js';
 import { createSilentLogger } from '../observability/logger.js';
+import { checkAcceptanceAgainst, findAcceptanceFile } from './acceptance-file.js';
 import { loadDocuments } from './load-documents.js';
 import { DEFAULT_COLLECTION, publishStoreVersion } from './publish.js';
 import { publishSharedVersion, rollbackShared } from './publish-shared.js';
@@ -28,6 +29,9 @@ an option given here wins over its variable.
   --keep N             older versions to keep (KEEP_VERSIONS, default 3)
   --version NAME       version folder name (default v<UTC timestamp>-<random>)
   --no-activate        publish without pointing CURRENT at it
+  --acceptance FILE    the version's acceptance questions (acceptance.json schema; default: the docs
+                       folder's own acceptance.json if it has one): every replica or reload refuses the
+                       version when their recall@k is below minRecall. Validated before anything is written
   --quiet              no progress bar
 
 Shared Chroma (replicas follow a pointer; see docs/operations.md "Shared Chroma"):
@@ -56,6 +60,7 @@ export async function main(argv: string[]): Promise<number> {
       name: { type: 'string' },
       rollback: { type: 'boolean', default: false },
       'replica-ttl-ms': { type: 'string' },
+      acceptance: { type: 'string' },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -80,6 +85,8 @@ export async function main(argv: string[]): Promise<number> {
   const chunkOverlap = num('chunk-overlap', values['chunk-overlap'], 0);
   if (chunkOverlap >= chunkSize) throw new Error('--chunk-overlap must be smaller than --chunk-size');
   const docsDir = resolve(positionals[0]!);
+  // Refused before any model load or write: a bad acceptance file publishes nothing.
+  const acceptance = await findAcceptanceFile(docsDir, values.acceptance);
   // The service's configuration (one schema, one set of defaults); command-line options win.
   const config = loadConfig(process.env, {
     ...(values.out !== undefined ? { vectorstoreDir: values.out } : {}),
@@ -96,11 +103,13 @@ export async function main(argv: string[]): Promise<number> {
   const t0 = performance.now();
   const { documents, skipped } = await loadDocuments(docsDir);
   const chunks = await splitDocuments(documents, { chunkSize, chunkOverlap });
+  if (acceptance) checkAcceptanceAgainst(acceptance, chunks);
   // The same pooling/dtype choice as the service (EMBED_POOLING, MODEL_DTYPE), or the store's vectors would not match its queries.
   const model = await loadEmbeddingModel({ dir: await resolveModelDir(modelsDir, modelName), dtype: config.modelDtype, pooling: config.pooling });
   console.log(
     `ingest: ${documents.length} documents -> ${chunks.length} chunks; model ${model.id} (${model.dimension}-d)` +
-      (skipped.length ? `; skipped ${skipped.length} unsupported files` : ''),
+      (skipped.length ? `; skipped ${skipped.length} unsupported files` : '') +
+      (acceptance ? `; acceptance: ${acceptance.spec.questions.length} questions from ${acceptance.path} (recall@${acceptance.spec.k} >= ${acceptance.spec.minRecall})` : ''),
   );
   const bar = values.quiet || !process.stdout.isTTY ? null : new cliProgress.SingleBar({ format: 'embedding {bar} {value}/{total} chunks' }, cliProgress.Presets.shades_classic);
   bar?.start(chunks.length, 0);
@@ -116,11 +125,14 @@ export async function main(argv: string[]): Promise<number> {
         keepVersions,
         replicaTtlMs: values['replica-ttl-ms'] !== undefined ? num('replica-ttl-ms', values['replica-ttl-ms'], 1000) : config.replicaTtlMs,
         ...(values.version ? { version: values.version } : {}),
+        ...(acceptance ? { acceptance: acceptance.spec } : {}),
         onProgress: (done) => bar?.update(done),
       });
       bar?.stop();
       console.log(
-        `ingest: published ${shared.collection} (${shared.count} chunks, sha256 ${shared.checksum.slice(0, 12)}) and pointed "${sharedName}" at ${shared.version} in ${Math.round(performance.now() - t0)} ms` +
+        `ingest: published ${shared.collection} (${shared.count} chunks, sha256 ${shared.checksum.slice(0, 12)}` +
+          (shared.acceptanceSha256 ? `, acceptance sha256 ${shared.acceptanceSha256.slice(0, 12)}` : '') +
+          `) and pointed "${sharedName}" at ${shared.version} in ${Math.round(performance.now() - t0)} ms` +
           (shared.deleted.length ? `; deleted ${shared.deleted.join(', ')}` : ''),
       );
       return 0;
@@ -136,6 +148,7 @@ export async function main(argv: string[]): Promise<number> {
       batchSize: num('batch', values.batch, 1),
       keepVersions,
       activate: !values['no-activate'],
+      ...(acceptance ? { acceptance: acceptance.spec } : {}),
       ...(values.version ? { version: values.version } : {}),
       onProgress: (done, total) => {
         bar?.update(done);

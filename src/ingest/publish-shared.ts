@@ -3,6 +3,7 @@ import { RagError } from '../errors.js';
 import type { EmbeddingModel } from '../embeddings/model-loader.js';
 import { ChromaStore, createCollectionWithRecords, translateChromaError, type StoreRecord } from '../store/chroma-store.js';
 import { type PointerRecord, SharedRegistry, versionCollectionName } from '../store/shared-registry.js';
+import { type AcceptanceSpec, canonicalAcceptance, parseAcceptance } from '../store/acceptance.js';
 import { newVersionName } from './publish.js';
 import type { Chunk } from './split-documents.js';
 
@@ -19,6 +20,12 @@ export interface SharedPublishOptions {
   keepVersions: number;
   /** A replica whose heartbeat is older than this no longer protects its version from GC. */
   replicaTtlMs: number;
+  /**
+   * The version's acceptance questions (same schema as a local acceptance.json). Validated before
+   * anything is written, stored in the registry as canonical JSON before the version is complete;
+   * its sha256 becomes one of the version's facts. Without them the version has no acceptance gate.
+   */
+  acceptance?: AcceptanceSpec;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -27,6 +34,8 @@ export interface SharedPublishResult {
   collection: string;
   count: number;
   checksum: string;
+  /** sha256 of the stored acceptance questions, or null. */
+  acceptanceSha256: string | null;
   pointer: PointerRecord;
   deleted: string[];
 }
@@ -41,13 +50,16 @@ function checksumOf(hash: ReturnType<typeof createHash>, batch: StoreRecord[]): 
 
 /**
  * Publish one version to a shared Chroma: write `<name>--<version>` (marked 'building'), check its
- * count, mark it 'complete' with its facts (model, dimension, count, created-at, checksum), and only
+ * count, store its acceptance questions (if any), mark it 'complete' with its facts (model, dimension,
+ * count, created-at, checksum, the acceptance record's sha256), and only
  * then move the pointer, in one write. Nothing a replica serves is written to. Then collect garbage.
  */
 export async function publishSharedVersion(options: SharedPublishOptions): Promise<SharedPublishResult> {
   if (options.chunks.length === 0) throw new RagError('RAG_INGEST_NO_DOCUMENTS', 'nothing to publish: 0 chunks');
   const version = options.version ?? newVersionName();
   const collection = versionCollectionName(options.name, version);
+  const acceptance = options.acceptance ? canonicalAcceptance(options.acceptance) : undefined;
+  if (acceptance !== undefined) parseAcceptance(acceptance, { what: 'the acceptance questions', code: 'RAG_INGEST_ACCEPTANCE_INVALID', strict: true });
   const registry = await SharedRegistry.open(options.url);
   const before = await registry.readPointer(options.name);
   const batchSize = options.batchSize ?? 256;
@@ -81,20 +93,26 @@ export async function publishSharedVersion(options: SharedPublishOptions): Promi
     onBatch: (n) => options.onProgress?.(n, chunks.length),
   });
   const checksum = hash.digest('hex');
+  let acceptanceSha256: string | null = null;
   try {
     const handle = await registry.client.getCollection({ name: collection, embeddingFunction: null as never });
     const count = await handle.count();
     if (count !== chunks.length || written !== chunks.length) {
       throw new RagError('RAG_INGEST_FAILED', `version ${version}: ${count} records in ${collection}, expected ${chunks.length}; the pointer was not moved`);
     }
+    // The acceptance record is written before the version is complete, so a complete version's
+    // questions are always there; its sha256 is one of the facts a replica checks them against.
+    acceptanceSha256 = acceptance !== undefined ? await registry.writeAcceptance(options.name, version, acceptance) : null;
     // modify() replaces the whole metadata: write every fact again with the final state.
-    await handle.modify({ metadata: { ...facts, rag_state: 'complete', rag_count: count, rag_checksum: checksum } });
+    await handle.modify({
+      metadata: { ...facts, rag_state: 'complete', rag_count: count, rag_checksum: checksum, ...(acceptanceSha256 ? { rag_acceptance_sha256: acceptanceSha256 } : {}) },
+    });
   } catch (err) {
     throw err instanceof RagError ? err : translateChromaError(err, `completing ${collection}`, 'RAG_INGEST_FAILED');
   }
   const pointer = await registry.flipPointer(options.name, version, before?.version ?? null);
   const deleted = await registry.collectGarbage(options.name, { keep: options.keepVersions, replicaTtlMs: options.replicaTtlMs });
-  return { version, collection, count: chunks.length, checksum, pointer, deleted };
+  return { version, collection, count: chunks.length, checksum, acceptanceSha256, pointer, deleted };
 }
 
 /** Point `name` back at the version it served before (one write). */

@@ -27,7 +27,8 @@ export function keywordDoc(c: { id: string; text: string; metadata: Record<strin
   const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
   return { id: c.id, text: c.text, title: str(c.metadata.title), headings: str(c.metadata.headings) };
 }
-import { CURRENT_FILE, isValidVersionName } from '../store/layout.js';
+import { type AcceptanceSpec, canonicalAcceptance } from '../store/acceptance.js';
+import { ACCEPTANCE_FILE, CURRENT_FILE, isValidVersionName } from '../store/layout.js';
 import { describeFiles, MANIFEST_FILE, type StoreManifest } from '../store/manifest.js';
 import type { Chunk } from './split-documents.js';
 
@@ -50,6 +51,8 @@ export interface PublishOptions {
   onProgress?: (done: number, total: number) => void;
   /** Embed each chunk with its document title and heading path in front (default true). */
   denseContext?: boolean;
+  /** The version's acceptance questions: written as acceptance.json, listed in the manifest. */
+  acceptance?: AcceptanceSpec;
   /** Keyword analysis (default KEYWORD_ANALYSIS); the eval's ablations change it. */
   keywordAnalysis?: KeywordAnalysis;
 }
@@ -130,6 +133,7 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
       options.keywordAnalysis,
     );
     await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keyword.serialize());
+    if (options.acceptance) await writeFile(join(tmpDir, ACCEPTANCE_FILE), canonicalAcceptance(options.acceptance) + '\n');
     const manifest: StoreManifest = {
       formatVersion: 1,
       version,

@@ -4,12 +4,12 @@ import { loadEmbeddingModel } from '../embeddings/model-loader.js';
 import { folderFingerprint } from '../fs/fingerprint.js';
 import { readSmallFileSafe, throwIfAborted } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
-import { describeStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
+import { ACCEPTANCE_MAX_BYTES, parseAcceptance } from '../store/acceptance.js';
+import { ACCEPTANCE_FILE, describeStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
 import { snapshotStore } from '../store/snapshot.js';
 import { openChromaSnapshot, openRemoteStore, type OpenedStore } from '../store/store-version.js';
-import { z } from 'zod';
 import { Generation, SharedModel } from './generation.js';
-import type { AspiredSpec } from './source.js';
+import { sharedRegistryFor, type AspiredSpec } from './source.js';
 import { join, dirname } from 'node:path';
 
 /**
@@ -69,16 +69,7 @@ export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
   };
 }
 
-export const ACCEPTANCE_FILE = 'acceptance.json';
-
-const acceptanceSchema = z.object({
-  k: z.number().int().min(1).max(100).default(5),
-  minRecall: z.number().min(0).max(1),
-  questions: z
-    .array(z.object({ question: z.string().min(1).max(4000), expected: z.array(z.string().min(1)).min(1) }))
-    .min(1)
-    .max(1000),
-});
+export { ACCEPTANCE_FILE };
 
 export interface AcceptanceResult {
   k: number;
@@ -258,7 +249,7 @@ export class GenerationLoader implements Loader {
           throw new RagError('RAG_STORE_PROBE_FAILED', `a probe query on store ${opened.version} returned ${hits.length ? 'non-finite scores' : 'no results'}`);
         }
       });
-      const acceptance = await timed('accept', async (sig) => this.acceptance(opened, shared, sig));
+      const acceptance = await timed('accept', async (sig) => this.acceptance(opened, shared, spec.remote ?? null, sig));
       const generation = new Generation(req.generationId, shared, opened, {
         maxBatch: this.config.embedBatchMax,
         maxWaitMs: this.config.embedBatchWaitMs,
@@ -280,21 +271,33 @@ export class GenerationLoader implements Loader {
     }
   }
 
-  /** The store's own quality gate: acceptance.json, covered by the manifest (so it is in the snapshot). */
-  private async acceptance(opened: OpenedStore, shared: SharedModel, signal: AbortSignal): Promise<AcceptanceResult | null> {
+  /**
+   * Where a version's acceptance questions come from: a local version's acceptance.json (covered by
+   * its manifest, so it is in the verified snapshot), or a shared version's registry record (checked
+   * against the sha256 the version was completed with). null: the version has none.
+   */
+  private async acceptanceText(opened: OpenedStore, remote: AspiredSpec['remote'] | null): Promise<{ text: string; what: string; label: string } | null> {
+    if (remote) {
+      if (!remote.acceptanceSha256) return null;
+      const registry = await sharedRegistryFor(this.config.chromaUrl!);
+      const text = await registry.readAcceptance(remote.name, remote.version, remote.acceptanceSha256);
+      return { text, what: `the acceptance questions of ${remote.collection}`, label: 'acceptance questions' };
+    }
     if (!opened.snapshotDir || !opened.manifest?.files[ACCEPTANCE_FILE]) return null;
-    let parsed;
+    const what = `${ACCEPTANCE_FILE} of store ${opened.version}`;
     try {
-      const text = await readSmallFileSafe(join(opened.snapshotDir, ACCEPTANCE_FILE), opened.snapshotDir, 1 << 20);
-      parsed = acceptanceSchema.safeParse(JSON.parse(text));
+      return { text: await readSmallFileSafe(join(opened.snapshotDir, ACCEPTANCE_FILE), opened.snapshotDir, ACCEPTANCE_MAX_BYTES), what, label: ACCEPTANCE_FILE };
     } catch (cause) {
-      throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${ACCEPTANCE_FILE} of store ${opened.version} is not valid JSON`, { cause });
+      throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${what} cannot be read: ${(cause as Error).message}`, { cause });
     }
-    if (!parsed.success) {
-      const i = parsed.error.issues[0];
-      throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${ACCEPTANCE_FILE} of store ${opened.version} is invalid: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'unknown problem'}`);
-    }
-    const { k, minRecall, questions } = parsed.data;
+  }
+
+  /** The store's own quality gate, one implementation for local and shared versions: recall@k of its labelled questions. */
+  private async acceptance(opened: OpenedStore, shared: SharedModel, remote: AspiredSpec['remote'] | null, signal: AbortSignal): Promise<AcceptanceResult | null> {
+    const source = await this.acceptanceText(opened, remote);
+    if (!source) return null;
+    throwIfAborted(signal);
+    const { k, minRecall, questions } = parseAcceptance(source.text, { what: source.what, code: 'RAG_STORE_ACCEPTANCE_INVALID' });
     const failed: AcceptanceResult['failed'] = [];
     let sum = 0;
     const vectors = await shared.model.embedBatch(questions.map((q) => q.question));
@@ -310,7 +313,7 @@ export class GenerationLoader implements Loader {
     if (recall < minRecall) {
       throw new RagError(
         'RAG_STORE_ACCEPTANCE_FAILED',
-        `store ${opened.version} fails its own ${ACCEPTANCE_FILE}: recall@${k} ${result.recall} is below the minimum ${minRecall} over ${questions.length} questions`,
+        `store ${opened.version} fails its own ${source.label}: recall@${k} ${result.recall} is below the minimum ${minRecall} over ${questions.length} questions`,
         { details: { acceptance: result } },
       );
     }

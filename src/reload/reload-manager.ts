@@ -44,10 +44,24 @@ export interface ManagerStatus {
   pinnedAway: string | null;
   lastError: ReloadAttempt | null;
   lastSuccess: ReloadAttempt | null;
-  acceptance: (AcceptanceResult & { attempt: number }) | null;
+  acceptance: AcceptanceStatus | null;
   replay: (ReplayResult & { attempt: number }) | null;
   watcher: { errors: number; lastProblem: { code: string; message: string; at: string } | null };
   history: ReloadAttempt[];
+}
+
+/**
+ * The last acceptance verdict (local acceptance.json or a shared version's questions): passed with
+ * its result, or refused with its code (the recall figures too when the questions ran).
+ */
+export type AcceptanceStatus = Partial<AcceptanceResult> & { attempt: number; storeVersion: string | null; passed: boolean; code: string | null };
+
+/** Codes that are an acceptance verdict on a version (shown under `acceptance` besides `lastError`). */
+const ACCEPTANCE_CODES: ReadonlySet<string> = new Set(['RAG_STORE_ACCEPTANCE_FAILED', 'RAG_STORE_ACCEPTANCE_INVALID', 'RAG_SHARED_ACCEPTANCE_MISSING', 'RAG_SHARED_ACCEPTANCE_MISMATCH']);
+
+/** The version a spec names: a local version folder, or the shared pointer's version. */
+function specVersion(spec: AspiredSpec): string | null {
+  return spec.store?.version ?? spec.remote?.version ?? null;
 }
 
 /**
@@ -219,7 +233,7 @@ export class ReloadManager extends EventEmitter {
         view = { ok: true, key: aspired.key };
         this.aspiredInfo = {
           ok: true,
-          storeVersion: aspired.store?.version ?? null,
+          storeVersion: specVersion(aspired),
           model: aspired.model.name,
           key: aspired.key,
           resolvedAt: aspired.resolvedAt,
@@ -279,7 +293,7 @@ export class ReloadManager extends EventEmitter {
             outcome: 'unchanged',
             reason: action.reason === 'pinned' ? `version ${this.pinnedAwayVersion} was rolled back from; publish something new or force a reload` : 'the folders hold what is served',
             generation: this.active?.id ?? null,
-            storeVersion: aspired?.store?.version ?? null,
+            storeVersion: (aspired ? specVersion(aspired) : null),
             model: aspired?.model.name ?? null,
             key: aspired?.key ?? null,
             error: null,
@@ -336,8 +350,8 @@ export class ReloadManager extends EventEmitter {
     const attemptId = this.history.lastId + 1;
     const ctl = new AbortController();
     this.buildAbort = ctl;
-    this.buildingInfo = { attempt: attemptId, trigger, storeVersion: spec.store?.version ?? null, phase: 'starting', since: new Date().toISOString() };
-    this.emitEvent({ type: ReloadEvents.started, at: startedAt, detail: { storeVersion: spec.store?.version ?? null, trigger } });
+    this.buildingInfo = { attempt: attemptId, trigger, storeVersion: specVersion(spec), phase: 'starting', since: new Date().toISOString() };
+    this.emitEvent({ type: ReloadEvents.started, at: startedAt, detail: { storeVersion: specVersion(spec), trigger } });
     const modelLabel = `${spec.model.name}@${spec.model.fingerprint.slice(0, 12)}`;
     try {
       const result = await this.loader.load({
@@ -366,7 +380,7 @@ export class ReloadManager extends EventEmitter {
         success === 'rolled_back' ? ReloadEvents.rolledBack : ReloadEvents.accepted,
         gen.info(),
       );
-      this.acceptanceInfo = result.acceptance ? { attempt: attempt.id, ...result.acceptance } : null;
+      this.acceptanceInfo = result.acceptance ? { attempt: attempt.id, storeVersion: gen.store.version, passed: true, code: null, ...result.acceptance } : null;
       if (result.replay) this.replayInfo = { attempt: attempt.id, ...result.replay };
       this.logger.info({ generation: gen.id, store: gen.store.version, model: gen.model.id, trigger, ms: attempt.durationMs, phases: result.phases }, 'generation swapped in');
       return attempt;
@@ -394,16 +408,21 @@ export class ReloadManager extends EventEmitter {
         this.waitingInfo = { code: e.code, message: e.message, files: [], since: this.waitingInfo?.since ?? now, lastSeen: now };
         this.logger.warn({ code: e.code, err: e.message, trigger }, 'store changed while it was copied; waiting for the writer to finish');
         return this.record(
-          { trigger, startedAt, durationMs: Math.round(performance.now() - t0), outcome: 'waiting', generation: this.active?.id ?? null, storeVersion: spec.store?.version ?? null, model: modelLabel, key: spec.key, error: { code: e.code, message: e.message } },
+          { trigger, startedAt, durationMs: Math.round(performance.now() - t0), outcome: 'waiting', generation: this.active?.id ?? null, storeVersion: specVersion(spec), model: modelLabel, key: spec.key, error: { code: e.code, message: e.message } },
           ReloadEvents.waiting,
         );
       }
       if (!this.closed) this.lastRejectedKey = spec.key;
       this.logger.warn({ code: e.code, err: e.message, trigger }, 'reload rejected; the current generation keeps serving');
-      return this.record(
-        { trigger, startedAt, durationMs: Math.round(performance.now() - t0), outcome: 'rejected', generation: this.active?.id ?? null, storeVersion: spec.store?.version ?? null, model: modelLabel, key: spec.key, error: { code: e.code, message: e.message } },
+      const attempt = this.record(
+        { trigger, startedAt, durationMs: Math.round(performance.now() - t0), outcome: 'rejected', generation: this.active?.id ?? null, storeVersion: specVersion(spec), model: modelLabel, key: spec.key, error: { code: e.code, message: e.message } },
         ReloadEvents.rejected,
       );
+      if (ACCEPTANCE_CODES.has(e.code)) {
+        const ran = (e.details?.acceptance ?? {}) as Partial<AcceptanceResult>;
+        this.acceptanceInfo = { attempt: attempt.id, storeVersion: specVersion(spec), passed: false, code: e.code, ...ran };
+      }
+      return attempt;
     } finally {
       this.buildAbort = null;
       this.buildingInfo = null;
@@ -460,7 +479,7 @@ export class ReloadManager extends EventEmitter {
       reloading: this.sm.state === 'building' || this.sm.state === 'resolving' || this.queue.length > 0,
       aspired: this.aspiredInfo,
       waiting: this.waitingInfo,
-      previous: this.previousSpec ? { storeVersion: this.previousSpec.store?.version ?? null, model: this.previousSpec.model.name } : null,
+      previous: this.previousSpec ? { storeVersion: specVersion(this.previousSpec), model: this.previousSpec.model.name } : null,
       pinnedAway: this.pinnedAwayVersion,
       lastError: this.history.lastError,
       lastSuccess: this.history.lastSuccess,

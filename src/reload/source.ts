@@ -28,7 +28,13 @@ export interface AspiredSpec {
   /** null in CHROMA_URL mode (the remote server is not ours to snapshot). */
   store: StoreSpec | null;
   /** Shared-Chroma mode (CHROMA_URL + STORE_NAME): the version collection the pointer names. */
-  remote?: { name: string; version: string; collection: string } | null;
+  remote?: {
+    name: string;
+    version: string;
+    collection: string;
+    /** sha256 of the version's acceptance record, from the version's facts; null: published without questions. */
+    acceptanceSha256?: string | null;
+  } | null;
   model: ModelSpec;
   /** Identity of the bytes: equal keys are the same content. */
   key: string;
@@ -94,8 +100,10 @@ export async function resolveAspired(config: Pick<Config, 'modelsDir' | 'modelNa
     }
     if (!pointer) throw new RagError('RAG_SHARED_NO_POINTER', `no version of "${config.storeName}" is published on the shared Chroma yet (npm run ingest -- <docs> --chroma-url URL --name ${config.storeName})`);
     const model = await resolveModel(config, info?.modelId?.split('@')[0] ?? undefined, signal);
-    const remote = { name: config.storeName, version: pointer.version, collection: pointer.collection };
-    return { store: null, remote, model, key: `shared:${pointer.collection}|${model.name}:${model.fingerprint}`, resolvedAt: new Date().toISOString() };
+    const acceptanceSha256 = info?.acceptanceSha256 ?? null;
+    const remote = { name: config.storeName, version: pointer.version, collection: pointer.collection, acceptanceSha256 };
+    const acc = acceptanceSha256 ? `#acceptance:${acceptanceSha256.slice(0, 16)}` : '';
+    return { store: null, remote, model, key: `shared:${pointer.collection}${acc}|${model.name}:${model.fingerprint}`, resolvedAt: new Date().toISOString() };
   }
   const store = config.chromaUrl ? null : await resolveStore(config.vectorstoreDir, signal);
   const model = await resolveModel(config, store?.manifest?.embedding.model, signal);

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { ChromaClient, Collection } from 'chromadb';
 import { RagError } from '../errors.js';
+import { sha256Hex } from './acceptance.js';
 import { ChromaStore, translateChromaError } from './chroma-store.js';
 
 /**
@@ -12,6 +13,12 @@ import { ChromaStore, translateChromaError } from './chroma-store.js';
  * Replicas record what they serve in the same collection (heartbeats with a time), so garbage
  * collection never deletes a version a live replica still serves; a dead replica stops counting
  * once its heartbeat is older than the TTL.
+ *
+ * A version may carry acceptance questions (the shared form of a local store's acceptance.json):
+ * record `acceptance/<name>/<version>` holds their canonical JSON, written before the version is
+ * marked complete, and the version's collection metadata holds its sha256 (`rag_acceptance_sha256`)
+ * among the version's other facts, so a replica refuses a record that was changed, truncated or
+ * deleted after publishing.
  */
 export const REGISTRY_COLLECTION = 'rag-registry';
 const SEPARATOR = '--';
@@ -47,6 +54,8 @@ export interface VersionInfo {
   checksum: string | null;
   modelId: string | null;
   dimension: number | null;
+  /** sha256 of the version's acceptance record (canonical JSON), or null: published without questions. */
+  acceptanceSha256: string | null;
 }
 
 export function isValidStoreName(name: string): boolean {
@@ -85,6 +94,10 @@ export function gcPlan(input: {
     .filter((v) => v.state === 'complete' || input.now - v.createdAt > input.buildGraceMs)
     .map((v) => v.collection)
     .sort();
+}
+
+function acceptanceId(name: string, version: string): string {
+  return `acceptance/${name}/${version}`;
 }
 
 function num(v: unknown): number | null {
@@ -130,6 +143,54 @@ export class SharedRegistry {
       throw translateChromaError(err, `moving the pointer of "${name}"`, 'RAG_STORE_UNAVAILABLE');
     }
     return record;
+  }
+
+  /** Store a version's acceptance questions (canonical JSON); returns their sha256. Before the version is complete. */
+  async writeAcceptance(name: string, version: string, text: string): Promise<string> {
+    const sha256 = sha256Hex(text);
+    try {
+      await this.registry.upsert({
+        ids: [acceptanceId(name, version)],
+        embeddings: [NO_VECTOR],
+        documents: [text],
+        metadatas: [{ kind: 'acceptance', name, version, sha256, bytes: Buffer.byteLength(text), at: Date.now() }],
+      });
+    } catch (err) {
+      throw translateChromaError(err, `writing the acceptance questions of ${versionCollectionName(name, version)}`, 'RAG_INGEST_FAILED');
+    }
+    return sha256;
+  }
+
+  /**
+   * A version's acceptance questions, as published: the record must exist and its text must hash to
+   * `expectedSha256`, the value the version was completed with (RAG_SHARED_ACCEPTANCE_MISSING /
+   * RAG_SHARED_ACCEPTANCE_MISMATCH otherwise).
+   */
+  async readAcceptance(name: string, version: string, expectedSha256: string): Promise<string> {
+    const collection = versionCollectionName(name, version);
+    let doc: string | null | undefined;
+    try {
+      const res = await this.registry.get({ ids: [acceptanceId(name, version)], include: ['documents'] as never });
+      doc = res.documents[0];
+    } catch (err) {
+      throw translateChromaError(err, `reading the acceptance questions of ${collection}`, 'RAG_STORE_UNAVAILABLE');
+    }
+    if (typeof doc !== 'string') {
+      throw new RagError(
+        'RAG_SHARED_ACCEPTANCE_MISSING',
+        `version ${version} of "${name}" was published with acceptance questions (sha256 ${expectedSha256.slice(0, 12)}) but the registry has no record ${acceptanceId(name, version)}; publish the version again`,
+      );
+    }
+    const actual = sha256Hex(doc);
+    if (actual !== expectedSha256) {
+      throw new RagError(
+        'RAG_SHARED_ACCEPTANCE_MISMATCH',
+        `the acceptance questions of version ${version} of "${name}" changed after publishing: record ${acceptanceId(name, version)} (${Buffer.byteLength(doc)} bytes) has sha256 ${actual.slice(0, 12)}, ` +
+          `the version was published with ${expectedSha256.slice(0, 12)}; publish the version again`,
+        { details: { expected: expectedSha256, actual } },
+      );
+    }
+    return doc;
   }
 
   async heartbeat(beat: Omit<ReplicaHeartbeat, 'at'>): Promise<void> {
@@ -178,6 +239,7 @@ export class SharedRegistry {
       checksum: typeof m.rag_checksum === 'string' ? m.rag_checksum : null,
       modelId: typeof m.embedding_model_id === 'string' ? m.embedding_model_id : null,
       dimension: num(m.dimension),
+      acceptanceSha256: typeof m.rag_acceptance_sha256 === 'string' ? m.rag_acceptance_sha256 : null,
     };
   }
 
@@ -222,6 +284,23 @@ export class SharedRegistry {
         throw translateChromaError(err, `deleting ${c}`, 'RAG_STORE_UNAVAILABLE');
       }
     }
+    // Acceptance records go with their version. One whose collection is gone otherwise (deleted by
+    // hand) goes too, once older than the build grace (a publisher writes the collection first, but
+    // another publisher's listing may predate it).
+    const listed = new Map(versions.map((v) => [v.version, v.collection]));
+    const grace = options.buildGraceMs ?? 10 * 60_000;
+    const records = await this.registry
+      .get({ where: { $and: [{ kind: 'acceptance' }, { name }] } as never, include: ['metadatas'] as never })
+      .catch(() => ({ ids: [] as string[], metadatas: [] as Array<Record<string, unknown> | null> }));
+    const orphans = records.ids.filter((_, i) => {
+      const m = records.metadatas[i];
+      const v = m?.version;
+      if (typeof v !== 'string') return false;
+      const c = listed.get(v);
+      if (c) return doomed.includes(c);
+      return now - (num(m?.at) ?? 0) > grace;
+    });
+    if (orphans.length) await this.registry.delete({ ids: orphans }).catch(() => undefined);
     // Heartbeats of replicas dead for ten TTLs are noise in the registry: drop them.
     const stale = beats.filter((b) => now - b.at > 10 * options.replicaTtlMs);
     if (stale.length) await this.registry.delete({ ids: stale.map((b) => `replica/${name}/${b.replica}`) }).catch(() => undefined);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { gcPlan, type PointerRecord, type VersionInfo } from '../../src/store/shared-registry.js';
 
 const v = (version: string, createdAt: number, state: VersionInfo['state'] = 'complete'): VersionInfo => ({
-  version, collection: `docs--${version}`, state, createdAt, count: 1, checksum: 'x', modelId: 'm', dimension: 3,
+  version, collection: `docs--${version}`, state, createdAt, count: 1, checksum: 'x', modelId: 'm', dimension: 3, acceptanceSha256: null,
 });
 const pointer = (version: string, previous: string | null): PointerRecord => ({ name: 'docs', version, collection: `docs--${version}`, previous, updatedAt: 0, updatedBy: 't' });
 const NOW = 1_000_000;
