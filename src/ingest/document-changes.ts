@@ -10,6 +10,9 @@ import type { Generation } from '../reload/generation.js';
 import type { Logger } from '../observability/logger.js';
 import type { StoreHit } from '../store/chroma-store.js';
 import { DEFAULT_COLLECTION, publishStoreVersion } from './publish.js';
+import { readSmallFileSafe } from '../fs/safe-fs.js';
+import { ACCEPTANCE_MAX_BYTES, parseAcceptance, sha256Hex, type AcceptanceSpec } from '../store/acceptance.js';
+import { ACCEPTANCE_FILE } from '../store/layout.js';
 import { DEFAULT_CHUNKING, splitDocuments, type Chunk } from './split-documents.js';
 
 /**
@@ -154,6 +157,27 @@ export interface ChangeResult {
 }
 
 /**
+ * The served version's own acceptance questions, carried into the version a change publishes, so
+ * an upload or delete never drops the store's quality gate (a delete of a document its questions
+ * expect is then refused by the reload, and the served version stays). Read from the published
+ * folder and checked against the sha256 its manifest recorded: published files are immutable.
+ */
+async function servedAcceptance(gen: Generation, vectorstoreDir: string): Promise<AcceptanceSpec | null> {
+  const listed = gen.store.manifest?.files[ACCEPTANCE_FILE];
+  if (!listed) return null;
+  const dir = join(vectorstoreDir, gen.store.version);
+  const what = `${ACCEPTANCE_FILE} of the served store version ${gen.store.version}`;
+  let text: string;
+  try {
+    text = await readSmallFileSafe(join(dir, ACCEPTANCE_FILE), dir, ACCEPTANCE_MAX_BYTES, { strictUtf8: true });
+  } catch (cause) {
+    throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${what} cannot be read: ${(cause as Error).message}`, { cause });
+  }
+  if (sha256Hex(text) !== listed.sha256) throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${what} changed since it was published (its sha256 differs from the manifest's)`);
+  return parseAcceptance(text, { what, code: 'RAG_STORE_ACCEPTANCE_INVALID' });
+}
+
+/**
  * Apply one change to the served version's records and publish the result as a new version
  * (publishStoreVersion: built in .tmp-<version>, manifest, rename, then CURRENT by rename). The
  * caller holds a lease on `gen` for the whole call, and triggers the reload.
@@ -169,6 +193,7 @@ export async function publishChange(options: {
   const { gen, change, onProgress } = options;
   onProgress?.({ stage: 'reading' });
   const stored = await readAll(gen);
+  const acceptance = await servedAcceptance(gen, options.vectorstoreDir);
   const source = change.kind === 'upload' ? String(change.document.metadata.source) : change.source;
   const sourceOf = (c: Chunk) => (typeof c.metadata.source === 'string' ? c.metadata.source : c.id.replace(/#\d+$/, ''));
   const kept = stored.filter((c) => sourceOf(c) !== source);
@@ -199,6 +224,7 @@ export async function publishChange(options: {
     documentCount: documents,
     chunking,
     keepVersions: options.keepVersions,
+    ...(acceptance ? { acceptance } : {}),
     onProgress: (done, total) => onProgress?.({ stage: done >= total ? 'publishing' : 'embedding', done, total }),
   });
   onProgress?.({ stage: 'published', detail: result.version });

@@ -2,15 +2,15 @@ import type { Config } from '../config.js';
 import { RagError } from '../errors.js';
 import { loadEmbeddingModel } from '../embeddings/model-loader.js';
 import { folderFingerprint } from '../fs/fingerprint.js';
-import { readSmallFileSafe, throwIfAborted } from '../fs/safe-fs.js';
+import { throwIfAborted } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
-import { ACCEPTANCE_MAX_BYTES, parseAcceptance } from '../store/acceptance.js';
+import { parseAcceptance } from '../store/acceptance.js';
 import { ACCEPTANCE_FILE, describeStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
 import { snapshotStore } from '../store/snapshot.js';
 import { openChromaSnapshot, openRemoteStore, type OpenedStore } from '../store/store-version.js';
 import { Generation, SharedModel } from './generation.js';
 import { sharedRegistryFor, type AspiredSpec } from './source.js';
-import { join, dirname } from 'node:path';
+import { dirname } from 'node:path';
 
 /**
  * The loader (TF Serving's Loader): builds and validates one standby generation from an aspired
@@ -283,13 +283,8 @@ export class GenerationLoader implements Loader {
       const text = await registry.readAcceptance(remote.name, remote.version, remote.acceptanceSha256);
       return { text, what: `the acceptance questions of ${remote.collection}`, label: 'acceptance questions' };
     }
-    if (!opened.snapshotDir || !opened.manifest?.files[ACCEPTANCE_FILE]) return null;
-    const what = `${ACCEPTANCE_FILE} of store ${opened.version}`;
-    try {
-      return { text: await readSmallFileSafe(join(opened.snapshotDir, ACCEPTANCE_FILE), opened.snapshotDir, ACCEPTANCE_MAX_BYTES), what, label: ACCEPTANCE_FILE };
-    } catch (cause) {
-      throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${what} cannot be read: ${(cause as Error).message}`, { cause });
-    }
+    if (opened.acceptanceText === null) return null;
+    return { text: opened.acceptanceText, what: `${ACCEPTANCE_FILE} of store ${opened.version}`, label: ACCEPTANCE_FILE };
   }
 
   /** The store's own quality gate, one implementation for local and shared versions: recall@k of its labelled questions. */

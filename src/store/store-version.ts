@@ -1,14 +1,15 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RagError } from '../errors.js';
-import { throwIfAborted } from '../fs/safe-fs.js';
+import { readSmallFileSafe, throwIfAborted } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
 import { ChromaBackend } from './chroma-backend.js';
 import { ChromaServer } from './chroma-server.js';
 import { ChromaStore } from './chroma-store.js';
 import { InProcessBackend } from './in-process-backend.js';
 import { loadRecords } from './index-loader.js';
-import { SQLITE_FILE, type StoreSpec } from './layout.js';
+import { ACCEPTANCE_MAX_BYTES } from './acceptance.js';
+import { ACCEPTANCE_FILE, SQLITE_FILE, type StoreSpec } from './layout.js';
 import type { RetrievalBackend } from './retrieval-backend.js';
 import type { StoreManifest } from './manifest.js';
 import { snapshotStore } from './snapshot.js';
@@ -21,6 +22,11 @@ export interface OpenedStore {
   sourceDir: string | null;
   snapshotDir: string | null;
   manifest: StoreManifest | null;
+  /**
+   * The version's acceptance.json, read from the verified snapshot while it exists (an in-process
+   * store deletes its snapshot once the index is built); null when the manifest lists none.
+   */
+  acceptanceText: string | null;
   /** The retrieval seam (retrieval-backend.ts): in process, the generation's Chroma child, or a remote Chroma. */
   store: RetrievalBackend;
   /** BM25 keyword index over the same ids (shipped with the version, or built), held by a worker thread. */
@@ -118,6 +124,15 @@ export async function openStoreVersion(spec: StoreSpec, options: OpenStoreOption
  * published files are never opened by Chroma: two servers on one folder split-brain, and files
  * replaced under a running server mix rows with a stale index (environment.md).
  */
+/** acceptance.json from a verified snapshot (the manifest covers it); unreadable is RAG_STORE_ACCEPTANCE_INVALID. */
+async function readAcceptance(snapshotDir: string, version: string): Promise<string> {
+  try {
+    return await readSmallFileSafe(join(snapshotDir, ACCEPTANCE_FILE), snapshotDir, ACCEPTANCE_MAX_BYTES);
+  } catch (cause) {
+    throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${ACCEPTANCE_FILE} of store ${version} cannot be read: ${(cause as Error).message}`, { cause });
+  }
+}
+
 export async function openChromaSnapshot(
   spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'>,
   snapshotDir: string,
@@ -141,6 +156,7 @@ export async function openChromaSnapshot(
   try {
     throwIfAborted(options.signal);
     await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
+    const acceptanceText = spec.manifest?.files[ACCEPTANCE_FILE] ? await readAcceptance(snapshotDir, spec.version) : null;
     mark('verify');
     const inProcess = (await chooseBackendKind(snapshotDir, options.serveIndexMaxMb ?? 2048)) === 'in-process';
     server = new ChromaServer({
@@ -212,6 +228,7 @@ export async function openChromaSnapshot(
       sourceDir: spec.dir,
       snapshotDir: inProcess ? null : snapshotDir,
       manifest: spec.manifest,
+      acceptanceText,
       server: inProcess ? null : srv,
       store: backend,
       count: opened.count,
@@ -256,6 +273,7 @@ export async function openRemoteStore(
     sourceDir: null,
     snapshotDir: null,
     manifest: null,
+    acceptanceText: null, // shared versions keep theirs in the registry (the loader reads it there)
     server: null,
     store: backend,
     count: opened.count,

@@ -10,6 +10,7 @@ import { splitDocuments } from '../../src/ingest/split-documents.js';
 import { createSilentLogger } from '../../src/observability/logger.js';
 import { createService, type Service } from '../../src/service.js';
 import { MANIFEST_FILE } from '../../src/store/manifest.js';
+import type { AcceptanceSpec } from '../../src/store/acceptance.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 /** The real generated model (made by the set-up; test/global-setup.ts makes sure it exists). */
@@ -39,7 +40,7 @@ export function testModel(): Promise<EmbeddingModel> {
 }
 
 /** Ingest a docs folder into a store version with the real loaders, splitter, model and Chroma. */
-export async function publishDocs(outDir: string, docsDir: string, options: { version?: string; activate?: boolean; chunkSize?: number } = {}): Promise<PublishResult> {
+export async function publishDocs(outDir: string, docsDir: string, options: { version?: string; activate?: boolean; chunkSize?: number; acceptance?: AcceptanceSpec } = {}): Promise<PublishResult> {
   const { documents } = await loadDocuments(docsDir);
   const chunks = await splitDocuments(documents, { chunkSize: options.chunkSize ?? 300, chunkOverlap: 30 });
   return publishStoreVersion({
@@ -50,6 +51,7 @@ export async function publishDocs(outDir: string, docsDir: string, options: { ve
     documentCount: documents.length,
     ...(options.version ? { version: options.version } : {}),
     ...(options.activate === false ? { activate: false } : {}),
+    ...(options.acceptance ? { acceptance: options.acceptance } : {}),
   });
 }
 

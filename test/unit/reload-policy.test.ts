@@ -104,6 +104,7 @@ function fakeStore(version: string): OpenedStore {
     kind: 'versioned',
     sourceDir: null,
     snapshotDir: null,
+    acceptanceText: null,
     manifest: null,
     store: { name: 'docs', describe: () => ({ kind: 'in-process', vectorIndex: 'fake', space: 'cosine', memoryMiB: 0, loadMs: 0 }) } as unknown as OpenedStore['store'],
     keyword: { origin: 'built', size: 0 },
