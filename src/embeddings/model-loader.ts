@@ -4,6 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { RagError } from '../errors.js';
 import { BOOTSTRAP_MODEL_FILES } from './bootstrap-model.js';
 import { fileStamp, sha256File } from '../fs/fingerprint.js';
+import { factsKey, readFacts, writeFacts } from './model-facts-cache.js';
 import { poolTokens, readSentenceProfile, type EmbedKind, type PoolingOverride, type SentenceProfile } from './sentence-config.js';
 
 export type { EmbedKind, PoolingMode, PoolingOverride, SentenceProfile } from './sentence-config.js';
@@ -45,6 +46,12 @@ export interface LoadModelOptions {
   dtype?: ModelDtype | 'auto';
   /** EMBED_POOLING: `auto` (default) follows the folder's 1_Pooling/config.json, else mean. */
   pooling?: PoolingOverride;
+  /**
+   * Keep the checked folder facts (ONNX sha256, parsed configs) across restarts under this folder
+   * (the service's RUNTIME_DIR; model-facts-cache.ts); `onFactsCache` hears what happened to them.
+   */
+  factsCacheDir?: string;
+  onFactsCache?: (note: { level: 'debug' | 'info' | 'warn'; msg: string; reason?: string }) => void;
 }
 
 async function readJsonFile(dir: string, rel: string): Promise<Record<string, unknown>> {
@@ -241,7 +248,18 @@ async function createExtractor(facts: ModelFolderFacts): Promise<Extractor> {
 /** Load a transformers.js feature-extraction model from a local folder, fully offline, and warm it up. */
 export async function loadEmbeddingModel(options: LoadModelOptions): Promise<EmbeddingModel> {
   const started = performance.now();
-  const facts = await inspectModelFolder(options.dir, options.dtype ?? 'auto');
+  const wanted = options.dtype ?? 'auto';
+  const cacheDir = options.factsCacheDir;
+  const note = options.onFactsCache ?? (() => undefined);
+  const key = cacheDir ? await factsKey(options.dir, LOADED_FILES, wanted).catch(() => null) : null;
+  let facts: ModelFolderFacts | null = null;
+  if (cacheDir && key) {
+    const r = await readFacts<ModelFolderFacts>(cacheDir, key);
+    if (r.facts) facts = r.facts;
+    else note({ level: r.invalid ? 'warn' : 'debug', msg: r.invalid ? 'model facts cache entry not used; checking the model folder from its files' : 'model facts cache miss', reason: r.reason });
+  }
+  const fromCache = facts !== null;
+  facts ??= await inspectModelFolder(options.dir, wanted);
   const run = loadChain.then(() => createExtractor(facts));
   loadChain = run.catch(() => undefined);
   const extractor = await run;
@@ -318,6 +336,14 @@ export async function loadEmbeddingModel(options: LoadModelOptions): Promise<Emb
       'RAG_MODEL_OUTPUT_INVALID',
       `model ${facts.name}: its Pooling config declares ${profile.tokenDimension}-d token vectors but the ONNX model outputs ${dimension / profile.pooling.length}-d`,
     );
+  }
+
+  if (cacheDir && key && !fromCache) {
+    // Only facts whose files did not change during the load; serving does not wait for the write.
+    const checked = facts;
+    void factsKey(options.dir, LOADED_FILES, wanted)
+      .then((again) => (again === key ? writeFacts(cacheDir, key, checked) : undefined))
+      .catch((err: unknown) => note({ level: 'warn', msg: 'could not write the model facts cache (loading is not affected)', reason: (err as Error).message }));
   }
 
   return {
