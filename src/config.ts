@@ -38,7 +38,7 @@ export const configSpec = {
   embedBatchMax: ['EMBED_BATCH_MAX', int(1, 512).default(32), 'Most query texts coalesced into one model call.'],
   embedBatchWaitMs: ['EMBED_BATCH_WAIT_MS', int(0, 1000).default(2), 'How long a query waits for others to share its model call.'],
   vectorstoreDir: ['VECTORSTORE_DIR', z.string().default('./vectorstore'), 'Folder the store versions are published to (watched).'],
-  runtimeDir: ['RUNTIME_DIR', z.string().default('./.runtime'), 'Private folder for store snapshots served by Chroma children.'],
+  runtimeDir: ['RUNTIME_DIR', z.string().default('./.runtime'), 'Private folder for store snapshots served by Chroma children, the serving index cache and the model facts cache.'],
   chromaUrl: ['CHROMA_URL', url, 'Use this running Chroma server instead of starting one per store version.'],
   storeName: ['STORE_NAME', optionalString, 'With CHROMA_URL: follow the shared pointer of this store name (versioned collections <name>--<version> published by `npm run ingest -- --chroma-url URL --name NAME`); unset: serve CHROMA_COLLECTION as it is.'],
   pointerPollMs: ['POINTER_POLL_MS', int(100, 3_600_000).default(2_000), 'With STORE_NAME: how often a replica reads the pointer and writes its heartbeat.'],
