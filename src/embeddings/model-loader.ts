@@ -6,6 +6,7 @@ import { BOOTSTRAP_MODEL_FILES } from './bootstrap-model.js';
 import { fileStamp, sha256File } from '../fs/fingerprint.js';
 import { factsKey, readFacts, writeFacts } from './model-facts-cache.js';
 import { poolTokens, readSentenceProfile, type EmbedKind, type PoolingOverride, type SentenceProfile } from './sentence-config.js';
+import { importTransformers } from './transformers-module.js';
 
 export type { EmbedKind, PoolingMode, PoolingOverride, SentenceProfile } from './sentence-config.js';
 
@@ -163,7 +164,7 @@ type Extractor = {
  * differently from the model's reference.)
  */
 async function encodeBatch(extractor: Extractor, texts: string[], maxLength: number | null, tailSpecials: number): Promise<{ feeds: Record<string, unknown>; mask: number[] }> {
-  const { Tensor } = await import('@huggingface/transformers');
+  const { Tensor } = await importTransformers();
   const tok = extractor.tokenizer;
   const rows = texts.map((t) => {
     const e = tok(t, { padding: false, truncation: false, return_tensor: false });
@@ -207,7 +208,7 @@ function bootstrapSessions(): Promise<void> {
       const modelDir = join(dir, 'bootstrap');
       await mkdir(join(modelDir, 'onnx'), { recursive: true });
       for (const f of BOOTSTRAP_MODEL_FILES) await writeFile(join(modelDir, f.rel), f.text ?? Buffer.from(f.base64 ?? '', 'base64'));
-      const { env, pipeline } = await import('@huggingface/transformers');
+      const { env, pipeline } = await importTransformers();
       env.allowRemoteModels = false;
       env.useFSCache = false;
       env.localModelPath = dir + '/';
@@ -222,7 +223,7 @@ function bootstrapSessions(): Promise<void> {
 
 async function createExtractor(facts: ModelFolderFacts): Promise<Extractor> {
   await bootstrapSessions();
-  const { env, pipeline } = await import('@huggingface/transformers');
+  const { env, pipeline } = await importTransformers();
   env.allowRemoteModels = false;
   env.allowLocalModels = true;
   env.useFSCache = false;
@@ -248,6 +249,8 @@ async function createExtractor(facts: ModelFolderFacts): Promise<Extractor> {
 /** Load a transformers.js feature-extraction model from a local folder, fully offline, and warm it up. */
 export async function loadEmbeddingModel(options: LoadModelOptions): Promise<EmbeddingModel> {
   const started = performance.now();
+  // Compiled while the folder checks below wait on the disk (the load needs it next).
+  importTransformers().catch(() => undefined);
   const wanted = options.dtype ?? 'auto';
   const cacheDir = options.factsCacheDir;
   const note = options.onFactsCache ?? (() => undefined);
