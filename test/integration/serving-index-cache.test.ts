@@ -152,7 +152,8 @@ describe('serving index cache', () => {
     const buf = await readFile(file);
     const hlen = buf.readUInt32LE(8);
     const header = JSON.parse(buf.toString('utf8', 12, 12 + hlen)) as { sections: { vectors: [number, number, string] } };
-    buf[header.sections.vectors[0] + 5] ^= 0x40;
+    const at = header.sections.vectors[0] + 5;
+    buf.writeUInt8(buf.readUInt8(at) ^ 0x40, at);
     await writeFile(file, buf);
     const s = await expectFullPathWith(/section vectors does not match its sha256 \(corrupt\)/);
     await waitCached(s.logs);
