@@ -87,6 +87,21 @@ export interface ModelFolderFacts {
   tokenizerConfig: Record<string, unknown>;
 }
 
+/** A cached facts entry has the shape inspectModelFolder returns, for this folder. */
+function validFacts(f: ModelFolderFacts, dir: string): boolean {
+  const obj = (v: unknown) => !!v && typeof v === 'object' && !Array.isArray(v);
+  return (
+    f.dir === dir &&
+    typeof f.name === 'string' &&
+    f.dtype in DTYPE_FILES &&
+    f.onnxFile === DTYPE_FILES[f.dtype] &&
+    typeof f.onnxSha256 === 'string' &&
+    /^[0-9a-f]{64}$/.test(f.onnxSha256) &&
+    obj(f.config) &&
+    obj(f.tokenizerConfig)
+  );
+}
+
 /** The files a load reads: when their stamp is unchanged, a folder's facts are not read again. */
 const LOADED_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', ...Object.values(DTYPE_FILES)];
 
@@ -258,7 +273,8 @@ export async function loadEmbeddingModel(options: LoadModelOptions): Promise<Emb
   let facts: ModelFolderFacts | null = null;
   if (cacheDir && key) {
     const r = await readFacts<ModelFolderFacts>(cacheDir, key);
-    if (r.facts) facts = r.facts;
+    if (r.facts && !validFacts(r.facts, options.dir)) note({ level: 'warn', msg: 'model facts cache entry not used; checking the model folder from its files', reason: 'its facts are not well-formed' });
+    else if (r.facts) facts = r.facts;
     else note({ level: r.invalid ? 'warn' : 'debug', msg: r.invalid ? 'model facts cache entry not used; checking the model folder from its files' : 'model facts cache miss', reason: r.reason });
   }
   const fromCache = facts !== null;

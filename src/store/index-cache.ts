@@ -4,6 +4,7 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freeBytes } from '../fs/safe-fs.js';
 import { pidAlive } from '../process-alive.js';
 import type { StoreSpec } from './layout.js';
 
@@ -238,11 +239,18 @@ export async function writeIndexCache(runtimeDir: string, key: IndexCacheKey, in
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const file = indexCacheFile(runtimeDir, key);
   const tmp = join(dir, `.tmp-p${process.pid}-${randomBytes(4).toString('hex')}`);
+  const parts = encodeIndexCache(key, index);
+  const size = parts.reduce((n, p) => n + p.length, 0);
+  // The cache must never take the room the next build's snapshot needs (about the same size).
+  const free = await freeBytes(dir);
+  if (free !== null && free < 2 * size) {
+    throw new Error(`RUNTIME_DIR has ${free} bytes free and the entry takes ${size}: not written, the space is left for snapshots`);
+  }
   const fh = await open(tmp, 'wx', 0o600);
   let bytes = 0;
   try {
     try {
-      for (const part of encodeIndexCache(key, index)) {
+      for (const part of parts) {
         await fh.write(part);
         bytes += part.length;
       }

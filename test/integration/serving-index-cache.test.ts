@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cp, mkdir, readdir, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -244,6 +245,18 @@ describe('serving index cache', () => {
     expect((await getJson(`${s.url}/readyz`)).ready ?? true).toBeTruthy();
   }, 120_000);
 
+  it('a cache folder with too little room (a small tmpfs): the entry is not written, the room is left for snapshots', async () => {
+    await rm(join(dirs.runtime, INDEX_CACHE_DIR), { recursive: true, force: true });
+    await mkdir(join(dirs.runtime, INDEX_CACHE_DIR));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', join(dirs.runtime, INDEX_CACHE_DIR)]);
+    mounts.push(join(dirs.runtime, INDEX_CACHE_DIR));
+    const s = await expectFullPathWith(null);
+    const failed = await waitCached(s.logs);
+    expect(failed.level).toBe('warn');
+    expect(failed.reason).toMatch(/bytes free and the entry takes \d+: not written, the space is left for snapshots/);
+    expect(await readdir(join(dirs.runtime, INDEX_CACHE_DIR))).toEqual([]);
+  }, 120_000);
+
   it('SERVE_INDEX_CACHE=false: neither read nor written', async () => {
     await rm(join(dirs.runtime, INDEX_CACHE_DIR), { recursive: true, force: true });
     const s = await start({ SERVE_INDEX_CACHE: 'false' });
@@ -273,6 +286,14 @@ describe('model facts cache', () => {
     const warn = s1.logs.find((l) => l.msg === 'model facts cache entry not used; checking the model folder from its files');
     expect(warn?.reason).toBe('its facts do not match their sha256 (corrupt)');
     expect((await getJson(`${s1.url}/admin/status`)).active.model.id).toBe(id);
+    await stop();
+    // Well-formed JSON with a matching checksum, but facts of the wrong shape: refused too.
+    const entry0 = JSON.parse(text) as { facts: Record<string, unknown> };
+    const bent = { ...entry0.facts, onnxSha256: 'not-a-sha' };
+    await writeFile(file, JSON.stringify({ ...entry0, facts: bent, sha256: createHash('sha256').update(JSON.stringify(bent)).digest('hex') }));
+    const s15 = await start();
+    expect(s15.logs.find((l) => l.msg.startsWith('model facts cache entry not used'))?.reason).toBe('its facts are not well-formed');
+    expect((await getJson(`${s15.url}/admin/status`)).active.model.id).toBe(id);
     await stop();
     await writeFile(file, text.slice(0, 40));
     const s2 = await start();
