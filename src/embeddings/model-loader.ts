@@ -4,7 +4,9 @@ import { basename, dirname, join } from 'node:path';
 import { RagError } from '../errors.js';
 import { BOOTSTRAP_MODEL_FILES } from './bootstrap-model.js';
 import { fileStamp, sha256File } from '../fs/fingerprint.js';
+import { factsKey, readFacts, writeFacts } from './model-facts-cache.js';
 import { poolTokens, readSentenceProfile, type EmbedKind, type PoolingOverride, type SentenceProfile } from './sentence-config.js';
+import { importTransformers } from './transformers-module.js';
 
 export type { EmbedKind, PoolingMode, PoolingOverride, SentenceProfile } from './sentence-config.js';
 
@@ -45,6 +47,12 @@ export interface LoadModelOptions {
   dtype?: ModelDtype | 'auto';
   /** EMBED_POOLING: `auto` (default) follows the folder's 1_Pooling/config.json, else mean. */
   pooling?: PoolingOverride;
+  /**
+   * Keep the checked folder facts (ONNX sha256, parsed configs) across restarts under this folder
+   * (the service's RUNTIME_DIR; model-facts-cache.ts); `onFactsCache` hears what happened to them.
+   */
+  factsCacheDir?: string;
+  onFactsCache?: (note: { level: 'debug' | 'info' | 'warn'; msg: string; reason?: string }) => void;
 }
 
 async function readJsonFile(dir: string, rel: string): Promise<Record<string, unknown>> {
@@ -77,6 +85,21 @@ export interface ModelFolderFacts {
   onnxSha256: string;
   config: Record<string, unknown>;
   tokenizerConfig: Record<string, unknown>;
+}
+
+/** A cached facts entry has the shape inspectModelFolder returns, for this folder. */
+function validFacts(f: ModelFolderFacts, dir: string): boolean {
+  const obj = (v: unknown) => !!v && typeof v === 'object' && !Array.isArray(v);
+  return (
+    f.dir === dir &&
+    typeof f.name === 'string' &&
+    f.dtype in DTYPE_FILES &&
+    f.onnxFile === DTYPE_FILES[f.dtype] &&
+    typeof f.onnxSha256 === 'string' &&
+    /^[0-9a-f]{64}$/.test(f.onnxSha256) &&
+    obj(f.config) &&
+    obj(f.tokenizerConfig)
+  );
 }
 
 /** The files a load reads: when their stamp is unchanged, a folder's facts are not read again. */
@@ -156,7 +179,7 @@ type Extractor = {
  * differently from the model's reference.)
  */
 async function encodeBatch(extractor: Extractor, texts: string[], maxLength: number | null, tailSpecials: number): Promise<{ feeds: Record<string, unknown>; mask: number[] }> {
-  const { Tensor } = await import('@huggingface/transformers');
+  const { Tensor } = await importTransformers();
   const tok = extractor.tokenizer;
   const rows = texts.map((t) => {
     const e = tok(t, { padding: false, truncation: false, return_tensor: false });
@@ -200,7 +223,7 @@ function bootstrapSessions(): Promise<void> {
       const modelDir = join(dir, 'bootstrap');
       await mkdir(join(modelDir, 'onnx'), { recursive: true });
       for (const f of BOOTSTRAP_MODEL_FILES) await writeFile(join(modelDir, f.rel), f.text ?? Buffer.from(f.base64 ?? '', 'base64'));
-      const { env, pipeline } = await import('@huggingface/transformers');
+      const { env, pipeline } = await importTransformers();
       env.allowRemoteModels = false;
       env.useFSCache = false;
       env.localModelPath = dir + '/';
@@ -215,7 +238,7 @@ function bootstrapSessions(): Promise<void> {
 
 async function createExtractor(facts: ModelFolderFacts): Promise<Extractor> {
   await bootstrapSessions();
-  const { env, pipeline } = await import('@huggingface/transformers');
+  const { env, pipeline } = await importTransformers();
   env.allowRemoteModels = false;
   env.allowLocalModels = true;
   env.useFSCache = false;
@@ -241,7 +264,21 @@ async function createExtractor(facts: ModelFolderFacts): Promise<Extractor> {
 /** Load a transformers.js feature-extraction model from a local folder, fully offline, and warm it up. */
 export async function loadEmbeddingModel(options: LoadModelOptions): Promise<EmbeddingModel> {
   const started = performance.now();
-  const facts = await inspectModelFolder(options.dir, options.dtype ?? 'auto');
+  // Compiled while the folder checks below wait on the disk (the load needs it next).
+  importTransformers().catch(() => undefined);
+  const wanted = options.dtype ?? 'auto';
+  const cacheDir = options.factsCacheDir;
+  const note = options.onFactsCache ?? (() => undefined);
+  const key = cacheDir ? await factsKey(options.dir, LOADED_FILES, wanted).catch(() => null) : null;
+  let facts: ModelFolderFacts | null = null;
+  if (cacheDir && key) {
+    const r = await readFacts<ModelFolderFacts>(cacheDir, key);
+    if (r.facts && !validFacts(r.facts, options.dir)) note({ level: 'warn', msg: 'model facts cache entry not used; checking the model folder from its files', reason: 'its facts are not well-formed' });
+    else if (r.facts) facts = r.facts;
+    else note({ level: r.invalid ? 'warn' : 'debug', msg: r.invalid ? 'model facts cache entry not used; checking the model folder from its files' : 'model facts cache miss', reason: r.reason });
+  }
+  const fromCache = facts !== null;
+  facts ??= await inspectModelFolder(options.dir, wanted);
   const run = loadChain.then(() => createExtractor(facts));
   loadChain = run.catch(() => undefined);
   const extractor = await run;
@@ -318,6 +355,14 @@ export async function loadEmbeddingModel(options: LoadModelOptions): Promise<Emb
       'RAG_MODEL_OUTPUT_INVALID',
       `model ${facts.name}: its Pooling config declares ${profile.tokenDimension}-d token vectors but the ONNX model outputs ${dimension / profile.pooling.length}-d`,
     );
+  }
+
+  if (cacheDir && key && !fromCache) {
+    // Only facts whose files did not change during the load; serving does not wait for the write.
+    const checked = facts;
+    void factsKey(options.dir, LOADED_FILES, wanted)
+      .then((again) => (again === key ? writeFacts(cacheDir, key, checked) : undefined))
+      .catch((err: unknown) => note({ level: 'warn', msg: 'could not write the model facts cache (loading is not affected)', reason: (err as Error).message }));
   }
 
   return {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RagError } from '../errors.js';
+import { importTransformers } from './transformers-module.js';
 
 /** Counts tokens with a served model's own tokenizer (its tokenizer.json), for OpenAI `usage`. */
 export interface TokenCounter {
@@ -24,7 +25,7 @@ async function load(dir: string): Promise<TokenCounter> {
   } catch (cause) {
     throw new RagError('RAG_MODEL_FILE_MISSING', `cannot read the tokenizer of ${dir} to count tokens`, { cause });
   }
-  const { AutoTokenizer, PreTrainedTokenizer } = await import('@huggingface/transformers');
+  const { AutoTokenizer, PreTrainedTokenizer } = await importTransformers();
   const name = String(tokenizerConfig.tokenizer_class ?? 'PreTrainedTokenizer').replace(/Fast$/, '');
   const mapping = (AutoTokenizer as unknown as { TOKENIZER_CLASS_MAPPING: Record<string, typeof PreTrainedTokenizer> }).TOKENIZER_CLASS_MAPPING;
   const Cls = mapping[name] ?? PreTrainedTokenizer;

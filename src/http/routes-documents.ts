@@ -1,15 +1,6 @@
 import type { Request, Response, Router } from 'express';
 import { RagError, toRagError } from '../errors.js';
-import {
-  checkDocumentName,
-  checkWritable,
-  extractTextIsolated,
-  listDocuments,
-  publishChange,
-  UPLOAD_TYPES,
-  type ChangeProgress,
-  type DocumentChange,
-} from '../ingest/document-changes.js';
+import type { ChangeProgress, DocumentChange } from '../ingest/document-changes.js';
 import { leaseFor, type AppDeps } from './context.js';
 import { createRouter } from './router.js';
 import { openEventStream, wantsEventStream } from './sse.js';
@@ -24,6 +15,13 @@ import { openEventStream, wantsEventStream } from './sse.js';
  * otherwise the answer is one JSON body at the end. Refusals (name, type, size, read-only store, a
  * change already running) are answered before any streaming, with their status and code.
  */
+/**
+ * The ingest pipeline (LangChain loaders and splitters, ~0.4 s to import) is loaded by the first
+ * documents request, not by every start of the service.
+ */
+let ingestModule: Promise<typeof import('../ingest/document-changes.js')> | undefined;
+const loadIngest = () => (ingestModule ??= import('../ingest/document-changes.js'));
+
 export function documentRoutes(deps: AppDeps): Router {
   const r = createRouter();
   const maxBytes = deps.config.docsUploadMaxMb * 2 ** 20;
@@ -31,6 +29,7 @@ export function documentRoutes(deps: AppDeps): Router {
 
   r.get('/documents', async (req, res) => {
     const gen = leaseFor(deps, req, res);
+    const { checkWritable, listDocuments, UPLOAD_TYPES } = await loadIngest();
     const documents = await listDocuments(gen);
     const writable = await checkWritable(deps.config.vectorstoreDir, gen).then(
       () => ({ ok: true as const }),
@@ -45,6 +44,7 @@ export function documentRoutes(deps: AppDeps): Router {
     running = describe;
     try {
       const gen = leaseFor(deps, req, res);
+      const { checkWritable, publishChange } = await loadIngest();
       await checkWritable(deps.config.vectorstoreDir, gen);
       const c = await prepare();
       const stream = wantsEventStream(req) ? openEventStream(req, res) : null;
@@ -72,6 +72,7 @@ export function documentRoutes(deps: AppDeps): Router {
   };
 
   r.post('/documents', async (req, res) => {
+    const { checkDocumentName, extractTextIsolated } = await loadIngest();
     const { name, ext } = checkDocumentName(req.query.name);
     await change(req, res, `upload ${name}`, async () => {
       const bytes = await readBody(req, res, maxBytes);

@@ -10,8 +10,8 @@ import type { Generation } from '../reload/generation.js';
 import type { Logger } from '../observability/logger.js';
 import type { StoreHit } from '../store/chroma-store.js';
 import { DEFAULT_COLLECTION, publishStoreVersion } from './publish.js';
-import { readSmallFileSafe } from '../fs/safe-fs.js';
-import { ACCEPTANCE_MAX_BYTES, parseAcceptance, sha256Hex, type AcceptanceSpec } from '../store/acceptance.js';
+import { parseAcceptance, type AcceptanceSpec } from '../store/acceptance.js';
+import { readAcceptance } from '../store/store-version.js';
 import { ACCEPTANCE_FILE } from '../store/layout.js';
 import { DEFAULT_CHUNKING, splitDocuments, type Chunk } from './split-documents.js';
 
@@ -163,18 +163,8 @@ export interface ChangeResult {
  * folder and checked against the sha256 its manifest recorded: published files are immutable.
  */
 async function servedAcceptance(gen: Generation, vectorstoreDir: string): Promise<AcceptanceSpec | null> {
-  const listed = gen.store.manifest?.files[ACCEPTANCE_FILE];
-  if (!listed) return null;
-  const dir = join(vectorstoreDir, gen.store.version);
-  const what = `${ACCEPTANCE_FILE} of the served store version ${gen.store.version}`;
-  let text: string;
-  try {
-    text = await readSmallFileSafe(join(dir, ACCEPTANCE_FILE), dir, ACCEPTANCE_MAX_BYTES, { strictUtf8: true });
-  } catch (cause) {
-    throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${what} cannot be read: ${(cause as Error).message}`, { cause });
-  }
-  if (sha256Hex(text) !== listed.sha256) throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${what} changed since it was published (its sha256 differs from the manifest's)`);
-  return parseAcceptance(text, { what, code: 'RAG_STORE_ACCEPTANCE_INVALID' });
+  const text = await readAcceptance(join(vectorstoreDir, gen.store.version), { version: gen.store.version, manifest: gen.store.manifest });
+  return text === null ? null : parseAcceptance(text, { what: `${ACCEPTANCE_FILE} of the served store version ${gen.store.version}`, code: 'RAG_STORE_ACCEPTANCE_INVALID' });
 }
 
 /**

@@ -1,13 +1,13 @@
 import { RagError } from '../errors.js';
 import { EmbeddingBatcher } from '../embeddings/batcher.js';
-import { LocalTransformersEmbeddings } from '../embeddings/langchain-embeddings.js';
+import { ModelEmbeddings } from '../embeddings/model-embeddings.js';
 import type { EmbeddingModel } from '../embeddings/model-loader.js';
 import type { BackendInfo } from '../store/retrieval-backend.js';
 import type { OpenedStore } from '../store/store-version.js';
 import { harnessMachine, type HarnessState, type StateMachine } from './state-machine.js';
 
 /** Query embeddings that also tell the manager which questions were asked (for the replay). */
-class ObservedEmbeddings extends LocalTransformersEmbeddings {
+class ObservedEmbeddings extends ModelEmbeddings {
   onQuestion: ((q: string) => void) | null = null;
   override async embedQuery(text: string): Promise<number[]> {
     this.onQuestion?.(text);

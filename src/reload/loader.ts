@@ -5,9 +5,11 @@ import { folderFingerprint } from '../fs/fingerprint.js';
 import { throwIfAborted } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
 import { parseAcceptance } from '../store/acceptance.js';
-import { ACCEPTANCE_FILE, describeStore, SQLITE_FILE, type StoreSpec } from '../store/layout.js';
+import { ACCEPTANCE_FILE, describeStore, SQLITE_FILE, storeFingerprintNow, type StoreSpec } from '../store/layout.js';
+import { indexCacheKey } from '../store/index-cache.js';
 import { snapshotStore } from '../store/snapshot.js';
-import { openChromaSnapshot, openRemoteStore, type OpenedStore } from '../store/store-version.js';
+import { openCachedIndex, openChromaSnapshot, openRemoteStore, storeBytes, type OpenedStore } from '../store/store-version.js';
+import { z } from 'zod';
 import { Generation, SharedModel } from './generation.js';
 import { sharedRegistryFor, type AspiredSpec } from './source.js';
 import { dirname } from 'node:path';
@@ -38,12 +40,38 @@ export interface StoreOpener {
    * success the returned store owns the snapshot folder and deletes it in dispose().
    */
   open(input: { spec: StoreSpec | null; snapshotDir: string | null; signal: AbortSignal; remote?: AspiredSpec['remote'] }): Promise<OpenedStore>;
+  /**
+   * Optional: open the store without a snapshot from what an earlier load left (the serving index
+   * cache), or null to take the snapshot + open path. Must never return a store other than the
+   * one `spec` describes.
+   */
+  openCached?(input: { spec: StoreSpec; signal: AbortSignal }): Promise<OpenedStore | null>;
 }
 
-/** The default opener: one supervised Chroma child per snapshot. */
+/**
+ * The default opener: one supervised Chroma child per snapshot; with SERVE_INDEX_CACHE, a store
+ * served in process is opened from the serving index cache when an earlier load of the same
+ * verified version left one (store/index-cache.ts).
+ */
 export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
+  const cacheable = (spec: StoreSpec) =>
+    config.serveIndexCache && !config.chromaUrl && config.serveIndexMaxMb > 0 && storeBytes(spec) <= config.serveIndexMaxMb * 2 ** 20;
+  const keyOf = (spec: StoreSpec) => indexCacheKey(spec, spec.manifest?.collection ?? config.collection);
   return {
     name: 'chroma',
+    openCached: async ({ spec, signal }) => {
+      if (!cacheable(spec)) return null;
+      const key = await keyOf(spec).catch(() => null);
+      if (!key) return null;
+      const r = await openCachedIndex(spec, key, { runtimeDir: config.runtimeDir, indexLoadTimeoutMs: config.indexLoadTimeoutMs, signal });
+      if (r.opened) {
+        logger.info({ store: spec.version, ms: r.opened.openMs }, 'serving index loaded from the cache (no snapshot, no Chroma child)');
+        return r.opened;
+      }
+      if (r.invalid) logger.warn({ code: 'RAG_STORE_INDEX_CACHE_INVALID', store: spec.version, reason: r.reason }, 'serving index cache entry not used; reading the store through Chroma');
+      else logger.debug({ store: spec.version, reason: r.reason }, 'serving index cache miss');
+      return null;
+    },
     open: async ({ spec, snapshotDir, signal, remote }) => {
       if (!spec || !snapshotDir) {
         return openRemoteStore(config.chromaUrl!, remote?.collection ?? config.collection, {
@@ -53,6 +81,7 @@ export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
           ...(remote ? { version: remote.version } : {}),
         });
       }
+      const key = cacheable(spec) ? await keyOf(spec).catch(() => null) : null;
       return openChromaSnapshot(spec, snapshotDir, {
         runtimeDir: config.runtimeDir,
         logger,
@@ -64,6 +93,13 @@ export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
         serveIndexMaxMb: config.serveIndexMaxMb,
         indexLoadTimeoutMs: config.indexLoadTimeoutMs,
         signal,
+        persistIndex: key
+          ? {
+              key,
+              // The published files are still the ones resolved (and verified by the copy).
+              stillSame: async () => (await storeFingerprintNow(spec)) === spec.fingerprint,
+            }
+          : undefined,
       });
     },
   };
@@ -183,7 +219,13 @@ export class GenerationLoader implements Loader {
       : timed(
           'model',
           async (sig) => {
-            const model = await loadEmbeddingModel({ dir: spec.model.dir, dtype: this.config.modelDtype, pooling: this.config.pooling });
+            const model = await loadEmbeddingModel({
+              dir: spec.model.dir,
+              dtype: this.config.modelDtype,
+              pooling: this.config.pooling,
+              factsCacheDir: this.config.runtimeDir,
+              onFactsCache: ({ level, msg, reason }) => this.logger[level]({ model: spec.model.dir, reason }, msg),
+            });
             // transformers.js reads the published folder itself: it must not have changed while it did.
             const now = await folderFingerprint(spec.model.dir, { root: this.config.modelsDir, signal: sig }).catch(() => null);
             if (!now || now.fingerprint !== spec.model.fingerprint) {
@@ -197,6 +239,11 @@ export class GenerationLoader implements Loader {
     const storeWork = (async (): Promise<OpenedStore> => {
       let snapshotDir: string | null = null;
       try {
+        if (spec.store && this.opener.openCached) {
+          const s = spec.store;
+          const cached = await timed('indexCache', (sig) => this.opener.openCached!({ spec: s, signal: sig }), (o) => o?.dispose());
+          if (cached) return cached;
+        }
         if (spec.store) {
           const s = spec.store;
           snapshotDir = await timed(

@@ -1,5 +1,16 @@
-import { ChromaClient, ChromaConnectionError, ChromaNotFoundError, type Collection, type Metadata, type Where } from 'chromadb';
+import { createRequire } from 'node:module';
+import type { ChromaClient, Collection, Metadata, Where } from 'chromadb';
 import { RagError, type ErrorCode } from '../errors.js';
+
+/**
+ * The chromadb client library, loaded on first use: a start that serves from the serving index
+ * cache talks to no Chroma server, and the library (with its OpenTelemetry import) is ~50 ms of
+ * the start. Every use in this process goes through here, so `instanceof` sees one copy.
+ */
+let chromadbLib: typeof import('chromadb') | undefined;
+function chromadb(): typeof import('chromadb') {
+  return (chromadbLib ??= createRequire(import.meta.url)('chromadb') as typeof import('chromadb'));
+}
 
 export type DistanceSpace = 'cosine' | 'l2' | 'ip';
 
@@ -25,10 +36,10 @@ export type MetadataFilter = Record<string, unknown>;
 /** Translate a chromadb failure at the edge into our catalog, keeping it as the cause. */
 export function translateChromaError(err: unknown, what: string, fallback: ErrorCode = 'RAG_STORE_QUERY_FAILED'): RagError {
   if (err instanceof RagError) return err;
-  if (err instanceof ChromaConnectionError || (err instanceof Error && /fetch failed|ECONNREFUSED|ECONNRESET|socket/i.test(err.message))) {
+  if (err instanceof chromadb().ChromaConnectionError || (err instanceof Error && /fetch failed|ECONNREFUSED|ECONNRESET|socket/i.test(err.message))) {
     return new RagError('RAG_STORE_UNAVAILABLE', `${what}: the Chroma server is not reachable`, { cause: err });
   }
-  if (err instanceof ChromaNotFoundError) {
+  if (err instanceof chromadb().ChromaNotFoundError) {
     return new RagError('RAG_STORE_COLLECTION_MISSING', `${what}: ${err.message}`, { cause: err });
   }
   const message = err instanceof Error ? err.message : String(err);
@@ -81,7 +92,7 @@ export class ChromaStore {
    */
   static client(url: string, timeoutMs?: number): ChromaClient {
     const { host, port, ssl } = parseUrl(url);
-    const client = new ChromaClient({ host, port, ssl });
+    const client = new (chromadb().ChromaClient)({ host, port, ssl });
     if (timeoutMs) {
       type Api = { getConfig(): { fetch?: (input: Request, init?: RequestInit) => Promise<Response> }; setConfig(c: object): void };
       const api = (client as unknown as { apiClient?: Api }).apiClient;

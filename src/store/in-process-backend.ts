@@ -17,6 +17,7 @@ export class InProcessBackend implements RetrievalBackend {
   private readonly documents: string[];
   private readonly metadatas: Array<StoreHit['metadata']>;
   private readonly loadMs: number;
+  private readonly loadedFrom: 'chroma' | 'index-cache';
   private textBytes = 0;
   readonly keyword: KeywordWorker;
 
@@ -32,6 +33,7 @@ export class InProcessBackend implements RetrievalBackend {
     this.metadatas = records.metadatas;
     this.keyword = records.keyword;
     this.loadMs = records.loadMs;
+    this.loadedFrom = records.fromCache ? 'index-cache' : 'chroma';
     this.matrix = new VectorMatrix(records.vectors!, records.ids.length, dimension, space, records.invNorms ?? undefined);
   }
 
@@ -112,7 +114,7 @@ export class InProcessBackend implements RetrievalBackend {
     const textBytes = this.textBytes;
     // ids, metadata objects and map entries: ~200 bytes a record is what V8 heap snapshots show for this shape.
     const bytes = this.matrix.bytes + textBytes + this.ids.length * 200;
-    return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs };
+    return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom };
   }
 
   async dispose(): Promise<void> {

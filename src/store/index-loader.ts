@@ -67,6 +67,8 @@ export interface LoadedRecords {
   invNorms: Float32Array | null;
   keyword: KeywordWorker;
   loadMs: number;
+  /** Set when the records came from the serving index cache: what the entry says it holds. */
+  fromCache: { version: string; collection: string; space: 'cosine' | 'l2' | 'ip'; count: number; dimension: number } | null;
 }
 
 export interface LoadIndexOptions {
@@ -80,6 +82,11 @@ export interface LoadIndexOptions {
   pageSize?: number;
   /** Cancels the load (the worker is terminated; the promise rejects with RAG_RELOAD_SUPERSEDED). */
   signal?: AbortSignal;
+  /** Read this serving index cache entry instead of Chroma (url and collection unused); a bad entry rejects with RAG_STORE_INDEX_CACHE_INVALID. */
+  cache?: IndexWorkerData['cache'];
+  /** After the load (from Chroma, with vectors), the worker writes it to the serving index cache and reports here. */
+  persist?: IndexWorkerData['persist'];
+  onCached?: (result: Extract<IndexWorkerMessage, { type: 'cached' }>) => void;
 }
 
 /**
@@ -98,6 +105,8 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     pageSize: options.pageSize ?? 1000,
     expectCount: options.count,
     expectDimension: options.dimension,
+    cache: options.cache,
+    persist: options.persist,
   };
   const worker = new Worker(workerPath(), { workerData: data });
   worker.unref();
@@ -106,6 +115,15 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   const metadatas: Array<StoreHit['metadata']> = [];
   let vectors: Float32Array | null = null;
   let invNorms: Float32Array | null = null;
+  let fromCache: LoadedRecords['fromCache'] = null;
+  if (options.persist) {
+    const onCached = (m: IndexWorkerMessage) => {
+      if (m.type !== 'cached') return;
+      worker.off('message', onCached);
+      options.onCached?.(m);
+    };
+    worker.on('message', onCached);
+  }
   return new Promise<LoadedRecords>((resolve, reject) => {
     let settled = false;
     const fail = (code: ErrorCode, message: string, cause?: unknown) => {
@@ -131,18 +149,22 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       } else if (m.type === 'vectors') {
         vectors = m.data;
         invNorms = m.invNorms;
+      } else if (m.type === 'loaded-from-cache') {
+        const { type: _t, ...meta } = m;
+        fromCache = meta;
       } else if (m.type === 'failed') {
         fail(m.code as ErrorCode, m.message);
       } else if (m.type === 'ready') {
-        if (options.withVectors && (!vectors || ids.length !== options.count)) {
-          fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker delivered ${ids.length} of ${options.count} records`);
+        const want = fromCache?.count ?? options.count;
+        if (options.withVectors && (!vectors || ids.length !== want)) {
+          fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker delivered ${ids.length} of ${want} records`);
           return;
         }
         settled = true;
         clearTimeout(timer);
         options.signal?.removeEventListener('abort', onAbort);
         worker.off('message', onMessage);
-        resolve({ ids, documents, metadatas, vectors, invNorms, keyword: new KeywordWorker(worker, m.keyword.origin, m.keyword.size), loadMs: Math.round(performance.now() - t0) });
+        resolve({ ids, documents, metadatas, vectors, invNorms, keyword: new KeywordWorker(worker, m.keyword.origin, m.keyword.size), loadMs: Math.round(performance.now() - t0), fromCache });
       }
     };
     worker.on('message', onMessage);

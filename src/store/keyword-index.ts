@@ -180,16 +180,24 @@ export class KeywordIndex {
       throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} cannot be read`, { cause: err });
     }
     try {
-      const parsed = JSON.parse(text) as { format?: number; index?: unknown; df?: Record<string, number>; analysis?: unknown };
-      if (parsed.format === 2) return null;
-      if (parsed.format !== FORMAT || !parsed.index || !parsed.df) throw new Error(`unknown format ${String(parsed.format)}`);
-      const analysis = parseAnalysis(parsed.analysis);
-      // loadJS takes the parsed object: no second JSON.stringify + JSON.parse of the whole index.
-      const mini = MiniSearch.loadJS<KeywordDoc>(parsed.index as Parameters<typeof MiniSearch.loadJS>[0], miniOptions(analysis));
-      return new KeywordIndex(mini, new Map(Object.entries(parsed.df)), 'store', analysis);
+      return KeywordIndex.parse(text, 'store');
     } catch (cause) {
       throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} is corrupt: ${(cause as Error).message.slice(0, 200)}`, { cause });
     }
+  }
+
+  /**
+   * An index from serialize()'s text (a shipped keyword-index.json, or the serving index cache);
+   * null for the older format 2; throws on anything else it cannot load.
+   */
+  static parse(text: string, origin: 'store' | 'built'): KeywordIndex | null {
+    const parsed = JSON.parse(text) as { format?: number; index?: unknown; df?: Record<string, number>; analysis?: unknown };
+    if (parsed.format === 2) return null;
+    if (parsed.format !== FORMAT || !parsed.index || !parsed.df) throw new Error(`unknown format ${String(parsed.format)}`);
+    const analysis = parseAnalysis(parsed.analysis);
+    // loadJS takes the parsed object: no second JSON.stringify + JSON.parse of the whole index.
+    const mini = MiniSearch.loadJS<KeywordDoc>(parsed.index as Parameters<typeof MiniSearch.loadJS>[0], miniOptions(analysis));
+    return new KeywordIndex(mini, new Map(Object.entries(parsed.df)), origin, analysis);
   }
 }
 

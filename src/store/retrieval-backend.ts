@@ -45,6 +45,8 @@ export interface BackendInfo {
   memoryMiB: number | null;
   /** How long reading the store into the serving index took (ms), when loaded in process. */
   loadMs: number | null;
+  /** In process: read through a Chroma loader child, or from the serving index cache (RUNTIME_DIR/index-cache). */
+  loadedFrom?: 'chroma' | 'index-cache';
 }
 
 export interface RetrievalBackend {

@@ -1,4 +1,4 @@
-import { readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RagError } from '../errors.js';
 import { readSmallFileSafe, throwIfAborted } from '../fs/safe-fs.js';
@@ -7,8 +7,9 @@ import { ChromaBackend } from './chroma-backend.js';
 import { ChromaServer } from './chroma-server.js';
 import { ChromaStore } from './chroma-store.js';
 import { InProcessBackend } from './in-process-backend.js';
-import { loadRecords } from './index-loader.js';
-import { ACCEPTANCE_MAX_BYTES } from './acceptance.js';
+import { ACCEPTANCE_MAX_BYTES, sha256Hex } from './acceptance.js';
+import { indexCacheFile, type IndexCacheKey } from './index-cache.js';
+import { loadRecords, type LoadedRecords } from './index-loader.js';
 import { ACCEPTANCE_FILE, SQLITE_FILE, type StoreSpec } from './layout.js';
 import type { RetrievalBackend } from './retrieval-backend.js';
 import type { StoreManifest } from './manifest.js';
@@ -55,6 +56,11 @@ export interface OpenStoreOptions {
   /** Snapshots up to this many MiB on disk are served in process (default 2048; 0: never). */
   serveIndexMaxMb?: number;
   indexLoadTimeoutMs?: number;
+  /**
+   * Write the in-process index to the serving index cache under this key once it is loaded, if
+   * `stillSame()` (the published folder's fingerprint after the copy equals the one verified) holds.
+   */
+  persistIndex?: { key: IndexCacheKey; stillSame: () => Promise<boolean> } | undefined;
 }
 
 /**
@@ -124,13 +130,22 @@ export async function openStoreVersion(spec: StoreSpec, options: OpenStoreOption
  * published files are never opened by Chroma: two servers on one folder split-brain, and files
  * replaced under a running server mix rows with a stale index (environment.md).
  */
-/** acceptance.json from a verified snapshot (the manifest covers it); unreadable is RAG_STORE_ACCEPTANCE_INVALID. */
-async function readAcceptance(snapshotDir: string, version: string): Promise<string> {
+/**
+ * acceptance.json of a version: from its verified snapshot, or (a start from the serving index cache,
+ * which makes no snapshot) from the published folder, checked against the manifest's sha256 either
+ * way. Unreadable or changed is RAG_STORE_ACCEPTANCE_INVALID.
+ */
+export async function readAcceptance(dir: string, spec: Pick<StoreSpec, 'version' | 'manifest'>): Promise<string | null> {
+  const listed = spec.manifest?.files[ACCEPTANCE_FILE];
+  if (!listed) return null;
+  let text: string;
   try {
-    return await readSmallFileSafe(join(snapshotDir, ACCEPTANCE_FILE), snapshotDir, ACCEPTANCE_MAX_BYTES);
+    text = await readSmallFileSafe(join(dir, ACCEPTANCE_FILE), dir, ACCEPTANCE_MAX_BYTES, { strictUtf8: true });
   } catch (cause) {
-    throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${ACCEPTANCE_FILE} of store ${version} cannot be read: ${(cause as Error).message}`, { cause });
+    throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${ACCEPTANCE_FILE} of store ${spec.version} cannot be read: ${(cause as Error).message}`, { cause });
   }
+  if (sha256Hex(text) !== listed.sha256) throw new RagError('RAG_STORE_ACCEPTANCE_INVALID', `${ACCEPTANCE_FILE} of store ${spec.version} changed since it was published (its sha256 differs from the manifest's)`);
+  return text;
 }
 
 export async function openChromaSnapshot(
@@ -153,10 +168,12 @@ export async function openChromaSnapshot(
   };
   const onAbort = () => void server?.stop();
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  // Started now, awaited before the load: it is a stat walk, done long before Chroma is up.
+  const stillSame = options.persistIndex?.stillSame().catch(() => false);
   try {
     throwIfAborted(options.signal);
     await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
-    const acceptanceText = spec.manifest?.files[ACCEPTANCE_FILE] ? await readAcceptance(snapshotDir, spec.version) : null;
+    const acceptanceText = await readAcceptance(snapshotDir, spec);
     mark('verify');
     const inProcess = (await chooseBackendKind(snapshotDir, options.serveIndexMaxMb ?? 2048)) === 'in-process';
     server = new ChromaServer({
@@ -187,6 +204,7 @@ export async function openChromaSnapshot(
     }
     mark('open');
     let records;
+    const persist = inProcess && options.persistIndex && (await stillSame) ? options.persistIndex.key : null;
     try {
       records = await loadRecords({
         url: srv.url,
@@ -197,6 +215,15 @@ export async function openChromaSnapshot(
         keywordDir: snapshotDir,
         timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
         ...(options.signal ? { signal: options.signal } : {}),
+        ...(persist
+          ? {
+              persist: { runtimeDir: options.runtimeDir, key: persist, version: spec.version },
+              onCached: (r) =>
+                r.ok
+                  ? options.logger.info({ store: spec.version, file: r.file, bytes: r.bytes, ms: r.ms }, 'serving index cached for the next start')
+                  : options.logger.warn({ store: spec.version, reason: r.reason }, 'could not write the serving index cache (serving is not affected)'),
+            }
+          : {}),
       });
     } catch (err) {
       throwIfAborted(options.signal);
@@ -244,6 +271,81 @@ export async function openChromaSnapshot(
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** The store folder's total file size, as chooseBackendKind measures its snapshot. */
+export function storeBytes(spec: Pick<StoreSpec, 'files'>): number {
+  return spec.files.reduce((n, f) => n + f.size, 0);
+}
+
+export type CachedOpen = { opened: OpenedStore } | { opened: null; reason: string; invalid: boolean };
+
+/**
+ * Open a verified store version from the serving index cache (index-cache.ts): no snapshot, no
+ * Chroma child. A miss (no entry) or a bad entry (truncated, corrupt, another version: `invalid`,
+ * the entry is deleted) returns the reason; the caller then takes the full path.
+ */
+export async function openCachedIndex(
+  spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'>,
+  key: IndexCacheKey,
+  options: Pick<OpenStoreOptions, 'runtimeDir' | 'indexLoadTimeoutMs' | 'signal'>,
+): Promise<CachedOpen> {
+  const started = performance.now();
+  const file = indexCacheFile(options.runtimeDir, key);
+  const s = await stat(file).catch(() => null);
+  if (!s) return { opened: null, reason: 'no entry for this store version', invalid: false };
+  let records: LoadedRecords;
+  try {
+    records = await loadRecords({
+      url: '',
+      collection: '',
+      count: spec.manifest?.chunkCount ?? 0,
+      dimension: spec.manifest?.embedding.dimension ?? 0,
+      withVectors: true,
+      keywordDir: null,
+      timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
+      cache: { file, key },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } catch (err) {
+    throwIfAborted(options.signal);
+    const invalid = err instanceof RagError && err.code === 'RAG_STORE_INDEX_CACHE_INVALID';
+    if (invalid) await rm(file, { force: true }).catch(() => undefined);
+    return { opened: null, reason: err instanceof Error ? err.message : String(err), invalid };
+  }
+  const meta = records.fromCache!;
+  let backend: InProcessBackend;
+  let acceptanceText: string | null;
+  try {
+    acceptanceText = await readAcceptance(spec.dir, spec);
+    throwIfAborted(options.signal);
+    backend = await InProcessBackend.create(meta.collection, meta.space, meta.dimension, records);
+  } catch (err) {
+    await records.keyword.close();
+    throw err;
+  }
+  // Most recently used first when the cache is pruned.
+  const now = new Date();
+  await utimes(file, now, now).catch(() => undefined);
+  const openMs = Math.round(performance.now() - started);
+  return {
+    opened: {
+      version: spec.version,
+      kind: spec.kind,
+      sourceDir: spec.dir,
+      snapshotDir: null,
+      manifest: spec.manifest,
+      acceptanceText,
+      server: null,
+      store: backend,
+      count: meta.count,
+      dimension: meta.dimension,
+      keyword: { origin: records.keyword.origin, size: records.keyword.size },
+      openMs,
+      phases: { indexCache: openMs },
+      dispose: () => backend.dispose(),
+    },
+  };
 }
 
 /** Open an existing Chroma server (CHROMA_URL): no snapshot, no child; the remote server answers queries. */
