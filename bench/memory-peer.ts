@@ -10,12 +10,11 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import chokidar from 'chokidar';
 import { HuggingFaceTransformersEmbeddings } from '@langchain/community/embeddings/huggingface_transformers';
 import { Document } from '@langchain/core/documents';
 import { MemoryVectorStore } from '@langchain/classic/vectorstores/memory';
 import { createSilentLogger } from '../src/observability/logger.js';
-import { servePeer } from './lib/peer-app.js';
+import { reloadOnChange, servePeer } from './lib/peer-app.js';
 import { ChromaServer } from '../src/store/chroma-server.js';
 import { ChromaStore } from '../src/store/chroma-store.js';
 
@@ -49,19 +48,9 @@ async function build(): Promise<ReturnType<MemoryVectorStore['asRetriever']>> {
 }
 
 let retriever = await build();
-let reloading = false;
-chokidar.watch(storeDir, { ignoreInitial: true }).on('all', async () => {
-  if (reloading) return;
-  reloading = true;
-  try {
-    await new Promise((r) => setTimeout(r, 300));
-    retriever = await build(); // the global swap
-    console.log('reloaded');
-  } catch (err) {
-    console.error('reload failed', err);
-  } finally {
-    reloading = false;
-  }
+reloadOnChange(storeDir, async () => {
+  await new Promise((r) => setTimeout(r, 300));
+  retriever = await build(); // the global swap
 });
 
 const http = servePeer('memory-peer', Number(values.port), () => retriever);

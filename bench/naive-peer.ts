@@ -15,12 +15,11 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import { basename, dirname, join } from 'node:path';
-import chokidar from 'chokidar';
 import { HuggingFaceTransformersEmbeddings } from '@langchain/community/embeddings/huggingface_transformers';
 import { Chroma } from '@langchain/community/vectorstores/chroma';
 import { ChromaClient } from 'chromadb';
 import { createSilentLogger } from '../src/observability/logger.js';
-import { servePeer } from './lib/peer-app.js';
+import { reloadOnChange, servePeer } from './lib/peer-app.js';
 import { ChromaServer } from '../src/store/chroma-server.js';
 
 const { values } = parseArgs({ options: { store: { type: 'string' }, model: { type: 'string' }, port: { type: 'string', default: '0' }, collection: { type: 'string', default: 'docs' }, fair: { type: 'boolean', default: false } } });
@@ -67,23 +66,13 @@ async function openFair(): Promise<void> {
 if (values.fair) await openFair();
 else await open();
 // The tutorial's hot reload: on any change, reopen the store in place and swap the global.
-let reloading = false;
-chokidar.watch(storeDir, { ignoreInitial: true }).on('all', async () => {
-  if (reloading) return;
-  reloading = true;
-  try {
-    if (values.fair) {
-      await new Promise((r) => setTimeout(r, 300)); // let the copy finish
-      await openFair();
-    } else {
-      await server.stop();
-      await open();
-    }
-    console.log('reloaded');
-  } catch (err) {
-    console.error('reload failed', err);
-  } finally {
-    reloading = false;
+reloadOnChange(storeDir, async () => {
+  if (values.fair) {
+    await new Promise((r) => setTimeout(r, 300)); // let the copy finish
+    await openFair();
+  } else {
+    await server.stop();
+    await open();
   }
 });
 

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import express from 'express';
 import type { DocumentInterface } from '@langchain/core/documents';
+import chokidar from 'chokidar';
 
 /**
  * The HTTP side every LangChain.js peer shares: POST /v1/retrieve asks whatever retriever the peer
@@ -23,3 +24,25 @@ export function servePeer(name: string, port: number, current: () => { invoke(q:
   });
   return http;
 }
+
+/**
+ * The reload loop every peer shares (the blogged design): on any change under the store folder,
+ * run `reload` once at a time (changes during a reload are dropped, as those designs do), logging
+ * "reloaded" or the failure; the peer's own `reload` decides what the swap is.
+ */
+export function reloadOnChange(storeDir: string, reload: () => Promise<void>): void {
+  let reloading = false;
+  chokidar.watch(storeDir, { ignoreInitial: true }).on('all', async () => {
+    if (reloading) return;
+    reloading = true;
+    try {
+      await reload();
+      console.log('reloaded');
+    } catch (err) {
+      console.error('reload failed', err);
+    } finally {
+      reloading = false;
+    }
+  });
+}
+
