@@ -9,7 +9,6 @@ import { ACCEPTANCE_FILE, describeStore, SQLITE_FILE, storeFingerprintNow, type 
 import { indexCacheKey } from '../store/index-cache.js';
 import { snapshotStore } from '../store/snapshot.js';
 import { openCachedIndex, openChromaSnapshot, openRemoteStore, storeBytes, type OpenedStore } from '../store/store-version.js';
-import { z } from 'zod';
 import { Generation, SharedModel } from './generation.js';
 import { sharedRegistryFor, type AspiredSpec } from './source.js';
 import { dirname } from 'node:path';

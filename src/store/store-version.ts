@@ -122,15 +122,6 @@ export async function openStoreVersion(spec: StoreSpec, options: OpenStoreOption
 }
 
 /**
- * The store opener: from a verified private snapshot, either read the store into process memory
- * through Chroma (a niced loader child pages out ids, vectors, texts and metadata; the child is
- * stopped and the snapshot deleted once the in-process index is built), or, above
- * SERVE_INDEX_MAX_MB, serve it with its own supervised Chroma child. Owns the snapshot from here
- * on: dispose() (or a failure, or an abort) stops the child and deletes the snapshot. The
- * published files are never opened by Chroma: two servers on one folder split-brain, and files
- * replaced under a running server mix rows with a stale index (environment.md).
- */
-/**
  * acceptance.json of a version: from its verified snapshot, or (a start from the serving index cache,
  * which makes no snapshot) from the published folder, checked against the manifest's sha256 either
  * way. Unreadable or changed is RAG_STORE_ACCEPTANCE_INVALID.
@@ -148,6 +139,15 @@ export async function readAcceptance(dir: string, spec: Pick<StoreSpec, 'version
   return text;
 }
 
+/**
+ * The store opener: from a verified private snapshot, either read the store into process memory
+ * through Chroma (a niced loader child pages out ids, vectors, texts and metadata; the child is
+ * stopped and the snapshot deleted once the in-process index is built), or, above
+ * SERVE_INDEX_MAX_MB, serve it with its own supervised Chroma child. Owns the snapshot from here
+ * on: dispose() (or a failure, or an abort) stops the child and deletes the snapshot. The
+ * published files are never opened by Chroma: two servers on one folder split-brain, and files
+ * replaced under a running server mix rows with a stale index (environment.md).
+ */
 export async function openChromaSnapshot(
   spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'>,
   snapshotDir: string,
