@@ -1,8 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { sha256Hex, sourceTag } from '../fs/fingerprint.js';
 
 /**
  * Checked model folder facts kept across restarts in RUNTIME_DIR/model-facts: the ONNX file's
@@ -18,35 +17,18 @@ export const MODEL_FACTS_DIR = 'model-facts';
 const FORMAT = 1;
 const KEEP = 8;
 
-let codeTagMemo: string | undefined;
-function codeTag(): string {
-  if (codeTagMemo) return codeTagMemo;
-  const h = createHash('sha256');
-  for (const f of ['./model-loader.js', './model-facts-cache.js']) {
-    try {
-      const url = new URL(f, import.meta.url);
-      const path = fileURLToPath(url);
-      h.update(readFileSync(import.meta.url.endsWith('.ts') ? path.replace(/\.js$/, '.ts') : path));
-    } catch {
-      h.update(`missing ${f}`);
-    }
-  }
-  codeTagMemo = h.digest('hex').slice(0, 16);
-  return codeTagMemo;
-}
-
-/** The identity of the named files in dir (a missing file is "-"). */
+/** The identity of the named files in dir (a missing file is "-"), the folder, the dtype asked for and this code. */
 export async function factsKey(dir: string, rels: readonly string[], wanted: string): Promise<string> {
   const parts: string[] = [];
   for (const rel of rels) {
     const s = await stat(join(dir, rel), { bigint: true }).catch(() => null);
     parts.push(s ? `${rel}:${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}:${s.isFile() ? 'f' : 'x'}` : `${rel}:-`);
   }
-  return JSON.stringify({ format: FORMAT, code: codeTag(), dir, wanted, files: parts });
+  return JSON.stringify({ format: FORMAT, code: sourceTag(import.meta.url, ['model-loader', 'model-facts-cache']), dir, wanted, files: parts });
 }
 
-const fileOf = (cacheDir: string, key: string) => join(cacheDir, MODEL_FACTS_DIR, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`);
-const digest = (facts: unknown) => createHash('sha256').update(JSON.stringify(facts)).digest('hex');
+const fileOf = (cacheDir: string, key: string) => join(cacheDir, MODEL_FACTS_DIR, `${sha256Hex(key).slice(0, 32)}.json`);
+const digest = (facts: unknown) => sha256Hex(JSON.stringify(facts));
 
 /** The facts stored under key, or why there are none (`invalid`: an entry was there but is unusable; it is removed). */
 export async function readFacts<T>(cacheDir: string, key: string): Promise<{ facts: T } | { facts: null; reason: string; invalid: boolean }> {

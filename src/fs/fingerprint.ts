@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { openRegularFile, READ_STEP, throwIfAborted, walkTree, type WalkOptions, type WalkResult } from './safe-fs.js';
 
 /**
@@ -12,7 +13,8 @@ import { openRegularFile, READ_STEP, throwIfAborted, walkTree, type WalkOptions,
  *   cache of parsed folder facts uses it.
  * - content hashes (`sha256File`, `hashFileSafe`; `copyFileSafe` in safe-fs.ts hashes what it
  *   copies): sha256 of the bytes, streamed in READ_STEP reads so no hash step holds the event
- *   loop for long; manifests, snapshots and model ids use them.
+ *   loop for long; manifests, snapshots and model ids use them. `sha256Hex` hashes bytes already
+ *   in memory, and `sourceTag` the code that writes a cache, so a code change never reuses it.
  */
 
 /** Entries whose path has a part starting with "." are work in progress (a copy, a temp file): never served, never fingerprinted. */
@@ -49,6 +51,36 @@ export async function fileStamp(dir: string, rels: readonly string[]): Promise<s
     parts.push(s ? `${rel}:${s.size}:${s.mtimeMs}:${s.ino}` : `${rel}:-`);
   }
   return parts.join('|');
+}
+
+/** sha256 of a string (as UTF-8) or of bytes, hex. */
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+const sourceTags = new Map<string, string>();
+/**
+ * A short hash of the source files `names` (without extension) beside the module at `moduleUrl`:
+ * the compiled .js files, or the .ts ones when the sources run directly (tests). A missing file
+ * counts by its name. Part of a cache's key, so entries written by other code are never reused.
+ */
+export function sourceTag(moduleUrl: string, names: readonly string[]): string {
+  const here = fileURLToPath(moduleUrl);
+  const memo = `${here}\0${names.join('\0')}`;
+  const known = sourceTags.get(memo);
+  if (known) return known;
+  const ext = here.endsWith('.ts') ? '.ts' : '.js';
+  const h = createHash('sha256');
+  for (const name of names) {
+    try {
+      h.update(readFileSync(join(dirname(here), name + ext)));
+    } catch {
+      h.update(`missing ${name}`);
+    }
+  }
+  const tag = h.digest('hex').slice(0, 16);
+  sourceTags.set(memo, tag);
+  return tag;
 }
 
 /** sha256 of a file, hex, streamed in READ_STEP reads (each hash step is short). For files the service wrote or already checked (a snapshot, its own ingest output, a walked model folder). */

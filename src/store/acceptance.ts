@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { RagError, type ErrorCode } from '../errors.js';
 
@@ -58,8 +57,4 @@ export function parseAcceptance(text: string, options: { what: string; code: Err
 /** The one serialisation that is published and hashed (known keys only, in a fixed order). */
 export function canonicalAcceptance(spec: AcceptanceSpec): string {
   return JSON.stringify({ k: spec.k, minRecall: spec.minRecall, questions: spec.questions.map((q) => ({ question: q.question, expected: q.expected })) });
-}
-
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
 }

@@ -1,9 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { sha256Hex, sourceTag } from '../fs/fingerprint.js';
 import { freeBytes } from '../fs/safe-fs.js';
 import { pidAlive } from '../process-alive.js';
 import type { StoreSpec } from './layout.js';
@@ -39,24 +38,6 @@ export function indexCacheDir(runtimeDir: string): string {
   return join(runtimeDir, INDEX_CACHE_DIR);
 }
 
-/** Hash of the files that decide what an entry holds: a code change never reuses old entries. */
-let codeTagMemo: string | undefined;
-function codeTag(): string {
-  if (codeTagMemo) return codeTagMemo;
-  const here = dirname(fileURLToPath(import.meta.url));
-  const ext = fileURLToPath(import.meta.url).endsWith('.ts') ? '.ts' : '.js';
-  const h = createHash('sha256');
-  for (const f of ['index-cache', 'index-worker', 'keyword-index', 'chroma-store', 'vector-scan']) {
-    try {
-      h.update(readFileSync(join(here, f + ext)));
-    } catch {
-      h.update(`missing ${f}`);
-    }
-  }
-  codeTagMemo = h.digest('hex').slice(0, 16);
-  return codeTagMemo;
-}
-
 export interface IndexCacheKey {
   /** File name of the entry (hash of `text`). */
   id: string;
@@ -69,7 +50,8 @@ export async function indexCacheKey(spec: Pick<StoreSpec, 'kind' | 'dir' | 'vers
   const d = await stat(spec.dir, { bigint: true });
   const text = JSON.stringify({
     format: FORMAT,
-    code: codeTag(),
+    // The code that decides what an entry holds: a code change never reuses old entries.
+    code: sourceTag(import.meta.url, ['index-cache', 'index-worker', 'keyword-index', 'chroma-store', 'vector-scan']),
     endianness: endianness(),
     kind: spec.kind,
     dir: spec.dir,
@@ -78,10 +60,10 @@ export async function indexCacheKey(spec: Pick<StoreSpec, 'kind' | 'dir' | 'vers
     version: spec.version,
     fingerprint: spec.fingerprint,
     files: spec.files.map((f) => [f.rel, f.size, String(f.mtimeNs), String(f.ctimeNs), String(f.ino)]),
-    manifest: spec.manifest ? createHash('sha256').update(JSON.stringify(spec.manifest)).digest('hex') : null,
+    manifest: spec.manifest ? sha256Hex(JSON.stringify(spec.manifest)) : null,
     collection: collection ?? null,
   });
-  return { id: createHash('sha256').update(text).digest('hex').slice(0, 32), text };
+  return { id: sha256Hex(text).slice(0, 32), text };
 }
 
 export function indexCacheFile(runtimeDir: string, key: IndexCacheKey): string {
@@ -121,8 +103,6 @@ interface Header {
 /** Why an entry cannot be used (logged; the store is then read through Chroma). */
 export class IndexCacheInvalid extends Error {}
 
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
 /** Serialise an index into the entry's bytes. */
 export function encodeIndexCache(key: IndexCacheKey, index: CachedIndex): Buffer[] {
   const vectors = Buffer.from(index.vectors.buffer, index.vectors.byteOffset, index.vectors.byteLength);
@@ -133,7 +113,7 @@ export function encodeIndexCache(key: IndexCacheKey, index: CachedIndex): Buffer
   const header = (base: number): Buffer => {
     let off = base;
     for (const [name, b] of [['vectors', vectors], ['records', records], ['keyword', keyword]] as const) {
-      sections[name] = [off, b.length, sha(b)];
+      sections[name] = [off, b.length, sha256Hex(b)];
       off += b.length;
     }
     const h: Header = {
@@ -193,7 +173,7 @@ export function decodeIndexCache(buf: Buffer, key: IndexCacheKey): CachedIndex {
     const [off, len, want] = s;
     if (off + len > buf.length) bad(`section ${name} ends at byte ${off + len}, the file has ${buf.length} (truncated)`);
     const b = buf.subarray(off, off + len);
-    if (sha(b) !== want) bad(`section ${name} does not match its sha256 (corrupt)`);
+    if (sha256Hex(b) !== want) bad(`section ${name} does not match its sha256 (corrupt)`);
     return b;
   };
   const vb = section('vectors');

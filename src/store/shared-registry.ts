@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { ChromaClient, Collection } from 'chromadb';
 import { RagError } from '../errors.js';
-import { sha256Hex } from './acceptance.js';
+import { sha256Hex } from '../fs/fingerprint.js';
 import { ChromaStore, translateChromaError } from './chroma-store.js';
 
 /**
