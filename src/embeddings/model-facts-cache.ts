@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pruneCacheDir, writeCacheEntry } from '../fs/cache-entry.js';
 import { sha256Hex, sourceTag } from '../fs/fingerprint.js';
 
 /**
@@ -55,24 +55,10 @@ export async function readFacts<T>(cacheDir: string, key: string): Promise<{ fac
   return { facts: entry.facts as T };
 }
 
-/** Store facts under key (temp file + rename); throws on failure (the caller logs it). */
+/** Store facts under key (temp file + rename) and keep the newest entries; throws on failure (the caller logs it). */
 export async function writeFacts(cacheDir: string, key: string, facts: unknown): Promise<void> {
   const dir = join(cacheDir, MODEL_FACTS_DIR);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const file = fileOf(cacheDir, key);
-  const tmp = join(dir, `.tmp-p${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
-    await writeFile(tmp, JSON.stringify({ format: FORMAT, key, sha256: digest(facts), facts }), { mode: 0o600, flag: 'wx' });
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw err;
-  }
+  await writeCacheEntry(dir, fileOf(cacheDir, key), [Buffer.from(JSON.stringify({ format: FORMAT, key, sha256: digest(facts), facts }), 'utf8')]);
   // A few models at most: keep the newest entries.
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'));
-  if (names.length > KEEP) {
-    const aged = await Promise.all(names.map(async (n) => ({ n, t: (await stat(join(dir, n)).catch(() => null))?.mtimeMs ?? 0 })));
-    aged.sort((a, b) => b.t - a.t);
-    for (const { n } of aged.slice(KEEP)) await rm(join(dir, n), { force: true }).catch(() => undefined);
-  }
+  await pruneCacheDir(dir, { suffix: '.json', keep: KEEP }).catch(() => undefined);
 }

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { sha256Hex, sourceTag } from '../fs/fingerprint.js';
+import { pruneCacheDir, writeCacheEntry } from '../fs/cache-entry.js';
 import { freeBytes } from '../fs/safe-fs.js';
-import { pidAlive } from '../process-alive.js';
 import type { StoreSpec } from './layout.js';
 
 /**
@@ -218,7 +217,6 @@ export async function writeIndexCache(runtimeDir: string, key: IndexCacheKey, in
   const dir = indexCacheDir(runtimeDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const file = indexCacheFile(runtimeDir, key);
-  const tmp = join(dir, `.tmp-p${process.pid}-${randomBytes(4).toString('hex')}`);
   const parts = encodeIndexCache(key, index);
   const size = parts.reduce((n, p) => n + p.length, 0);
   // The cache must never take the room the next build's snapshot needs (about the same size).
@@ -226,42 +224,7 @@ export async function writeIndexCache(runtimeDir: string, key: IndexCacheKey, in
   if (free !== null && free < 2 * size) {
     throw new Error(`RUNTIME_DIR has ${free} bytes free and the entry takes ${size}: not written, the space is left for snapshots`);
   }
-  const fh = await open(tmp, 'wx', 0o600);
-  let bytes = 0;
-  try {
-    try {
-      for (const part of parts) {
-        await fh.write(part);
-        bytes += part.length;
-      }
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw err;
-  }
-  await pruneIndexCache(runtimeDir, file).catch(() => undefined);
+  const bytes = await writeCacheEntry(dir, file, parts);
+  await pruneCacheDir(dir, { suffix: '.idx', keep: INDEX_CACHE_KEEP, pinned: file }).catch(() => undefined);
   return { file, bytes };
-}
-
-/** Keep the newest entries (by mtime; a hit touches its entry) and remove temp files of dead processes. */
-export async function pruneIndexCache(runtimeDir: string, keep?: string): Promise<void> {
-  const dir = indexCacheDir(runtimeDir);
-  const entries: Array<{ path: string; mtimeMs: number }> = [];
-  for (const name of await readdir(dir)) {
-    const path = join(dir, name);
-    const tmpPid = Number(/^\.tmp-p(\d+)-/.exec(name)?.[1]);
-    if (tmpPid) {
-      if (tmpPid !== process.pid && !pidAlive(tmpPid)) await rm(path, { force: true });
-      continue;
-    }
-    if (!name.endsWith('.idx')) continue;
-    const s = await stat(path).catch(() => null);
-    if (s) entries.push({ path, mtimeMs: path === keep ? Infinity : s.mtimeMs });
-  }
-  entries.sort((a, b) => b.mtimeMs - a.mtimeMs);
-  for (const e of entries.slice(INDEX_CACHE_KEEP)) await rm(e.path, { force: true });
 }
