@@ -153,8 +153,9 @@ describe('children never outlive the service, and a hung child is noticed', () =
     svc = await startRealService({ ...env, WATCH: 'true' }, { uid: 65534, gid: 65534 });
     const status = () => getJson(`${svc!.url}/admin/status`);
     const serving = (await status()).active.store.version;
-    // An entry the service cannot read appears in the watched folder.
-    await mkdir(join(tmp.dir, 'vectorstore', 'private'));
+    // An entry the service cannot read appears in the watched folder. Created unreadable: a mkdir
+    // then chmod let the watcher list the folder while it was still readable (a race seen under load).
+    await mkdir(join(tmp.dir, 'vectorstore', 'private'), { mode: 0o000 });
     await chmod(join(tmp.dir, 'vectorstore', 'private'), 0o000);
     await waitFor(async () => (await status()).watcher.errors > 0, 45_000, 'the watcher problem to be counted');
     const s = await status();
