@@ -18,6 +18,7 @@ export class InProcessBackend implements RetrievalBackend {
   private readonly metadatas: Array<StoreHit['metadata']>;
   private readonly loadMs: number;
   private readonly loadedFrom: 'chroma' | 'index-cache';
+  private readonly buildNice: number | null;
   private textBytes = 0;
   readonly keyword: KeywordWorker;
 
@@ -34,12 +35,13 @@ export class InProcessBackend implements RetrievalBackend {
     this.keyword = records.keyword;
     this.loadMs = records.loadMs;
     this.loadedFrom = records.fromCache ? 'index-cache' : 'chroma';
+    this.buildNice = records.buildNice;
     this.matrix = new VectorMatrix(records.vectors!, records.ids.length, dimension, space, records.invNorms ?? undefined);
   }
 
   static async create(name: string, space: DistanceSpace, dimension: number, records: LoadedRecords): Promise<InProcessBackend> {
     const b = new InProcessBackend(name, space, dimension, records);
-    const SLICE = 5000;
+    const SLICE = 1000;
     for (let start = 0; start < b.ids.length; start += SLICE) {
       const end = Math.min(b.ids.length, start + SLICE);
       for (let i = start; i < end; i++) {
@@ -114,7 +116,7 @@ export class InProcessBackend implements RetrievalBackend {
     const textBytes = this.textBytes;
     // ids, metadata objects and map entries: ~200 bytes a record is what V8 heap snapshots show for this shape.
     const bytes = this.matrix.bytes + textBytes + this.ids.length * 200;
-    return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom };
+    return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom, buildNice: this.buildNice };
   }
 
   async dispose(): Promise<void> {

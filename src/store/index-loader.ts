@@ -1,19 +1,23 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import { RagError, type ErrorCode } from '../errors.js';
 import { PendingRequests } from '../pending-requests.js';
 import type { StoreHit } from './chroma-store.js';
 import type { IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest } from './index-worker.js';
+import type { KeywordWorkerData, KeywordWorkerMessage, KeywordWorkerRequest } from './keyword-worker.js';
 import type { KeywordHit } from './retrieval-backend.js';
 
-/** The compiled worker script (tests run the TypeScript sources, whose worker is the built one in dist/). */
-function workerPath(): string {
+/** A compiled worker script (tests run the TypeScript sources, whose workers are the built ones in dist/). */
+function workerPath(name: 'index-worker' | 'keyword-worker'): string {
   const here = fileURLToPath(import.meta.url);
-  const js = here.endsWith('.ts') ? here.replace(/\/src\/store\/[^/]+\.ts$/, '/dist/src/store/index-worker.js') : here.replace(/[^/]+\.js$/, 'index-worker.js');
-  if (!existsSync(js)) throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', `the index worker script is missing: ${js} (run npm run build)`);
+  const js = here.endsWith('.ts') ? here.replace(/\/src\/store\/[^/]+\.ts$/, `/dist/src/store/${name}.js`) : here.replace(/[^/]+\.js$/, `${name}.js`);
+  if (!existsSync(js)) throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', `the ${name} script is missing: ${js} (run npm run build)`);
   return js;
 }
+
+/** Niceness of a generation's build thread (index-worker.ts): its work yields CPU to requests. */
+export const BUILD_NICE = 19;
 
 const KEYWORD_TIMEOUT_MS = 10_000;
 
@@ -27,8 +31,10 @@ export class KeywordWorker {
     private readonly worker: Worker,
     readonly origin: 'store' | 'built',
     readonly size: number,
+    /** The build thread while it still writes the serving index cache: stopped with the generation. */
+    private readonly builder: Worker | null = null,
   ) {
-    worker.on('message', (m: IndexWorkerMessage) => {
+    worker.on('message', (m: KeywordWorkerMessage) => {
       if (m.type === 'hits') this.pending.resolve(m.id, m.hits);
     });
     const fail = (why: string, cause?: unknown) => {
@@ -47,7 +53,7 @@ export class KeywordWorker {
     return this.pending.open(
       KEYWORD_TIMEOUT_MS,
       () => new RagError('RAG_STORE_QUERY_FAILED', `the keyword index did not answer within ${KEYWORD_TIMEOUT_MS} ms`),
-      (id) => this.worker.postMessage({ type: 'search', id, query, limit } satisfies IndexWorkerRequest),
+      (id) => this.worker.postMessage({ type: 'search', id, query, limit } satisfies KeywordWorkerRequest),
     );
   }
 
@@ -55,7 +61,7 @@ export class KeywordWorker {
     if (this.closed) return;
     this.closed = true;
     this.pending.rejectAll(new RagError('RAG_NOT_READY', 'the generation was disposed'));
-    await this.worker.terminate();
+    await Promise.all([this.worker.terminate(), this.builder?.terminate()]);
   }
 }
 
@@ -67,6 +73,8 @@ export interface LoadedRecords {
   invNorms: Float32Array | null;
   keyword: KeywordWorker;
   loadMs: number;
+  /** The niceness the build thread ran at (null: it could not lower its priority). */
+  buildNice: number | null;
   /** Set when the records came from the serving index cache: what the entry says it holds. */
   fromCache: { version: string; collection: string; space: 'cosine' | 'l2' | 'ip'; count: number; dimension: number } | null;
 }
@@ -90,13 +98,17 @@ export interface LoadIndexOptions {
 }
 
 /**
- * Read a store out of a running Chroma server in a worker thread: ids, documents, metadata and
- * (with `withVectors`) every embedding into one contiguous Float32Array, transferred, not copied;
- * the worker then loads the shipped keyword index or builds one, and keeps it for searches.
- * The event loop only receives pages (structured clone) and appends them.
+ * Read a store out of a running Chroma server (or a serving index cache entry) with two threads:
+ * a build thread at low priority (index-worker.ts) reads ids, documents, metadata and (with
+ * `withVectors`) every embedding into one contiguous Float32Array, transferred, not copied, and
+ * makes the keyword index; it hands the index as text over a channel of their own to the keyword
+ * worker (keyword-worker.ts), which loads it at normal priority and answers searches. The event
+ * loop only receives pages (structured clone) and appends them. Resolves when the build is done
+ * and the keyword worker has loaded the index.
  */
 export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   const t0 = performance.now();
+  const channel = new MessageChannel();
   const data: IndexWorkerData = {
     url: options.url,
     collection: options.collection,
@@ -107,23 +119,34 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     expectDimension: options.dimension,
     cache: options.cache,
     persist: options.persist,
+    keywordPort: channel.port1,
+    nice: BUILD_NICE,
   };
-  const worker = new Worker(workerPath(), { workerData: data });
-  worker.unref();
+  const builderPath = workerPath('index-worker');
+  const keywordPath = workerPath('keyword-worker');
+  const builder = new Worker(builderPath, { workerData: data, transferList: [channel.port1] });
+  const searcher = new Worker(keywordPath, { workerData: { port: channel.port2 } satisfies KeywordWorkerData, transferList: [channel.port2] });
+  builder.unref();
+  searcher.unref();
   const ids: string[] = [];
   const documents: string[] = [];
   const metadatas: Array<StoreHit['metadata']> = [];
   let vectors: Float32Array | null = null;
   let invNorms: Float32Array | null = null;
   let fromCache: LoadedRecords['fromCache'] = null;
+  let built = false;
+  let keywordReady: { origin: 'store' | 'built'; size: number } | null = null;
+  let builderDone = false;
+  let buildNice: number | null = null;
   if (options.persist) {
     const onCached = (m: IndexWorkerMessage) => {
       if (m.type !== 'cached') return;
-      worker.off('message', onCached);
+      builder.off('message', onCached);
       options.onCached?.(m);
     };
-    worker.on('message', onCached);
+    builder.on('message', onCached);
   }
+  builder.once('exit', () => (builderDone = true));
   return new Promise<LoadedRecords>((resolve, reject) => {
     let settled = false;
     const fail = (code: ErrorCode, message: string, cause?: unknown) => {
@@ -131,14 +154,32 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       settled = true;
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
-      void worker.terminate();
+      void builder.terminate();
+      void searcher.terminate();
       reject(new RagError(code, message, { cause }));
     };
     const timer = setTimeout(() => fail('RAG_STORE_INDEX_LOAD_FAILED', `reading the store into memory took longer than ${options.timeoutMs} ms`), options.timeoutMs);
     const onAbort = () => fail('RAG_RELOAD_SUPERSEDED', 'the index load was cancelled');
     if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    const onMessage = (m: IndexWorkerMessage) => {
+    const finish = () => {
+      if (settled || !built || !keywordReady) return;
+      const want = fromCache?.count ?? options.count;
+      if (options.withVectors && (!vectors || ids.length !== want)) {
+        fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker delivered ${ids.length} of ${want} records`);
+        return;
+      }
+      settled = true;
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      builder.off('message', onBuild);
+      searcher.off('message', onKeyword);
+      // The build thread writes the serving index cache now (if it read one to write), then ends.
+      if (!builderDone) builder.postMessage({ type: 'persist', keyword: keywordReady } satisfies IndexWorkerRequest);
+      const keyword = new KeywordWorker(searcher, keywordReady.origin, keywordReady.size, builderDone ? null : builder);
+      resolve({ ids, documents, metadatas, vectors, invNorms, keyword, loadMs: Math.round(performance.now() - t0), buildNice, fromCache });
+    };
+    const onBuild = (m: IndexWorkerMessage) => {
       if (settled) return;
       if (m.type === 'page') {
         for (let i = 0; i < m.ids.length; i++) {
@@ -154,21 +195,27 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         fromCache = meta;
       } else if (m.type === 'failed') {
         fail(m.code as ErrorCode, m.message);
-      } else if (m.type === 'ready') {
-        const want = fromCache?.count ?? options.count;
-        if (options.withVectors && (!vectors || ids.length !== want)) {
-          fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker delivered ${ids.length} of ${want} records`);
-          return;
-        }
-        settled = true;
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-        worker.off('message', onMessage);
-        resolve({ ids, documents, metadatas, vectors, invNorms, keyword: new KeywordWorker(worker, m.keyword.origin, m.keyword.size), loadMs: Math.round(performance.now() - t0), fromCache });
+      } else if (m.type === 'built') {
+        built = true;
+        buildNice = m.nice;
+        finish();
       }
     };
-    worker.on('message', onMessage);
-    worker.once('error', (err) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker failed: ${err.message}`, err));
-    worker.once('exit', (code) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker exited (code ${code}) before the index was ready`));
+    const onKeyword = (m: KeywordWorkerMessage) => {
+      if (settled) return;
+      if (m.type === 'failed') fail(m.code as ErrorCode, m.message);
+      else if (m.type === 'ready') {
+        keywordReady = m.keyword;
+        finish();
+      }
+    };
+    builder.on('message', onBuild);
+    searcher.on('message', onKeyword);
+    builder.once('error', (err) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread failed: ${err.message}`, err));
+    builder.once('exit', (code) => {
+      if (!built) fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread exited (code ${code}) before the index was built`);
+    });
+    searcher.once('error', (err) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the keyword worker failed: ${err.message}`, err));
+    searcher.once('exit', (code) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the keyword worker exited (code ${code}) before its index was loaded`));
   });
 }

@@ -1,13 +1,20 @@
 /**
- * Worker thread that reads a store out of a running Chroma server and holds its keyword index,
- * so neither the JSON of the pages nor the MiniSearch build or load ever runs on the event loop
- * that serves requests. Protocol: see index-loader.ts (the only user).
+ * Build thread of a generation's index: reads a store out of a running Chroma server (or a serving
+ * index cache entry), sends the texts and metadata to the event loop in pages and the vectors as
+ * one transferred Float32Array, and makes the keyword index (loads the shipped one or builds one),
+ * which it hands as text to the generation's keyword worker (keyword-worker.ts) over their own
+ * channel. It lowers its own priority first (thread-nice.ts): a swap's build work yields CPU to
+ * the threads serving requests. It exits after the build (and the cache write). Protocol: see
+ * index-loader.ts (the only user).
  */
 import { readFile } from 'node:fs/promises';
-import { parentPort, workerData } from 'node:worker_threads';
+import { join } from 'node:path';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { RagError, toRagError } from '../errors.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
-import { KeywordIndex } from './keyword-index.js';
+import { KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
+import type { KeywordHandOff } from './keyword-worker.js';
+import { niceCurrentThread } from './thread-nice.js';
 import { inverseNorms } from './vector-scan.js';
 
 export interface IndexWorkerData {
@@ -16,7 +23,7 @@ export interface IndexWorkerData {
   collection: string;
   /** Read a serving index cache entry instead of Chroma (index-cache.ts); a bad entry fails with RAG_STORE_INDEX_CACHE_INVALID. */
   cache?: { file: string; key: IndexCacheKey } | undefined;
-  /** After a load from Chroma (with vectors), write it to the serving index cache, then report `cached`. */
+  /** After a load from Chroma (with vectors), write it to the serving index cache once told to (`persist`), then report `cached`. */
   persist?: { runtimeDir: string; key: IndexCacheKey; version: string } | undefined;
   /** Read embeddings, documents and metadata for an in-process index (else documents only, for the keyword index). */
   withVectors: boolean;
@@ -25,21 +32,26 @@ export interface IndexWorkerData {
   pageSize: number;
   expectCount: number;
   expectDimension: number;
+  /** The keyword worker's channel: the index goes there, not through the event loop. */
+  keywordPort: MessagePort;
+  /** Niceness of this thread during the build (0: leave it). */
+  nice: number;
 }
 
 export type IndexWorkerMessage =
   | { type: 'page'; ids: string[]; documents: string[]; metadatas: Array<Record<string, unknown> | null> }
   | { type: 'vectors'; data: Float32Array; invNorms: Float32Array; count: number; dimension: number }
-  | { type: 'ready'; keyword: { origin: 'store' | 'built'; size: number } }
-  | { type: 'hits'; id: number; hits: Array<{ id: string; score: number }> }
+  | { type: 'built'; nice: number | null }
   | { type: 'cached'; ok: boolean; ms: number; file?: string; bytes?: number; reason?: string }
   | { type: 'loaded-from-cache'; version: string; collection: string; space: 'cosine' | 'l2' | 'ip'; count: number; dimension: number }
   | { type: 'failed'; code: string; message: string };
 
-export type IndexWorkerRequest = { type: 'search'; id: number; query: string; limit: number };
+/** From the event loop, once the keyword worker has loaded the index: write the cache entry now. */
+export type IndexWorkerRequest = { type: 'persist'; keyword: { origin: 'store' | 'built'; size: number } };
 
 const port = parentPort!;
 const data = workerData as IndexWorkerData;
+const nice = data.nice ? niceCurrentThread(data.nice) : null;
 
 /** A chunk's keyword document: its text, and its title from metadata when it has one. */
 function keywordDoc(id: string, text: string, metadata: Record<string, unknown> | null): { id: string; text: string; title?: string } {
@@ -50,9 +62,34 @@ function keywordDoc(id: string, text: string, metadata: Record<string, unknown> 
 /** What the worker read, kept until it is written to the serving index cache (only with `persist`). */
 let toPersist: Omit<CachedIndex, 'keywordText' | 'keyword'> | null = null;
 
-async function load(): Promise<KeywordIndex> {
+/** The keyword index as text for the keyword worker, with what it must hold. */
+type KeywordOut = Omit<KeywordHandOff, 'type'>;
+
+/**
+ * A store's shipped keyword index as text, or null when it has none or it is in the older format
+ * (the texts are then indexed afresh). Only JSON-checked here: the keyword worker loads it, and a
+ * file that does not load there is RAG_STORE_KEYWORD_INDEX_CORRUPT.
+ */
+async function readShipped(dir: string): Promise<string | null> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, KEYWORD_INDEX_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} cannot be read`, { cause: err });
+  }
+  let format: unknown;
+  try {
+    format = (JSON.parse(text) as { format?: unknown } | null)?.format;
+  } catch (cause) {
+    throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} is corrupt: ${(cause as Error).message.slice(0, 200)}`, { cause });
+  }
+  return format === 2 ? null : text;
+}
+
+async function load(): Promise<KeywordOut> {
   if (data.cache) return loadCached(data.cache.file, data.cache.key);
-  const shipped = data.keywordDir ? KeywordIndex.load(data.keywordDir) : Promise.resolve(null);
+  const shipped = data.keywordDir ? readShipped(data.keywordDir) : Promise.resolve(null);
   shipped.catch(() => undefined);
   // Imported here: a start from the cache never loads the chromadb client in this thread.
   const { ChromaStore } = await import('./chroma-store.js');
@@ -87,22 +124,17 @@ async function load(): Promise<KeywordIndex> {
     const invNorms = inverseNorms(vectors, row, data.expectDimension);
     port.postMessage({ type: 'vectors', data: vectors, invNorms, count: row, dimension: data.expectDimension } satisfies IndexWorkerMessage, [vectors.buffer as ArrayBuffer, invNorms.buffer as ArrayBuffer]);
   }
-  return (await shipped) ?? KeywordIndex.build(docs, 'built');
+  const text = await shipped;
+  if (text !== null) return { text, origin: 'store', expectSize: null, invalidCode: 'RAG_STORE_KEYWORD_INDEX_CORRUPT', invalidPrefix: `${KEYWORD_INDEX_FILE} is corrupt` };
+  return { text: KeywordIndex.build(docs, 'built').serialize(), origin: 'built', expectSize: docs.length, invalidCode: 'RAG_STORE_INDEX_LOAD_FAILED', invalidPrefix: 'the built keyword index does not load' };
 }
 
 /** A serving index cache entry, checked (index-cache.ts), delivered through the same messages as a load from Chroma. */
-async function loadCached(file: string, key: IndexCacheKey): Promise<KeywordIndex> {
+async function loadCached(file: string, key: IndexCacheKey): Promise<KeywordOut> {
   let index: CachedIndex;
-  let keyword: KeywordIndex | null;
   try {
     index = decodeIndexCache(await readFile(file), key);
     if (index.count !== data.expectCount && data.expectCount > 0) throw new IndexCacheInvalid(`it holds ${index.count} records, expected ${data.expectCount}`);
-    try {
-      keyword = KeywordIndex.parse(index.keywordText, index.keyword.origin);
-    } catch (err) {
-      throw new IndexCacheInvalid(`its keyword index does not load: ${(err as Error).message.slice(0, 200)}`);
-    }
-    if (!keyword || keyword.size !== index.keyword.size) throw new IndexCacheInvalid(`its keyword index holds ${keyword?.size ?? 'no'} documents, expected ${index.keyword.size}`);
   } catch (err) {
     const why = err instanceof IndexCacheInvalid ? err.message : `it cannot be read: ${(err as Error).message.slice(0, 200)}`;
     throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', why, { cause: err });
@@ -114,18 +146,18 @@ async function loadCached(file: string, key: IndexCacheKey): Promise<KeywordInde
   const invNorms = inverseNorms(index.vectors, index.count, index.dimension);
   port.postMessage({ type: 'vectors', data: index.vectors, invNorms, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage, [index.vectors.buffer as ArrayBuffer, invNorms.buffer as ArrayBuffer]);
   port.postMessage({ type: 'loaded-from-cache', version: index.version, collection: index.collection, space: index.space, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage);
-  return keyword;
+  return { text: index.keywordText, origin: index.keyword.origin, expectSize: index.keyword.size, invalidCode: 'RAG_STORE_INDEX_CACHE_INVALID', invalidPrefix: 'its keyword index does not load' };
 }
 
-/** Write what was read to the serving index cache (after `ready`: serving never waits for it). */
-async function persistLoaded(keyword: KeywordIndex): Promise<void> {
+/** Write what was read to the serving index cache (after the generation is ready: serving never waits for it). */
+async function persistLoaded(keyword: { origin: 'store' | 'built'; size: number }, keywordText: string): Promise<void> {
   const p = data.persist;
   const loaded = toPersist;
   toPersist = null;
   if (!p || !loaded) return;
   const t0 = performance.now();
   try {
-    const { file, bytes } = await writeIndexCache(p.runtimeDir, p.key, { ...loaded, keyword: { origin: keyword.origin, size: keyword.size }, keywordText: keyword.serialize() });
+    const { file, bytes } = await writeIndexCache(p.runtimeDir, p.key, { ...loaded, keyword, keywordText });
     port.postMessage({ type: 'cached', ok: true, ms: Math.round(performance.now() - t0), file, bytes } satisfies IndexWorkerMessage);
   } catch (err) {
     port.postMessage({ type: 'cached', ok: false, ms: Math.round(performance.now() - t0), reason: `${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.trim().slice(0, 300) } satisfies IndexWorkerMessage);
@@ -133,19 +165,15 @@ async function persistLoaded(keyword: KeywordIndex): Promise<void> {
 }
 
 load().then(
-  (keyword) => {
-    port.on('message', (req: IndexWorkerRequest) => {
-      if (req.type !== 'search') return;
-      let hits: Array<{ id: string; score: number }> = [];
-      try {
-        hits = keyword.search(req.query, req.limit);
-      } catch {
-        hits = [];
-      }
-      port.postMessage({ type: 'hits', id: req.id, hits } satisfies IndexWorkerMessage);
-    });
-    port.postMessage({ type: 'ready', keyword: { origin: keyword.origin, size: keyword.size } } satisfies IndexWorkerMessage);
-    void persistLoaded(keyword);
+  (out) => {
+    data.keywordPort.postMessage({ type: 'keyword', ...out } satisfies KeywordHandOff);
+    if (toPersist) {
+      // Told by the event loop once the keyword worker has loaded the index; then this thread ends.
+      port.once('message', (req: IndexWorkerRequest) => {
+        if (req.type === 'persist') void persistLoaded(req.keyword, out.text);
+      });
+    }
+    port.postMessage({ type: 'built', nice } satisfies IndexWorkerMessage);
   },
   (err: unknown) => {
     const e = toRagError(err, 'RAG_STORE_INDEX_LOAD_FAILED');

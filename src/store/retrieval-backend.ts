@@ -47,6 +47,8 @@ export interface BackendInfo {
   loadMs: number | null;
   /** In process: read through a Chroma loader child, or from the serving index cache (RUNTIME_DIR/index-cache). */
   loadedFrom?: 'chroma' | 'index-cache';
+  /** In process: the niceness its build thread ran at (null: it could not lower it, e.g. not Linux). */
+  buildNice?: number | null;
 }
 
 export interface RetrievalBackend {

@@ -82,7 +82,7 @@ async function folderBytes(dir: string): Promise<number> {
 }
 
 /** Niceness of the Chroma child that only loads a store into the in-process index. */
-export const LOADER_NICE = 10;
+export const LOADER_NICE = 19;
 
 export { cleanStaleSnapshots } from './snapshot.js';
 

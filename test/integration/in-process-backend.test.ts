@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +53,10 @@ beforeAll(async () => {
     expect(store.space).toBe(space);
     const records = await loadRecords({ url: server.url, collection: store.name, count: N, dimension: D, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 400 });
     const remoteKeyword = await loadRecords({ url: server.url, collection: store.name, count: N, dimension: D, withVectors: false, keywordDir: null, timeoutMs: 60_000 });
+    // The build ran in a thread niced to 19 (it has ended); the keyword worker that serves is not niced.
+    if (process.platform === 'linux') expect([records.buildNice, remoteKeyword.buildNice]).toEqual([19, 19]);
+    for (let i = 0; i < 100 && threadNices().includes(19); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(threadNices().filter((n) => n === 19)).toEqual([]);
     backends.set(space, { local: await InProcessBackend.create(store.name, space, D, records), remote: new ChromaBackend('chroma-child', store, remoteKeyword.keyword) });
   }
 });
@@ -63,6 +68,15 @@ afterAll(async () => {
   await server?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
+
+/** Niceness of every thread of this process (the build threads have ended by now; none is left niced). */
+function threadNices(): number[] {
+  if (process.platform !== 'linux') return [];
+  return readdirSync('/proc/self/task').map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  });
+}
 
 describe('in-process index read through Chroma', () => {
   it('holds every record with its text and metadata', async () => {

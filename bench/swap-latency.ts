@@ -1,0 +1,105 @@
+/**
+ * `npm run bench:swaps [-- --chunks 3000 --rounds 3 --seconds 6]`: only the serving bench's
+ * fixed-rate part, for iterating on swap cost. The service at 50% of its measured c=16 dense
+ * capacity, windows of steady load and of a swap every 2 s, interleaved; per window p50/p99/max
+ * (from the scheduled send time), failed, the service's max event-loop delay and peak RSS (tree).
+ * Extra service environment: `--env KEY=VALUE` (repeatable), e.g. to compare settings.
+ */
+import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadEmbeddingModel } from '../src/embeddings/model-loader.js';
+import { loadDocuments } from '../src/ingest/load-documents.js';
+import { splitSentences } from '../src/rag/extractive-answerer.js';
+import { buildStore, pointCurrent, startService } from './lib/fixtures.js';
+import { runLoad } from './lib/load.js';
+import { runOpenLoad } from './lib/open-load.js';
+import { treeRssMiB } from './lib/proc.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const { values } = parseArgs({
+  options: {
+    chunks: { type: 'string', default: '3000' },
+    rounds: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '6' },
+    rate: { type: 'string' },
+    env: { type: 'string', multiple: true, default: [] },
+  },
+});
+const DENSE = { question: 'how do retries back off when a worker fails a job', k: 4, mode: 'dense' };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function loopMax(url: string): Promise<number> {
+  const m = /rag_event_loop_delay_seconds\{quantile="max"\} ([0-9.e+-]+)/.exec(await (await fetch(`${url}/metrics`)).text());
+  return m ? Math.round(Number(m[1]) * 10_000) / 10 : NaN;
+}
+
+async function main() {
+  const work = await mkdtemp(join(tmpdir(), 'rag-bench-swaps-'));
+  try {
+    await mkdir(join(work, 'models'));
+    const modelDir = join(work, 'models', 'glove-sif-100d');
+    await cp(join(ROOT, 'models', 'glove-sif-100d'), modelDir, { recursive: true });
+    const model = await loadEmbeddingModel({ dir: modelDir });
+    const { documents } = await loadDocuments(join(ROOT, 'corpus', 'sample'));
+    const sentences = documents.flatMap((d) => splitSentences(d.pageContent));
+    const n = Number(values.chunks);
+    const A = await buildStore(join(work, 'staging'), 'store-a', n, 'a', model, sentences);
+    const B = await buildStore(join(work, 'staging'), 'store-b', n, 'b', model, sentences);
+    await model.dispose();
+    const storeDir = join(work, 'vectorstore');
+    await mkdir(storeDir);
+    await cp(A.dir, join(storeDir, 'store-a'), { recursive: true });
+    await pointCurrent(storeDir, 'store-a');
+    const env = Object.fromEntries(values.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    const svc = await startService(work, storeDir, env);
+    try {
+      const cap = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: 16, durationS: 3 });
+      const rate = values.rate ? Number(values.rate) : Math.round(cap.rps * 0.5);
+      console.log(`${n} chunks; env ${JSON.stringify(env)}; c=16 ${cap.rps} req/s; open load ${rate}/s`);
+      let swapNo = 0;
+      const previous: string[] = ['store-a'];
+      const rows: Record<'steady' | 'swaps', Array<{ p50: number; p99: number; max: number; failed: number; loop: number; rss: number }>> = { steady: [], swaps: [] };
+      for (let round = 0; round < Number(values.rounds); round++) {
+        for (const kind of ['steady', 'swaps'] as const) {
+          await loopMax(svc.url);
+          const rss: number[] = [];
+          const sampler = setInterval(() => rss.push(treeRssMiB(svc.child.pid!)), 100);
+          let stop = false;
+          const swapper = (async () => {
+            while (kind === 'swaps' && !stop) {
+              const t = Date.now();
+              const version = `swap-${String(++swapNo).padStart(3, '0')}`;
+              await cp(swapNo % 2 ? B.dir : A.dir, join(storeDir, version), { recursive: true });
+              await pointCurrent(storeDir, version);
+              previous.push(version);
+              while (previous.length > 4) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
+              await sleep(Math.max(0, 2000 - (Date.now() - t)));
+            }
+          })();
+          const r = await runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: Number(values.seconds) });
+          stop = true;
+          await swapper;
+          clearInterval(sampler);
+          const row = { p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopMax(svc.url), rss: Math.max(...rss) };
+          rows[kind].push(row);
+          console.log(`${kind.padEnd(6)} p50 ${row.p50} p99 ${row.p99} max ${row.max} failed ${row.failed} loop max ${row.loop} ms rss peak ${row.rss} MiB`);
+          if (kind === 'swaps') await sleep(4000);
+        }
+      }
+      const s = (k: 'steady' | 'swaps', f: 'p99' | 'loop' | 'rss') => median(rows[k].map((r) => r[f]));
+      console.log(`medians: p99 steady ${s('steady', 'p99')} swaps ${s('swaps', 'p99')} (${(s('swaps', 'p99') / s('steady', 'p99')).toFixed(2)}x); loop max steady ${s('steady', 'loop')} swaps ${s('swaps', 'loop')}; rss peak steady ${s('steady', 'rss')} swaps ${s('swaps', 'rss')} (${(s('swaps', 'rss') / s('steady', 'rss')).toFixed(2)}x)`);
+    } finally {
+      await svc.stop();
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

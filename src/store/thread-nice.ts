@@ -1,0 +1,22 @@
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
+
+/**
+ * Lower the scheduling priority of the calling thread only (Linux: a thread's id is a valid
+ * `setpriority` target, and /proc/thread-self names it). Build threads call it so that the work
+ * of a swap yields CPU to the threads serving requests; an unprivileged thread cannot raise its
+ * priority again, so only threads that exit after the build use it. Returns the niceness it has
+ * now, or null where it could not be set (another OS, no /proc): the build then runs at normal
+ * priority, which is slower for requests but not wrong.
+ */
+export function niceCurrentThread(nice: number): number | null {
+  if (process.platform !== 'linux') return null;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (!Number.isSafeInteger(tid) || tid <= 0) return null;
+    setPriority(tid, nice);
+    return nice;
+  } catch {
+    return null;
+  }
+}
