@@ -65,10 +65,14 @@ function own(child: ChildProcess): void {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(sig === 'SIGINT' ? 130 : 143));
 }
 
-/** Spawn a node script and wait until a line matches `ready`. */
+/**
+ * Spawn a node script and wait until a line matches `ready`. BENCH_NODE_FLAGS (space-separated)
+ * are passed to node itself, e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` (not allowed in NODE_OPTIONS).
+ */
 export async function startNode(script: string, args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 60_000): Promise<Proc & { startMs: number }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...flags, script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   own(child);
   const output: string[] = [];
   await new Promise<void>((resolve, reject) => {

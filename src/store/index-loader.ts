@@ -95,6 +95,8 @@ export interface LoadIndexOptions {
   /** After the load (from Chroma, with vectors), the worker writes it to the serving index cache and reports here. */
   persist?: IndexWorkerData['persist'];
   onCached?: (result: Extract<IndexWorkerMessage, { type: 'cached' }>) => void;
+  /** Every record has been read from Chroma (not called for a cache entry): a loader child can stop now. */
+  onPaged?: () => void;
 }
 
 /**
@@ -187,6 +189,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
           documents.push(m.documents[i]!);
           metadatas.push((m.metadatas[i] ?? {}) as StoreHit['metadata']);
         }
+        builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
       } else if (m.type === 'vectors') {
         vectors = m.data;
         invNorms = m.invNorms;
@@ -195,6 +198,8 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         fromCache = meta;
       } else if (m.type === 'failed') {
         fail(m.code as ErrorCode, m.message);
+      } else if (m.type === 'paged') {
+        options.onPaged?.();
       } else if (m.type === 'built') {
         built = true;
         buildNice = m.nice;

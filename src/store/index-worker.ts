@@ -41,17 +41,59 @@ export interface IndexWorkerData {
 export type IndexWorkerMessage =
   | { type: 'page'; ids: string[]; documents: string[]; metadatas: Array<Record<string, unknown> | null> }
   | { type: 'vectors'; data: Float32Array; invNorms: Float32Array; count: number; dimension: number }
+  | { type: 'paged' }
   | { type: 'built'; nice: number | null }
   | { type: 'cached'; ok: boolean; ms: number; file?: string; bytes?: number; reason?: string }
   | { type: 'loaded-from-cache'; version: string; collection: string; space: 'cosine' | 'l2' | 'ip'; count: number; dimension: number }
   | { type: 'failed'; code: string; message: string };
 
-/** From the event loop, once the keyword worker has loaded the index: write the cache entry now. */
-export type IndexWorkerRequest = { type: 'persist'; keyword: { origin: 'store' | 'built'; size: number } };
+/**
+ * From the event loop: `ack` after each page it has taken (one page in flight, so the event loop
+ * never has to take several pages in one task); `persist` once the keyword worker has loaded the
+ * index: write the cache entry now.
+ */
+export type IndexWorkerRequest = { type: 'ack' } | { type: 'persist'; keyword: { origin: 'store' | 'built'; size: number } };
+
+/** Records per page message: one page is ~1 ms of structured-clone work for the event loop. */
+export const MESSAGE_PAGE = 250;
 
 const port = parentPort!;
 const data = workerData as IndexWorkerData;
 const nice = data.nice ? niceCurrentThread(data.nice) : null;
+
+/** Pages for the event loop, sent one at a time: the next goes when the previous is acknowledged. */
+const outbox: IndexWorkerMessage[] = [];
+let inFlight = false;
+let drained: (() => void) | null = null;
+let onPersist: ((req: Extract<IndexWorkerRequest, { type: 'persist' }>) => void) | null = null;
+function pump(): void {
+  const next = outbox.shift();
+  if (!next) {
+    drained?.();
+    drained = null;
+    return;
+  }
+  inFlight = true;
+  port.postMessage(next);
+}
+port.on('message', (req: IndexWorkerRequest) => {
+  if (req.type === 'ack') {
+    inFlight = false;
+    pump();
+  } else if (req.type === 'persist') onPersist?.(req);
+});
+/** Queue texts and metadata for the event loop in pages of MESSAGE_PAGE records. */
+function sendPage(ids: string[], documents: string[], metadatas: Array<Record<string, unknown> | null>): void {
+  for (let i = 0; i < ids.length; i += MESSAGE_PAGE) {
+    outbox.push({ type: 'page', ids: ids.slice(i, i + MESSAGE_PAGE), documents: documents.slice(i, i + MESSAGE_PAGE), metadatas: metadatas.slice(i, i + MESSAGE_PAGE) });
+  }
+  if (!inFlight) pump();
+}
+/** Resolves once every queued page has been acknowledged. */
+function allPagesTaken(): Promise<void> {
+  if (!inFlight && outbox.length === 0) return Promise.resolve();
+  return new Promise((resolve) => (drained = resolve));
+}
 
 /** A chunk's keyword document: its text, and its title from metadata when it has one. */
 function keywordDoc(id: string, text: string, metadata: Record<string, unknown> | null): { id: string; text: string; title?: string } {
@@ -106,7 +148,7 @@ async function load(): Promise<KeywordOut> {
         if (!e || e.length !== data.expectDimension) throw new Error(`record ${page.ids[i]} has a ${e?.length ?? 0}-d vector, expected ${data.expectDimension}`);
         vectors.set(e, (row + i) * data.expectDimension);
       });
-      port.postMessage({ type: 'page', ids: page.ids, documents, metadatas: page.metadatas as Array<Record<string, unknown> | null> } satisfies IndexWorkerMessage);
+      sendPage(page.ids, documents, page.metadatas as Array<Record<string, unknown> | null>);
       if (persist) {
         persist.ids.push(...page.ids);
         persist.documents.push(...documents);
@@ -118,6 +160,8 @@ async function load(): Promise<KeywordOut> {
     row += page.ids.length;
   }
   if (row !== data.expectCount) throw new Error(`read ${row} records, the collection counted ${data.expectCount}`);
+  // Chroma is no longer needed: its child can stop while the keyword index is made.
+  port.postMessage({ type: 'paged' } satisfies IndexWorkerMessage);
   if (vectors) {
     // The cache gets its own copy: the array itself is transferred to the main thread.
     if (persist) toPersist = { ...persist, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension: data.expectDimension, vectors: vectors.slice() };
@@ -139,10 +183,7 @@ async function loadCached(file: string, key: IndexCacheKey): Promise<KeywordOut>
     const why = err instanceof IndexCacheInvalid ? err.message : `it cannot be read: ${(err as Error).message.slice(0, 200)}`;
     throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', why, { cause: err });
   }
-  for (let start = 0; start < index.count; start += data.pageSize) {
-    const end = Math.min(index.count, start + data.pageSize);
-    port.postMessage({ type: 'page', ids: index.ids.slice(start, end), documents: index.documents.slice(start, end), metadatas: index.metadatas.slice(start, end) } satisfies IndexWorkerMessage);
-  }
+  sendPage(index.ids, index.documents, index.metadatas);
   const invNorms = inverseNorms(index.vectors, index.count, index.dimension);
   port.postMessage({ type: 'vectors', data: index.vectors, invNorms, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage, [index.vectors.buffer as ArrayBuffer, invNorms.buffer as ArrayBuffer]);
   port.postMessage({ type: 'loaded-from-cache', version: index.version, collection: index.collection, space: index.space, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage);
@@ -165,15 +206,18 @@ async function persistLoaded(keyword: { origin: 'store' | 'built'; size: number 
 }
 
 load().then(
-  (out) => {
+  async (out) => {
     data.keywordPort.postMessage({ type: 'keyword', ...out } satisfies KeywordHandOff);
-    if (toPersist) {
-      // Told by the event loop once the keyword worker has loaded the index; then this thread ends.
-      port.once('message', (req: IndexWorkerRequest) => {
-        if (req.type === 'persist') void persistLoaded(req.keyword, out.text);
-      });
-    }
+    await allPagesTaken();
+    // Told by the event loop once the keyword worker has loaded the index; then this thread ends.
+    // Without a listener the port no longer keeps this thread alive: it ends once idle.
+    const done = () => {
+      port.removeAllListeners('message');
+      port.unref();
+    };
+    if (toPersist) onPersist = (req) => void persistLoaded(req.keyword, out.text).finally(done);
     port.postMessage({ type: 'built', nice } satisfies IndexWorkerMessage);
+    if (!toPersist) done();
   },
   (err: unknown) => {
     const e = toRagError(err, 'RAG_STORE_INDEX_LOAD_FAILED');

@@ -205,6 +205,9 @@ export async function openChromaSnapshot(
     }
     mark('open');
     let records;
+    // The loader child is stopped as soon as every record is read, not after the keyword index:
+    // its memory is then gone before the new generation's index is loaded (peak RSS of a swap).
+    let stoppedEarly = false;
     const persist = inProcess && options.persistIndex && (await stillSame) ? options.persistIndex.key : null;
     try {
       records = await loadRecords({
@@ -216,6 +219,7 @@ export async function openChromaSnapshot(
         keywordDir: snapshotDir,
         timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
         ...(options.signal ? { signal: options.signal } : {}),
+        ...(inProcess ? { onPaged: () => ((stoppedEarly = true), void srv.stop()) } : {}),
         ...(persist
           ? {
               persist: { runtimeDir: options.runtimeDir, key: persist, version: spec.version },
@@ -229,7 +233,7 @@ export async function openChromaSnapshot(
     } catch (err) {
       throwIfAborted(options.signal);
       const own = err instanceof RagError && (err.code === 'RAG_STORE_INDEX_LOAD_FAILED' || err.code === 'RAG_STORE_KEYWORD_INDEX_CORRUPT');
-      throw own && srv.state === 'running' ? err : classifyReadFailure(err, srv, spec.version);
+      throw own && (srv.state === 'running' || stoppedEarly) ? err : classifyReadFailure(err, srv, spec.version);
     }
     throwIfAborted(options.signal);
     mark(inProcess ? 'index' : 'keyword');
