@@ -13,7 +13,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { RagError, toRagError } from '../errors.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
-import type { KeywordHandOff } from './keyword-worker.js';
+import type { KeywordHandOff, KeywordVerdict } from './keyword-worker.js';
 import { niceCurrentThread } from './thread-nice.js';
 import { inverseNorms } from './vector-scan.js';
 
@@ -105,34 +105,38 @@ function keywordDoc(id: string, text: string, metadata: Record<string, unknown> 
 let toPersist: Omit<CachedIndex, 'keywordText' | 'keyword'> | null = null;
 
 /** The keyword index as text for the keyword worker, with what it must hold. */
-type KeywordOut = Omit<KeywordHandOff, 'type'>;
+type KeywordOut = Omit<KeywordHandOff, 'type' | 'canFallBack'>;
 
 /**
- * A store's shipped keyword index as text, or null when it has none or it is in the older format
- * (the texts are then indexed afresh). Only JSON-checked here: the keyword worker loads it, and a
- * file that does not load there is RAG_STORE_KEYWORD_INDEX_CORRUPT.
+ * A store's shipped keyword index as text, or null when it has none. The keyword worker loads it
+ * (meanwhile this thread pages the records out of Chroma): one that does not load is
+ * RAG_STORE_KEYWORD_INDEX_CORRUPT; one in the older format is answered `need-build`.
  */
 async function readShipped(dir: string): Promise<string | null> {
-  let text: string;
   try {
-    text = await readFile(join(dir, KEYWORD_INDEX_FILE), 'utf8');
+    return await readFile(join(dir, KEYWORD_INDEX_FILE), 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} cannot be read`, { cause: err });
   }
-  let format: unknown;
-  try {
-    format = (JSON.parse(text) as { format?: unknown } | null)?.format;
-  } catch (cause) {
-    throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} is corrupt: ${(cause as Error).message.slice(0, 200)}`, { cause });
-  }
-  return format === 2 ? null : text;
+}
+
+/** Hand the keyword index to the keyword worker (see KeywordHandOff). */
+function handOff(out: KeywordOut, canFallBack: boolean): void {
+  data.keywordPort.postMessage({ type: 'keyword', ...out, canFallBack } satisfies KeywordHandOff);
+}
+
+/** The keyword worker's answer to a shipped index: loaded, or in the older format (build one). */
+function keywordVerdict(): Promise<KeywordVerdict['type']> {
+  return new Promise((resolve) => data.keywordPort.once('message', (m: KeywordVerdict) => resolve(m.type)));
 }
 
 async function load(): Promise<KeywordOut> {
   if (data.cache) return loadCached(data.cache.file, data.cache.key);
-  const shipped = data.keywordDir ? readShipped(data.keywordDir) : Promise.resolve(null);
-  shipped.catch(() => undefined);
+  // The shipped keyword index is loaded by the keyword worker while the records are paged.
+  const shipped: KeywordOut | null = data.keywordDir ? await readShipped(data.keywordDir).then((text) => (text === null ? null : { text, origin: 'store' as const, expectSize: null, invalidCode: 'RAG_STORE_KEYWORD_INDEX_CORRUPT' as const, invalidPrefix: `${KEYWORD_INDEX_FILE} is corrupt` })) : null;
+  const verdict = shipped ? keywordVerdict() : null;
+  if (shipped) handOff(shipped, true);
   // Imported here: a start from the cache never loads the chromadb client in this thread.
   const { ChromaStore } = await import('./chroma-store.js');
   const store = await ChromaStore.open({ url: data.url, collection: data.collection });
@@ -168,9 +172,10 @@ async function load(): Promise<KeywordOut> {
     const invNorms = inverseNorms(vectors, row, data.expectDimension);
     port.postMessage({ type: 'vectors', data: vectors, invNorms, count: row, dimension: data.expectDimension } satisfies IndexWorkerMessage, [vectors.buffer as ArrayBuffer, invNorms.buffer as ArrayBuffer]);
   }
-  const text = await shipped;
-  if (text !== null) return { text, origin: 'store', expectSize: null, invalidCode: 'RAG_STORE_KEYWORD_INDEX_CORRUPT', invalidPrefix: `${KEYWORD_INDEX_FILE} is corrupt` };
-  return { text: KeywordIndex.build(docs, 'built').serialize(), origin: 'built', expectSize: docs.length, invalidCode: 'RAG_STORE_INDEX_LOAD_FAILED', invalidPrefix: 'the built keyword index does not load' };
+  if (shipped && (await verdict) === 'loaded') return shipped;
+  const built: KeywordOut = { text: KeywordIndex.build(docs, 'built').serialize(), origin: 'built', expectSize: docs.length, invalidCode: 'RAG_STORE_INDEX_LOAD_FAILED', invalidPrefix: 'the built keyword index does not load' };
+  handOff(built, false);
+  return built;
 }
 
 /** A serving index cache entry, checked (index-cache.ts), delivered through the same messages as a load from Chroma. */
@@ -183,11 +188,13 @@ async function loadCached(file: string, key: IndexCacheKey): Promise<KeywordOut>
     const why = err instanceof IndexCacheInvalid ? err.message : `it cannot be read: ${(err as Error).message.slice(0, 200)}`;
     throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', why, { cause: err });
   }
+  const out: KeywordOut = { text: index.keywordText, origin: index.keyword.origin, expectSize: index.keyword.size, invalidCode: 'RAG_STORE_INDEX_CACHE_INVALID', invalidPrefix: 'its keyword index does not load' };
+  handOff(out, false);
   sendPage(index.ids, index.documents, index.metadatas);
   const invNorms = inverseNorms(index.vectors, index.count, index.dimension);
   port.postMessage({ type: 'vectors', data: index.vectors, invNorms, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage, [index.vectors.buffer as ArrayBuffer, invNorms.buffer as ArrayBuffer]);
   port.postMessage({ type: 'loaded-from-cache', version: index.version, collection: index.collection, space: index.space, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage);
-  return { text: index.keywordText, origin: index.keyword.origin, expectSize: index.keyword.size, invalidCode: 'RAG_STORE_INDEX_CACHE_INVALID', invalidPrefix: 'its keyword index does not load' };
+  return out;
 }
 
 /** Write what was read to the serving index cache (after the generation is ready: serving never waits for it). */
@@ -207,7 +214,6 @@ async function persistLoaded(keyword: { origin: 'store' | 'built'; size: number 
 
 load().then(
   async (out) => {
-    data.keywordPort.postMessage({ type: 'keyword', ...out } satisfies KeywordHandOff);
     await allPagesTaken();
     // Told by the event loop once the keyword worker has loaded the index; then this thread ends.
     // Without a listener the port no longer keeps this thread alive: it ends once idle.

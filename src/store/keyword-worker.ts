@@ -22,7 +22,12 @@ export interface KeywordHandOff {
   /** The error code and message start when it does not load (a corrupt shipped index, a bad cache entry). */
   invalidCode: 'RAG_STORE_KEYWORD_INDEX_CORRUPT' | 'RAG_STORE_INDEX_CACHE_INVALID' | 'RAG_STORE_INDEX_LOAD_FAILED';
   invalidPrefix: string;
+  /** A shipped index: one in the older format is answered `need-build` (a built one follows), not an error. */
+  canFallBack: boolean;
 }
+
+/** To the build thread, after a hand-off with canFallBack. */
+export type KeywordVerdict = { type: 'loaded' } | { type: 'need-build' };
 
 export type KeywordWorkerMessage =
   | { type: 'ready'; keyword: { origin: 'store' | 'built'; size: number } }
@@ -34,11 +39,14 @@ export type KeywordWorkerRequest = { type: 'search'; id: number; query: string; 
 const parent = parentPort!;
 const { port } = workerData as KeywordWorkerData;
 
-port.once('message', (m: KeywordHandOff) => {
-  port.close();
+port.on('message', (m: KeywordHandOff) => {
   let index: KeywordIndex | null;
   try {
     index = KeywordIndex.parse(m.text, m.origin);
+    if (!index && m.canFallBack) {
+      port.postMessage({ type: 'need-build' } satisfies KeywordVerdict);
+      return;
+    }
     if (!index) throw new Error('it is in an older format');
     if (m.expectSize !== null && index.size !== m.expectSize) throw new Error(`it holds ${index.size} documents, expected ${m.expectSize}`);
   } catch (err) {
@@ -46,6 +54,10 @@ port.once('message', (m: KeywordHandOff) => {
     return;
   }
   const keyword = index;
+  if (m.canFallBack) port.postMessage({ type: 'loaded' } satisfies KeywordVerdict);
+  // Nothing more comes from the build thread; the channel no longer keeps this thread alive.
+  port.removeAllListeners('message');
+  port.unref();
   parent.on('message', (req: KeywordWorkerRequest) => {
     if (req.type !== 'search') return;
     let hits: Array<{ id: string; score: number }> = [];

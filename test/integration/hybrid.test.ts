@@ -76,4 +76,25 @@ describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
       await staging.cleanup();
     }
   });
+
+  it('a keyword index of the older format is not an error: the texts are indexed afresh (the keyword worker answers need-build)', async () => {
+    const staging = await tempDir();
+    try {
+      const built = await publishDocs(join(staging.dir, 'built'), DOCS, { version: 'v-kw-old', activate: false });
+      const dst = join(svc.dirs.store, 'v-kw-old');
+      await cp(built.dir, dst, { recursive: true });
+      await rm(join(dst, 'manifest.json'));
+      await writeFile(join(dst, 'keyword-index.json'), JSON.stringify({ format: 2, df: {}, index: {} }));
+      await writeFile(join(svc.dirs.store, 'CURRENT.tmp'), 'v-kw-old\n');
+      await rename(join(svc.dirs.store, 'CURRENT.tmp'), join(svc.dirs.store, 'CURRENT'));
+      const status = await waitFor(async () => {
+        const s = await getJson(`${svc.url}/admin/status`);
+        return s.active.store.version === 'v-kw-old' ? s : null;
+      }, 20_000, 'v-kw-old serving');
+      expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 8 });
+      expect((await ask('QX7731')).status).toBe(200);
+    } finally {
+      await staging.cleanup();
+    }
+  });
 });
