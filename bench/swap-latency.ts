@@ -3,7 +3,8 @@
  * fixed-rate part, for iterating on swap cost. The service at 50% of its measured c=16 dense
  * capacity, windows of steady load and of a swap every 2 s, interleaved; per window p50/p99/max
  * (from the scheduled send time), failed, the service's max event-loop delay and peak RSS (tree).
- * Extra service environment: `--env KEY=VALUE` (repeatable), e.g. to compare settings.
+ * Extra service environment: `--env KEY=VALUE` (repeatable), e.g. to compare settings;
+ * `--serving-index`: the versions ship serving-index.bin (loaded without a Chroma child).
  */
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '6' },
     rate: { type: 'string' },
     env: { type: 'string', multiple: true, default: [] },
+    'serving-index': { type: 'boolean', default: false },
   },
 });
 const DENSE = { question: 'how do retries back off when a worker fails a job', k: 4, mode: 'dense' };
@@ -46,8 +48,8 @@ async function main() {
     const { documents } = await loadDocuments(join(ROOT, 'corpus', 'sample'));
     const sentences = documents.flatMap((d) => splitSentences(d.pageContent));
     const n = Number(values.chunks);
-    const A = await buildStore(join(work, 'staging'), 'store-a', n, 'a', model, sentences);
-    const B = await buildStore(join(work, 'staging'), 'store-b', n, 'b', model, sentences);
+    const A = await buildStore(join(work, 'staging'), 'store-a', n, 'a', model, sentences, values['serving-index']);
+    const B = await buildStore(join(work, 'staging'), 'store-b', n, 'b', model, sentences, values['serving-index']);
     await model.dispose();
     const storeDir = join(work, 'vectorstore');
     await mkdir(storeDir);
@@ -58,7 +60,7 @@ async function main() {
     try {
       const cap = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: 16, durationS: 3 });
       const rate = values.rate ? Number(values.rate) : Math.round(cap.rps * 0.5);
-      console.log(`${n} chunks; env ${JSON.stringify(env)}; c=16 ${cap.rps} req/s; open load ${rate}/s`);
+      console.log(`${n} chunks${values['serving-index'] ? ' (versions ship serving-index.bin)' : ''}; env ${JSON.stringify(env)}; c=16 ${cap.rps} req/s; open load ${rate}/s`);
       let swapNo = 0;
       const previous: string[] = ['store-a'];
       const rows: Record<'steady' | 'swaps', Array<{ p50: number; p99: number; max: number; failed: number; loop: number; rss: number }>> = { steady: [], swaps: [] };

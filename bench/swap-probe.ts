@@ -16,7 +16,7 @@ import { createSilentLogger } from '../src/observability/logger.js';
 import { createService } from '../src/service.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const { values } = parseArgs({ options: { chunks: { type: 'string', default: '10000' }, swaps: { type: 'string', default: '5' }, load: { type: 'string', default: '0' } } });
+const { values } = parseArgs({ options: { chunks: { type: 'string', default: '10000' }, swaps: { type: 'string', default: '5' }, load: { type: 'string', default: '0' }, 'serving-index': { type: 'boolean', default: false } } });
 const N = Number(values.chunks);
 const quiet = Number(values.swaps) > 10;
 
@@ -31,7 +31,7 @@ async function main() {
       text: `${words[i % 20]} ${words[(i * 7) % 20]} ${words[(i * 13) % 20]} record ${i} `.repeat(6),
       metadata: { source: `s${i % 10}.md`, chunk: i },
     }));
-    const built = await publishStoreVersion({ outDir: join(work, 'staging'), chunks, model, logger, version: 'a', activate: false });
+    const built = await publishStoreVersion({ outDir: join(work, 'staging'), chunks, model, logger, version: 'a', activate: false, servingIndex: values['serving-index'] });
     await model.dispose();
     const store = join(work, 'vs');
     await mkdir(store);

@@ -19,7 +19,7 @@ export function rng(seed: number) {
 }
 
 /** A store version of n synthetic chunks (three corpus sentences each), not activated. */
-export async function buildStore(outDir: string, version: string, n: number, edition: string, model: EmbeddingModel, sentences: string[]) {
+export async function buildStore(outDir: string, version: string, n: number, edition: string, model: EmbeddingModel, sentences: string[], servingIndex = false) {
   const rand = rng(n * 31 + edition.charCodeAt(0));
   const chunks = Array.from({ length: n }, (_, i) => ({
     id: `${edition}-${i}`,
@@ -27,7 +27,7 @@ export async function buildStore(outDir: string, version: string, n: number, edi
     metadata: { source: `${edition}/doc-${i % 50}.md`, chunk: i, edition },
   }));
   const t0 = performance.now();
-  const r = await publishStoreVersion({ outDir, chunks, model, logger, version, activate: false, batchSize: 512 });
+  const r = await publishStoreVersion({ outDir, chunks, model, logger, version, activate: false, batchSize: 512, servingIndex });
   return { dir: r.dir, ms: Math.round(performance.now() - t0) };
 }
 

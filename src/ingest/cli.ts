@@ -32,6 +32,8 @@ an option given here wins over its variable.
   --acceptance FILE    the version's acceptance questions (acceptance.json schema; default: the docs
                        folder's own acceptance.json if it has one): every replica or reload refuses the
                        version when their recall@k is below minRecall. Validated before anything is written
+  --serving-index      also ship serving-index.bin (vectors, texts, metadata, keyword index; about the
+                       store's size again): the service then loads the version without a Chroma child
   --quiet              no progress bar
 
 Shared Chroma (replicas follow a pointer; see docs/operations.md "Shared Chroma"):
@@ -61,6 +63,7 @@ export async function main(argv: string[]): Promise<number> {
       rollback: { type: 'boolean', default: false },
       'replica-ttl-ms': { type: 'string' },
       acceptance: { type: 'string' },
+      'serving-index': { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -149,6 +152,7 @@ export async function main(argv: string[]): Promise<number> {
       keepVersions,
       activate: !values['no-activate'],
       ...(acceptance ? { acceptance: acceptance.spec } : {}),
+      ...(values['serving-index'] ? { servingIndex: true } : {}),
       ...(values.version ? { version: values.version } : {}),
       onProgress: (done, total) => {
         bar?.update(done);

@@ -7,7 +7,8 @@ import { hubModelId } from '../embeddings/model-folders.js';
 import type { EmbeddingModel } from '../embeddings/model-loader.js';
 import type { Logger } from '../observability/logger.js';
 import { ChromaServer } from '../store/chroma-server.js';
-import { createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
+import { ChromaStore, createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
+import { encodeIndexCache, SERVING_INDEX_FILE, servingIndexKey, type CachedIndex } from '../store/index-cache.js';
 import { KEYWORD_INDEX_FILE, KeywordIndex, type KeywordAnalysis, type KeywordDoc } from '../store/keyword-index.js';
 
 /**
@@ -53,6 +54,11 @@ export interface PublishOptions {
   denseContext?: boolean;
   /** The version's acceptance questions: written as acceptance.json, listed in the manifest. */
   acceptance?: AcceptanceSpec;
+  /**
+   * Also write serving-index.bin (store/index-cache.ts: vectors, texts, metadata, keyword index),
+   * listed in the manifest: the service then loads the version without a Chroma child.
+   */
+  servingIndex?: boolean;
   /** Keyword analysis (default KEYWORD_ANALYSIS); the eval's ablations change it. */
   keywordAnalysis?: KeywordAnalysis;
 }
@@ -132,7 +138,9 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
       'built',
       options.keywordAnalysis,
     );
-    await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keyword.serialize());
+    const keywordText = keyword.serialize();
+    await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keywordText);
+    if (options.servingIndex) await writeServingIndex(tmpDir, collection, keywordText, keyword.size, await readBack(tmpDir, collection, options.logger));
     if (options.acceptance) await writeFile(join(tmpDir, ACCEPTANCE_FILE), canonicalAcceptance(options.acceptance) + '\n');
     const manifest: StoreManifest = {
       formatVersion: 1,
@@ -169,4 +177,51 @@ export async function pruneVersions(outDir: string, keep: number, newest: string
   const excess = removable.slice(0, Math.max(0, versions.length - 1 - keep));
   for (const v of excess) await rm(join(outDir, v), { recursive: true, force: true });
   return excess;
+}
+
+/**
+ * The records as Chroma returns them (ids, texts, metadata, vectors in its order): the shipped
+ * serving index must hold exactly what a load through Chroma would, so it is read back from the
+ * version's own files, not taken from the chunks.
+ */
+async function readBack(dir: string, collection: string, log: PublishOptions['logger']): Promise<{ ids: string[]; documents: string[]; metadatas: CachedIndex['metadatas']; vectors: Float32Array; dimension: number }> {
+  const server = new ChromaServer({ dataDir: dir, logger: log, restart: false });
+  try {
+    await server.start();
+    const store = await ChromaStore.open({ url: server.url, collection });
+    const ids: string[] = [];
+    const documents: string[] = [];
+    const metadatas: CachedIndex['metadatas'] = [];
+    const vectors: number[][] = [];
+    for await (const page of store.allRecords(1000, true)) {
+      ids.push(...page.ids);
+      documents.push(...page.documents.map((d) => d ?? ''));
+      metadatas.push(...page.metadatas.map((m) => (m ?? {}) as CachedIndex['metadatas'][number]));
+      vectors.push(...page.embeddings!.map((e) => Array.from(e ?? [])));
+    }
+    const dimension = vectors[0]?.length ?? 0;
+    const flat = new Float32Array(ids.length * dimension);
+    vectors.forEach((v, i) => flat.set(v, i * dimension));
+    return { ids, documents, metadatas, vectors: flat, dimension };
+  } finally {
+    await server.stop();
+  }
+}
+
+async function writeServingIndex(dir: string, collection: string, keywordText: string, keywordSize: number, r: Awaited<ReturnType<typeof readBack>>): Promise<void> {
+  const key = servingIndexKey({ collection, chunkCount: r.ids.length, embedding: { dimension: r.dimension } });
+  const parts = encodeIndexCache(key, {
+    version: '',
+    collection,
+    space: 'cosine',
+    count: r.ids.length,
+    dimension: r.dimension,
+    keyword: { origin: 'store', size: keywordSize },
+    ids: r.ids,
+    documents: r.documents,
+    metadatas: r.metadatas,
+    vectors: r.vectors,
+    keywordText,
+  });
+  await writeFile(join(dir, SERVING_INDEX_FILE), Buffer.concat(parts));
 }

@@ -17,7 +17,7 @@ export class InProcessBackend implements RetrievalBackend {
   private readonly documents: string[];
   private readonly metadatas: Array<StoreHit['metadata']>;
   private readonly loadMs: number;
-  private readonly loadedFrom: 'chroma' | 'index-cache';
+  private readonly loadedFrom: NonNullable<BackendInfo['loadedFrom']>;
   private readonly buildNice: number | null;
   private textBytes = 0;
   readonly keyword: KeywordWorker;
@@ -28,19 +28,20 @@ export class InProcessBackend implements RetrievalBackend {
     readonly space: DistanceSpace,
     dimension: number,
     records: LoadedRecords,
+    loadedFrom?: BackendInfo['loadedFrom'],
   ) {
     this.ids = records.ids;
     this.documents = records.documents;
     this.metadatas = records.metadatas;
     this.keyword = records.keyword;
     this.loadMs = records.loadMs;
-    this.loadedFrom = records.fromCache ? 'index-cache' : 'chroma';
+    this.loadedFrom = loadedFrom ?? (records.fromCache ? 'index-cache' : 'chroma');
     this.buildNice = records.buildNice;
     this.matrix = new VectorMatrix(records.vectors!, records.ids.length, dimension, space, records.invNorms ?? undefined);
   }
 
-  static async create(name: string, space: DistanceSpace, dimension: number, records: LoadedRecords): Promise<InProcessBackend> {
-    const b = new InProcessBackend(name, space, dimension, records);
+  static async create(name: string, space: DistanceSpace, dimension: number, records: LoadedRecords, loadedFrom?: BackendInfo['loadedFrom']): Promise<InProcessBackend> {
+    const b = new InProcessBackend(name, space, dimension, records, loadedFrom);
     const SLICE = 1000;
     for (let start = 0; start < b.ids.length; start += SLICE) {
       const end = Math.min(b.ids.length, start + SLICE);

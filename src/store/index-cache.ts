@@ -65,6 +65,21 @@ export async function indexCacheKey(spec: Pick<StoreSpec, 'kind' | 'dir' | 'vers
   return { id: sha256Hex(text).slice(0, 32), text };
 }
 
+/**
+ * A serving index shipped inside a store version by our publisher (`npm run ingest --
+ * --serving-index`): the same file layout as a cache entry, listed in manifest.json, so its bytes
+ * are checked with the version's other files. The loader then reads the version without a Chroma
+ * child. Its key names only what the manifest says (no path, no code tag: the publisher and the
+ * server may be different builds; FORMAT guards the layout). A key mismatch (another format, another
+ * byte order) is not an error: the version is read through Chroma.
+ */
+export const SERVING_INDEX_FILE = 'serving-index.bin';
+
+export function servingIndexKey(manifest: { collection: string; chunkCount: number; embedding: { dimension: number } }): IndexCacheKey {
+  const text = JSON.stringify({ format: FORMAT, servingIndex: true, collection: manifest.collection, count: manifest.chunkCount, dimension: manifest.embedding.dimension });
+  return { id: sha256Hex(text).slice(0, 32), text };
+}
+
 export function indexCacheFile(runtimeDir: string, key: IndexCacheKey): string {
   return join(indexCacheDir(runtimeDir), `${key.id}.idx`);
 }

@@ -45,8 +45,8 @@ export interface BackendInfo {
   memoryMiB: number | null;
   /** How long reading the store into the serving index took (ms), when loaded in process. */
   loadMs: number | null;
-  /** In process: read through a Chroma loader child, or from the serving index cache (RUNTIME_DIR/index-cache). */
-  loadedFrom?: 'chroma' | 'index-cache';
+  /** In process: read through a Chroma loader child, from the serving index cache (RUNTIME_DIR/index-cache), or from the serving index the version ships (serving-index.bin). */
+  loadedFrom?: 'chroma' | 'index-cache' | 'serving-index';
   /** In process: the niceness its build thread ran at (null: it could not lower it, e.g. not Linux). */
   buildNice?: number | null;
 }

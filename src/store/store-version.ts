@@ -9,7 +9,7 @@ import { ChromaStore } from './chroma-store.js';
 import { InProcessBackend } from './in-process-backend.js';
 import { sha256Hex } from '../fs/fingerprint.js';
 import { ACCEPTANCE_MAX_BYTES } from './acceptance.js';
-import { indexCacheFile, type IndexCacheKey } from './index-cache.js';
+import { indexCacheFile, SERVING_INDEX_FILE, servingIndexKey, type IndexCacheKey } from './index-cache.js';
 import { loadRecords, type LoadedRecords } from './index-loader.js';
 import { ACCEPTANCE_FILE, SQLITE_FILE, type StoreSpec } from './layout.js';
 import type { RetrievalBackend } from './retrieval-backend.js';
@@ -177,6 +177,59 @@ export async function openChromaSnapshot(
     const acceptanceText = await readAcceptance(snapshotDir, spec);
     mark('verify');
     const inProcess = (await chooseBackendKind(snapshotDir, options.serveIndexMaxMb ?? 2048)) === 'in-process';
+    // A serving index our publisher shipped (checked with the snapshot's other files): no Chroma child.
+    if (inProcess && spec.manifest?.files[SERVING_INDEX_FILE]) {
+      const manifest = spec.manifest;
+      try {
+        const records = await loadRecords({
+          url: '',
+          collection: '',
+          count: manifest.chunkCount,
+          dimension: manifest.embedding.dimension,
+          withVectors: true,
+          keywordDir: null,
+          timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
+          cache: { file: join(snapshotDir, SERVING_INDEX_FILE), key: servingIndexKey(manifest) },
+          ...(options.signal ? { signal: options.signal } : {}),
+        });
+        const meta = records.fromCache!;
+        let backend: InProcessBackend;
+        try {
+          if (meta.collection !== manifest.collection || meta.dimension !== manifest.embedding.dimension) {
+            throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `it describes collection ${meta.collection} (${meta.dimension}-d), the manifest ${manifest.collection} (${manifest.embedding.dimension}-d)`);
+          }
+          backend = await InProcessBackend.create(meta.collection, meta.space, meta.dimension, records, 'serving-index');
+        } catch (err) {
+          await records.keyword.close();
+          throw err;
+        }
+        mark('servingIndex');
+        await cleanup();
+        mark('dropSnapshot');
+        return {
+          version: spec.version,
+          kind: spec.kind,
+          sourceDir: spec.dir,
+          snapshotDir: null,
+          manifest: spec.manifest,
+          acceptanceText,
+          server: null,
+          store: backend,
+          count: meta.count,
+          dimension: meta.dimension,
+          keyword: { origin: records.keyword.origin, size: records.keyword.size },
+          openMs: Math.round(performance.now() - started),
+          phases,
+          dispose: () => backend.dispose(),
+        };
+      } catch (err) {
+        throwIfAborted(options.signal);
+        if (!(err instanceof RagError && err.code === 'RAG_STORE_INDEX_CACHE_INVALID')) throw err;
+        // Another layout version or byte order: the version is read through Chroma as if it had none.
+        options.logger.warn({ store: spec.version, reason: err.message }, `${SERVING_INDEX_FILE} cannot be used; reading the version through Chroma`);
+        mark('servingIndex');
+      }
+    }
     server = new ChromaServer({
       dataDir: snapshotDir,
       logger: options.logger,
