@@ -357,10 +357,13 @@ export async function loadEmbeddingModel(options: LoadModelOptions): Promise<Emb
     );
   }
 
+  // The facts cache write in flight: serving does not wait for it, dispose() does (a stopped
+  // service leaves no write behind it).
+  let factsWrite: Promise<unknown> = Promise.resolve();
   if (cacheDir && key && !fromCache) {
-    // Only facts whose files did not change during the load; serving does not wait for the write.
+    // Only facts whose files did not change during the load.
     const checked = facts;
-    void factsKey(options.dir, LOADED_FILES, wanted)
+    factsWrite = factsKey(options.dir, LOADED_FILES, wanted)
       .then((again) => (again === key ? writeFacts(cacheDir, key, checked) : undefined))
       .catch((err: unknown) => note({ level: 'warn', msg: 'could not write the model facts cache (loading is not affected)', reason: (err as Error).message }));
   }
@@ -378,6 +381,7 @@ export async function loadEmbeddingModel(options: LoadModelOptions): Promise<Emb
     async dispose() {
       if (disposed) return;
       disposed = true;
+      await factsWrite.catch(() => undefined);
       await extractor.dispose().catch(() => undefined);
     },
   };

@@ -88,7 +88,7 @@ describe('a serving index shipped with the version', () => {
     await install(shipped, 'v-bad-index');
     const file = join(svc.dirs.store, 'v-bad-index', SERVING_INDEX_FILE);
     const b = await readFile(file);
-    b[b.length - 10] ^= 0xff;
+    b.writeUInt8(b.readUInt8(b.length - 10) ^ 0xff, b.length - 10);
     await writeFile(file, b);
     const prev = (await getJson(`${svc.url}/admin/status`)).history[0].id;
     await point('v-bad-index');
