@@ -15,15 +15,11 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { loadEmbeddingModel } from '../src/embeddings/model-loader.js';
-import { loadDocuments } from '../src/ingest/load-documents.js';
-import { splitSentences } from '../src/rag/extractive-answerer.js';
-import { createSilentLogger } from '../src/observability/logger.js';
 import { listFiles } from '../src/store/manifest.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { runOpenLoad, type OpenLoadResult } from './lib/open-load.js';
 import { freePort, startNode, treeRssMiB } from './lib/proc.js';
-import { buildStore, pointCurrent, startService } from './lib/fixtures.js';
+import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
 import { readServerSentEvents } from './lib/sse.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -34,7 +30,6 @@ const QUICK = values.quick;
 const P = QUICK ? { chunks: 3000, dur: 3, openS: 6, sizes: [1000, 3000] } : { chunks: 10_000, dur: 8, openS: 20, sizes: [1000, 10_000, 100_000] };
 if (values.sizes) P.sizes = values.sizes.split(',').map(Number);
 const SWAP_EVERY_MS = 2000;
-const logger = createSilentLogger();
 const DENSE = { question: 'how do retries back off when a worker fails a job', k: 4, mode: 'dense' };
 const HYBRID = { ...DENSE, mode: 'hybrid' };
 const log = (...a: unknown[]) => console.log(`[serving ${new Date().toISOString().slice(11, 19)}]`, ...a);
@@ -52,12 +47,6 @@ async function copyFlat(src: string, dst: string) {
   for (const rel of await listFiles(src)) if (rel !== 'manifest.json') await cp(join(src, rel), join(dst, rel), { recursive: true });
 }
 
-/** Event-loop delay since the previous scrape (the service resets its histogram on each scrape). */
-async function loopDelayMaxMs(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const m = /rag_event_loop_delay_seconds\{quantile="max"\} ([0-9.e+-]+)/.exec(text);
-  return m ? Math.round(Number(m[1]) * 1000 * 10) / 10 : NaN;
-}
 
 function rssSampler(pid: number) {
   const samples: number[] = [];
@@ -82,12 +71,7 @@ async function main() {
   const started = new Date();
   const work = await mkdtemp(join(tmpdir(), 'rag-bench-serving-'));
   log(`work dir ${work}; mode ${QUICK ? 'quick' : 'full'}; ${cpus().length} cores (shared: numbers are from a machine other work also runs on)`);
-  await mkdir(join(work, 'models'));
-  const modelDir = join(work, 'models', 'glove-sif-100d');
-  await cp(join(ROOT, 'models', 'glove-sif-100d'), modelDir, { recursive: true });
-  const model = await loadEmbeddingModel({ dir: modelDir });
-  const { documents } = await loadDocuments(join(ROOT, 'corpus', 'sample'));
-  const sentences = documents.flatMap((d) => splitSentences(d.pageContent));
+  const { modelDir, model, sentences } = await benchModelAndSentences(work);
   const staging = join(work, 'staging');
   const results: Record<string, unknown> = { date: started.toISOString(), mode: QUICK ? 'quick' : 'full', params: P, machine: { cpus: cpus().length, node: process.version, shared: true } };
 

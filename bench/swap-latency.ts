@@ -8,17 +8,13 @@
  */
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadEmbeddingModel } from '../src/embeddings/model-loader.js';
-import { loadDocuments } from '../src/ingest/load-documents.js';
-import { splitSentences } from '../src/rag/extractive-answerer.js';
-import { buildStore, pointCurrent, startService } from './lib/fixtures.js';
+import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
 import { runLoad } from './lib/load.js';
 import { runOpenLoad } from './lib/open-load.js';
 import { treeRssMiB } from './lib/proc.js';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
 const { values } = parseArgs({
   options: {
     chunks: { type: 'string', default: '3000' },
@@ -33,20 +29,10 @@ const DENSE = { question: 'how do retries back off when a worker fails a job', k
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-async function loopMax(url: string): Promise<number> {
-  const m = /rag_event_loop_delay_seconds\{quantile="max"\} ([0-9.e+-]+)/.exec(await (await fetch(`${url}/metrics`)).text());
-  return m ? Math.round(Number(m[1]) * 10_000) / 10 : NaN;
-}
-
 async function main() {
   const work = await mkdtemp(join(tmpdir(), 'rag-bench-swaps-'));
   try {
-    await mkdir(join(work, 'models'));
-    const modelDir = join(work, 'models', 'glove-sif-100d');
-    await cp(join(ROOT, 'models', 'glove-sif-100d'), modelDir, { recursive: true });
-    const model = await loadEmbeddingModel({ dir: modelDir });
-    const { documents } = await loadDocuments(join(ROOT, 'corpus', 'sample'));
-    const sentences = documents.flatMap((d) => splitSentences(d.pageContent));
+    const { model, sentences } = await benchModelAndSentences(work);
     const n = Number(values.chunks);
     const A = await buildStore(join(work, 'staging'), 'store-a', n, 'a', model, sentences, values['serving-index']);
     const B = await buildStore(join(work, 'staging'), 'store-b', n, 'b', model, sentences, values['serving-index']);
@@ -66,7 +52,7 @@ async function main() {
       const rows: Record<'steady' | 'swaps', Array<{ p50: number; p99: number; max: number; failed: number; loop: number; rss: number }>> = { steady: [], swaps: [] };
       for (let round = 0; round < Number(values.rounds); round++) {
         for (const kind of ['steady', 'swaps'] as const) {
-          await loopMax(svc.url);
+          await loopDelayMaxMs(svc.url);
           const rss: number[] = [];
           const sampler = setInterval(() => rss.push(treeRssMiB(svc.child.pid!)), 100);
           let stop = false;
@@ -85,7 +71,7 @@ async function main() {
           stop = true;
           await swapper;
           clearInterval(sampler);
-          const row = { p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopMax(svc.url), rss: Math.max(...rss) };
+          const row = { p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopDelayMaxMs(svc.url), rss: Math.max(...rss) };
           rows[kind].push(row);
           console.log(`${kind.padEnd(6)} p50 ${row.p50} p99 ${row.p99} max ${row.max} failed ${row.failed} loop max ${row.loop} ms rss peak ${row.rss} MiB`);
           if (kind === 'swaps') await sleep(4000);

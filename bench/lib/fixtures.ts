@@ -1,6 +1,8 @@
-import { rename, writeFile } from 'node:fs/promises';
+import { cp, mkdir, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { EmbeddingModel } from '../../src/embeddings/model-loader.js';
+import { loadEmbeddingModel, type EmbeddingModel } from '../../src/embeddings/model-loader.js';
+import { loadDocuments } from '../../src/ingest/load-documents.js';
+import { splitSentences } from '../../src/rag/extractive-answerer.js';
 import { publishStoreVersion } from '../../src/ingest/publish.js';
 import { createSilentLogger } from '../../src/observability/logger.js';
 import { freePort, startNode } from './proc.js';
@@ -51,4 +53,21 @@ export async function startService(work: string, storeDir: string, env: Record<s
     timeoutMs,
   );
   return { ...proc, url: `http://127.0.0.1:${port}` };
+}
+
+/** The default model copied into work/models (what the service under test loads) and the sample corpus's sentences (what synthetic stores are made of). */
+export async function benchModelAndSentences(work: string): Promise<{ modelDir: string; model: EmbeddingModel; sentences: string[] }> {
+  await mkdir(join(work, 'models'), { recursive: true });
+  const modelDir = join(work, 'models', 'glove-sif-100d');
+  await cp(join(ROOT, 'models', 'glove-sif-100d'), modelDir, { recursive: true });
+  const model = await loadEmbeddingModel({ dir: modelDir });
+  const { documents } = await loadDocuments(join(ROOT, 'corpus', 'sample'));
+  return { modelDir, model, sentences: documents.flatMap((d) => splitSentences(d.pageContent)) };
+}
+
+/** The service's max event-loop delay (ms) since the previous scrape (it resets its histogram on each scrape). */
+export async function loopDelayMaxMs(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = /rag_event_loop_delay_seconds\{quantile="max"\} ([0-9.e+-]+)/.exec(text);
+  return m ? Math.round(Number(m[1]) * 1000 * 10) / 10 : NaN;
 }

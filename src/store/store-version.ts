@@ -206,22 +206,7 @@ export async function openChromaSnapshot(
         mark('servingIndex');
         await cleanup();
         mark('dropSnapshot');
-        return {
-          version: spec.version,
-          kind: spec.kind,
-          sourceDir: spec.dir,
-          snapshotDir: null,
-          manifest: spec.manifest,
-          acceptanceText,
-          server: null,
-          store: backend,
-          count: meta.count,
-          dimension: meta.dimension,
-          keyword: { origin: records.keyword.origin, size: records.keyword.size },
-          openMs: Math.round(performance.now() - started),
-          phases,
-          dispose: () => backend.dispose(),
-        };
+        return inProcessOpened(spec, backend, records, acceptanceText, Math.round(performance.now() - started), phases);
       } catch (err) {
         throwIfAborted(options.signal);
         if (!(err instanceof RagError && err.code === 'RAG_STORE_INDEX_CACHE_INVALID')) throw err;
@@ -386,23 +371,34 @@ export async function openCachedIndex(
   const now = new Date();
   await utimes(file, now, now).catch(() => undefined);
   const openMs = Math.round(performance.now() - started);
+  return { opened: inProcessOpened(spec, backend, records, acceptanceText, openMs, { indexCache: openMs }) };
+}
+
+/** A version served from process memory with no snapshot and no Chroma child (a cache entry, a shipped serving index). */
+function inProcessOpened(
+  spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'>,
+  backend: InProcessBackend,
+  records: LoadedRecords,
+  acceptanceText: string | null,
+  openMs: number,
+  phases: Record<string, number>,
+): OpenedStore {
+  const meta = records.fromCache!;
   return {
-    opened: {
-      version: spec.version,
-      kind: spec.kind,
-      sourceDir: spec.dir,
-      snapshotDir: null,
-      manifest: spec.manifest,
-      acceptanceText,
-      server: null,
-      store: backend,
-      count: meta.count,
-      dimension: meta.dimension,
-      keyword: { origin: records.keyword.origin, size: records.keyword.size },
-      openMs,
-      phases: { indexCache: openMs },
-      dispose: () => backend.dispose(),
-    },
+    version: spec.version,
+    kind: spec.kind,
+    sourceDir: spec.dir,
+    snapshotDir: null,
+    manifest: spec.manifest,
+    acceptanceText,
+    server: null,
+    store: backend,
+    count: meta.count,
+    dimension: meta.dimension,
+    keyword: { origin: records.keyword.origin, size: records.keyword.size },
+    openMs,
+    phases,
+    dispose: () => backend.dispose(),
   };
 }
 
