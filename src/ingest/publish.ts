@@ -9,6 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import { ChromaServer } from '../store/chroma-server.js';
 import { ChromaStore, createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
 import { encodeIndexCache, SERVING_INDEX_FILE, servingIndexKey, type CachedIndex } from '../store/index-cache.js';
+import { packRows } from '../store/vector-scan.js';
 import { KEYWORD_INDEX_FILE, KeywordIndex, type KeywordAnalysis, type KeywordDoc } from '../store/keyword-index.js';
 
 /**
@@ -140,7 +141,7 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
     );
     const keywordText = keyword.serialize();
     await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keywordText);
-    if (options.servingIndex) await writeServingIndex(tmpDir, collection, keywordText, keyword.size, await readBack(tmpDir, collection, options.logger));
+    if (options.servingIndex) await writeServingIndex(tmpDir, collection, keywordText, keyword.size, await readBack(tmpDir, collection, chunks.length, model.dimension, options.logger));
     if (options.acceptance) await writeFile(join(tmpDir, ACCEPTANCE_FILE), canonicalAcceptance(options.acceptance) + '\n');
     const manifest: StoreManifest = {
       formatVersion: 1,
@@ -184,7 +185,7 @@ export async function pruneVersions(outDir: string, keep: number, newest: string
  * serving index must hold exactly what a load through Chroma would, so it is read back from the
  * version's own files, not taken from the chunks.
  */
-async function readBack(dir: string, collection: string, log: PublishOptions['logger']): Promise<{ ids: string[]; documents: string[]; metadatas: CachedIndex['metadatas']; vectors: Float32Array; dimension: number }> {
+async function readBack(dir: string, collection: string, count: number, dimension: number, log: PublishOptions['logger']): Promise<{ ids: string[]; documents: string[]; metadatas: CachedIndex['metadatas']; vectors: Float32Array; dimension: number }> {
   const server = new ChromaServer({ dataDir: dir, logger: log, restart: false });
   try {
     await server.start();
@@ -192,17 +193,17 @@ async function readBack(dir: string, collection: string, log: PublishOptions['lo
     const ids: string[] = [];
     const documents: string[] = [];
     const metadatas: CachedIndex['metadatas'] = [];
-    const vectors: number[][] = [];
+    // Straight into the matrix the file holds: no per-record arrays for a large store.
+    const vectors = new Float32Array(count * dimension);
     for await (const page of store.allRecords(1000, true)) {
+      if (ids.length + page.ids.length > count) throw new Error(`the collection holds more than the ${count} chunks published`);
+      packRows(vectors, page.ids, page.embeddings ?? [], ids.length, dimension);
       ids.push(...page.ids);
       documents.push(...page.documents.map((d) => d ?? ''));
       metadatas.push(...page.metadatas.map((m) => (m ?? {}) as CachedIndex['metadatas'][number]));
-      vectors.push(...page.embeddings!.map((e) => Array.from(e ?? [])));
     }
-    const dimension = vectors[0]?.length ?? 0;
-    const flat = new Float32Array(ids.length * dimension);
-    vectors.forEach((v, i) => flat.set(v, i * dimension));
-    return { ids, documents, metadatas, vectors: flat, dimension };
+    if (ids.length !== count) throw new Error(`read back ${ids.length} chunks, published ${count}`);
+    return { ids, documents, metadatas, vectors, dimension };
   } finally {
     await server.stop();
   }

@@ -8,14 +8,13 @@
  * index-loader.ts (the only user).
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { RagError, toRagError } from '../errors.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import type { KeywordHandOff, KeywordVerdict } from './keyword-worker.js';
 import { niceCurrentThread } from './thread-nice.js';
-import { inverseNorms } from './vector-scan.js';
+import { inverseNorms, packRows } from './vector-scan.js';
 
 export interface IndexWorkerData {
   /** Read from this Chroma server (unused when `cache` is given). */
@@ -107,20 +106,6 @@ let toPersist: Omit<CachedIndex, 'keywordText' | 'keyword'> | null = null;
 /** The keyword index as text for the keyword worker, with what it must hold. */
 type KeywordOut = Omit<KeywordHandOff, 'type' | 'canFallBack'>;
 
-/**
- * A store's shipped keyword index as text, or null when it has none. The keyword worker loads it
- * (meanwhile this thread pages the records out of Chroma): one that does not load is
- * RAG_STORE_KEYWORD_INDEX_CORRUPT; one in the older format is answered `need-build`.
- */
-async function readShipped(dir: string): Promise<string | null> {
-  try {
-    return await readFile(join(dir, KEYWORD_INDEX_FILE), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} cannot be read`, { cause: err });
-  }
-}
-
 /** Hand the keyword index to the keyword worker (see KeywordHandOff). */
 function handOff(out: KeywordOut, canFallBack: boolean): void {
   data.keywordPort.postMessage({ type: 'keyword', ...out, canFallBack } satisfies KeywordHandOff);
@@ -133,8 +118,9 @@ function keywordVerdict(): Promise<KeywordVerdict['type']> {
 
 async function load(): Promise<KeywordOut> {
   if (data.cache) return loadCached(data.cache.file, data.cache.key);
-  // The shipped keyword index is loaded by the keyword worker while the records are paged.
-  const shipped: KeywordOut | null = data.keywordDir ? await readShipped(data.keywordDir).then((text) => (text === null ? null : { text, origin: 'store' as const, expectSize: null, invalidCode: 'RAG_STORE_KEYWORD_INDEX_CORRUPT' as const, invalidPrefix: `${KEYWORD_INDEX_FILE} is corrupt` })) : null;
+  // The shipped keyword index is loaded by the keyword worker while the records are paged: one
+  // that does not load there is RAG_STORE_KEYWORD_INDEX_CORRUPT, one of the older format `need-build`.
+  const shipped: KeywordOut | null = data.keywordDir ? await KeywordIndex.readShipped(data.keywordDir).then((text) => (text === null ? null : { text, origin: 'store' as const, expectSize: null, invalidCode: 'RAG_STORE_KEYWORD_INDEX_CORRUPT' as const, invalidPrefix: `${KEYWORD_INDEX_FILE} is corrupt` })) : null;
   const verdict = shipped ? keywordVerdict() : null;
   if (shipped) handOff(shipped, true);
   // Imported here: a start from the cache never loads the chromadb client in this thread.
@@ -148,10 +134,7 @@ async function load(): Promise<KeywordOut> {
     if (row + page.ids.length > data.expectCount) throw new Error(`the collection holds more than the ${data.expectCount} records it counted`);
     const documents = page.documents.map((d) => d ?? '');
     if (vectors) {
-      page.embeddings!.forEach((e, i) => {
-        if (!e || e.length !== data.expectDimension) throw new Error(`record ${page.ids[i]} has a ${e?.length ?? 0}-d vector, expected ${data.expectDimension}`);
-        vectors.set(e, (row + i) * data.expectDimension);
-      });
+      packRows(vectors, page.ids, page.embeddings ?? [], row, data.expectDimension);
       sendPage(page.ids, documents, page.metadatas as Array<Record<string, unknown> | null>);
       if (persist) {
         persist.ids.push(...page.ids);

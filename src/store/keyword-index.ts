@@ -172,17 +172,22 @@ export class KeywordIndex {
    * older format (the caller then indexes the store's texts afresh); a corrupt one is an error.
    */
   static async load(dir: string): Promise<KeywordIndex | null> {
-    let text: string;
-    try {
-      text = await readFile(join(dir, KEYWORD_INDEX_FILE), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} cannot be read`, { cause: err });
-    }
+    const text = await KeywordIndex.readShipped(dir);
+    if (text === null) return null;
     try {
       return KeywordIndex.parse(text, 'store');
     } catch (cause) {
       throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} is corrupt: ${(cause as Error).message.slice(0, 200)}`, { cause });
+    }
+  }
+
+  /** The text of the keyword index a store version ships, or null when it has none (unreadable: RAG_STORE_KEYWORD_INDEX_CORRUPT). */
+  static async readShipped(dir: string): Promise<string | null> {
+    try {
+      return await readFile(join(dir, KEYWORD_INDEX_FILE), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} cannot be read`, { cause: err });
     }
   }
 

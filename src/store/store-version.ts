@@ -181,17 +181,7 @@ export async function openChromaSnapshot(
     if (inProcess && spec.manifest?.files[SERVING_INDEX_FILE]) {
       const manifest = spec.manifest;
       try {
-        const records = await loadRecords({
-          url: '',
-          collection: '',
-          count: manifest.chunkCount,
-          dimension: manifest.embedding.dimension,
-          withVectors: true,
-          keywordDir: null,
-          timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
-          cache: { file: join(snapshotDir, SERVING_INDEX_FILE), key: servingIndexKey(manifest) },
-          ...(options.signal ? { signal: options.signal } : {}),
-        });
+        const records = await loadIndexFile(join(snapshotDir, SERVING_INDEX_FILE), servingIndexKey(manifest), manifest, options);
         const meta = records.fromCache!;
         let backend: InProcessBackend;
         try {
@@ -339,17 +329,7 @@ export async function openCachedIndex(
   if (!s) return { opened: null, reason: 'no entry for this store version', invalid: false };
   let records: LoadedRecords;
   try {
-    records = await loadRecords({
-      url: '',
-      collection: '',
-      count: spec.manifest?.chunkCount ?? 0,
-      dimension: spec.manifest?.embedding.dimension ?? 0,
-      withVectors: true,
-      keywordDir: null,
-      timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
-      cache: { file, key },
-      ...(options.signal ? { signal: options.signal } : {}),
-    });
+    records = await loadIndexFile(file, key, spec.manifest, options);
   } catch (err) {
     throwIfAborted(options.signal);
     const invalid = err instanceof RagError && err.code === 'RAG_STORE_INDEX_CACHE_INVALID';
@@ -372,6 +352,24 @@ export async function openCachedIndex(
   await utimes(file, now, now).catch(() => undefined);
   const openMs = Math.round(performance.now() - started);
   return { opened: inProcessOpened(spec, backend, records, acceptanceText, openMs, { indexCache: openMs }) };
+}
+
+/**
+ * Read a file in the index-cache layout (a cache entry, a shipped serving index) in the build
+ * thread, with no Chroma server: it must hold what the manifest counts (0: whatever it says).
+ */
+function loadIndexFile(file: string, key: IndexCacheKey, manifest: StoreManifest | null, options: Pick<OpenStoreOptions, 'indexLoadTimeoutMs' | 'signal'>): Promise<LoadedRecords> {
+  return loadRecords({
+    url: '',
+    collection: '',
+    count: manifest?.chunkCount ?? 0,
+    dimension: manifest?.embedding.dimension ?? 0,
+    withVectors: true,
+    keywordDir: null,
+    timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
+    cache: { file, key },
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
 }
 
 /** A version served from process memory with no snapshot and no Chroma child (a cache entry, a shipped serving index). */

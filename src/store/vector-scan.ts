@@ -33,6 +33,17 @@ export function nativeKernel(): UsearchModule | null {
   return usearchModule;
 }
 
+/**
+ * Copy one page of embeddings into rows startRow.. of a row-major count x dimension matrix,
+ * checking every vector's length (a store read through Chroma is untrusted).
+ */
+export function packRows(target: Float32Array, ids: readonly string[], embeddings: ReadonlyArray<ArrayLike<number> | null | undefined>, startRow: number, dimension: number): void {
+  embeddings.forEach((e, i) => {
+    if (!e || e.length !== dimension) throw new Error(`record ${ids[i]} has a ${e?.length ?? 0}-d vector, expected ${dimension}`);
+    target.set(e, (startRow + i) * dimension);
+  });
+}
+
 /** 1/|row| per row (0 for a zero row). */
 export function inverseNorms(data: Float32Array, count: number, dimension: number): Float32Array {
   const out = new Float32Array(count);
