@@ -74,7 +74,7 @@ export const configSpec = {
   watch: ['WATCH', bool.default(true), 'Watch VECTORSTORE_DIR and MODELS_DIR and hot-reload on change.'],
   watchPolling: ['WATCH_POLLING', bool.default(false), 'Poll instead of inotify (network filesystems).'],
   watchDebounceMs: ['WATCH_DEBOUNCE_MS', int(0, 60_000).default(100), 'Quiet time after the last file event before a reload starts.'],
-  watchStabilityMs: ['WATCH_STABILITY_MS', int(0, 60_000).default(200), 'A file must keep its size and mtime this long to count as written.'],
+  watchStabilityMs: ['WATCH_STABILITY_MS', int(0, 60_000).default(200), 'A file must keep its size and mtime this long to count as written (not waited for when `CURRENT` is replaced: a pointer flip is a finished write).'],
   watchRescanMs: ['WATCH_RESCAN_MS', int(0, 3_600_000).default(10_000), 'Full rescan interval, a safety net for lost events and re-created folders (0: off).'],
   drainTimeoutMs: ['DRAIN_TIMEOUT_MS', int(0, 600_000).default(30_000), 'How long an old generation waits for its in-flight requests.'],
   shutdownTimeoutMs: ['SHUTDOWN_TIMEOUT_MS', int(0, 600_000).default(30_000), 'How long SIGTERM waits for in-flight requests.'],

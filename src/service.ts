@@ -14,6 +14,8 @@ import { startSpawner } from './store/spawner.js';
 import { PointerEvents, PointerWatcher } from './watch/pointer-watcher.js';
 import { sharedRegistryFor } from './reload/source.js';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { CURRENT_FILE } from './store/layout.js';
 import { FileWatcher, WatchEvents, type WatchProblem } from './watch/file-watcher.js';
 
 export interface Service {
@@ -100,6 +102,8 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
           stabilityMs: config.watchStabilityMs,
           polling: config.watchPolling,
           rescanMs: config.watchRescanMs,
+          // A versioned store's pointer flip is a finished write: it reloads without the stability wait.
+          ...(config.chromaUrl ? {} : { commitFiles: [join(config.vectorstoreDir, CURRENT_FILE)] }),
         });
         // Watcher problems (link loops, unreadable entries) never crash: counted and shown in the status.
         watcher.on(WatchEvents.problem, (p: WatchProblem) => manager.noteWatchProblem(p));

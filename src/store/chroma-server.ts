@@ -88,6 +88,9 @@ export class ChromaServer extends EventEmitter {
   private portValue = 0;
   private stateValue: ChromaServerState = 'new';
   private stopPromise: Promise<void> | undefined;
+  private starting: Promise<void> | undefined;
+  /** stop() was called: a start in progress gives up and kills what it spawned. */
+  private stopRequested = false;
   private restartTimer: NodeJS.Timeout | undefined;
   private tail: string[] = [];
   private readonly heartbeatMs: number;
@@ -157,8 +160,13 @@ export class ChromaServer extends EventEmitter {
     return this.child?.pid;
   }
 
-  async start(): Promise<void> {
-    if (this.stateValue !== 'new') throw new RagError('RAG_CHROMA_START_FAILED', `chroma server already ${this.stateValue}`);
+  start(): Promise<void> {
+    if (this.stateValue !== 'new') return Promise.reject(new RagError('RAG_CHROMA_START_FAILED', `chroma server already ${this.stateValue}`));
+    this.starting = this.startNow();
+    return this.starting;
+  }
+
+  private async startNow(): Promise<void> {
     this.stateValue = 'starting';
     try {
       await this.spawnWithPortRetry();
@@ -235,6 +243,10 @@ export class ChromaServer extends EventEmitter {
     });
     liveChildren.add(child);
     this.child = child;
+    if (this.stopRequested) {
+      child.kill('SIGKILL');
+      throw new RagError('RAG_CHROMA_START_FAILED', 'the Chroma server was stopped during its start');
+    }
     this.portValue = port;
     this.tail = [];
     let listening = false;
@@ -269,6 +281,10 @@ export class ChromaServer extends EventEmitter {
     const deadline = Date.now() + this.startTimeoutMs;
     while (Date.now() < deadline) {
       if (exited) break;
+      if (this.stopRequested) {
+        child.kill('SIGKILL');
+        throw new RagError('RAG_CHROMA_START_FAILED', 'the Chroma server was stopped during its start');
+      }
       if (listening && (await this.heartbeat(port))) return;
       await new Promise((r) => setTimeout(r, 25));
     }
@@ -341,8 +357,14 @@ export class ChromaServer extends EventEmitter {
   }
 
   /** Idempotent: SIGTERM, then SIGKILL after the grace period; resolves once the child is gone. */
+  /**
+   * Stop the child. Called during start, it ends the start (which rejects) and then stops whatever
+   * child the start had spawned: a child is never left running behind a stopped server.
+   */
   stop(): Promise<void> {
     this.stopPromise ??= (async () => {
+      this.stopRequested = true;
+      await this.starting?.catch(() => undefined);
       this.stateValue = 'stopping';
       if (this.restartTimer) clearTimeout(this.restartTimer);
       clearInterval(this.heartbeatTimer);

@@ -16,12 +16,23 @@ import type { KeywordHandOff, KeywordVerdict } from './keyword-worker.js';
 import { niceCurrentThread } from './thread-nice.js';
 import { inverseNorms, packRows } from './vector-scan.js';
 
-export interface IndexWorkerData {
-  /** Read from this Chroma server (unused when `cache` is given). */
+/** Where to read the records from, and what the collection was counted to hold. */
+export interface ReadTarget {
   url: string;
   collection: string;
+  count: number;
+  dimension: number;
+}
+
+export interface IndexWorkerData {
+  /**
+   * Read from this Chroma server (unused when `cache` is given). Null: the thread was started
+   * before its Chroma server was up (thread start, imports and the shipped keyword index overlap
+   * the server's start); it reads once a `read` request names the target.
+   */
+  target: ReadTarget | null;
   /** Read a serving index cache entry instead of Chroma (index-cache.ts); a bad entry fails with RAG_STORE_INDEX_CACHE_INVALID. */
-  cache?: { file: string; key: IndexCacheKey } | undefined;
+  cache?: { file: string; key: IndexCacheKey; count: number } | undefined;
   /** After a load from Chroma (with vectors), write it to the serving index cache once told to (`persist`), then report `cached`. */
   persist?: { runtimeDir: string; key: IndexCacheKey; version: string } | undefined;
   /** Read embeddings, documents and metadata for an in-process index (else documents only, for the keyword index). */
@@ -29,8 +40,8 @@ export interface IndexWorkerData {
   /** Folder holding a shipped keyword-index.json (the snapshot), or null. */
   keywordDir: string | null;
   pageSize: number;
-  expectCount: number;
-  expectDimension: number;
+  /** Pages requested from Chroma ahead of the one being handled (ChromaStore.allRecords). */
+  pagesInFlight: number;
   /** The keyword worker's channel: the index goes there, not through the event loop. */
   keywordPort: MessagePort;
   /** Niceness of this thread during the build (0: leave it). */
@@ -51,7 +62,10 @@ export type IndexWorkerMessage =
  * never has to take several pages in one task); `persist` once the keyword worker has loaded the
  * index: write the cache entry now.
  */
-export type IndexWorkerRequest = { type: 'ack' } | { type: 'persist'; keyword: { origin: 'store' | 'built'; size: number } };
+export type IndexWorkerRequest =
+  | { type: 'ack' }
+  | { type: 'persist'; keyword: { origin: 'store' | 'built'; size: number } }
+  | ({ type: 'read' } & ReadTarget);
 
 /** Records per page message: one page is ~1 ms of structured-clone work for the event loop. */
 export const MESSAGE_PAGE = 250;
@@ -75,8 +89,15 @@ function pump(): void {
   inFlight = true;
   port.postMessage(next);
 }
+/** The read target: from workerData, or the event loop's `read` request once its Chroma server is up. */
+let targetKnown: ((t: ReadTarget) => void) | null = null;
+const target: Promise<ReadTarget> = data.target ? Promise.resolve(data.target) : new Promise((resolve) => (targetKnown = resolve));
 port.on('message', (req: IndexWorkerRequest) => {
-  if (req.type === 'ack') {
+  if (req.type === 'read') {
+    const { type: _t, ...t } = req;
+    targetKnown?.(t);
+    targetKnown = null;
+  } else if (req.type === 'ack') {
     inFlight = false;
     pump();
   } else if (req.type === 'persist') onPersist?.(req);
@@ -117,7 +138,7 @@ function keywordVerdict(): Promise<KeywordVerdict['type']> {
 }
 
 async function load(): Promise<KeywordOut> {
-  if (data.cache) return loadCached(data.cache.file, data.cache.key);
+  if (data.cache) return loadCached(data.cache.file, data.cache.key, data.cache.count);
   // The shipped keyword index is loaded by the keyword worker while the records are paged: one
   // that does not load there is RAG_STORE_KEYWORD_INDEX_CORRUPT, one of the older format `need-build`.
   const shipped: KeywordOut | null = data.keywordDir ? await KeywordIndex.readShipped(data.keywordDir).then((text) => (text === null ? null : { text, origin: 'store' as const, expectSize: null, invalidCode: 'RAG_STORE_KEYWORD_INDEX_CORRUPT' as const, invalidPrefix: `${KEYWORD_INDEX_FILE} is corrupt` })) : null;
@@ -125,16 +146,19 @@ async function load(): Promise<KeywordOut> {
   if (shipped) handOff(shipped, true);
   // Imported here: a start from the cache never loads the chromadb client in this thread.
   const { ChromaStore } = await import('./chroma-store.js');
-  const store = await ChromaStore.open({ url: data.url, collection: data.collection });
-  const vectors = data.withVectors ? new Float32Array(data.expectCount * data.expectDimension) : null;
+  // fetch (undici) compiles on its first use, ~100 ms in a new thread: done while the server starts.
+  if (!data.target) await fetch('data:,').then((r) => r.arrayBuffer()).catch(() => undefined);
+  const { url, collection, count: expectCount, dimension } = await target;
+  const store = await ChromaStore.open({ url, collection });
+  const vectors = data.withVectors ? new Float32Array(expectCount * dimension) : null;
   const docs: Array<{ id: string; text: string; title?: string }> = [];
   const persist = data.persist && vectors ? { ids: [] as string[], documents: [] as string[], metadatas: [] as CachedIndex['metadatas'] } : null;
   let row = 0;
-  for await (const page of store.allRecords(data.pageSize, data.withVectors)) {
-    if (row + page.ids.length > data.expectCount) throw new Error(`the collection holds more than the ${data.expectCount} records it counted`);
+  for await (const page of store.allRecords(data.pageSize, data.withVectors, { inFlight: data.pagesInFlight, total: expectCount })) {
+    if (row + page.ids.length > expectCount) throw new Error(`the collection holds more than the ${expectCount} records it counted`);
     const documents = page.documents.map((d) => d ?? '');
     if (vectors) {
-      packRows(vectors, page.ids, page.embeddings ?? [], row, data.expectDimension);
+      packRows(vectors, page.ids, page.embeddings ?? [], row, dimension);
       sendPage(page.ids, documents, page.metadatas as Array<Record<string, unknown> | null>);
       if (persist) {
         persist.ids.push(...page.ids);
@@ -146,14 +170,14 @@ async function load(): Promise<KeywordOut> {
     page.ids.forEach((id, i) => docs.push(keywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
     row += page.ids.length;
   }
-  if (row !== data.expectCount) throw new Error(`read ${row} records, the collection counted ${data.expectCount}`);
+  if (row !== expectCount) throw new Error(`read ${row} records, the collection counted ${expectCount}`);
   // Chroma is no longer needed: its child can stop while the keyword index is made.
   port.postMessage({ type: 'paged' } satisfies IndexWorkerMessage);
   if (vectors) {
     // The cache gets its own copy: the array itself is transferred to the main thread.
-    if (persist) toPersist = { ...persist, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension: data.expectDimension, vectors: vectors.slice() };
-    const invNorms = inverseNorms(vectors, row, data.expectDimension);
-    port.postMessage({ type: 'vectors', data: vectors, invNorms, count: row, dimension: data.expectDimension } satisfies IndexWorkerMessage, [vectors.buffer as ArrayBuffer, invNorms.buffer as ArrayBuffer]);
+    if (persist) toPersist = { ...persist, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension, vectors: vectors.slice() };
+    const invNorms = inverseNorms(vectors, row, dimension);
+    port.postMessage({ type: 'vectors', data: vectors, invNorms, count: row, dimension } satisfies IndexWorkerMessage, [vectors.buffer as ArrayBuffer, invNorms.buffer as ArrayBuffer]);
   }
   if (shipped && (await verdict) === 'loaded') return shipped;
   const built: KeywordOut = { text: KeywordIndex.build(docs, 'built').serialize(), origin: 'built', expectSize: docs.length, invalidCode: 'RAG_STORE_INDEX_LOAD_FAILED', invalidPrefix: 'the built keyword index does not load' };
@@ -162,11 +186,12 @@ async function load(): Promise<KeywordOut> {
 }
 
 /** A serving index cache entry, checked (index-cache.ts), delivered through the same messages as a load from Chroma. */
-async function loadCached(file: string, key: IndexCacheKey): Promise<KeywordOut> {
+/** `expectCount` 0: whatever the entry holds. */
+async function loadCached(file: string, key: IndexCacheKey, expectCount: number): Promise<KeywordOut> {
   let index: CachedIndex;
   try {
     index = decodeIndexCache(await readFile(file), key);
-    if (index.count !== data.expectCount && data.expectCount > 0) throw new IndexCacheInvalid(`it holds ${index.count} records, expected ${data.expectCount}`);
+    if (index.count !== expectCount && expectCount > 0) throw new IndexCacheInvalid(`it holds ${index.count} records, expected ${expectCount}`);
   } catch (err) {
     const why = err instanceof IndexCacheInvalid ? err.message : `it cannot be read: ${(err as Error).message.slice(0, 200)}`;
     throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', why, { cause: err });

@@ -16,7 +16,7 @@ import type { WhereDocument, WhereFilter } from './where-filter.js';
  *   2. kind = await chooseBackendKind(snapshotDir, SERVE_INDEX_MAX_MB)        (store-version.ts)
  *   3. server = new ChromaServer({ dataDir: snapshotDir, ...(in-process ? { nice: LOADER_NICE, restart: false } : {}) })
  *   4. opened = collection checks (count, dimension, manifest)                 (store-version.ts)
- *   5. records = await loadRecords({ url, collection, count, dimension, withVectors: in-process,
+ *   5. records = await loadRecords({ target: { url, collection, count, dimension }, withVectors: in-process,
  *                                    keywordDir: snapshotDir, timeoutMs, signal })   (index-loader.ts)
  *   6. in-process: backend = await InProcessBackend.create(name, space, dimension, records);
  *                  then stop the child and delete the snapshot;

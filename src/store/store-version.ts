@@ -215,23 +215,28 @@ export async function openChromaSnapshot(
         ? { nice: LOADER_NICE, restart: false }
         : { ...(options.heartbeatMs ? { heartbeatMs: options.heartbeatMs } : {}), ...(options.heartbeatMisses ? { heartbeatMisses: options.heartbeatMisses } : {}) }),
     });
-    try {
-      await server.start();
-    } catch (err) {
-      throwIfAborted(options.signal);
-      throw classifyStartFailure(err);
-    }
-    throwIfAborted(options.signal);
-    mark('chromaStart');
     const srv = server;
-    let opened;
-    try {
-      opened = await openCollection(srv.url, spec.manifest?.collection ?? options.collection, spec.manifest, options.queryTimeoutMs);
-    } catch (err) {
+    let opened: Awaited<ReturnType<typeof openCollection>> | undefined;
+    // The index threads start with the server: their start, imports and the shipped keyword index
+    // overlap Chroma's start; they read once the collection is open. A failure here rejects the load.
+    const target = (async () => {
+      try {
+        await srv.start();
+      } catch (err) {
+        throwIfAborted(options.signal);
+        throw classifyStartFailure(err);
+      }
       throwIfAborted(options.signal);
-      throw classifyReadFailure(err, srv, spec.version);
-    }
-    mark('open');
+      mark('chromaStart');
+      try {
+        opened = await openCollection(srv.url, spec.manifest?.collection ?? options.collection, spec.manifest, options.queryTimeoutMs);
+      } catch (err) {
+        throwIfAborted(options.signal);
+        throw classifyReadFailure(err, srv, spec.version);
+      }
+      mark('open');
+      return { url: srv.url, collection: opened.store.name, count: opened.count, dimension: opened.dimension };
+    })();
     let records;
     // The loader child is stopped as soon as every record is read, not after the keyword index:
     // its memory is then gone before the new generation's index is loaded (peak RSS of a swap).
@@ -239,10 +244,7 @@ export async function openChromaSnapshot(
     const persist = inProcess && options.persistIndex && (await stillSame) ? options.persistIndex.key : null;
     try {
       records = await loadRecords({
-        url: srv.url,
-        collection: opened.store.name,
-        count: opened.count,
-        dimension: opened.dimension,
+        target,
         withVectors: inProcess,
         keywordDir: snapshotDir,
         timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
@@ -260,11 +262,15 @@ export async function openChromaSnapshot(
       });
     } catch (err) {
       throwIfAborted(options.signal);
+      // Before the collection was open: a start or open failure (classified above), or the keyword
+      // worker refused the shipped index while Chroma started.
+      if (!opened) throw err;
       const own = err instanceof RagError && (err.code === 'RAG_STORE_INDEX_LOAD_FAILED' || err.code === 'RAG_STORE_KEYWORD_INDEX_CORRUPT');
       throw own && (srv.state === 'running' || stoppedEarly) ? err : classifyReadFailure(err, srv, spec.version);
     }
     throwIfAborted(options.signal);
     mark(inProcess ? 'index' : 'keyword');
+    if (!opened) throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', 'the index was loaded before its collection was opened');
     let backend: RetrievalBackend;
     let dispose = cleanup;
     if (inProcess) {
@@ -360,14 +366,10 @@ export async function openCachedIndex(
  */
 function loadIndexFile(file: string, key: IndexCacheKey, manifest: StoreManifest | null, options: Pick<OpenStoreOptions, 'indexLoadTimeoutMs' | 'signal'>): Promise<LoadedRecords> {
   return loadRecords({
-    url: '',
-    collection: '',
-    count: manifest?.chunkCount ?? 0,
-    dimension: manifest?.embedding.dimension ?? 0,
     withVectors: true,
     keywordDir: null,
     timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
-    cache: { file, key },
+    cache: { file, key, count: manifest?.chunkCount ?? 0 },
     ...(options.signal ? { signal: options.signal } : {}),
   });
 }
@@ -409,10 +411,7 @@ export async function openRemoteStore(
   const started = performance.now();
   const opened = await openCollection(url, collection, null, options.queryTimeoutMs);
   const records = await loadRecords({
-    url,
-    collection: opened.store.name,
-    count: opened.count,
-    dimension: opened.dimension,
+    target: { url, collection: opened.store.name, count: opened.count, dimension: opened.dimension },
     withVectors: false,
     keywordDir: null,
     timeoutMs: options.indexLoadTimeoutMs ?? 600_000,

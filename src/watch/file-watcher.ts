@@ -35,6 +35,14 @@ export interface FileWatcherOptions {
    * inotify watch, and events can be lost on some bind mounts and network filesystems.
    */
   rescanMs?: number;
+  /**
+   * Files whose change marks a finished write (a versioned store's CURRENT pointer, replaced by
+   * rename as the publisher's last step). A burst that includes one settles without the debounce
+   * and stability waits: the version it names is complete by protocol, and the reload checks it
+   * against its manifest anyway (a version still being written is refused, then retried when its
+   * later file events settle).
+   */
+  commitFiles?: string[];
 }
 
 const hidden = (root: string, path: string) => relative(root, path).split(sep).some((part) => part.startsWith('.'));
@@ -55,6 +63,8 @@ export class FileWatcher extends EventEmitter {
   private rescanTimer: NodeJS.Timeout | undefined;
   private lastSettled = '';
   private readonly lostRoots = new Set<string>();
+  /** A commit file changed since the last settle. */
+  private committed = false;
   eventsSeen = 0;
   errors = 0;
   lastProblem: WatchProblem | null = null;
@@ -109,16 +119,20 @@ export class FileWatcher extends EventEmitter {
     const root = this.options.roots.find((r) => path === r || path.startsWith(r + sep));
     if (root) this.changedRoots.add(root);
     if (event === 'unlinkDir' && root === path) this.lostRoots.add(root);
+    if (event !== 'unlink' && this.options.commitFiles?.includes(path)) this.committed = true;
     this.options.logger.trace({ event, path }, 'file event');
     if (this.settling) {
       this.again = true;
       return;
     }
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.settle();
-    }, this.options.debounceMs);
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        void this.settle();
+      },
+      this.committed ? 0 : this.options.debounceMs,
+    );
   }
 
   private async settle(): Promise<void> {
@@ -128,6 +142,11 @@ export class FileWatcher extends EventEmitter {
     try {
       let prev = await this.snapshot();
       for (;;) {
+        if (this.committed) {
+          // A finished write: no stability wait. Events during this round start another.
+          this.committed = false;
+          break;
+        }
         this.again = false;
         await new Promise((r) => setTimeout(r, this.options.stabilityMs));
         if (this.closed) return;
@@ -147,6 +166,11 @@ export class FileWatcher extends EventEmitter {
       this.noteProblem(err, 'settle check failed');
     } finally {
       this.settling = false;
+    }
+    // Events that arrived after the commit round's snapshot: settle them too (never missed).
+    if (this.again && !this.closed && !this.timer) {
+      this.again = false;
+      this.onEvent('rescan', this.options.roots[0]!);
     }
   }
 

@@ -54,6 +54,33 @@ describe('ChromaServer (real child process)', () => {
     expect(liveChromaChildren()).toBe(0);
   });
 
+  it('stop() during start: the start gives up, and no child is left running, whenever the stop comes', async () => {
+    for (const delayMs of [0, 30, 120, 300]) {
+      const dataDir = await tmp();
+      const server = new ChromaServer({ dataDir, logger });
+      const started = server.start().then(
+        () => 'started',
+        (err: { code?: string }) => err.code,
+      );
+      await new Promise((r) => setTimeout(r, delayMs));
+      await server.stop();
+      const outcome = await started;
+      expect(['started', 'RAG_CHROMA_START_FAILED']).toContain(outcome);
+      expect(server.state).toBe('stopped');
+      expect(liveChromaChildren()).toBe(0);
+      // No process of any kind still has this data folder on its command line.
+      const { execFileSync } = await import('node:child_process');
+      const left = (() => {
+        try {
+          return execFileSync('pgrep', ['-f', dataDir], { encoding: 'utf8' }).trim();
+        } catch {
+          return '';
+        }
+      })();
+      expect(left, `delay ${delayMs} ms`).toBe('');
+    }
+  });
+
   it('restarts the child after SIGKILL and keeps the data and the port', async () => {
     const server = new ChromaServer({ dataDir: await tmp(), logger });
     cleanups.push(() => server.stop());

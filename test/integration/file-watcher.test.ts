@@ -1,0 +1,78 @@
+/**
+ * The file watcher on a real folder (real inotify events): an ordinary write settles only after
+ * the files have kept still for stabilityMs; a versioned store's pointer flip (a commit file,
+ * replaced by rename) settles at once; writes that follow a commit are settled too, never missed.
+ */
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createSilentLogger } from '../../src/observability/logger.js';
+import { FileWatcher, WatchEvents } from '../../src/watch/file-watcher.js';
+
+const STABILITY_MS = 1500;
+let cleanup: Array<() => Promise<void>> = [];
+
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup = [];
+});
+
+async function watched(): Promise<{ root: string; current: string; watcher: FileWatcher; settles: number[] }> {
+  const root = await mkdtemp(join(tmpdir(), 'rag-watch-'));
+  await mkdir(join(root, 'versions'));
+  const current = join(root, 'CURRENT');
+  const watcher = new FileWatcher({ roots: [root], logger: createSilentLogger(), debounceMs: 100, stabilityMs: STABILITY_MS, polling: false, rescanMs: 0, commitFiles: [current] });
+  const settles: number[] = [];
+  watcher.on(WatchEvents.settled, () => settles.push(performance.now()));
+  await watcher.start();
+  cleanup.push(async () => {
+    await watcher.close();
+    await rm(root, { recursive: true, force: true });
+  });
+  return { root, current, watcher, settles };
+}
+
+async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Publish like the ingest CLI: the version's files, then CURRENT replaced by rename. */
+async function publish(root: string, name: string): Promise<number> {
+  await mkdir(join(root, 'versions', name));
+  await writeFile(join(root, 'versions', name, 'data.bin'), name.repeat(1000));
+  await writeFile(join(root, 'CURRENT.tmp'), `${name}\n`);
+  await rename(join(root, 'CURRENT.tmp'), join(root, 'CURRENT'));
+  return performance.now();
+}
+
+describe('file watcher', () => {
+  it('settles an ordinary write only after the files kept still for stabilityMs', async () => {
+    const { root, settles } = await watched();
+    await writeFile(join(root, 'chroma.sqlite3'), 'x'.repeat(1000));
+    const written = performance.now();
+    await until(() => settles.length === 1);
+    expect(settles[0]! - written).toBeGreaterThanOrEqual(STABILITY_MS);
+  });
+
+  it('settles a pointer flip (commit file) without the stability wait', async () => {
+    const { root, settles } = await watched();
+    const flipped = await publish(root, 'v1');
+    await until(() => settles.length >= 1);
+    expect(settles[0]! - flipped).toBeLessThan(STABILITY_MS / 2);
+  });
+
+  it('settles writes that follow a pointer flip (never missed)', async () => {
+    const { root, settles } = await watched();
+    await publish(root, 'v1');
+    // A writer that flipped the pointer too early keeps writing the version.
+    await writeFile(join(root, 'versions', 'v1', 'late.bin'), 'late');
+    const late = performance.now();
+    // Fails (times out) if no settle comes after the late write.
+    await until(() => settles.length >= 1 && settles.at(-1)! > late);
+  });
+});
