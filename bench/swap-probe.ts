@@ -5,7 +5,9 @@
  * 1 ms timer) and the process RSS after the first and the last swap (`--swaps 100`: the leak check).
  */
 import { cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { writeHeapSnapshot } from 'node:v8';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -53,6 +55,8 @@ async function main() {
       lastTick = now;
     }, 1);
     const rss: number[] = [];
+    /** heapUsed / arrayBuffers MiB and the process's thread count after each swap. */
+    const heap: string[] = [];
     for (let i = 1; i <= Number(values.swaps); i++) {
       const v = `s${i}`;
       stalls.length = 0;
@@ -65,11 +69,16 @@ async function main() {
       const a = svc.manager.status().history.find((h) => h.storeVersion === v && h.outcome === 'accepted')!;
       if (!quiet || i === 1 || i === Number(values.swaps)) console.log(`${v}: serving ${Date.now() - t} ms after CURRENT was renamed; build ${a.durationMs} ms ${JSON.stringify(a.phases)} store ${JSON.stringify(svc.manager.current?.store.phases)}; stalls >20 ms (offset+ms): ${stalls.join(' ') || 'none'}`);
       await new Promise((r) => setTimeout(r, 800));
-      rss.push(Math.round(process.memoryUsage().rss / 2 ** 20));
+      // With --expose-gc, a full collection first: what stays is retained, not garbage not yet collected.
+      (globalThis as { gc?: () => void }).gc?.();
+      const mem = process.memoryUsage();
+      rss.push(Math.round(mem.rss / 2 ** 20));
+      if (process.env.SWAP_PROBE_HEAP && (i === 3 || i === Number(values.swaps))) console.log('heap snapshot', writeHeapSnapshot(join(process.env.SWAP_PROBE_HEAP, `swap-${i}.heapsnapshot`)));
+      heap.push(`${Math.round(mem.heapUsed / 2 ** 20)}/${Math.round(mem.arrayBuffers / 2 ** 20)}/${readdirSync('/proc/self/task').length}t`);
     }
     // RSS of this process (the service; Chroma children are separate processes) after each swap.
     const n = rss.length;
-    if (n) console.log(`rss MiB after swap 1: ${rss[0]}, after swap ${n}: ${rss[n - 1]} (${(rss[n - 1]! / rss[0]!).toFixed(3)}x); min/max over the run ${Math.min(...rss)}/${Math.max(...rss)}; every 10th: ${rss.filter((_, i) => i % 10 === 0 || i === n - 1).join(" ")}`);
+    if (n) console.log(`rss MiB after swap 1: ${rss[0]}, after swap ${n}: ${rss[n - 1]} (${(rss[n - 1]! / rss[0]!).toFixed(3)}x); min/max over the run ${Math.min(...rss)}/${Math.max(...rss)}; every 10th: ${rss.filter((_, i) => i % 10 === 0 || i === n - 1).join(" ")}; heap/arrayBuffers MiB/threads every 10th: ${heap.filter((_, i) => i % 10 === 0 || i === n - 1).join(" ")}`);
     clearInterval(ticker);
     load?.stop();
     await svc.stop();

@@ -161,9 +161,13 @@ export async function runPhase<T>(
     timeoutMs,
   );
   const work = fn(ctl.signal);
+  // Removed when the phase ends: what the phase opened keeps its signal (a store's dispose holds its
+  // open options), and a listener left on it would hold this phase's closures, and through them the
+  // build request and the generation it replaced: every generation would keep the one before alive.
+  let onAbort: (() => void) | undefined;
   try {
     return await new Promise<T>((resolve, reject) => {
-      const onAbort = () => reject(ctl.signal.reason instanceof Error ? ctl.signal.reason : new RagError('RAG_RELOAD_CANCELLED', 'the build was cancelled'));
+      onAbort = () => reject(ctl.signal.reason instanceof Error ? ctl.signal.reason : new RagError('RAG_RELOAD_CANCELLED', 'the build was cancelled'));
       if (ctl.signal.aborted) onAbort();
       ctl.signal.addEventListener('abort', onAbort, { once: true });
       work.then(resolve, reject);
@@ -174,6 +178,7 @@ export async function runPhase<T>(
   } finally {
     clearTimeout(timer);
     parent.removeEventListener('abort', onParent);
+    if (onAbort) ctl.signal.removeEventListener('abort', onAbort);
   }
 }
 
