@@ -17,11 +17,12 @@ function workerPath(name: 'index-worker' | 'keyword-worker'): string {
 }
 
 /**
- * Pages read from Chroma at once: its server answers them on its own threads. Measured with
- * `npm run swap-probe` (10k records x 100-d, 2 cores, idle, threads started with the server):
- * build 1,200-1,260 ms with four in flight, 1,200-1,440 ms with one ahead.
+ * Pages requested from Chroma at once. More is a faster swap but a harsher one for the requests
+ * being served: `npm run bench:swaps -- --rate 700` (3,000 chunks, 2 cores), p99 of six swap
+ * windows, 28-70 ms (median ~38) with two, 33-240 ms (median ~64) with four; the read itself
+ * (10k x 100-d, idle) 470-540 ms with one ahead against ~310 ms with four. Gentleness wins.
  */
-export const PAGES_IN_FLIGHT = 4;
+export const PAGES_IN_FLIGHT = 2;
 
 /** Niceness of a generation's build thread (index-worker.ts): its work yields CPU to requests. */
 export const BUILD_NICE = 19;
