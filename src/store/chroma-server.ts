@@ -243,10 +243,6 @@ export class ChromaServer extends EventEmitter {
     });
     liveChildren.add(child);
     this.child = child;
-    if (this.stopRequested) {
-      child.kill('SIGKILL');
-      throw new RagError('RAG_CHROMA_START_FAILED', 'the Chroma server was stopped during its start');
-    }
     this.portValue = port;
     this.tail = [];
     let listening = false;
@@ -281,6 +277,7 @@ export class ChromaServer extends EventEmitter {
     const deadline = Date.now() + this.startTimeoutMs;
     while (Date.now() < deadline) {
       if (exited) break;
+      // Checked first on the first pass too: a stop that came while the child was being spawned.
       if (this.stopRequested) {
         child.kill('SIGKILL');
         throw new RagError('RAG_CHROMA_START_FAILED', 'the Chroma server was stopped during its start');
@@ -356,10 +353,10 @@ export class ChromaServer extends EventEmitter {
     }
   }
 
-  /** Idempotent: SIGTERM, then SIGKILL after the grace period; resolves once the child is gone. */
   /**
-   * Stop the child. Called during start, it ends the start (which rejects) and then stops whatever
-   * child the start had spawned: a child is never left running behind a stopped server.
+   * Idempotent: SIGTERM, then SIGKILL after the grace period; resolves once the child is gone.
+   * Called during start, it ends the start (which rejects) and then stops whatever child the start
+   * had spawned: a child is never left running behind a stopped server.
    */
   stop(): Promise<void> {
     this.stopPromise ??= (async () => {

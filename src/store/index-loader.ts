@@ -121,9 +121,11 @@ export interface LoadIndexOptions {
  * and the keyword worker has loaded the index.
  */
 export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
+  if (!options.target && !options.cache) return Promise.reject(new RagError('RAG_STORE_INDEX_LOAD_FAILED', 'an index load needs a Chroma server or a cache entry to read'));
   const t0 = performance.now();
   const channel = new MessageChannel();
-  if (!options.target && !options.cache) return Promise.reject(new RagError('RAG_STORE_INDEX_LOAD_FAILED', 'an index load needs a Chroma server or a cache entry to read'));
+  // A target still to come (the server is starting) is posted to the build thread once it resolves.
+  const deferred = options.target instanceof Promise && !options.cache ? options.target : null;
   const immediate = !options.target || options.target instanceof Promise ? null : options.target;
   const data: IndexWorkerData = {
     target: immediate,
@@ -174,8 +176,8 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       reject(err);
     };
     const fail = (code: ErrorCode, message: string, cause?: unknown) => stop(new RagError(code, message, { cause }));
-    if (options.target instanceof Promise && !options.cache) {
-      options.target.then(
+    if (deferred) {
+      deferred.then(
         (t) => {
           if (settled) return;
           expectCount = t.count;

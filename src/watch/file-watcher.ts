@@ -125,6 +125,11 @@ export class FileWatcher extends EventEmitter {
       this.again = true;
       return;
     }
+    this.schedule();
+  }
+
+  /** (Re)start the debounce timer; a commit file's change settles at once. */
+  private schedule(): void {
     clearTimeout(this.timer);
     this.timer = setTimeout(
       () => {
@@ -167,10 +172,10 @@ export class FileWatcher extends EventEmitter {
     } finally {
       this.settling = false;
     }
-    // Events that arrived after the commit round's snapshot: settle them too (never missed).
+    // Events that arrived after the commit round's snapshot (their roots are already noted): settle them too.
     if (this.again && !this.closed && !this.timer) {
       this.again = false;
-      this.onEvent('rescan', this.options.roots[0]!);
+      this.schedule();
     }
   }
 
