@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -68,6 +69,8 @@ function own(child: ChildProcess): void {
 /**
  * Spawn a node script and wait until a line matches `ready`. BENCH_NODE_FLAGS (space-separated)
  * are passed to node itself, e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` (not allowed in NODE_OPTIONS).
+ * BENCH_CHILD_LOG=<folder>: every line a child prints is also appended to <folder>/<pid>.log (its
+ * full output, e.g. with `--trace-gc`; `output` keeps only the last 500 lines).
  */
 export async function startNode(script: string, args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 60_000): Promise<Proc & { startMs: number }> {
   const t0 = performance.now();
@@ -75,6 +78,13 @@ export async function startNode(script: string, args: string[], env: Record<stri
   const child = spawn(process.execPath, [...flags, script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   own(child);
   const output: string[] = [];
+  const logDir = process.env.BENCH_CHILD_LOG;
+  if (logDir) {
+    mkdirSync(logDir, { recursive: true });
+    const file = createWriteStream(join(logDir, `${child.pid}.log`));
+    child.stdout!.pipe(file);
+    child.stderr!.pipe(file);
+  }
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL'); // never leave a half-started service behind

@@ -37,7 +37,7 @@ export class InProcessBackend implements RetrievalBackend {
     this.loadMs = records.loadMs;
     this.loadedFrom = loadedFrom ?? (records.fromCache ? 'index-cache' : 'chroma');
     this.buildNice = records.buildNice;
-    this.matrix = new VectorMatrix(records.vectors!, records.ids.length, dimension, space, records.invNorms ?? undefined);
+    this.matrix = new VectorMatrix(records.vectors!, records.ids.length, dimension, space, records.norms);
   }
 
   static async create(name: string, space: DistanceSpace, dimension: number, records: LoadedRecords, loadedFrom?: BackendInfo['loadedFrom']): Promise<InProcessBackend> {
@@ -104,11 +104,10 @@ export class InProcessBackend implements RetrievalBackend {
   }
 
   async *exportRecords(pageSize = 1000): AsyncGenerator<ExportedPage> {
-    const dim = this.matrix.dimension;
     for (let start = 0; start < this.ids.length; start += pageSize) {
       const end = Math.min(this.ids.length, start + pageSize);
       const embeddings: number[][] = [];
-      for (let r = start; r < end; r++) embeddings.push(Array.from(this.matrix.data.subarray(r * dim, (r + 1) * dim)));
+      for (let r = start; r < end; r++) embeddings.push(this.matrix.row(r));
       yield { ids: this.ids.slice(start, end), documents: this.documents.slice(start, end), metadatas: this.metadatas.slice(start, end), embeddings };
     }
   }

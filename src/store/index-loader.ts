@@ -78,7 +78,8 @@ export interface LoadedRecords {
   documents: string[];
   metadatas: Array<StoreHit['metadata']>;
   vectors: Float32Array | null;
-  invNorms: Float32Array | null;
+  /** Set for a cosine store: `vectors` holds unit rows and these are the rows' lengths (vector-scan.ts). */
+  norms: Float32Array | null;
   keyword: KeywordWorker;
   loadMs: number;
   /** The niceness the build thread ran at (null: it could not lower its priority). */
@@ -148,7 +149,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   const documents: string[] = [];
   const metadatas: Array<StoreHit['metadata']> = [];
   let vectors: Float32Array | null = null;
-  let invNorms: Float32Array | null = null;
+  let norms: Float32Array | null = null;
   let fromCache: LoadedRecords['fromCache'] = null;
   let built = false;
   let keywordReady: { origin: 'store' | 'built'; size: number } | null = null;
@@ -205,7 +206,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       // The build thread writes the serving index cache now (if it read one to write), then ends.
       if (!builderDone) builder.postMessage({ type: 'persist', keyword: keywordReady } satisfies IndexWorkerRequest);
       const keyword = new KeywordWorker(searcher, keywordReady.origin, keywordReady.size, builderDone ? null : builder);
-      resolve({ ids, documents, metadatas, vectors, invNorms, keyword, loadMs: Math.round(performance.now() - t0), buildNice, fromCache });
+      resolve({ ids, documents, metadatas, vectors, norms, keyword, loadMs: Math.round(performance.now() - t0), buildNice, fromCache });
     };
     const onBuild = (m: IndexWorkerMessage) => {
       if (settled) return;
@@ -218,7 +219,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
       } else if (m.type === 'vectors') {
         vectors = m.data;
-        invNorms = m.invNorms;
+        norms = m.norms;
       } else if (m.type === 'loaded-from-cache') {
         const { type: _t, ...meta } = m;
         fromCache = meta;

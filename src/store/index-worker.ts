@@ -14,7 +14,7 @@ import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex,
 import { KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import type { KeywordHandOff, KeywordVerdict } from './keyword-worker.js';
 import { niceCurrentThread } from './thread-nice.js';
-import { inverseNorms, packRows } from './vector-scan.js';
+import { normalizeRows, packRows } from './vector-scan.js';
 
 /** Where to read the records from, and what the collection was counted to hold. */
 export interface ReadTarget {
@@ -50,7 +50,8 @@ export interface IndexWorkerData {
 
 export type IndexWorkerMessage =
   | { type: 'page'; ids: string[]; documents: string[]; metadatas: Array<Record<string, unknown> | null> }
-  | { type: 'vectors'; data: Float32Array; invNorms: Float32Array; count: number; dimension: number }
+  /** `norms` set (cosine stores): the rows were scaled to unit length and these are their lengths. */
+  | { type: 'vectors'; data: Float32Array; norms: Float32Array | null; count: number; dimension: number }
   | { type: 'paged' }
   | { type: 'built'; nice: number | null }
   | { type: 'cached'; ok: boolean; ms: number; file?: string; bytes?: number; reason?: string }
@@ -176,13 +177,19 @@ async function load(): Promise<KeywordOut> {
   if (vectors) {
     // The cache gets its own copy: the array itself is transferred to the main thread.
     if (persist) toPersist = { ...persist, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension, vectors: vectors.slice() };
-    const invNorms = inverseNorms(vectors, row, dimension);
-    port.postMessage({ type: 'vectors', data: vectors, invNorms, count: row, dimension } satisfies IndexWorkerMessage, [vectors.buffer as ArrayBuffer, invNorms.buffer as ArrayBuffer]);
+    sendVectors(vectors, row, dimension, store.space);
   }
   if (shipped && (await verdict) === 'loaded') return shipped;
   const built: KeywordOut = { text: KeywordIndex.build(docs, 'built').serialize(), origin: 'built', expectSize: docs.length, invalidCode: 'RAG_STORE_INDEX_LOAD_FAILED', invalidPrefix: 'the built keyword index does not load' };
   handOff(built, false);
   return built;
+}
+
+/** The vector matrix to the main thread (transferred): a cosine store's rows as unit vectors, scaled here (vector-scan.ts). */
+function sendVectors(vectors: Float32Array, count: number, dimension: number, space: 'cosine' | 'l2' | 'ip'): void {
+  const norms = space === 'cosine' ? normalizeRows(vectors, count, dimension) : null;
+  const transfer = [vectors.buffer as ArrayBuffer, ...(norms ? [norms.buffer as ArrayBuffer] : [])];
+  port.postMessage({ type: 'vectors', data: vectors, norms, count, dimension } satisfies IndexWorkerMessage, transfer);
 }
 
 /** A serving index cache entry, checked (index-cache.ts), delivered through the same messages as a load from Chroma. */
@@ -199,8 +206,7 @@ async function loadCached(file: string, key: IndexCacheKey, expectCount: number)
   const out: KeywordOut = { text: index.keywordText, origin: index.keyword.origin, expectSize: index.keyword.size, invalidCode: 'RAG_STORE_INDEX_CACHE_INVALID', invalidPrefix: 'its keyword index does not load' };
   handOff(out, false);
   sendPage(index.ids, index.documents, index.metadatas);
-  const invNorms = inverseNorms(index.vectors, index.count, index.dimension);
-  port.postMessage({ type: 'vectors', data: index.vectors, invNorms, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage, [index.vectors.buffer as ArrayBuffer, invNorms.buffer as ArrayBuffer]);
+  sendVectors(index.vectors, index.count, index.dimension, index.space);
   port.postMessage({ type: 'loaded-from-cache', version: index.version, collection: index.collection, space: index.space, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage);
   return out;
 }

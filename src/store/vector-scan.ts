@@ -55,25 +55,60 @@ export function inverseNorms(data: Float32Array, count: number, dimension: numbe
   return out;
 }
 
+/**
+ * Scale every row to unit length in place and return the rows' original lengths (0 for a zero
+ * row, which stays zero). A cosine store is searched this way: 1 - dot on unit rows is the cosine
+ * distance, and the native inner-product kernel is ~1.7x faster than its cosine kernel, which
+ * computes both norms for every row of every query (3,000 x 100-d: 81 vs 133 us; 10,000: 237 vs
+ * 418 us). Run it off the event loop (the index worker does).
+ */
+export function normalizeRows(data: Float32Array, count: number, dimension: number): Float32Array {
+  const norms = new Float32Array(count);
+  for (let r = 0, o = 0; r < count; r++, o += dimension) {
+    let s = 0;
+    for (let j = 0; j < dimension; j++) s += data[o + j]! * data[o + j]!;
+    if (!(s > 0)) continue;
+    const n = Math.sqrt(s);
+    norms[r] = n;
+    for (let j = 0; j < dimension; j++) data[o + j] = data[o + j]! / n;
+  }
+  return norms;
+}
+
 export interface ScanResult {
   rows: number[];
   distances: number[];
 }
 
 export class VectorMatrix {
-  /** 1/|row| for cosine (the JavaScript path); empty otherwise. */
+  /** 1/|row| for cosine over rows as stored (the JavaScript path); empty otherwise. */
   private readonly invNorms: Float32Array;
+  /** Cosine with unit rows: the rows' original lengths (exports scale back); null otherwise. */
+  private readonly norms: Float32Array | null;
 
-  /** `invNorms` (cosine) may be computed elsewhere (the index worker does, off the event loop). */
+  /**
+   * `unitNorms` (cosine only): the rows were scaled to unit length (normalizeRows, done by the
+   * index worker off the event loop) and these are their original lengths. Without it a cosine
+   * matrix keeps its rows as given and computes 1/|row| here.
+   */
   constructor(
-    readonly data: Float32Array,
+    private readonly data: Float32Array,
     readonly count: number,
     readonly dimension: number,
     readonly space: DistanceSpace,
-    invNorms?: Float32Array,
+    unitNorms?: Float32Array | null,
   ) {
     if (data.length !== count * dimension) throw new Error(`vector matrix holds ${data.length} floats, expected ${count} x ${dimension}`);
-    this.invNorms = space !== 'cosine' ? new Float32Array(0) : invNorms && invNorms.length === count ? invNorms : inverseNorms(data, count, dimension);
+    if (unitNorms && (space !== 'cosine' || unitNorms.length !== count)) throw new Error(`unit rows need a cosine space and one length per row (${space}, ${unitNorms.length} for ${count})`);
+    this.norms = unitNorms ?? null;
+    this.invNorms = space !== 'cosine' || this.norms ? new Float32Array(0) : inverseNorms(data, count, dimension);
+  }
+
+  /** Row r as the store holds it (unit rows scaled back to their length: equal to float32 rounding). */
+  row(r: number): number[] {
+    const v = this.data.subarray(r * this.dimension, (r + 1) * this.dimension);
+    const n = this.norms?.[r];
+    return n === undefined ? Array.from(v) : Array.from(v, (x) => Math.fround(x * n));
   }
 
   get kernel(): 'usearch-exact' | 'js-exact' {
@@ -81,18 +116,19 @@ export class VectorMatrix {
   }
 
   get bytes(): number {
-    return this.data.byteLength + this.invNorms.byteLength;
+    return this.data.byteLength + this.invNorms.byteLength + (this.norms?.byteLength ?? 0);
   }
 
   /** The k nearest rows by Chroma's distance, ascending; `allowed` restricts to rows where it says 1. */
   search(query: ArrayLike<number>, k: number, allowed?: Uint8Array | null): ScanResult {
-    const q = query instanceof Float32Array ? query : Float32Array.from(query);
+    let q = query instanceof Float32Array ? query : Float32Array.from(query);
     if (q.length !== this.dimension) throw new Error(`query has ${q.length} dimensions, the index ${this.dimension}`);
     const want = Math.min(k, this.count);
     if (want <= 0) return { rows: [], distances: [] };
+    if (this.norms) q = unitCopy(q);
     const native = nativeKernel();
     if (!allowed && native) {
-      const metric = this.space === 'cosine' ? native.MetricKind.Cos : this.space === 'ip' ? native.MetricKind.IP : native.MetricKind.L2sq;
+      const metric = this.space === 'cosine' && !this.norms ? native.MetricKind.Cos : this.space === 'l2' ? native.MetricKind.L2sq : native.MetricKind.IP;
       const m = native.exactSearch(this.data, q, this.dimension, want, metric, 1);
       const rows: number[] = [];
       const distances: number[] = [];
@@ -129,7 +165,7 @@ export class VectorMatrix {
       } else {
         let s = 0;
         for (let j = 0; j < D; j++) s += data[o + j]! * q[j]!;
-        d = space === 'ip' ? 1 - s : 1 - s * this.invNorms[r]! * qInv;
+        d = space === 'ip' ? 1 - s : this.norms ? 1 - s : 1 - s * this.invNorms[r]! * qInv;
       }
       if (filled < k || d < best[k - 1]!) {
         let p = Math.min(filled, k - 1);
@@ -145,4 +181,13 @@ export class VectorMatrix {
     }
     return { rows: Array.from(rows.subarray(0, filled)), distances: Array.from(best.subarray(0, filled)) };
   }
+}
+
+/** The query scaled to unit length (a copy; a zero query stays zero). */
+function unitCopy(q: Float32Array): Float32Array {
+  let s = 0;
+  for (let j = 0; j < q.length; j++) s += q[j]! * q[j]!;
+  if (!(s > 0)) return q;
+  const n = Math.sqrt(s);
+  return q.map((x) => x / n);
 }

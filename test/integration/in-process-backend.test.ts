@@ -9,7 +9,7 @@ import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore, type DistanceSpace } from '../../src/store/chroma-store.js';
 import { InProcessBackend } from '../../src/store/in-process-backend.js';
 import { loadRecords } from '../../src/store/index-loader.js';
-import { VectorMatrix } from '../../src/store/vector-scan.js';
+import { normalizeRows, VectorMatrix } from '../../src/store/vector-scan.js';
 
 /**
  * The in-process index read through a real Chroma server, compared with that server on the
@@ -125,6 +125,41 @@ describe('in-process index read through Chroma', () => {
         js.distances.forEach((d, i) => expect(d).toBeCloseTo(native.distances[i]!, 3));
       }
     }
+  });
+
+  it('exports the stored vectors in every space (cosine: within float32 rounding, l2 and ip: exactly)', async () => {
+    for (const space of SPACES) {
+      const got = new Map<string, number[]>();
+      for await (const page of backends.get(space)!.local.exportRecords!(700)) page.ids.forEach((id, i) => got.set(id, page.embeddings[i]!));
+      expect(got.size).toBe(N);
+      for (let i = 0; i < N; i += 37) {
+        const want = Array.from(Float32Array.from(vectors[i]!));
+        const row = got.get(`id-${i}`)!;
+        if (space === 'cosine') row.forEach((x, j) => expect(Math.abs(x - want[j]!)).toBeLessThanOrEqual(Math.abs(want[j]!) * 2 ** -22));
+        else expect(row).toEqual(want);
+      }
+    }
+  });
+
+  it('a cosine matrix of unit rows (what the index worker sends) ranks and scores as the rows as given, and gives the rows back', () => {
+    const raw = Float32Array.from(vectors.flat());
+    const unit = raw.slice();
+    const norms = normalizeRows(unit, N, D);
+    const asGiven = new VectorMatrix(raw, N, D, 'cosine');
+    const unitRows = new VectorMatrix(unit, N, D, 'cosine', norms);
+    const everyRow = new Uint8Array(N).fill(1);
+    for (const q of queries.slice(0, 20)) {
+      const want = asGiven.search(q, 10);
+      for (const got of [unitRows.search(q, 10), unitRows.search(q, 10, everyRow)]) {
+        expect(got.rows).toEqual(want.rows);
+        got.distances.forEach((d, i) => expect(Math.abs(d - want.distances[i]!)).toBeLessThan(1e-5));
+      }
+    }
+    // Exports scale the rows back: each component within float32 rounding of the original.
+    for (let row = 0; row < N; row += 97) {
+      unitRows.row(row).forEach((x, j) => expect(Math.abs(x - raw[row * D + j]!)).toBeLessThanOrEqual(Math.abs(raw[row * D + j]!) * 2 ** -22));
+    }
+    expect(() => new VectorMatrix(unit, N, D, 'l2', norms)).toThrow(/cosine/);
   });
 
   it('filtered dense search returns exactly the records Chroma says pass the filter', async () => {
