@@ -24,7 +24,10 @@ RUN mkdir -p src/http/public \
 
 FROM ${NODE_IMAGE} AS runtime
 WORKDIR /app
+# glibc malloc arenas: two, not 8 per core. Each build's worker threads otherwise leave RSS behind in arenas
+# of their own (100 swaps: 1.12x with the default, 1.03x with 2; no throughput change measured).
 ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2 \
     HOST=0.0.0.0 \
     PORT=8080 \
     MODELS_DIR=/app/models \
