@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Config } from './config.js';
 import { createApp, type Lifecycle } from './http/app.js';
 import { errorBody } from './http/error-handler.js';
+import { createHttpServer } from './http/server.js';
 import { AuditLog } from './observability/audit-log.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -131,7 +132,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         });
         await pointerWatcher.start();
       }
-      server = app.listen(config.port, config.host);
+      server = createHttpServer(app).listen(config.port, config.host);
       server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => answerClientError(err, socket));
       server.on('connection', (s: Socket) => {
         sockets.add(s);
