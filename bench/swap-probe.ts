@@ -3,6 +3,8 @@
  * store swaps, with the build phases of each (the numbers behind "0.75 s idle"). --load N keeps N
  * connections on /v1/retrieve while swapping. Prints main-thread stalls over 20 ms per swap (gaps in a
  * 1 ms timer) and the process RSS after the first and the last swap (`--swaps 100`: the leak check).
+ * The service runs in this process: `npm run swap-probe` gives it two malloc arenas as `npm start` does;
+ * run with `node` directly, set MALLOC_ARENA_MAX yourself.
  */
 import { cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { readdirSync } from 'node:fs';
