@@ -17,7 +17,7 @@ import type { DistanceSpace } from './chroma-store.js';
  */
 type UsearchModule = {
   exactSearch(dataset: Float32Array, queries: Float32Array, dimensions: number, count: number, metric: string, threads?: number): { keys: BigUint64Array; distances: Float32Array };
-  MetricKind: { Cos: string; IP: string; L2sq: string };
+  MetricKind: { IP: string; L2sq: string };
 };
 
 let usearchModule: UsearchModule | null | undefined;
@@ -42,17 +42,6 @@ export function packRows(target: Float32Array, ids: readonly string[], embedding
     if (!e || e.length !== dimension) throw new Error(`record ${ids[i]} has a ${e?.length ?? 0}-d vector, expected ${dimension}`);
     target.set(e, (startRow + i) * dimension);
   });
-}
-
-/** 1/|row| per row (0 for a zero row). */
-export function inverseNorms(data: Float32Array, count: number, dimension: number): Float32Array {
-  const out = new Float32Array(count);
-  for (let r = 0, o = 0; r < count; r++, o += dimension) {
-    let s = 0;
-    for (let j = 0; j < dimension; j++) s += data[o + j]! * data[o + j]!;
-    out[r] = s > 0 ? 1 / Math.sqrt(s) : 0;
-  }
-  return out;
 }
 
 /**
@@ -81,18 +70,18 @@ export interface ScanResult {
 }
 
 export class VectorMatrix {
-  /** 1/|row| for cosine over rows as stored (the JavaScript path); empty otherwise. */
-  private readonly invNorms: Float32Array;
-  /** Cosine with unit rows: the rows' original lengths (exports scale back); null otherwise. */
+  /** The rows; a cosine matrix always holds them at unit length (1 - dot is then the cosine distance). */
+  private readonly data: Float32Array;
+  /** Cosine: the rows' original lengths (exports scale back); null otherwise. */
   private readonly norms: Float32Array | null;
 
   /**
    * `unitNorms` (cosine only): the rows were scaled to unit length (normalizeRows, done by the
-   * index worker off the event loop) and these are their original lengths. Without it a cosine
-   * matrix keeps its rows as given and computes 1/|row| here.
+   * index worker off the event loop) and these are their original lengths. A cosine matrix given
+   * without it scales a copy of its rows here (the caller's array is left as it is).
    */
   constructor(
-    private readonly data: Float32Array,
+    data: Float32Array,
     readonly count: number,
     readonly dimension: number,
     readonly space: DistanceSpace,
@@ -100,8 +89,12 @@ export class VectorMatrix {
   ) {
     if (data.length !== count * dimension) throw new Error(`vector matrix holds ${data.length} floats, expected ${count} x ${dimension}`);
     if (unitNorms && (space !== 'cosine' || unitNorms.length !== count)) throw new Error(`unit rows need a cosine space and one length per row (${space}, ${unitNorms.length} for ${count})`);
+    if (space === 'cosine' && !unitNorms) {
+      data = data.slice();
+      unitNorms = normalizeRows(data, count, dimension);
+    }
+    this.data = data;
     this.norms = unitNorms ?? null;
-    this.invNorms = space !== 'cosine' || this.norms ? new Float32Array(0) : inverseNorms(data, count, dimension);
   }
 
   /** Row r as the store holds it (unit rows scaled back to their length: equal to float32 rounding). */
@@ -116,7 +109,7 @@ export class VectorMatrix {
   }
 
   get bytes(): number {
-    return this.data.byteLength + this.invNorms.byteLength + (this.norms?.byteLength ?? 0);
+    return this.data.byteLength + (this.norms?.byteLength ?? 0);
   }
 
   /** The k nearest rows by Chroma's distance, ascending; `allowed` restricts to rows where it says 1. */
@@ -128,7 +121,7 @@ export class VectorMatrix {
     if (this.norms) q = unitCopy(q);
     const native = nativeKernel();
     if (!allowed && native) {
-      const metric = this.space === 'cosine' && !this.norms ? native.MetricKind.Cos : this.space === 'l2' ? native.MetricKind.L2sq : native.MetricKind.IP;
+      const metric = this.space === 'l2' ? native.MetricKind.L2sq : native.MetricKind.IP;
       const m = native.exactSearch(this.data, q, this.dimension, want, metric, 1);
       const rows: number[] = [];
       const distances: number[] = [];
@@ -145,9 +138,6 @@ export class VectorMatrix {
 
   private scan(q: Float32Array, k: number, allowed: Uint8Array | null): ScanResult {
     const { data, dimension: D, space } = this;
-    let qn = 0;
-    for (let j = 0; j < D; j++) qn += q[j]! * q[j]!;
-    const qInv = qn > 0 ? 1 / Math.sqrt(qn) : 0;
     // Sorted insertion into k slots: k is small (<= a few hundred).
     const best = new Float64Array(k).fill(Infinity);
     const rows = new Int32Array(k).fill(-1);
@@ -165,7 +155,7 @@ export class VectorMatrix {
       } else {
         let s = 0;
         for (let j = 0; j < D; j++) s += data[o + j]! * q[j]!;
-        d = space === 'ip' ? 1 - s : this.norms ? 1 - s : 1 - s * this.invNorms[r]! * qInv;
+        d = 1 - s; // ip; cosine too, the rows and the query being unit vectors
       }
       if (filled < k || d < best[k - 1]!) {
         let p = Math.min(filled, k - 1);
@@ -185,9 +175,7 @@ export class VectorMatrix {
 
 /** The query scaled to unit length (a copy; a zero query stays zero). */
 function unitCopy(q: Float32Array): Float32Array {
-  let s = 0;
-  for (let j = 0; j < q.length; j++) s += q[j]! * q[j]!;
-  if (!(s > 0)) return q;
-  const n = Math.sqrt(s);
-  return q.map((x) => x / n);
+  const u = q.slice();
+  normalizeRows(u, 1, u.length);
+  return u;
 }

@@ -141,16 +141,23 @@ describe('in-process index read through Chroma', () => {
     }
   });
 
-  it('a cosine matrix of unit rows (what the index worker sends) ranks and scores as the rows as given, and gives the rows back', () => {
+  it('a cosine matrix of unit rows (what the index worker sends) ranks and scores as cosine over the rows as given, and gives the rows back', () => {
     const raw = Float32Array.from(vectors.flat());
     const unit = raw.slice();
     const norms = normalizeRows(unit, N, D);
     const asGiven = new VectorMatrix(raw, N, D, 'cosine');
     const unitRows = new VectorMatrix(unit, N, D, 'cosine', norms);
     const everyRow = new Uint8Array(N).fill(1);
+    // The reference: 1 - cos computed in double precision over the original vectors.
+    const cosineTop = (q: number[], k: number) => {
+      const qn = Math.hypot(...q);
+      const all = vectors.map((v, row) => ({ row, d: 1 - v.reduce((a, x, j) => a + x * q[j]!, 0) / (Math.hypot(...v) * qn) }));
+      return all.sort((a, b) => a.d - b.d).slice(0, k);
+    };
     for (const q of queries.slice(0, 20)) {
-      const want = asGiven.search(q, 10);
-      for (const got of [unitRows.search(q, 10), unitRows.search(q, 10, everyRow)]) {
+      const top = cosineTop(q, 10);
+      const want = { rows: top.map((t) => t.row), distances: top.map((t) => t.d) };
+      for (const got of [asGiven.search(q, 10), unitRows.search(q, 10), unitRows.search(q, 10, everyRow)]) {
         expect(got.rows).toEqual(want.rows);
         got.distances.forEach((d, i) => expect(Math.abs(d - want.distances[i]!)).toBeLessThan(1e-5));
       }
@@ -160,6 +167,8 @@ describe('in-process index read through Chroma', () => {
       unitRows.row(row).forEach((x, j) => expect(Math.abs(x - raw[row * D + j]!)).toBeLessThanOrEqual(Math.abs(raw[row * D + j]!) * 2 ** -22));
     }
     expect(() => new VectorMatrix(unit, N, D, 'l2', norms)).toThrow(/cosine/);
+    // A cosine matrix given its rows as they are scales a copy: the caller's array is unchanged.
+    expect(raw).toEqual(Float32Array.from(vectors.flat()));
   });
 
   it('filtered dense search returns exactly the records Chroma says pass the filter', async () => {
