@@ -90,19 +90,20 @@ async function main() {
   log(`service ready in ${svc.startMs} ms, backend ${JSON.stringify(results.backend)}`);
   // The peers run beside it (idle while not measured), so closed-loop rounds can interleave all
   // systems: drift on a shared machine then hits every system alike. Medians over the rounds.
-  const peerDefs: Array<[string, string, boolean]> = [
-    ['empty-express', 'empty-peer.js', false],
-    ['empty-express-same-server', 'empty-peer.js', false],
-    ['langchain-naive', 'naive-peer.js', true],
-    ['langchain-fair-reload', 'naive-peer.js', true],
-    ['langchain-memory', 'memory-peer.js', true],
+  // [name, script, serves a copy of the store, extra arguments]
+  const peerDefs: Array<[string, string, boolean, string[]]> = [
+    ['empty-express', 'empty-peer.js', false, []],
+    ['empty-express-same-server', 'empty-peer.js', false, ['--same-server']],
+    ['langchain-naive', 'naive-peer.js', true, []],
+    ['langchain-fair-reload', 'naive-peer.js', true, ['--fair']],
+    ['langchain-memory', 'memory-peer.js', true, []],
   ];
   const peerProcs: Array<{ name: string; peer: Peer; dir: string; hasStore: boolean }> = [];
-  for (const [name, script, hasStore] of peerDefs) {
+  for (const [name, script, hasStore, extra] of peerDefs) {
     const dir = join(work, `peer-${name}`);
     await mkdir(dir);
     if (hasStore) await copyFlat(A.dir, dir);
-    const args = hasStore ? ['--store', dir, '--model', modelDir, ...(name === 'langchain-fair-reload' ? ['--fair'] : [])] : name === 'empty-express-same-server' ? ['--same-server'] : [];
+    const args = [...(hasStore ? ['--store', dir, '--model', modelDir] : []), ...extra];
     peerProcs.push({ name, peer: await startPeer(name, script, args), dir, hasStore });
   }
   const ROUNDS = QUICK ? 3 : 5;

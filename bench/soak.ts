@@ -11,6 +11,7 @@ import { loadDocuments } from '../src/ingest/load-documents.js';
 import { splitDocuments } from '../src/ingest/split-documents.js';
 import { publishStoreVersion } from '../src/ingest/publish.js';
 import { createSilentLogger } from '../src/observability/logger.js';
+import { SERVICE_BASE_ENV } from './lib/fixtures.js';
 import { runLoad } from './lib/load.js';
 import { freePort, startNode, treeRssMiB } from './lib/proc.js';
 
@@ -33,7 +34,7 @@ async function main() {
   await cp(A.dir, join(store, 'v0'), { recursive: true });
   await writeFile(join(store, 'CURRENT'), 'v0\n');
   const port = await freePort();
-  const svc = await startNode(join(ROOT, 'dist', 'src', 'main.js'), [], { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', PORT: String(port), LOG_LEVEL: 'info', MODELS_DIR: join(work, 'models'), VECTORSTORE_DIR: store, RUNTIME_DIR: join(work, 'rt'), AUDIT_LOG_DIR: join(work, 'audit') }, /"msg":"listening"/);
+  const svc = await startNode(join(ROOT, 'dist', 'src', 'main.js'), [], { ...SERVICE_BASE_ENV, PORT: String(port), LOG_LEVEL: 'info', MODELS_DIR: join(work, 'models'), VECTORSTORE_DIR: store, RUNTIME_DIR: join(work, 'rt'), AUDIT_LOG_DIR: join(work, 'audit') }, /"msg":"listening"/);
   await new Promise((r) => setTimeout(r, 1000));
   const url = `http://127.0.0.1:${port}`;
   const samples: Array<{ minute: number; rssMiB: number; requests: number; errors: number; non2xx: number; p99: number; version: number }> = [];

@@ -40,17 +40,22 @@ export async function pointCurrent(storeDir: string, name: string) {
 }
 
 /**
+ * Environment every bench gives the service it starts: two malloc arenas, as `npm start` and the
+ * Docker image run it (the bench's own MALLOC_ARENA_MAX wins).
+ */
+export const SERVICE_BASE_ENV: Record<string, string> = { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' };
+
+/**
  * The real service as a process on a free port, over work/models and storeDir. Audit log off: a
- * bench may run several services at once, and one audit folder takes one instance. Two malloc
- * arenas, as `npm start` and the Docker image run it (an `env` entry or the bench's own
- * MALLOC_ARENA_MAX wins).
+ * bench may run several services at once, and one audit folder takes one instance. SERVICE_BASE_ENV
+ * first; an `env` entry wins.
  */
 export async function startService(work: string, storeDir: string, env: Record<string, string> = {}, timeoutMs = 600_000) {
   const port = await freePort();
   const proc = await startNode(
     join(ROOT, 'dist', 'src', 'main.js'),
     [],
-    { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', PORT: String(port), LOG_LEVEL: 'info', MODELS_DIR: join(work, 'models'), VECTORSTORE_DIR: storeDir, RUNTIME_DIR: join(work, `runtime-${port}`), MAX_CONCURRENT: '10000', AUDIT_LOG_DIR: 'off', WATCH: 'true', ...env },
+    { ...SERVICE_BASE_ENV, PORT: String(port), LOG_LEVEL: 'info', MODELS_DIR: join(work, 'models'), VECTORSTORE_DIR: storeDir, RUNTIME_DIR: join(work, `runtime-${port}`), MAX_CONCURRENT: '10000', AUDIT_LOG_DIR: 'off', WATCH: 'true', ...env },
     /"msg":"listening"/,
     timeoutMs,
   );
