@@ -1,5 +1,5 @@
 /**
- * `npm run bench:serving [-- --quick] [-- --sizes 1000,10000,100000]`: the serving engine against
+ * `npm run bench:serving [-- --quick] [-- --sizes 1000,10000,100000] [-- --growth-only]`: the serving engine against
  * its peers in one run on one machine, written to bench/results/serving-<date>[-quick].json/.md,
  * then compared with the last committed results (a before/after table; it warns, never fails).
  *
@@ -9,6 +9,8 @@
  * - Open model at 50% of each system's measured c=16 capacity: steady, then a swap every 2 s
  *   (p50/p99/max from the scheduled send time, failed, max event-loop delay, peak RSS).
  * - Cost growth per store size: build, start to ready, write -> serving for one swap, RSS, req/s.
+ *   `--growth-only` runs just this table (for the big sizes, which take most of an hour) and writes
+ *   serving-<date>-growth.json/.md.
  */
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -24,7 +26,7 @@ import { readServerSentEvents } from './lib/sse.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, sizes: { type: 'string' }, out: { type: 'string', default: join(ROOT, 'bench', 'results') } },
+  options: { quick: { type: 'boolean', default: false }, 'growth-only': { type: 'boolean', default: false }, sizes: { type: 'string' }, out: { type: 'string', default: join(ROOT, 'bench', 'results') } },
 });
 const QUICK = values.quick;
 const P = QUICK ? { chunks: 3000, dur: 3, openS: 6, sizes: [1000, 3000] } : { chunks: 10_000, dur: 8, openS: 20, sizes: [1000, 10_000, 100_000] };
@@ -74,6 +76,19 @@ async function main() {
   const { modelDir, model, sentences } = await benchModelAndSentences(work);
   const staging = join(work, 'staging');
   const results: Record<string, unknown> = { date: started.toISOString(), mode: QUICK ? 'quick' : 'full', params: P, machine: { cpus: cpus().length, node: process.version, shared: true } };
+  if (values['growth-only']) {
+    const growth = await measureCostGrowth(work, model, sentences, P.sizes);
+    await model.dispose();
+    Object.assign(results, { mode: 'growth-only', costGrowth: growth });
+    await mkdir(values.out!, { recursive: true });
+    const stamp = `serving-${started.toISOString().slice(0, 10)}-growth`;
+    await writeFile(join(values.out!, `${stamp}.json`), JSON.stringify(results, null, 1));
+    const md = [`# Serving benchmark, cost growth only (${results.date})`, '', `Produced by \`npm run bench:serving -- --growth-only --sizes ${P.sizes.join(',')}\` on ${cpus().length} cores **shared with other work**, Node ${process.version}.`, '', ...growthTable(growth), ''].join('\n');
+    await writeFile(join(values.out!, `${stamp}.md`), md);
+    console.log(md);
+    await rm(work, { recursive: true, force: true });
+    return;
+  }
 
   log(`building two ${P.chunks}-chunk store versions`);
   const A = await buildStore(staging, 'store-a', P.chunks, 'a', model, sentences);
@@ -263,11 +278,48 @@ async function main() {
     await peer.stop();
   }
 
-  // ---- cost growth ----
+  const growth = await measureCostGrowth(work, model, sentences, P.sizes, { chunks: P.chunks, dir: A.dir, ms: A.ms });
+  await model.dispose();
+
+  const d16 = closed['dense-c16']!.rps;
+  const ratios = {
+    denseVsMemoryPeer: round(d16 / peers['langchain-memory']!.c16.rps),
+    denseVsEmptyExpress: round(d16 / peers['empty-express']!.c16.rps),
+    denseVsEmptySameServer: round(d16 / peers['empty-express-same-server']!.c16.rps),
+    denseVsNaivePeer: round(d16 / peers['langchain-naive']!.c16.rps),
+    hybridVsDense: round(closed['hybrid-c16']!.rps / d16),
+    p99SwapsVsSteady: round(p99Swaps / p99Steady),
+    rssPeakSwapsVsSteady: round(swapPeakRss / steadyRssMiB),
+  };
+  Object.assign(results, { closed, open, peers, ratios, costGrowth: growth, swapEveryMs: SWAP_EVERY_MS, openRate: rate });
+  await mkdir(values.out!, { recursive: true });
+  const stamp = `serving-${started.toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}`;
+  const jsonPath = join(values.out!, `${stamp}.json`);
+  const before = await previousResults(values.out!, QUICK, `${stamp}.json`);
+  await writeFile(jsonPath, JSON.stringify(results, null, 1));
+  const md = report(results, before, QUICK);
+  await writeFile(join(values.out!, `${stamp}.md`), md);
+  console.log(md);
+  log(`wrote ${jsonPath}`);
+  await rm(work, { recursive: true, force: true });
+}
+
+/**
+ * Cost growth per store size: build the store, start the service on it, closed-loop dense c=16,
+ * then one swap to a copy (write -> serving and the RSS peak while it builds). The first size that
+ * fails records its error as the wall and ends the table.
+ */
+async function measureCostGrowth(
+  work: string,
+  model: Awaited<ReturnType<typeof benchModelAndSentences>>['model'],
+  sentences: string[],
+  sizes: number[],
+  reuse?: { chunks: number; dir: string; ms: number },
+): Promise<Array<Record<string, unknown>>> {
   const growth: Array<Record<string, unknown>> = [];
   for (const n of P.sizes) {
     try {
-      const built = n === P.chunks ? { dir: A.dir, ms: A.ms } : await buildStore(staging, `size-${n}`, n, 'c', model, sentences);
+      const built = reuse && n === reuse.chunks ? { dir: reuse.dir, ms: reuse.ms } : await buildStore(join(work, 'staging'), `size-${n}`, n, 'c', model, sentences);
       const sdir = join(work, `vs-${n}`);
       await mkdir(sdir);
       await cp(built.dir, join(sdir, 'v1'), { recursive: true });
@@ -306,7 +358,7 @@ async function main() {
       };
       log(`cost ${n}: ${JSON.stringify(row)}`);
       growth.push(row);
-      if (n !== P.chunks) await rm(built.dir, { recursive: true, force: true });
+      if (!(reuse && n === reuse.chunks)) await rm(built.dir, { recursive: true, force: true });
       await rm(sdir, { recursive: true, force: true });
     } catch (err) {
       log(`cost ${n}: stopped: ${(err as Error).message.slice(0, 300)}`);
@@ -314,29 +366,7 @@ async function main() {
       break;
     }
   }
-  await model.dispose();
-
-  const d16 = closed['dense-c16']!.rps;
-  const ratios = {
-    denseVsMemoryPeer: round(d16 / peers['langchain-memory']!.c16.rps),
-    denseVsEmptyExpress: round(d16 / peers['empty-express']!.c16.rps),
-    denseVsEmptySameServer: round(d16 / peers['empty-express-same-server']!.c16.rps),
-    denseVsNaivePeer: round(d16 / peers['langchain-naive']!.c16.rps),
-    hybridVsDense: round(closed['hybrid-c16']!.rps / d16),
-    p99SwapsVsSteady: round(p99Swaps / p99Steady),
-    rssPeakSwapsVsSteady: round(swapPeakRss / steadyRssMiB),
-  };
-  Object.assign(results, { closed, open, peers, ratios, costGrowth: growth, swapEveryMs: SWAP_EVERY_MS, openRate: rate });
-  await mkdir(values.out!, { recursive: true });
-  const stamp = `serving-${started.toISOString().slice(0, 10)}${QUICK ? '-quick' : ''}`;
-  const jsonPath = join(values.out!, `${stamp}.json`);
-  const before = await previousResults(values.out!, QUICK, `${stamp}.json`);
-  await writeFile(jsonPath, JSON.stringify(results, null, 1));
-  const md = report(results, before, QUICK);
-  await writeFile(join(values.out!, `${stamp}.md`), md);
-  console.log(md);
-  log(`wrote ${jsonPath}`);
-  await rm(work, { recursive: true, force: true });
+  return growth;
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
@@ -363,6 +393,15 @@ const GOALS: Array<[keyof ReturnType<typeof ratioShape>, string, (v: number) => 
 ];
 function ratioShape() {
   return { denseVsMemoryPeer: 0, denseVsEmptyExpress: 0, denseVsEmptySameServer: 0, denseVsNaivePeer: 0, hybridVsDense: 0, p99SwapsVsSteady: 0, rssPeakSwapsVsSteady: 0 };
+}
+
+function growthTable(growth: Array<Record<string, any>>): string[] {
+  const L = ['## Cost growth', '', '| chunks | backend | store build ms | start -> ready ms | index load ms | write -> serving ms | index MiB | RSS steady MiB | RSS peak (swap) MiB | req/s c=16 | p99 ms |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |'];
+  for (const g of growth) {
+    if (g.wall) L.push(`| ${g.chunks} | stopped: ${String(g.wall).replace(/\|/g, '/')} | | | | | | | | | |`);
+    else L.push(`| ${g.chunks} | ${g.backend} | ${g.buildStoreMs} | ${g.readyMs} | ${g.loadMs} | ${g.writeToServingMs} | ${g.indexMiB} | ${g.rssSteadyMiB} | ${g.rssPeakMiB} | ${g.rps} | ${g.p99} |`);
+  }
+  return L;
 }
 
 function report(r: Record<string, any>, before: { file: string; data: Record<string, any> } | null, quick: boolean): string {
@@ -396,11 +435,7 @@ function report(r: Record<string, any>, before: { file: string; data: Record<str
       L.push(`| ${name} | ${w}${w === 'swaps' ? ` (${x.swaps})` : ''} | ${x.open.rate} | ${x.open.sent} | ${x.open.failed} | ${x.open.p50} | ${x.open.p99} | ${x.open.max} | ${x.rssPeakMiB} |`);
     }
   }
-  L.push('', '## Cost growth', '', '| chunks | backend | store build ms | start -> ready ms | index load ms | write -> serving ms | index MiB | RSS steady MiB | RSS peak (swap) MiB | req/s c=16 | p99 ms |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-  for (const g of r.costGrowth as Array<Record<string, any>>) {
-    if (g.wall) L.push(`| ${g.chunks} | stopped: ${String(g.wall).replace(/\|/g, '/')} | | | | | | | | | |`);
-    else L.push(`| ${g.chunks} | ${g.backend} | ${g.buildStoreMs} | ${g.readyMs} | ${g.loadMs} | ${g.writeToServingMs} | ${g.indexMiB} | ${g.rssSteadyMiB} | ${g.rssPeakMiB} | ${g.rps} | ${g.p99} |`);
-  }
+  L.push('', ...growthTable(r.costGrowth));
   L.push('', `Build phases of the last accepted swaps (ms): \`${JSON.stringify(r.buildPhases?.[0] ?? {})}\`.`, '');
   return L.join('\n');
 }
