@@ -1,7 +1,6 @@
 /**
  * Requests sent to another thread or process and awaiting an answer by id, each with a deadline:
- * the one shape behind the spawner host client (store/spawner.ts) and the keyword worker client
- * (store/index-loader.ts).
+ * the spawner host client (store/spawner.ts).
  */
 export class PendingRequests<T> {
   private seq = 0;

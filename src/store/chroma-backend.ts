@@ -1,5 +1,5 @@
 import type { ChromaStore, StoreHit } from './chroma-store.js';
-import type { KeywordWorker } from './index-loader.js';
+import type { KeywordSearcher } from './index-loader.js';
 import type { BackendInfo, ExportedPage, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
 import { compileRecordFilter, compileWhere, compileWhereDocument, type WhereDocument, type WhereFilter } from './where-filter.js';
 
@@ -12,7 +12,7 @@ export class ChromaBackend implements RetrievalBackend {
   constructor(
     readonly kind: 'chroma-child' | 'chroma-remote',
     private readonly store: ChromaStore,
-    readonly keyword: KeywordWorker,
+    readonly keyword: KeywordSearcher,
   ) {}
 
   get name(): string {

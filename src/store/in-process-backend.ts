@@ -1,12 +1,12 @@
 import { distanceToScore, type DistanceSpace, type StoreHit } from './chroma-store.js';
-import type { KeywordWorker, LoadedRecords } from './index-loader.js';
+import type { KeywordSearcher, LoadedRecords } from './index-loader.js';
 import type { BackendInfo, ExportedPage, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
 import { VectorMatrix } from './vector-scan.js';
 import { compileRecordFilter, type WhereDocument, type WhereFilter } from './where-filter.js';
 
 /**
  * A generation's store held in process memory: exact vector search over one Float32Array,
- * texts and metadata in arrays, BM25 in the generation's worker thread. Filters use
+ * texts and metadata in arrays, BM25 over the generation's compiled keyword index (keyword-postings.ts). Filters use
  * where-filter.ts (Chroma's semantics) for dense and keyword results alike.
  */
 export class InProcessBackend implements RetrievalBackend {
@@ -20,7 +20,7 @@ export class InProcessBackend implements RetrievalBackend {
   private readonly loadedFrom: NonNullable<BackendInfo['loadedFrom']>;
   private readonly buildNice: number | null;
   private textBytes = 0;
-  readonly keyword: KeywordWorker;
+  readonly keyword: KeywordSearcher;
 
   /** Use `create()`: it indexes the ids in slices, yielding the event loop between them. */
   private constructor(
@@ -86,7 +86,7 @@ export class InProcessBackend implements RetrievalBackend {
   async keywordSearch(text: string, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
     const pass = compileRecordFilter(where, whereDocument);
     if (!pass) return this.keyword.search(text, k);
-    // Over-fetch, then filter here (the worker holds no metadata).
+    // Over-fetch, then filter here (the keyword index holds no metadata).
     const hits = await this.keyword.search(text, k * 4);
     return hits
       .filter((h) => {
@@ -115,7 +115,7 @@ export class InProcessBackend implements RetrievalBackend {
   describe(): BackendInfo {
     const textBytes = this.textBytes;
     // ids, metadata objects and map entries: ~200 bytes a record is what V8 heap snapshots show for this shape.
-    const bytes = this.matrix.bytes + textBytes + this.ids.length * 200;
+    const bytes = this.matrix.bytes + textBytes + this.ids.length * 200 + this.keyword.bytes;
     return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom, buildNice: this.buildNice };
   }
 

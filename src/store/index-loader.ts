@@ -1,15 +1,14 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { MessageChannel, Worker } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
 import { RagError, type ErrorCode } from '../errors.js';
-import { PendingRequests } from '../pending-requests.js';
 import type { StoreHit } from './chroma-store.js';
 import type { IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest, ReadTarget } from './index-worker.js';
-import type { KeywordWorkerData, KeywordWorkerMessage, KeywordWorkerRequest } from './keyword-worker.js';
+import { KeywordPostings } from './keyword-postings.js';
 import type { KeywordHit } from './retrieval-backend.js';
 
 /** A compiled worker script (tests run the TypeScript sources, whose workers are the built ones in dist/). */
-function workerPath(name: 'index-worker' | 'keyword-worker'): string {
+function workerPath(name: 'index-worker'): string {
   const here = fileURLToPath(import.meta.url);
   const js = here.endsWith('.ts') ? here.replace(/\/src\/store\/[^/]+\.ts$/, `/dist/src/store/${name}.js`) : here.replace(/[^/]+\.js$/, `${name}.js`);
   if (!existsSync(js)) throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', `the ${name} script is missing: ${js} (run npm run build)`);
@@ -27,49 +26,42 @@ export const PAGES_IN_FLIGHT = 2;
 /** Niceness of a generation's build thread (index-worker.ts): its work yields CPU to requests. */
 export const BUILD_NICE = 19;
 
-const KEYWORD_TIMEOUT_MS = 10_000;
-
-/** The keyword index of one generation, held by its worker thread; searches are messages. */
-export class KeywordWorker {
-  private readonly pending = new PendingRequests<KeywordHit[]>();
-  private failure: RagError | null = null;
+/**
+ * The keyword index of one generation: typed arrays searched on the calling thread
+ * (keyword-postings.ts), compiled and transferred by the build thread. Closing it stops the build
+ * thread if it is still writing the serving index cache.
+ */
+export class KeywordSearcher {
   private closed = false;
 
   constructor(
-    private readonly worker: Worker,
-    readonly origin: 'store' | 'built',
-    readonly size: number,
+    private readonly postings: KeywordPostings,
     /** The build thread while it still writes the serving index cache: stopped with the generation. */
     private readonly builder: Worker | null = null,
-  ) {
-    worker.on('message', (m: KeywordWorkerMessage) => {
-      if (m.type === 'hits') this.pending.resolve(m.id, m.hits);
-    });
-    const fail = (why: string, cause?: unknown) => {
-      this.failure ??= new RagError('RAG_STORE_QUERY_FAILED', `the keyword index worker ${why}`, { cause });
-      this.pending.rejectAll(this.failure);
-    };
-    worker.on('error', (err) => fail('failed', err));
-    worker.on('exit', (code) => {
-      if (!this.closed) fail(`exited (code ${code})`);
-    });
+  ) {}
+
+  get origin(): 'store' | 'built' {
+    return this.postings.origin;
   }
 
-  search(query: string, limit: number): Promise<KeywordHit[]> {
-    if (this.failure) return Promise.reject(this.failure);
-    if (this.closed) return Promise.reject(new RagError('RAG_NOT_READY', 'the keyword index is closed'));
-    return this.pending.open(
-      KEYWORD_TIMEOUT_MS,
-      () => new RagError('RAG_STORE_QUERY_FAILED', `the keyword index did not answer within ${KEYWORD_TIMEOUT_MS} ms`),
-      (id) => this.worker.postMessage({ type: 'search', id, query, limit } satisfies KeywordWorkerRequest),
-    );
+  get size(): number {
+    return this.postings.size;
+  }
+
+  /** Bytes the index holds. */
+  get bytes(): number {
+    return this.postings.bytes;
+  }
+
+  search(query: string, limit: number): KeywordHit[] {
+    if (this.closed) throw new RagError('RAG_NOT_READY', 'the keyword index is closed');
+    return this.postings.search(query, limit);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.pending.rejectAll(new RagError('RAG_NOT_READY', 'the generation was disposed'));
-    await Promise.all([this.worker.terminate(), this.builder?.terminate()]);
+    await this.builder?.terminate();
   }
 }
 
@@ -80,7 +72,7 @@ export interface LoadedRecords {
   vectors: Float32Array | null;
   /** Set for a cosine store: `vectors` holds unit rows and these are the rows' lengths (vector-scan.ts). */
   norms: Float32Array | null;
-  keyword: KeywordWorker;
+  keyword: KeywordSearcher;
   loadMs: number;
   /** The niceness the build thread ran at (null: it could not lower its priority). */
   buildNice: number | null;
@@ -113,18 +105,15 @@ export interface LoadIndexOptions {
 }
 
 /**
- * Read a store out of a running Chroma server (or a serving index cache entry) with two threads:
- * a build thread at low priority (index-worker.ts) reads ids, documents, metadata and (with
- * `withVectors`) every embedding into one contiguous Float32Array, transferred, not copied, and
- * makes the keyword index; it hands the index as text over a channel of their own to the keyword
- * worker (keyword-worker.ts), which loads it at normal priority and answers searches. The event
- * loop only receives pages (structured clone) and appends them. Resolves when the build is done
- * and the keyword worker has loaded the index.
+ * Read a store out of a running Chroma server (or a serving index cache entry) with a build thread
+ * at low priority (index-worker.ts): it reads ids, documents, metadata and (with `withVectors`)
+ * every embedding into one contiguous Float32Array, and compiles the keyword index to typed
+ * arrays (keyword-postings.ts); both are transferred, not copied. The event loop only receives
+ * pages (structured clone) and appends them. Resolves when the build is done.
  */
 export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   if (!options.target && !options.cache) return Promise.reject(new RagError('RAG_STORE_INDEX_LOAD_FAILED', 'an index load needs a Chroma server or a cache entry to read'));
   const t0 = performance.now();
-  const channel = new MessageChannel();
   // A target still to come (the server is starting) is posted to the build thread once it resolves.
   const deferred = options.target instanceof Promise && !options.cache ? options.target : null;
   const immediate = !options.target || options.target instanceof Promise ? null : options.target;
@@ -136,15 +125,11 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     pagesInFlight: options.pagesInFlight ?? PAGES_IN_FLIGHT,
     cache: options.cache,
     persist: options.persist,
-    keywordPort: channel.port1,
     nice: BUILD_NICE,
   };
   const builderPath = workerPath('index-worker');
-  const keywordPath = workerPath('keyword-worker');
-  const builder = new Worker(builderPath, { workerData: data, transferList: [channel.port1] });
-  const searcher = new Worker(keywordPath, { workerData: { port: channel.port2 } satisfies KeywordWorkerData, transferList: [channel.port2] });
+  const builder = new Worker(builderPath, { workerData: data });
   builder.unref();
-  searcher.unref();
   const ids: string[] = [];
   const documents: string[] = [];
   const metadatas: Array<StoreHit['metadata']> = [];
@@ -152,7 +137,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   let norms: Float32Array | null = null;
   let fromCache: LoadedRecords['fromCache'] = null;
   let built = false;
-  let keywordReady: { origin: 'store' | 'built'; size: number } | null = null;
+  let keyword: KeywordPostings | null = null;
   let builderDone = false;
   let buildNice: number | null = null;
   if (options.persist) {
@@ -173,7 +158,6 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
       void builder.terminate();
-      void searcher.terminate();
       reject(err);
     };
     const fail = (code: ErrorCode, message: string, cause?: unknown) => stop(new RagError(code, message, { cause }));
@@ -192,7 +176,11 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     const finish = () => {
-      if (settled || !built || !keywordReady) return;
+      if (settled || !built) return;
+      if (!keyword) {
+        fail('RAG_STORE_INDEX_LOAD_FAILED', 'the index build thread delivered no keyword index');
+        return;
+      }
       const want = fromCache?.count ?? expectCount;
       if (options.withVectors && (!vectors || ids.length !== want)) {
         fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker delivered ${ids.length} of ${want} records`);
@@ -202,11 +190,10 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
       builder.off('message', onBuild);
-      searcher.off('message', onKeyword);
       // The build thread writes the serving index cache now (if it read one to write), then ends.
-      if (!builderDone) builder.postMessage({ type: 'persist', keyword: keywordReady } satisfies IndexWorkerRequest);
-      const keyword = new KeywordWorker(searcher, keywordReady.origin, keywordReady.size, builderDone ? null : builder);
-      resolve({ ids, documents, metadatas, vectors, norms, keyword, loadMs: Math.round(performance.now() - t0), buildNice, fromCache });
+      if (!builderDone) builder.postMessage({ type: 'persist' } satisfies IndexWorkerRequest);
+      const searcher = new KeywordSearcher(keyword, builderDone ? null : builder);
+      resolve({ ids, documents, metadatas, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, fromCache });
     };
     const onBuild = (m: IndexWorkerMessage) => {
       if (settled) return;
@@ -217,6 +204,8 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
           metadatas.push((m.metadatas[i] ?? {}) as StoreHit['metadata']);
         }
         builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
+      } else if (m.type === 'keyword') {
+        keyword = new KeywordPostings(m.data);
       } else if (m.type === 'vectors') {
         vectors = m.data;
         norms = m.norms;
@@ -233,21 +222,10 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         finish();
       }
     };
-    const onKeyword = (m: KeywordWorkerMessage) => {
-      if (settled) return;
-      if (m.type === 'failed') fail(m.code as ErrorCode, m.message);
-      else if (m.type === 'ready') {
-        keywordReady = m.keyword;
-        finish();
-      }
-    };
     builder.on('message', onBuild);
-    searcher.on('message', onKeyword);
     builder.once('error', (err) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread failed: ${err.message}`, err));
     builder.once('exit', (code) => {
       if (!built) fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread exited (code ${code}) before the index was built`);
     });
-    searcher.once('error', (err) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the keyword worker failed: ${err.message}`, err));
-    searcher.once('exit', (code) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the keyword worker exited (code ${code}) before its index was loaded`));
   });
 }

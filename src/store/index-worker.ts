@@ -1,18 +1,17 @@
 /**
  * Build thread of a generation's index: reads a store out of a running Chroma server (or a serving
- * index cache entry), sends the texts and metadata to the event loop in pages and the vectors as
- * one transferred Float32Array, and makes the keyword index (loads the shipped one or builds one),
- * which it hands as text to the generation's keyword worker (keyword-worker.ts) over their own
- * channel. It lowers its own priority first (thread-nice.ts): a swap's build work yields CPU to
- * the threads serving requests. It exits after the build (and the cache write). Protocol: see
- * index-loader.ts (the only user).
+ * index cache entry), sends the texts and metadata to the event loop in pages, the vectors as one
+ * transferred Float32Array, and the keyword index compiled to typed arrays (keyword-postings.ts:
+ * the shipped one, or one built from the texts), also transferred. It lowers its own priority
+ * first (thread-nice.ts): a swap's build work yields CPU to the threads serving requests. It
+ * exits after the build (and the cache write). Protocol: see index-loader.ts (the only user).
  */
 import { readFile } from 'node:fs/promises';
-import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { RagError, toRagError } from '../errors.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
-import type { KeywordHandOff, KeywordVerdict } from './keyword-worker.js';
+import { postingsBuffers, type KeywordPostingsData } from './keyword-postings.js';
 import { niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
 
@@ -42,8 +41,6 @@ export interface IndexWorkerData {
   pageSize: number;
   /** Pages requested from Chroma ahead of the one being handled (ChromaStore.allRecords). */
   pagesInFlight: number;
-  /** The keyword worker's channel: the index goes there, not through the event loop. */
-  keywordPort: MessagePort;
   /** Niceness of this thread during the build (0: leave it). */
   nice: number;
 }
@@ -52,6 +49,8 @@ export type IndexWorkerMessage =
   | { type: 'page'; ids: string[]; documents: string[]; metadatas: Array<Record<string, unknown> | null> }
   /** `norms` set (cosine stores): the rows were scaled to unit length and these are their lengths. */
   | { type: 'vectors'; data: Float32Array; norms: Float32Array | null; count: number; dimension: number }
+  /** The keyword index, compiled (its buffers transferred). */
+  | { type: 'keyword'; data: KeywordPostingsData }
   | { type: 'paged' }
   | { type: 'built'; nice: number | null }
   | { type: 'cached'; ok: boolean; ms: number; file?: string; bytes?: number; reason?: string }
@@ -60,13 +59,10 @@ export type IndexWorkerMessage =
 
 /**
  * From the event loop: `ack` after each page it has taken (one page in flight, so the event loop
- * never has to take several pages in one task); `persist` once the keyword worker has loaded the
- * index: write the cache entry now.
+ * never has to take several pages in one task); `persist` once the generation is built: write the
+ * cache entry now.
  */
-export type IndexWorkerRequest =
-  | { type: 'ack' }
-  | { type: 'persist'; keyword: { origin: 'store' | 'built'; size: number } }
-  | ({ type: 'read' } & ReadTarget);
+export type IndexWorkerRequest = { type: 'ack' } | { type: 'persist' } | ({ type: 'read' } & ReadTarget);
 
 /** Records per page message: one page is ~1 ms of structured-clone work for the event loop. */
 export const MESSAGE_PAGE = 250;
@@ -79,7 +75,7 @@ const nice = data.nice ? niceCurrentThread(data.nice) : null;
 const outbox: IndexWorkerMessage[] = [];
 let inFlight = false;
 let drained: (() => void) | null = null;
-let onPersist: ((req: Extract<IndexWorkerRequest, { type: 'persist' }>) => void) | null = null;
+let onPersist: (() => void) | null = null;
 function pump(): void {
   const next = outbox.shift();
   if (!next) {
@@ -101,7 +97,7 @@ port.on('message', (req: IndexWorkerRequest) => {
   } else if (req.type === 'ack') {
     inFlight = false;
     pump();
-  } else if (req.type === 'persist') onPersist?.(req);
+  } else if (req.type === 'persist') onPersist?.();
 });
 /** Queue texts and metadata for the event loop in pages of MESSAGE_PAGE records. */
 function sendPage(ids: string[], documents: string[], metadatas: Array<Record<string, unknown> | null>): void {
@@ -125,26 +121,34 @@ function keywordDoc(id: string, text: string, metadata: Record<string, unknown> 
 /** What the worker read, kept until it is written to the serving index cache (only with `persist`). */
 let toPersist: Omit<CachedIndex, 'keywordText' | 'keyword'> | null = null;
 
-/** The keyword index as text for the keyword worker, with what it must hold. */
-type KeywordOut = Omit<KeywordHandOff, 'type' | 'canFallBack'>;
-
-/** Hand the keyword index to the keyword worker (see KeywordHandOff). */
-function handOff(out: KeywordOut, canFallBack: boolean): void {
-  data.keywordPort.postMessage({ type: 'keyword', ...out, canFallBack } satisfies KeywordHandOff);
+/** The keyword index as sent: its serialised text is kept for the serving index cache. */
+interface KeywordOut {
+  origin: 'store' | 'built';
+  size: number;
+  /** KeywordIndex.serialize() text (null: not kept, nothing to persist). */
+  text: () => string | null;
 }
 
-/** The keyword worker's answer to a shipped index: loaded, or in the older format (build one). */
-function keywordVerdict(): Promise<KeywordVerdict['type']> {
-  return new Promise((resolve) => data.keywordPort.once('message', (m: KeywordVerdict) => resolve(m.type)));
+/** Compile a serialised keyword index here (niced), or fail with `code`; null for the older format. */
+function compileOrFail(text: string, origin: 'store' | 'built', code: 'RAG_STORE_KEYWORD_INDEX_CORRUPT' | 'RAG_STORE_INDEX_CACHE_INVALID', prefix: string): KeywordPostingsData | null {
+  try {
+    return KeywordIndex.compileText(text, origin);
+  } catch (cause) {
+    throw new RagError(code, `${prefix}: ${(cause as Error).message.slice(0, 200)}`, { cause });
+  }
+}
+
+/** The compiled keyword index to the main thread (transferred, not copied). */
+function sendKeyword(data: KeywordPostingsData): void {
+  port.postMessage({ type: 'keyword', data } satisfies IndexWorkerMessage, postingsBuffers(data));
 }
 
 async function load(): Promise<KeywordOut> {
   if (data.cache) return loadCached(data.cache.file, data.cache.key, data.cache.count);
-  // The shipped keyword index is loaded by the keyword worker while the records are paged: one
-  // that does not load there is RAG_STORE_KEYWORD_INDEX_CORRUPT, one of the older format `need-build`.
-  const shipped: KeywordOut | null = data.keywordDir ? await KeywordIndex.readShipped(data.keywordDir).then((text) => (text === null ? null : { text, origin: 'store' as const, expectSize: null, invalidCode: 'RAG_STORE_KEYWORD_INDEX_CORRUPT' as const, invalidPrefix: `${KEYWORD_INDEX_FILE} is corrupt` })) : null;
-  const verdict = shipped ? keywordVerdict() : null;
-  if (shipped) handOff(shipped, true);
+  // The shipped keyword index is compiled while the Chroma child starts: one that does not compile
+  // is RAG_STORE_KEYWORD_INDEX_CORRUPT; one of the older format is rebuilt from the texts below.
+  const shippedText = data.keywordDir ? await KeywordIndex.readShipped(data.keywordDir) : null;
+  const shipped = shippedText === null ? null : compileOrFail(shippedText, 'store', 'RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} is corrupt`);
   // Imported here: a start from the cache never loads the chromadb client in this thread.
   const { ChromaStore } = await import('./chroma-store.js');
   // fetch (undici) compiles on its first use, ~100 ms in a new thread: done while the server starts.
@@ -168,7 +172,7 @@ async function load(): Promise<KeywordOut> {
         persist.metadatas.push(...page.metadatas.map((m) => (m ?? {}) as CachedIndex['metadatas'][number]));
       }
     }
-    page.ids.forEach((id, i) => docs.push(keywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
+    if (!shipped) page.ids.forEach((id, i) => docs.push(keywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
     row += page.ids.length;
   }
   if (row !== expectCount) throw new Error(`read ${row} records, the collection counted ${expectCount}`);
@@ -179,10 +183,13 @@ async function load(): Promise<KeywordOut> {
     if (persist) toPersist = { ...persist, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension, vectors: vectors.slice() };
     sendVectors(vectors, row, dimension, store.space);
   }
-  if (shipped && (await verdict) === 'loaded') return shipped;
-  const built: KeywordOut = { text: KeywordIndex.build(docs, 'built').serialize(), origin: 'built', expectSize: docs.length, invalidCode: 'RAG_STORE_INDEX_LOAD_FAILED', invalidPrefix: 'the built keyword index does not load' };
-  handOff(built, false);
-  return built;
+  if (shipped) {
+    sendKeyword(shipped);
+    return { origin: 'store', size: shipped.documentCount, text: () => shippedText };
+  }
+  const built = KeywordIndex.build(docs, 'built');
+  sendKeyword(built.compile());
+  return { origin: 'built', size: built.size, text: () => built.serialize() };
 }
 
 /** The vector matrix to the main thread (transferred): a cosine store's rows as unit vectors, scaled here (vector-scan.ts). */
@@ -203,20 +210,25 @@ async function loadCached(file: string, key: IndexCacheKey, expectCount: number)
     const why = err instanceof IndexCacheInvalid ? err.message : `it cannot be read: ${(err as Error).message.slice(0, 200)}`;
     throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', why, { cause: err });
   }
-  const out: KeywordOut = { text: index.keywordText, origin: index.keyword.origin, expectSize: index.keyword.size, invalidCode: 'RAG_STORE_INDEX_CACHE_INVALID', invalidPrefix: 'its keyword index does not load' };
-  handOff(out, false);
+  const prefix = 'its keyword index does not load';
+  const keyword = compileOrFail(index.keywordText, index.keyword.origin, 'RAG_STORE_INDEX_CACHE_INVALID', prefix);
+  if (!keyword) throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `${prefix}: it is in an older format`);
+  if (keyword.documentCount !== index.keyword.size) throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `${prefix}: it holds ${keyword.documentCount} documents, expected ${index.keyword.size}`);
+  sendKeyword(keyword);
   sendPage(index.ids, index.documents, index.metadatas);
   sendVectors(index.vectors, index.count, index.dimension, index.space);
   port.postMessage({ type: 'loaded-from-cache', version: index.version, collection: index.collection, space: index.space, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage);
-  return out;
+  return { origin: index.keyword.origin, size: index.keyword.size, text: () => null };
 }
 
 /** Write what was read to the serving index cache (after the generation is ready: serving never waits for it). */
-async function persistLoaded(keyword: { origin: 'store' | 'built'; size: number }, keywordText: string): Promise<void> {
+async function persistLoaded(out: KeywordOut): Promise<void> {
   const p = data.persist;
   const loaded = toPersist;
   toPersist = null;
-  if (!p || !loaded) return;
+  const keywordText = out.text();
+  if (!p || !loaded || keywordText === null) return;
+  const keyword = { origin: out.origin, size: out.size };
   const t0 = performance.now();
   try {
     const { file, bytes } = await writeIndexCache(p.runtimeDir, p.key, { ...loaded, keyword, keywordText });
@@ -229,13 +241,13 @@ async function persistLoaded(keyword: { origin: 'store' | 'built'; size: number 
 load().then(
   async (out) => {
     await allPagesTaken();
-    // Told by the event loop once the keyword worker has loaded the index; then this thread ends.
+    // Told by the event loop once the generation is built; then this thread ends.
     // Without a listener the port no longer keeps this thread alive: it ends once idle.
     const done = () => {
       port.removeAllListeners('message');
       port.unref();
     };
-    if (toPersist) onPersist = (req) => void persistLoaded(req.keyword, out.text).finally(done);
+    if (toPersist) onPersist = () => void persistLoaded(out).finally(done);
     port.postMessage({ type: 'built', nice } satisfies IndexWorkerMessage);
     if (!toPersist) done();
   },

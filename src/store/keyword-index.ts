@@ -1,86 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import MiniSearch from 'minisearch';
-import { stemmer } from 'stemmer';
 import { RagError } from '../errors.js';
-import { topKSearch } from './keyword-topk.js';
+import { analyze, analyzeTerm, KEYWORD_ANALYSIS, KEYWORD_FIELDS, tokenize, type KeywordAnalysis, type KeywordDoc } from './keyword-analysis.js';
+import { compilePostings, KeywordPostings, type KeywordPostingsData } from './keyword-postings.js';
 
 export const KEYWORD_INDEX_FILE = 'keyword-index.json';
 /** Format 3: stemmed terms, a headings field. Older shipped indexes are rebuilt from the store's texts. */
 const FORMAT = 3;
 
-/**
- * Everything that decides how text becomes index terms, in one place (the index build may run in
- * a worker thread: it imports this module and needs nothing else). Changing any of it changes
- * what a shipped index means: bump FORMAT.
- *  - stem: Porter stemming (npm `stemmer`) of plain words; identifiers are indexed whole.
- *  - fieldBoosts: weight of a query term found in the chunk text, its document title, its heading
- *    path, or its neighbouring chunks' text (0: the field is not indexed).
- *  - maxDfRatio: query terms in more than this share of chunks are dropped (IDF near zero, long postings).
- * Each choice is kept because `npm run eval` measured it on the tuning sets (see docs/retrieval.md).
- */
-export interface KeywordAnalysis {
-  readonly stem: boolean;
-  readonly fieldBoosts: Readonly<Record<(typeof KEYWORD_FIELDS)[number], number>>;
-  readonly maxDfRatio: number;
-}
-export const KEYWORD_ANALYSIS: KeywordAnalysis = Object.freeze({
-  stem: true,
-  // headings 0: a boosted heading-path field was not proven by the held-out set (docs/retrieval.md);
-  // heading words still count in the chunk text. neighbours 0: the text of the chunks before and
-  // after helped 400-character chunks (0.3 was chosen then) but not the 1000-character default
-  // chunking: on the tuning sets hybrid recall@5 is 0.83/0.813 with 0 and 0.83/0.771 with 0.15 or 0.3
-  // (`npm run eval -- --neighbours N`). The field stays available to the analysis.
-  fieldBoosts: Object.freeze({ text: 1, title: 1.5, headings: 0, neighbours: 0 }),
-  maxDfRatio: 0.15,
-});
-export const KEYWORD_FIELDS = ['text', 'title', 'headings', 'neighbours'] as const;
-export interface KeywordDoc {
-  id: string;
-  text: string;
-  title?: string | undefined;
-  /** Heading path of the chunk ("Guide > Section > Subsection"), from the Markdown splitter. */
-  headings?: string | undefined;
-  /** Text of the chunks before and after it in the same document. */
-  neighbours?: string | undefined;
-}
-
-/**
- * Tokens for keyword search: words, plus whole identifiers such as HQ-E1042, HQ_RETENTION_HOURS,
- * --visibility-timeout or transport.targets kept as one token beside their parts, so an exact
- * identifier ranks the passage that has it first.
- */
-export function tokenize(text: string): string[] {
-  const out: string[] = [];
-  for (const m of text.toLowerCase().matchAll(/[a-z0-9]+(?:[-_.][a-z0-9]+)*/g)) {
-    const whole = m[0];
-    out.push(whole);
-    if (/[-_.]/.test(whole)) out.push(...whole.split(/[-_.]+/).filter(Boolean));
-  }
-  return out;
-}
-
-/** English function words: they match everything and rank nothing. */
-export const STOP_WORDS: ReadonlySet<string> = new Set(
-  ('a an and are as at be but by can could did do does for from had has have how i if in into is it its me my no not of on or our ' +
-    'so than that the their them then there these they this to too was we were what when where which who why will with would you your').split(' '),
-);
-
-/** One token to its index term: null for stop words; plain words stemmed, identifiers and numbers kept whole. */
-export function analyzeTerm(t: string, analysis: Pick<KeywordAnalysis, 'stem'> = KEYWORD_ANALYSIS): string | null {
-  if (STOP_WORDS.has(t)) return null;
-  return analysis.stem && /^[a-z]{3,}$/.test(t) ? stemmer(t) : t;
-}
-
-/** Index terms of a text (stop words removed, stemmed), the same for chunks and queries. */
-export function analyze(text: string, analysis: Pick<KeywordAnalysis, 'stem'> = KEYWORD_ANALYSIS): string[] {
-  const out: string[] = [];
-  for (const t of tokenize(text)) {
-    const term = analyzeTerm(t, analysis);
-    if (term !== null) out.push(term);
-  }
-  return out;
-}
+export { analyze, analyzeTerm, KEYWORD_ANALYSIS, KEYWORD_FIELDS, STOP_WORDS, tokenize, type KeywordAnalysis, type KeywordDoc } from './keyword-analysis.js';
 
 function miniOptions(analysis: KeywordAnalysis) {
   const processTerm = (t: string) => analyzeTerm(t, analysis);
@@ -120,43 +49,37 @@ export class KeywordIndex {
     return new KeywordIndex(mini, df, origin, analysis);
   }
 
-  /**
-   * The query's terms minus those found in more than maxDfRatio of the chunks (kept when
-   * nothing else is left: then the two rarest). BM25 gives such terms almost no weight, but
-   * scoring their long posting lists cost ~10 ms a query on 10k chunks, on the event loop.
-   */
-  private prune(terms: string[]): string[] {
-    const n = Math.max(1, this.mini.documentCount);
-    const unique = [...new Set(terms)];
-    const kept = unique.filter((t) => (this.df.get(t) ?? 0) / n <= this.analysis.maxDfRatio);
-    if (kept.length > 0) return kept;
-    return unique.sort((a, b) => (this.df.get(a) ?? 0) - (this.df.get(b) ?? 0)).slice(0, 2);
-  }
-
   get size(): number {
     return this.mini.documentCount;
   }
 
+  /** The typed layout of this index (keyword-postings.ts): what a generation serves from. */
+  compile(): KeywordPostingsData {
+    return compilePostings(this.mini.toJSON(), Object.fromEntries(this.df), this.analysis, this.origin);
+  }
+
+  private compiled: KeywordPostings | null = null;
+
   /**
    * BM25 search. `extra`: additional query words with their weight (< 1), e.g. the embedding
-   * model's nearest words to the query's words (query expansion).
+   * model's nearest words to the query's words (query expansion, an eval experiment). Without
+   * extra words it is the served path (keyword-postings.ts); with them, MiniSearch's own search.
    */
   search(query: string, limit: number, extra: ReadonlyArray<{ word: string; weight: number }> = []): KeywordHit[] {
-    const own = this.prune(analyze(query, this.analysis));
+    if (extra.length === 0) return (this.compiled ??= new KeywordPostings(this.compile())).search(query, limit);
+    const n = Math.max(1, this.mini.documentCount);
+    const ratio = (t: string) => (this.df.get(t) ?? 0) / n;
+    const unique = [...new Set(analyze(query, this.analysis))];
+    const kept = unique.filter((t) => ratio(t) <= this.analysis.maxDfRatio);
+    const own = kept.length > 0 ? kept : unique.sort((a, b) => ratio(a) - ratio(b)).slice(0, 2);
     const weights = new Map<string, number>(own.map((t) => [t, 1]));
     for (const e of extra) {
       const t = analyzeTerm(e.word.toLowerCase(), this.analysis);
-      if (t && !weights.has(t) && this.df.has(t) && (this.df.get(t)! / Math.max(1, this.mini.documentCount)) <= this.analysis.maxDfRatio) weights.set(t, e.weight);
+      if (t && !weights.has(t) && this.df.has(t) && ratio(t) <= this.analysis.maxDfRatio) weights.set(t, e.weight);
     }
     const terms = [...weights.keys()];
     if (terms.length === 0) return [];
-    // Terms are already analysed: MiniSearch must not stem them a second time. Same scores as
-    // MiniSearch's search(), without scoring objects for every match (keyword-topk.ts); query
-    // expansion (per-term weights) takes MiniSearch's own path.
-    if (extra.length === 0) {
-      const fast = topKSearch(this.mini, terms, limit, { boost: { ...this.analysis.fieldBoosts }, prefix: false, fuzzy: false, combineWith: 'OR', processTerm: (t) => t });
-      if (fast) return fast;
-    }
+    // Terms are already analysed: MiniSearch must not stem them a second time.
     return this.mini
       .search(terms.join(' '), { tokenize: (q) => q.split(' '), processTerm: (t) => t, boostTerm: (t) => weights.get(t) ?? 1 })
       .slice(0, limit)
@@ -189,6 +112,18 @@ export class KeywordIndex {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} cannot be read`, { cause: err });
     }
+  }
+
+  /**
+   * serialize()'s text (a shipped keyword-index.json, or the serving index cache) compiled straight
+   * to the typed layout, without building MiniSearch's object graph; null for the older format 2;
+   * throws on anything else it cannot load (the text is untrusted).
+   */
+  static compileText(text: string, origin: 'store' | 'built'): KeywordPostingsData | null {
+    const parsed = JSON.parse(text) as { format?: number; index?: unknown; df?: unknown; analysis?: unknown };
+    if (parsed.format === 2) return null;
+    if (parsed.format !== FORMAT || !parsed.index || !parsed.df) throw new Error(`unknown format ${String(parsed.format)}`);
+    return compilePostings(parsed.index, parsed.df, parseAnalysis(parsed.analysis), origin);
   }
 
   /**

@@ -77,7 +77,7 @@ describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
     }
   });
 
-  it('a keyword index of the older format is not an error: the texts are indexed afresh (the keyword worker answers need-build)', async () => {
+  it('a keyword index of the older format is not an error: the texts are indexed afresh (the build thread compiles none and builds one)', async () => {
     const staging = await tempDir();
     try {
       const built = await publishDocs(join(staging.dir, 'built'), DOCS, { version: 'v-kw-old', activate: false });

@@ -53,7 +53,7 @@ beforeAll(async () => {
     expect(store.space).toBe(space);
     const records = await loadRecords({ target: { url: server.url, collection: store.name, count: N, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 400 });
     const remoteKeyword = await loadRecords({ target: { url: server.url, collection: store.name, count: N, dimension: D }, withVectors: false, keywordDir: null, timeoutMs: 60_000 });
-    // The build ran in a thread niced to 19 (it has ended); the keyword worker that serves is not niced.
+    // The build ran in a thread niced to 19 (it has ended); no thread is left niced (searches run on the calling thread).
     if (process.platform === 'linux') expect([records.buildNice, remoteKeyword.buildNice]).toEqual([19, 19]);
     for (let i = 0; i < 100 && threadNices().includes(19); i++) await new Promise((r) => setTimeout(r, 20));
     expect(threadNices().filter((n) => n === 19)).toEqual([]);

@@ -1,0 +1,346 @@
+import { analyze, KEYWORD_FIELDS, type KeywordAnalysis } from './keyword-analysis.js';
+import type { KeywordHit } from './retrieval-backend.js';
+
+/**
+ * A keyword (BM25) index as a few typed arrays: compiled once off the event loop (the niced build
+ * thread), transferred to the main thread without a copy, and searched there in tens of
+ * microseconds with no per-query allocation beyond the hits. It replaces a worker thread per
+ * generation holding a MiniSearch object graph: no thread to start or stop in a swap, no index
+ * to parse at normal priority, no message round trip per query, and a fraction of the memory.
+ *
+ * Scoring is MiniSearch 7's (BM25+ with k 1.2, b 0.7, d 0.5; per-field boosts; the sum times the
+ * number of distinct query terms matched), computed in the same order, so a store's shipped
+ * `keyword-index.json` (MiniSearch's JSON) ranks exactly as before; test/unit/keyword-postings.test.ts
+ * compares both on a real corpus.
+ *
+ * Layout (F = KEYWORD_FIELDS.length, D = documents' internal ids, T = terms):
+ *  - terms: UTF-8 bytes of every term back to back (`termBytes`, `termStart` T+1), found through an
+ *    open-addressing hash table (`table`, FNV-1a, -1 = empty), so the main thread builds no Map;
+ *  - `df` (T): documents whose title, headings or text hold the term (query pruning);
+ *  - postings in CSR form: (term t, field f) owns `postDoc`/`postTf` from `postStart[t*F+f]` to
+ *    `postStart[t*F+f+1]`, documents ascending;
+ *  - `fieldLength` (D*F), `avgFieldLength` (F), `present` (D: 0 for an id MiniSearch discarded);
+ *  - external ids: UTF-8 in `idBytes` from `idStart` (D+1), decoded for the hits only.
+ */
+export interface KeywordPostingsData {
+  origin: 'store' | 'built';
+  documentCount: number;
+  analysis: KeywordAnalysis;
+  termBytes: Uint8Array;
+  termStart: Uint32Array;
+  table: Int32Array;
+  df: Uint32Array;
+  postStart: Uint32Array;
+  postDoc: Uint32Array;
+  postTf: Float32Array;
+  fieldLength: Float32Array;
+  avgFieldLength: Float64Array;
+  present: Uint8Array;
+  idBytes: Uint8Array;
+  idStart: Uint32Array;
+}
+
+const F = KEYWORD_FIELDS.length;
+const BM25 = { k: 1.2, b: 0.7, d: 0.5 };
+
+/** The buffers to transfer with a KeywordPostingsData (postMessage's transfer list). */
+export function postingsBuffers(d: KeywordPostingsData): ArrayBuffer[] {
+  return [d.termBytes, d.termStart, d.table, d.df, d.postStart, d.postDoc, d.postTf, d.fieldLength, d.avgFieldLength, d.present, d.idBytes, d.idStart].map((a) => a.buffer as ArrayBuffer);
+}
+
+function fnv1a(bytes: Uint8Array, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) {
+    h ^= bytes[i]!;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** MiniSearch 7's `toJSON()` shape (serializationVersion 2), as far as this module reads it. */
+interface MiniPlain {
+  documentCount: unknown;
+  nextId: unknown;
+  documentIds: unknown;
+  fieldIds: unknown;
+  fieldLength: unknown;
+  averageFieldLength: unknown;
+  index: unknown;
+  serializationVersion?: unknown;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xfffffff0;
+
+/**
+ * Compile MiniSearch's serialised index (`mini.toJSON()`, or the `index` of a shipped
+ * keyword-index.json, untrusted) and the document frequencies into the typed layout. Throws an
+ * Error naming what is wrong; runs in the build thread.
+ */
+export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: KeywordAnalysis, origin: 'store' | 'built'): KeywordPostingsData {
+  if (!isObject(plainIn)) throw new Error('the index is not an object');
+  const plain = plainIn as unknown as MiniPlain;
+  if (plain.serializationVersion !== 2) throw new Error(`unknown MiniSearch serialization ${String(plain.serializationVersion)}`);
+  const { documentCount, nextId } = plain;
+  if (!isCount(documentCount) || !isCount(nextId) || documentCount > nextId) throw new Error('documentCount / nextId are invalid');
+  if (!isObject(plain.documentIds) || !isObject(plain.fieldIds) || !isObject(plain.fieldLength) || !Array.isArray(plain.averageFieldLength) || !Array.isArray(plain.index)) {
+    throw new Error('documentIds, fieldIds, fieldLength, averageFieldLength or index is missing');
+  }
+  if (!isObject(dfIn)) throw new Error('df is missing');
+  // Field slots follow KEYWORD_FIELDS (the order MiniSearch scores them in); the file's ids map to them.
+  const slotOfFieldId = new Map<number, number>();
+  const avgFieldLength = new Float64Array(F);
+  for (const [name, id] of Object.entries(plain.fieldIds)) {
+    const slot = (KEYWORD_FIELDS as readonly string[]).indexOf(name);
+    if (slot < 0 || !isCount(id) || id >= F || slotOfFieldId.has(id)) throw new Error(`field ${JSON.stringify(name).slice(0, 40)} is invalid`);
+    slotOfFieldId.set(id, slot);
+    // Absent for a field no document has (MiniSearch never set it).
+    const avg = plain.averageFieldLength[id] ?? 0;
+    if (typeof avg !== 'number' || !Number.isFinite(avg) || avg < 0) throw new Error(`the average length of field ${name} is invalid`);
+    avgFieldLength[slot] = avg;
+  }
+  const D = nextId;
+  const present = new Uint8Array(D);
+  const ids: string[] = new Array<string>(D).fill('');
+  let presentCount = 0;
+  for (const [key, id] of Object.entries(plain.documentIds)) {
+    const short = Number(key);
+    if (!isCount(short) || short >= D || String(short) !== key || typeof id !== 'string' || present[short]) throw new Error(`document id ${key.slice(0, 20)} is invalid`);
+    present[short] = 1;
+    ids[short] = id;
+    presentCount++;
+  }
+  if (presentCount !== documentCount) throw new Error(`documentIds holds ${presentCount} documents, documentCount says ${documentCount}`);
+  const fieldLength = new Float32Array(D * F);
+  for (const [key, lens] of Object.entries(plain.fieldLength)) {
+    const short = Number(key);
+    if (!isCount(short) || short >= D || String(short) !== key || !Array.isArray(lens) || lens.length > F) throw new Error(`field lengths of document ${key.slice(0, 20)} are invalid`);
+    lens.forEach((len, id) => {
+      const slot = slotOfFieldId.get(id);
+      if (len === undefined || len === null) return;
+      if (slot === undefined || !isCount(len)) throw new Error(`field lengths of document ${key.slice(0, 20)} are invalid`);
+      fieldLength[short * F + slot] = len;
+    });
+  }
+
+  // Terms: the index's, then df's others (heading-only terms have a df but no postings when headings are not indexed).
+  const termIndex = new Map<string, number>();
+  const terms: string[] = [];
+  const termOf = (term: string) => {
+    let t = termIndex.get(term);
+    if (t === undefined) {
+      t = terms.length;
+      terms.push(term);
+      termIndex.set(term, t);
+    }
+    return t;
+  };
+  // One pass over the entries: (term, slot) ranges in slot order. A JSON object's integer keys
+  // iterate in ascending order (canonical ones only: "01" is refused), so documents come sorted.
+  const entries = plain.index as unknown[];
+  const indexTerms = entries.length;
+  const fieldKeyOfSlot: Array<string | null> = Array.from({ length: F }, () => null);
+  for (const [id, slot] of slotOfFieldId) fieldKeyOfSlot[slot] = String(id);
+  const indexStart = new Uint32Array(indexTerms * F);
+  let postDoc = new Uint32Array(Math.max(1024, indexTerms * 8));
+  let postTf = new Float32Array(postDoc.length);
+  let p = 0;
+  for (let t = 0; t < indexTerms; t++) {
+    const entry = entries[t];
+    if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== 'string' || !isObject(entry[1])) throw new Error('an index entry is invalid');
+    if (termOf(entry[0]) !== t) throw new Error('the index lists a term twice');
+    const fields = entry[1] as Record<string, unknown>;
+    const invalid = () => new Error(`the postings of ${JSON.stringify(entry[0]).slice(0, 40)} are invalid`);
+    let seen = 0;
+    for (let slot = 0; slot < F; slot++) {
+      indexStart[t * F + slot] = p;
+      const key = fieldKeyOfSlot[slot] ?? null;
+      const docs = key === null ? undefined : fields[key];
+      if (docs === undefined) continue;
+      seen++;
+      if (!isObject(docs)) throw invalid();
+      // BM25 divides by the field's average length: a posting in a field of average 0 is a contradiction.
+      const avgOk = avgFieldLength[slot]! > 0;
+      for (const docKey in docs) {
+        const short = Number(docKey);
+        const tf = docs[docKey];
+        if (!isCount(short) || short >= D || String(short) !== docKey || typeof tf !== 'number' || !Number.isFinite(tf) || tf <= 0) throw invalid();
+        if (!avgOk) throw new Error(`the postings of ${JSON.stringify(entry[0]).slice(0, 40)} are in a field of average length 0`);
+        if (!present[short]) continue;
+        if (p === postDoc.length) {
+          const doc2 = new Uint32Array(p * 2);
+          doc2.set(postDoc);
+          postDoc = doc2;
+          const tf2 = new Float32Array(p * 2);
+          tf2.set(postTf);
+          postTf = tf2;
+        }
+        postDoc[p] = short;
+        postTf[p] = tf;
+        p++;
+      }
+    }
+    if (Object.keys(fields).length !== seen) throw invalid();
+  }
+  for (const [term, n] of Object.entries(dfIn)) {
+    if (!isCount(n)) throw new Error(`df of ${JSON.stringify(term).slice(0, 40)} is invalid`);
+    termOf(term);
+  }
+  const T = terms.length;
+  const df = new Uint32Array(T);
+  for (const [term, n] of Object.entries(dfIn)) df[termIndex.get(term)!] = n as number;
+  const postStart = new Uint32Array(T * F + 1);
+  postStart.set(indexStart);
+  postStart.fill(p, indexTerms * F);
+  postDoc = postDoc.slice(0, p);
+  postTf = postTf.slice(0, p);
+
+  const enc = new TextEncoder();
+  const termBlob = enc.encode(terms.join(''));
+  const termStart = new Uint32Array(T + 1);
+  {
+    let off = 0;
+    for (let t = 0; t < T; t++) {
+      termStart[t] = off;
+      off += Buffer.byteLength(terms[t]!, 'utf8');
+    }
+    termStart[T] = off;
+  }
+  let cap = 16;
+  while (cap < T * 2) cap *= 2;
+  const table = new Int32Array(cap).fill(-1);
+  for (let t = 0; t < T; t++) {
+    let slot = fnv1a(termBlob, termStart[t]!, termStart[t + 1]!) & (cap - 1);
+    while (table[slot] !== -1) slot = (slot + 1) & (cap - 1);
+    table[slot] = t;
+  }
+  const idBytes = enc.encode(ids.join(''));
+  const idStart = new Uint32Array(D + 1);
+  {
+    let off = 0;
+    for (let d = 0; d < D; d++) {
+      idStart[d] = off;
+      off += Buffer.byteLength(ids[d]!, 'utf8');
+    }
+    idStart[D] = off;
+  }
+  return { origin, documentCount, analysis, termBytes: termBlob, termStart, table, df, postStart, postDoc, postTf, fieldLength, avgFieldLength, present, idBytes, idStart };
+}
+
+/** Searches a compiled index on the calling thread (see KeywordPostingsData). */
+export class KeywordPostings {
+  readonly origin: 'store' | 'built';
+  private readonly enc = new TextEncoder();
+  private readonly dec = new TextDecoder();
+  private readonly boosts: Float64Array;
+  // Scratch per document, reused by every query (a search runs to its end in one task).
+  private scores: Float64Array | null = null;
+  private matched: Uint16Array | null = null;
+  private lastTerm: Int32Array | null = null;
+
+  constructor(private readonly d: KeywordPostingsData) {
+    this.origin = d.origin;
+    // MiniSearch multiplies by `boost[field] || 1`.
+    this.boosts = Float64Array.from(KEYWORD_FIELDS, (f) => d.analysis.fieldBoosts[f] || 1);
+  }
+
+  get size(): number {
+    return this.d.documentCount;
+  }
+
+  /** Bytes held (the typed arrays). */
+  get bytes(): number {
+    const d = this.d;
+    return [d.termBytes, d.termStart, d.table, d.df, d.postStart, d.postDoc, d.postTf, d.fieldLength, d.avgFieldLength, d.present, d.idBytes, d.idStart].reduce((s, a) => s + a.byteLength, 0);
+  }
+
+  /** The term's index, or -1. */
+  private find(term: string): number {
+    const { table, termBytes, termStart } = this.d;
+    const key = this.enc.encode(term);
+    const mask = table.length - 1;
+    let slot = fnv1a(key, 0, key.length) & mask;
+    for (;;) {
+      const t = table[slot]!;
+      if (t === -1) return -1;
+      const s = termStart[t]!;
+      if (termStart[t + 1]! - s === key.length) {
+        let i = 0;
+        while (i < key.length && termBytes[s + i] === key[i]) i++;
+        if (i === key.length) return t;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+
+  /**
+   * The query's terms (as KeywordIndex.search analyses them) minus those in more than maxDfRatio
+   * of the documents; when nothing is left, the two rarest.
+   */
+  private queryTerms(query: string): number[] {
+    const n = Math.max(1, this.d.documentCount);
+    const unique = [...new Set(analyze(query, this.d.analysis))];
+    const found = unique.map((term) => this.find(term));
+    const dfOf = (t: number) => (t < 0 ? 0 : this.d.df[t]!);
+    const kept = found.filter((t) => dfOf(t) / n <= this.d.analysis.maxDfRatio);
+    const chosen = kept.length > 0 ? kept : [...found].sort((a, b) => dfOf(a) - dfOf(b)).slice(0, 2);
+    return chosen.filter((t) => t >= 0);
+  }
+
+  search(query: string, limit: number): KeywordHit[] {
+    const terms = this.queryTerms(query);
+    if (terms.length === 0 || limit <= 0) return [];
+    const { postStart, postDoc, postTf, fieldLength, avgFieldLength, documentCount, present } = this.d;
+    const D = present.length;
+    const scores = (this.scores ??= new Float64Array(D));
+    const matched = (this.matched ??= new Uint16Array(D));
+    const lastTerm = (this.lastTerm ??= new Int32Array(D).fill(-1));
+    const { k, b, d } = BM25;
+    const touched: number[] = [];
+    for (let q = 0; q < terms.length; q++) {
+      const t = terms[q]!;
+      for (let s = 0; s < F; s++) {
+        const from = postStart[t * F + s]!;
+        const to = postStart[t * F + s + 1]!;
+        if (from === to) continue;
+        const size = to - from;
+        const idf = Math.log(1 + (documentCount - size + 0.5) / (size + 0.5));
+        const avg = avgFieldLength[s]!;
+        const boost = this.boosts[s]!;
+        for (let i = from; i < to; i++) {
+          const doc = postDoc[i]!;
+          const tf = postTf[i]!;
+          const len = fieldLength[doc * F + s]!;
+          const score = boost * (idf * (d + (tf * (k + 1)) / (tf + k * (1 - b + (b * len) / avg))));
+          if (matched[doc] === 0) touched.push(doc);
+          scores[doc] = scores[doc]! + score;
+          if (lastTerm[doc] !== q) {
+            lastTerm[doc] = q;
+            matched[doc] = matched[doc]! + 1;
+          }
+        }
+      }
+    }
+    // The k best of score x distinct terms matched; among equal scores the first touched stays first.
+    const best: Array<{ doc: number; score: number }> = [];
+    for (const doc of touched) {
+      const score = scores[doc]! * matched[doc]!;
+      scores[doc] = 0;
+      matched[doc] = 0;
+      lastTerm[doc] = -1;
+      if (best.length < limit) {
+        best.push({ doc, score });
+        if (best.length === limit) best.sort((x, y) => y.score - x.score);
+      } else if (score > best[limit - 1]!.score) {
+        let p = limit - 1;
+        while (p > 0 && best[p - 1]!.score < score) {
+          best[p] = best[p - 1]!;
+          p--;
+        }
+        best[p] = { doc, score };
+      }
+    }
+    if (best.length < limit) best.sort((x, y) => y.score - x.score);
+    return best.map((x) => ({ id: this.dec.decode(this.d.idBytes.subarray(this.d.idStart[x.doc]!, this.d.idStart[x.doc + 1]!)), score: x.score }));
+  }
+}
