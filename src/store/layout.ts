@@ -135,8 +135,23 @@ export async function storeFingerprintNow(spec: StoreSpec): Promise<string> {
   return again.fingerprint;
 }
 
-/** Which store the folder says should be served now; ambiguous layouts are rejected with how to fix them. */
+/**
+ * Which store the folder says should be served now; ambiguous layouts are rejected with how to fix
+ * them. A folder that disappears while it is read (`rm -rf` of the store under way) is
+ * RAG_STORE_NOT_FOUND, as it is once gone, whatever file the read was at.
+ */
 export async function resolveStore(root: string, signal?: AbortSignal): Promise<StoreSpec> {
+  try {
+    return await resolveStoreOnce(root, signal);
+  } catch (err) {
+    if (err instanceof RagError && err.code === 'RAG_FS_NOT_FOUND' && (await kindOf(root)) === 'missing') {
+      throw new RagError('RAG_STORE_NOT_FOUND', `the vector store folder ${root} does not exist (it was removed while it was read)`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+async function resolveStoreOnce(root: string, signal?: AbortSignal): Promise<StoreSpec> {
   const rootKind = await kindOf(root);
   if (rootKind === 'missing') throw new RagError('RAG_STORE_NOT_FOUND', `the vector store folder ${root} does not exist`);
   if (rootKind !== 'dir') throw new RagError('RAG_STORE_NOT_FOUND', `${root} is not a folder`);

@@ -161,7 +161,20 @@ describe('rejected store updates keep the old generation serving, and the status
   });
 
   it('the whole store folder deleted while serving, then a new store published there', async () => {
-    await expectRejected(() => rm(svc.dirs.store, { recursive: true, force: true }), 'RAG_STORE_NOT_FOUND', /does not exist/);
+    // A reload may start while rm is still deleting (a file gone mid-read: rejected like any
+    // vanished file); once the folder is gone the verdict is RAG_STORE_NOT_FOUND, and every
+    // attempt is a rejection that leaves the good version serving.
+    const start = await lastAttemptId();
+    await rm(svc.dirs.store, { recursive: true, force: true });
+    const gone = await waitFor(async () => {
+      const s = await status();
+      return s.history.find((a: { id: number; outcome: string; error?: { code: string } }) => a.id > start && a.error?.code === 'RAG_STORE_NOT_FOUND');
+    }, 20_000, 'a RAG_STORE_NOT_FOUND rejection');
+    expect(gone.error.message).toMatch(/does not exist/);
+    const during = (await status()).history.filter((a: { id: number }) => a.id > start);
+    expect(during.every((a: { outcome: string }) => a.outcome === 'rejected')).toBe(true);
+    expect((await status()).active.store.version).toBe(goodVersion);
+    await expectStillServing();
     const before = await lastAttemptId();
     await mkdir(svc.dirs.store, { recursive: true });
     await publishDocs(svc.dirs.store, join(FIXTURES, 'docs-a'), { version: 'v-reborn' });
