@@ -57,6 +57,18 @@ function fnv1a(bytes: Uint8Array, start: number, end: number): number {
   return h >>> 0;
 }
 
+/** Strings as UTF-8 back to back, string i at bytes start[i] .. start[i + 1]. */
+function utf8Table(strings: string[]): { bytes: Uint8Array; start: Uint32Array } {
+  const start = new Uint32Array(strings.length + 1);
+  let off = 0;
+  strings.forEach((str, i) => {
+    start[i] = off;
+    off += Buffer.byteLength(str, 'utf8');
+  });
+  start[strings.length] = off;
+  return { bytes: new TextEncoder().encode(strings.join('')), start };
+}
+
 /** MiniSearch 7's `toJSON()` shape (serializationVersion 2), as far as this module reads it. */
 interface MiniPlain {
   documentCount: unknown;
@@ -195,17 +207,7 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
   postDoc = postDoc.slice(0, p);
   postTf = postTf.slice(0, p);
 
-  const enc = new TextEncoder();
-  const termBlob = enc.encode(terms.join(''));
-  const termStart = new Uint32Array(T + 1);
-  {
-    let off = 0;
-    for (let t = 0; t < T; t++) {
-      termStart[t] = off;
-      off += Buffer.byteLength(terms[t]!, 'utf8');
-    }
-    termStart[T] = off;
-  }
+  const { bytes: termBlob, start: termStart } = utf8Table(terms);
   let cap = 16;
   while (cap < T * 2) cap *= 2;
   const table = new Int32Array(cap).fill(-1);
@@ -214,16 +216,7 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
     while (table[slot] !== -1) slot = (slot + 1) & (cap - 1);
     table[slot] = t;
   }
-  const idBytes = enc.encode(ids.join(''));
-  const idStart = new Uint32Array(D + 1);
-  {
-    let off = 0;
-    for (let d = 0; d < D; d++) {
-      idStart[d] = off;
-      off += Buffer.byteLength(ids[d]!, 'utf8');
-    }
-    idStart[D] = off;
-  }
+  const { bytes: idBytes, start: idStart } = utf8Table(ids);
   return { origin, documentCount, analysis, termBytes: termBlob, termStart, table, df, postStart, postDoc, postTf, fieldLength, avgFieldLength, present, idBytes, idStart };
 }
 
