@@ -83,28 +83,42 @@ export class ChromaStore {
     private readonly collection: Collection,
     readonly name: string,
     readonly space: DistanceSpace,
+    /** The time limit every call to the server has now (see callLimit). */
+    private readonly limit: { ms: number | undefined },
   ) {}
+
+  /**
+   * Change the time limit of this handle's calls from now on: a store is opened and checked under
+   * the load's limit (a big store's first calls load its HNSW index), then serves under the
+   * per-query limit.
+   */
+  setCallTimeout(ms: number | undefined): void {
+    this.limit.ms = ms;
+  }
 
   /**
    * A client whose every HTTP call ends within timeoutMs: a stopped (SIGSTOP) or hung child
    * gives RAG_STORE_TIMEOUT instead of holding the request. chromadb 3.5 has no per-call
    * timeout, so its fetch is wrapped (the collection objects share the client's apiClient).
    */
-  static client(url: string, timeoutMs?: number): ChromaClient {
+  static client(url: string, timeoutMs?: number | { ms: number | undefined }): ChromaClient {
     const { host, port, ssl } = parseUrl(url);
     const client = new (chromadb().ChromaClient)({ host, port, ssl });
-    if (timeoutMs) {
+    const limit = typeof timeoutMs === 'object' ? timeoutMs : { ms: timeoutMs };
+    if (typeof timeoutMs === 'object' || timeoutMs) {
       type Api = { getConfig(): { fetch?: (input: Request, init?: RequestInit) => Promise<Response> }; setConfig(c: object): void };
       const api = (client as unknown as { apiClient?: Api }).apiClient;
       const inner = api?.getConfig().fetch;
       if (api && inner) {
         api.setConfig({
           fetch: async (input: Request, init?: RequestInit) => {
-            const signal = AbortSignal.timeout(timeoutMs);
+            const ms = limit.ms;
+            if (!ms) return inner(input, init);
+            const signal = AbortSignal.timeout(ms);
             try {
               return await inner(input, { ...init, signal });
             } catch (err) {
-              if (signal.aborted) throw new RagError('RAG_STORE_TIMEOUT', `the Chroma server did not answer within ${timeoutMs} ms`, { cause: err });
+              if (signal.aborted) throw new RagError('RAG_STORE_TIMEOUT', `the Chroma server did not answer within ${ms} ms`, { cause: err });
               throw err;
             }
           },
@@ -115,7 +129,8 @@ export class ChromaStore {
   }
 
   static async open(options: OpenCollectionOptions): Promise<ChromaStore> {
-    const client = ChromaStore.client(options.url, options.timeoutMs);
+    const limit = { ms: options.timeoutMs };
+    const client = ChromaStore.client(options.url, limit);
     let collections: Collection[];
     try {
       collections = await client.listCollections({ limit: 1000 });
@@ -142,7 +157,7 @@ export class ChromaStore {
       );
     }
     const space = ChromaStore.spaceOf(chosen!);
-    return new ChromaStore(client, chosen!, chosen!.name, space);
+    return new ChromaStore(client, chosen!, chosen!.name, space, limit);
   }
 
   private static spaceOf(c: Collection): DistanceSpace {

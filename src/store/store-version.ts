@@ -31,7 +31,7 @@ export interface OpenedStore {
   acceptanceText: string | null;
   /** The retrieval seam (retrieval-backend.ts): in process, the generation's Chroma child, or a remote Chroma. */
   store: RetrievalBackend;
-  /** BM25 keyword index over the same ids (shipped with the version, or built), held by a worker thread. */
+  /** BM25 keyword index over the same ids (shipped with the version, or built), compiled and searched in process. */
   keyword: { origin: 'store' | 'built'; size: number };
   /** The generation's Chroma child; null when the store is served in process (the loader child is stopped) or remote. */
   server: ChromaServer | null;
@@ -229,7 +229,7 @@ export async function openChromaSnapshot(
       throwIfAborted(options.signal);
       mark('chromaStart');
       try {
-        opened = await openCollection(srv.url, spec.manifest?.collection ?? options.collection, spec.manifest, options.queryTimeoutMs);
+        opened = await openCollection(srv.url, spec.manifest?.collection ?? options.collection, spec.manifest, { queryMs: options.queryTimeoutMs, loadMs: options.indexLoadTimeoutMs ?? 600_000 });
       } catch (err) {
         throwIfAborted(options.signal);
         throw classifyReadFailure(err, srv, spec.version);
@@ -409,7 +409,7 @@ export async function openRemoteStore(
   options: { queryTimeoutMs?: number; indexLoadTimeoutMs?: number; signal?: AbortSignal; version?: string } = {},
 ): Promise<OpenedStore> {
   const started = performance.now();
-  const opened = await openCollection(url, collection, null, options.queryTimeoutMs);
+  const opened = await openCollection(url, collection, null, { queryMs: options.queryTimeoutMs, loadMs: options.indexLoadTimeoutMs ?? 600_000 });
   const records = await loadRecords({
     target: { url, collection: opened.store.name, count: opened.count, dimension: opened.dimension },
     withVectors: false,
@@ -437,17 +437,23 @@ export async function openRemoteStore(
   };
 }
 
+/**
+ * Open and check a collection. The checks run with the load's time limit: a big store's first
+ * calls load its HNSW index from disk (at 1M x 100-d more than the 5 s a query may take, which
+ * refused every such store with RAG_STORE_TIMEOUT). The store returned for serving queries has
+ * the per-query limit.
+ */
 async function openCollection(
   url: string,
   collection: string | undefined,
   manifest: StoreManifest | null,
-  timeoutMs?: number,
+  timeouts: { queryMs?: number | undefined; loadMs?: number | undefined },
 ): Promise<{ store: ChromaStore; count: number; dimension: number }> {
-  const store = await ChromaStore.open({ url, collection, timeoutMs });
-  const count = await store.count();
-  if (count === 0) throw new RagError('RAG_STORE_EMPTY', `collection "${store.name}" is empty`);
-  const dimension = await store.dimension();
-  if (dimension === null) throw new RagError('RAG_STORE_EMPTY', `collection "${store.name}" has no vectors`);
+  const checked = await ChromaStore.open({ url, collection, timeoutMs: timeouts.loadMs ?? timeouts.queryMs });
+  const count = await checked.count();
+  if (count === 0) throw new RagError('RAG_STORE_EMPTY', `collection "${checked.name}" is empty`);
+  const dimension = await checked.dimension();
+  if (dimension === null) throw new RagError('RAG_STORE_EMPTY', `collection "${checked.name}" has no vectors`);
   if (manifest && manifest.embedding.dimension !== dimension) {
     throw new RagError(
       'RAG_STORE_MANIFEST_INVALID',
@@ -457,5 +463,6 @@ async function openCollection(
   if (manifest && manifest.chunkCount !== count) {
     throw new RagError('RAG_STORE_MANIFEST_INVALID', `manifest.json says ${manifest.chunkCount} chunks but the collection holds ${count}`);
   }
-  return { store, count, dimension };
+  checked.setCallTimeout(timeouts.queryMs);
+  return { store: checked, count, dimension };
 }
