@@ -10,8 +10,8 @@ import { readFile } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { RagError, toRagError } from '../errors.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
-import { KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
-import { postingsBuffers, type KeywordPostingsData } from './keyword-postings.js';
+import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
+import { PostingsBuilder, postingsBuffers, postingsText, type KeywordPostingsData } from './keyword-postings.js';
 import { niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
 
@@ -156,7 +156,9 @@ async function load(): Promise<KeywordOut> {
   const { url, collection, count: expectCount, dimension } = await target;
   const store = await ChromaStore.open({ url, collection });
   const vectors = data.withVectors ? new Float32Array(expectCount * dimension) : null;
-  const docs: Array<{ id: string; text: string; title?: string }> = [];
+  // Without a usable shipped index, one is built from the texts as they are read (typed arrays, no
+  // document kept: MiniSearch's object graph for 1M chunks did not fit this thread's heap).
+  const builder = shipped ? null : new PostingsBuilder(KEYWORD_ANALYSIS);
   const persist = data.persist && vectors ? { ids: [] as string[], documents: [] as string[], metadatas: [] as CachedIndex['metadatas'] } : null;
   let row = 0;
   for await (const page of store.allRecords(data.pageSize, data.withVectors, { inFlight: data.pagesInFlight, total: expectCount })) {
@@ -172,7 +174,7 @@ async function load(): Promise<KeywordOut> {
         persist.metadatas.push(...page.metadatas.map((m) => (m ?? {}) as CachedIndex['metadatas'][number]));
       }
     }
-    if (!shipped) page.ids.forEach((id, i) => docs.push(keywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
+    if (builder) page.ids.forEach((id, i) => builder.add(keywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
     row += page.ids.length;
   }
   if (row !== expectCount) throw new Error(`read ${row} records, the collection counted ${expectCount}`);
@@ -187,9 +189,11 @@ async function load(): Promise<KeywordOut> {
     sendKeyword(shipped);
     return { origin: 'store', size: shipped.documentCount, text: () => shippedText };
   }
-  const built = KeywordIndex.build(docs, 'built');
-  sendKeyword(built.compile());
-  return { origin: 'built', size: built.size, text: () => built.serialize() };
+  const built = builder!.finish('built');
+  // The cache entry keeps the index as text; made before the buffers are transferred (they detach).
+  const text = toPersist ? postingsText(built) : null;
+  sendKeyword(built);
+  return { origin: 'built', size: built.documentCount, text: () => text };
 }
 
 /** The vector matrix to the main thread (transferred): a cosine store's rows as unit vectors, scaled here (vector-scan.ts). */

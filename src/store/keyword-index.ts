@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import MiniSearch from 'minisearch';
 import { RagError } from '../errors.js';
 import { analyze, analyzeTerm, KEYWORD_ANALYSIS, KEYWORD_FIELDS, tokenize, type KeywordAnalysis, type KeywordDoc } from './keyword-analysis.js';
-import { compilePostings, KeywordPostings, type KeywordPostingsData } from './keyword-postings.js';
+import { compilePostings, KEYWORD_TEXT_FORMAT, KeywordPostings, type KeywordPostingsData } from './keyword-postings.js';
 
 export const KEYWORD_INDEX_FILE = 'keyword-index.json';
 /** Format 3: stemmed terms, a headings field. Older shipped indexes are rebuilt from the store's texts. */
-const FORMAT = 3;
+const FORMAT = KEYWORD_TEXT_FORMAT;
 
 export { analyze, analyzeTerm, KEYWORD_ANALYSIS, KEYWORD_FIELDS, STOP_WORDS, tokenize, type KeywordAnalysis, type KeywordDoc } from './keyword-analysis.js';
 

@@ -1,4 +1,4 @@
-import { analyze, KEYWORD_FIELDS, type KeywordAnalysis } from './keyword-analysis.js';
+import { analyze, analyzeTerm, KEYWORD_FIELDS, tokenize, type KeywordAnalysis, type KeywordDoc } from './keyword-analysis.js';
 import type { KeywordHit } from './retrieval-backend.js';
 
 /**
@@ -208,16 +208,202 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
   postTf = postTf.slice(0, p);
 
   const { bytes: termBlob, start: termStart } = utf8Table(terms);
+  const table = termTable(termBlob, termStart, T);
+  const { bytes: idBytes, start: idStart } = utf8Table(ids);
+  return { origin, documentCount, analysis, termBytes: termBlob, termStart, table, df, postStart, postDoc, postTf, fieldLength, avgFieldLength, present, idBytes, idStart };
+}
+
+/** Growable typed array storage for (key, doc, tf) postings: off the JS heap, doubled as needed. */
+class Triples {
+  key = new Uint32Array(1 << 14);
+  doc = new Uint32Array(1 << 14);
+  tf = new Float32Array(1 << 14);
+  n = 0;
+  push(key: number, doc: number, tf: number): void {
+    if (this.n === this.key.length) {
+      const grow = <T extends Uint32Array | Float32Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.key = grow(this.key);
+      this.doc = grow(this.doc);
+      this.tf = grow(this.tf);
+    }
+    this.key[this.n] = key;
+    this.doc[this.n] = doc;
+    this.tf[this.n] = tf;
+    this.n++;
+  }
+}
+
+/**
+ * Builds the typed layout straight from documents, one at a time, with MiniSearch's own arithmetic
+ * (field length = distinct raw tokens, MiniSearch's running average field length, tf = occurrences
+ * of the analysed term), so it ranks exactly as KeywordIndex.build(...).compile() does; but the
+ * postings live in typed arrays, off the JS heap, and no document needs to be kept. MiniSearch's
+ * object graph for 1M chunks did not fit a worker's heap (bench/results/swaps-2026-12-05-s8.md).
+ */
+export class PostingsBuilder {
+  private readonly termIndex = new Map<string, number>();
+  private readonly terms: string[] = [];
+  private readonly dfCounts: number[] = [];
+  private readonly postings = new Triples();
+  private readonly ids: string[] = [];
+  private fieldLength = new Float32Array(1024 * F);
+  private readonly avgFieldLength = new Float64Array(F);
+  private readonly seenField = new Uint8Array(F);
+
+  constructor(private readonly analysis: KeywordAnalysis) {}
+
+  private termOf(term: string): number {
+    let t = this.termIndex.get(term);
+    if (t === undefined) {
+      t = this.terms.length;
+      this.terms.push(term);
+      this.dfCounts.push(0);
+      this.termIndex.set(term, t);
+    }
+    return t;
+  }
+
+  get size(): number {
+    return this.ids.length;
+  }
+
+  /** One document, as KeywordIndex.build adds it (title only when non-empty; headings and neighbours only when boosted). */
+  add(d: KeywordDoc): void {
+    const docNo = this.ids.length;
+    this.ids.push(d.id);
+    if ((docNo + 1) * F > this.fieldLength.length) {
+      const grown = new Float32Array(this.fieldLength.length * 2);
+      grown.set(this.fieldLength);
+      this.fieldLength = grown;
+    }
+    const headings = this.analysis.fieldBoosts.headings > 0 ? d.headings : undefined;
+    const neighbours = this.analysis.fieldBoosts.neighbours > 0 ? d.neighbours : undefined;
+    const values: Array<string | undefined> = KEYWORD_FIELDS.map((f) => (f === 'text' ? d.text : f === 'title' ? d.title || undefined : f === 'headings' ? headings || undefined : neighbours || undefined));
+    for (let s = 0; s < F; s++) {
+      const value = values[s];
+      if (value == null) continue;
+      const tokens = tokenize(value);
+      const length = new Set(tokens).size;
+      this.fieldLength[docNo * F + s] = length;
+      // MiniSearch's running mean: the count is every document added before, with or without this field.
+      this.avgFieldLength[s] = (this.avgFieldLength[s]! * docNo + length) / (docNo + 1);
+      this.seenField[s] = 1;
+      const tf = new Map<string, number>();
+      for (const token of tokens) {
+        const term = analyzeTerm(token, this.analysis);
+        if (term) tf.set(term, (tf.get(term) ?? 0) + 1);
+      }
+      for (const [term, n] of tf) this.postings.push(this.termOf(term) * F + s, docNo, n);
+    }
+    for (const term of new Set(analyze(`${d.title ?? ''} ${headings ?? ''} ${d.text}`, this.analysis))) this.dfCounts[this.termOf(term)]!++;
+  }
+
+  /** The typed layout (a counting sort of the postings by term and field; documents stay ascending). */
+  finish(origin: 'store' | 'built'): KeywordPostingsData {
+    const T = this.terms.length;
+    const D = this.ids.length;
+    const { key, doc, tf, n } = this.postings;
+    const postStart = new Uint32Array(T * F + 1);
+    for (let i = 0; i < n; i++) postStart[key[i]! + 1]!++;
+    for (let k = 1; k <= T * F; k++) postStart[k] = postStart[k]! + postStart[k - 1]!;
+    const next = postStart.slice(0, T * F);
+    const postDoc = new Uint32Array(n);
+    const postTf = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const at = next[key[i]!]!++;
+      postDoc[at] = doc[i]!;
+      postTf[at] = tf[i]!;
+    }
+    const { bytes: termBytes, start: termStart } = utf8Table(this.terms);
+    const { bytes: idBytes, start: idStart } = utf8Table(this.ids);
+    const avgFieldLength = Float64Array.from(this.avgFieldLength, (v, s) => (this.seenField[s] ? v : 0));
+    return {
+      origin,
+      documentCount: D,
+      analysis: this.analysis,
+      termBytes,
+      termStart,
+      table: termTable(termBytes, termStart, T),
+      df: Uint32Array.from(this.dfCounts),
+      postStart,
+      postDoc,
+      postTf,
+      fieldLength: this.fieldLength.slice(0, D * F),
+      avgFieldLength,
+      present: new Uint8Array(D).fill(1),
+      idBytes,
+      idStart,
+    };
+  }
+}
+
+/**
+ * The layout as KeywordIndex.serialize() text (MiniSearch's JSON inside), for the serving index
+ * cache: compilePostings(JSON.parse(text)) gives back an index with the same answers.
+ */
+export function postingsText(d: KeywordPostingsData): string {
+  const dec = new TextDecoder();
+  const str = (bytes: Uint8Array, start: Uint32Array, i: number) => dec.decode(bytes.subarray(start[i]!, start[i + 1]!));
+  const T = d.termStart.length - 1;
+  const D = d.present.length;
+  const documentIds: Record<number, string> = {};
+  const fieldLength: Record<number, number[]> = {};
+  for (let doc = 0; doc < D; doc++) {
+    if (!d.present[doc]) continue;
+    documentIds[doc] = str(d.idBytes, d.idStart, doc);
+    fieldLength[doc] = Array.from(d.fieldLength.subarray(doc * F, doc * F + F));
+  }
+  const index: Array<[string, Record<number, Record<number, number>>]> = [];
+  const df: Record<string, number> = {};
+  for (let t = 0; t < T; t++) {
+    const term = str(d.termBytes, d.termStart, t);
+    df[term] = d.df[t]!;
+    const fields: Record<number, Record<number, number>> = {};
+    let any = false;
+    for (let s = 0; s < F; s++) {
+      const from = d.postStart[t * F + s]!;
+      const to = d.postStart[t * F + s + 1]!;
+      if (from === to) continue;
+      const docs: Record<number, number> = {};
+      for (let i = from; i < to; i++) docs[d.postDoc[i]!] = d.postTf[i]!;
+      fields[s] = docs;
+      any = true;
+    }
+    if (any) index.push([term, fields]);
+  }
+  const plain = {
+    documentCount: d.documentCount,
+    nextId: D,
+    documentIds,
+    fieldIds: Object.fromEntries(KEYWORD_FIELDS.map((f, i) => [f, i])),
+    fieldLength,
+    averageFieldLength: Array.from(d.avgFieldLength),
+    storedFields: {},
+    dirtCount: D - d.documentCount,
+    index,
+    serializationVersion: 2,
+  };
+  return JSON.stringify({ format: KEYWORD_TEXT_FORMAT, analysis: d.analysis, df, index: plain });
+}
+
+/** The format of KeywordIndex.serialize() text (3: stemmed terms, a headings field); keyword-index.ts reads and writes this one. */
+export const KEYWORD_TEXT_FORMAT = 3;
+
+/** Open-addressing hash table of the terms (FNV-1a over their UTF-8 bytes; -1 = empty). */
+function termTable(termBytes: Uint8Array, termStart: Uint32Array, T: number): Int32Array {
   let cap = 16;
   while (cap < T * 2) cap *= 2;
   const table = new Int32Array(cap).fill(-1);
   for (let t = 0; t < T; t++) {
-    let slot = fnv1a(termBlob, termStart[t]!, termStart[t + 1]!) & (cap - 1);
+    let slot = fnv1a(termBytes, termStart[t]!, termStart[t + 1]!) & (cap - 1);
     while (table[slot] !== -1) slot = (slot + 1) & (cap - 1);
     table[slot] = t;
   }
-  const { bytes: idBytes, start: idStart } = utf8Table(ids);
-  return { origin, documentCount, analysis, termBytes: termBlob, termStart, table, df, postStart, postDoc, postTf, fieldLength, avgFieldLength, present, idBytes, idStart };
+  return table;
 }
 
 /** Searches a compiled index on the calling thread (see KeywordPostingsData). */

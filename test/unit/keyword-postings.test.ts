@@ -4,7 +4,8 @@ import type MiniSearch from 'minisearch';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
 import { splitSentences } from '../../src/rag/extractive-answerer.js';
 import { KeywordIndex } from '../../src/store/keyword-index.js';
-import { compilePostings, KeywordPostings, postingsBuffers } from '../../src/store/keyword-postings.js';
+import { compilePostings, KeywordPostings, PostingsBuilder, postingsBuffers, postingsText } from '../../src/store/keyword-postings.js';
+import { KEYWORD_ANALYSIS } from '../../src/store/keyword-analysis.js';
 import { ROOT } from '../helpers/harness.js';
 
 let seed = 3;
@@ -51,6 +52,29 @@ describe('keyword postings (the served BM25)', () => {
     expect(compared).toBeGreaterThan(800);
     // The first search allocates the scratch arrays, later ones reuse them: the same answer twice.
     expect(postings.search('retry backoff worker', 5)).toEqual(postings.search('retry backoff worker', 5));
+  });
+
+  it('built document by document without MiniSearch (PostingsBuilder), it ranks and scores exactly as MiniSearch-built, also through its cache text', async () => {
+    const { docs, pick } = await corpus(2000);
+    // Some documents with empty text, with headings, and a boosted headings field, as in eval variants.
+    docs[5] = { id: 'empty', text: '' };
+    const withHeadings = docs.map((d, i) => (i % 7 === 0 ? { ...d, headings: `Guide > Part ${i % 13} > ${pick().slice(0, 30)}` } : d));
+    for (const analysis of [KEYWORD_ANALYSIS, { ...KEYWORD_ANALYSIS, fieldBoosts: { ...KEYWORD_ANALYSIS.fieldBoosts, headings: 2 } }]) {
+      const reference = new KeywordPostings(KeywordIndex.build(withHeadings, 'built', analysis).compile());
+      const builder = new PostingsBuilder(analysis);
+      for (const d of withHeadings) builder.add(d);
+      expect(builder.size).toBe(2000);
+      const data = builder.finish('built');
+      const lean = new KeywordPostings(data);
+      const viaText = new KeywordPostings(KeywordIndex.compileText(postingsText(data), 'built')!);
+      expect(lean.size).toBe(reference.size);
+      for (let q = 0; q < 80; q++) {
+        const question = q % 10 === 0 ? `${pick()} ${pick()}` : pick();
+        const want = reference.search(question, 20);
+        expect(lean.search(question, 20)).toEqual(want);
+        expect(viaText.search(question, 20)).toEqual(want);
+      }
+    }
   });
 
   it('compiles a shipped index text (no MiniSearch objects) to the same layout as the in-memory index', async () => {
