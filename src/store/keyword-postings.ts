@@ -43,9 +43,14 @@ export interface KeywordPostingsData {
 const F = KEYWORD_FIELDS.length;
 const BM25 = { k: 1.2, b: 0.7, d: 0.5 };
 
+/** Every typed array of a KeywordPostingsData. */
+function postingsArrays(d: KeywordPostingsData) {
+  return [d.termBytes, d.termStart, d.table, d.df, d.postStart, d.postDoc, d.postTf, d.fieldLength, d.avgFieldLength, d.present, d.idBytes, d.idStart];
+}
+
 /** The buffers to transfer with a KeywordPostingsData (postMessage's transfer list). */
 export function postingsBuffers(d: KeywordPostingsData): ArrayBuffer[] {
-  return [d.termBytes, d.termStart, d.table, d.df, d.postStart, d.postDoc, d.postTf, d.fieldLength, d.avgFieldLength, d.present, d.idBytes, d.idStart].map((a) => a.buffer as ArrayBuffer);
+  return postingsArrays(d).map((a) => a.buffer as ArrayBuffer);
 }
 
 function fnv1a(bytes: Uint8Array, start: number, end: number): number {
@@ -67,6 +72,30 @@ function utf8Table(strings: string[]): { bytes: Uint8Array; start: Uint32Array }
   });
   start[strings.length] = off;
   return { bytes: new TextEncoder().encode(strings.join('')), start };
+}
+
+/** `a` if it holds `need` elements, else a copy at least twice as long (growable typed arrays). */
+function grown<T extends Uint32Array | Float32Array>(a: T, need: number): T {
+  if (a.length >= need) return a;
+  const b = new (a.constructor as new (n: number) => T)(Math.max(need, a.length * 2));
+  b.set(a);
+  return b;
+}
+
+/** Terms numbered in the order first seen. */
+class TermIds {
+  readonly list: string[] = [];
+  private readonly index = new Map<string, number>();
+
+  of(term: string): number {
+    let t = this.index.get(term);
+    if (t === undefined) {
+      t = this.list.length;
+      this.list.push(term);
+      this.index.set(term, t);
+    }
+    return t;
+  }
 }
 
 /** MiniSearch 7's `toJSON()` shape (serializationVersion 2), as far as this module reads it. */
@@ -136,17 +165,7 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
   }
 
   // Terms: the index's, then df's others (heading-only terms have a df but no postings when headings are not indexed).
-  const termIndex = new Map<string, number>();
-  const terms: string[] = [];
-  const termOf = (term: string) => {
-    let t = termIndex.get(term);
-    if (t === undefined) {
-      t = terms.length;
-      terms.push(term);
-      termIndex.set(term, t);
-    }
-    return t;
-  };
+  const terms = new TermIds();
   // One pass over the entries: (term, slot) ranges in slot order. A JSON object's integer keys
   // iterate in ascending order (canonical ones only: "01" is refused), so documents come sorted.
   const entries = plain.index as unknown[];
@@ -160,7 +179,7 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
   for (let t = 0; t < indexTerms; t++) {
     const entry = entries[t];
     if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== 'string' || !isObject(entry[1])) throw new Error('an index entry is invalid');
-    if (termOf(entry[0]) !== t) throw new Error('the index lists a term twice');
+    if (terms.of(entry[0]) !== t) throw new Error('the index lists a term twice');
     const fields = entry[1] as Record<string, unknown>;
     const invalid = () => new Error(`the postings of ${JSON.stringify(entry[0]).slice(0, 40)} are invalid`);
     let seen = 0;
@@ -179,14 +198,8 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
         if (!isCount(short) || short >= D || String(short) !== docKey || typeof tf !== 'number' || !Number.isFinite(tf) || tf <= 0) throw invalid();
         if (!avgOk) throw new Error(`the postings of ${JSON.stringify(entry[0]).slice(0, 40)} are in a field of average length 0`);
         if (!present[short]) continue;
-        if (p === postDoc.length) {
-          const doc2 = new Uint32Array(p * 2);
-          doc2.set(postDoc);
-          postDoc = doc2;
-          const tf2 = new Float32Array(p * 2);
-          tf2.set(postTf);
-          postTf = tf2;
-        }
+        postDoc = grown(postDoc, p + 1);
+        postTf = grown(postTf, p + 1);
         postDoc[p] = short;
         postTf[p] = tf;
         p++;
@@ -196,18 +209,18 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
   }
   for (const [term, n] of Object.entries(dfIn)) {
     if (!isCount(n)) throw new Error(`df of ${JSON.stringify(term).slice(0, 40)} is invalid`);
-    termOf(term);
+    terms.of(term);
   }
-  const T = terms.length;
+  const T = terms.list.length;
   const df = new Uint32Array(T);
-  for (const [term, n] of Object.entries(dfIn)) df[termIndex.get(term)!] = n as number;
+  for (const [term, n] of Object.entries(dfIn)) df[terms.of(term)] = n as number;
   const postStart = new Uint32Array(T * F + 1);
   postStart.set(indexStart);
   postStart.fill(p, indexTerms * F);
   postDoc = postDoc.slice(0, p);
   postTf = postTf.slice(0, p);
 
-  const { bytes: termBlob, start: termStart } = utf8Table(terms);
+  const { bytes: termBlob, start: termStart } = utf8Table(terms.list);
   const table = termTable(termBlob, termStart, T);
   const { bytes: idBytes, start: idStart } = utf8Table(ids);
   return { origin, documentCount, analysis, termBytes: termBlob, termStart, table, df, postStart, postDoc, postTf, fieldLength, avgFieldLength, present, idBytes, idStart };
@@ -220,16 +233,9 @@ class Triples {
   tf = new Float32Array(1 << 14);
   n = 0;
   push(key: number, doc: number, tf: number): void {
-    if (this.n === this.key.length) {
-      const grow = <T extends Uint32Array | Float32Array>(a: T): T => {
-        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
-        b.set(a);
-        return b;
-      };
-      this.key = grow(this.key);
-      this.doc = grow(this.doc);
-      this.tf = grow(this.tf);
-    }
+    this.key = grown(this.key, this.n + 1);
+    this.doc = grown(this.doc, this.n + 1);
+    this.tf = grown(this.tf, this.n + 1);
     this.key[this.n] = key;
     this.doc[this.n] = doc;
     this.tf[this.n] = tf;
@@ -245,8 +251,8 @@ class Triples {
  * object graph for 1M chunks did not fit a worker's heap (bench/results/swaps-2026-12-05-s8.md).
  */
 export class PostingsBuilder {
-  private readonly termIndex = new Map<string, number>();
-  private readonly terms: string[] = [];
+  private readonly terms = new TermIds();
+  /** Per term, as numbered by `terms`. */
   private readonly dfCounts: number[] = [];
   private readonly postings = new Triples();
   private readonly ids: string[] = [];
@@ -257,13 +263,8 @@ export class PostingsBuilder {
   constructor(private readonly analysis: KeywordAnalysis) {}
 
   private termOf(term: string): number {
-    let t = this.termIndex.get(term);
-    if (t === undefined) {
-      t = this.terms.length;
-      this.terms.push(term);
-      this.dfCounts.push(0);
-      this.termIndex.set(term, t);
-    }
+    const t = this.terms.of(term);
+    if (t === this.dfCounts.length) this.dfCounts.push(0);
     return t;
   }
 
@@ -275,11 +276,7 @@ export class PostingsBuilder {
   add(d: KeywordDoc): void {
     const docNo = this.ids.length;
     this.ids.push(d.id);
-    if ((docNo + 1) * F > this.fieldLength.length) {
-      const grown = new Float32Array(this.fieldLength.length * 2);
-      grown.set(this.fieldLength);
-      this.fieldLength = grown;
-    }
+    this.fieldLength = grown(this.fieldLength, (docNo + 1) * F);
     const headings = this.analysis.fieldBoosts.headings > 0 ? d.headings : undefined;
     const neighbours = this.analysis.fieldBoosts.neighbours > 0 ? d.neighbours : undefined;
     const values: Array<string | undefined> = KEYWORD_FIELDS.map((f) => (f === 'text' ? d.text : f === 'title' ? d.title || undefined : f === 'headings' ? headings || undefined : neighbours || undefined));
@@ -304,7 +301,7 @@ export class PostingsBuilder {
 
   /** The typed layout (a counting sort of the postings by term and field; documents stay ascending). */
   finish(origin: 'store' | 'built'): KeywordPostingsData {
-    const T = this.terms.length;
+    const T = this.terms.list.length;
     const D = this.ids.length;
     const { key, doc, tf, n } = this.postings;
     const postStart = new Uint32Array(T * F + 1);
@@ -318,7 +315,7 @@ export class PostingsBuilder {
       postDoc[at] = doc[i]!;
       postTf[at] = tf[i]!;
     }
-    const { bytes: termBytes, start: termStart } = utf8Table(this.terms);
+    const { bytes: termBytes, start: termStart } = utf8Table(this.terms.list);
     const { bytes: idBytes, start: idStart } = utf8Table(this.ids);
     const avgFieldLength = Float64Array.from(this.avgFieldLength, (v, s) => (this.seenField[s] ? v : 0));
     return {
@@ -429,8 +426,7 @@ export class KeywordPostings {
 
   /** Bytes held (the typed arrays). */
   get bytes(): number {
-    const d = this.d;
-    return [d.termBytes, d.termStart, d.table, d.df, d.postStart, d.postDoc, d.postTf, d.fieldLength, d.avgFieldLength, d.present, d.idBytes, d.idStart].reduce((s, a) => s + a.byteLength, 0);
+    return postingsArrays(this.d).reduce((s, a) => s + a.byteLength, 0);
   }
 
   /** The term's index, or -1. */
