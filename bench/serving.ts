@@ -10,7 +10,7 @@
  *   (p50/p99/max from the scheduled send time, failed, max event-loop delay, peak RSS).
  * - Cost growth per store size: build, start to ready, write -> serving for one swap, RSS, req/s.
  *   `--growth-only` runs just this table (for the big sizes, which take most of an hour) and writes
- *   serving-<date>-growth.json/.md; `--prebuilt DIR` serves a version of the first size built before.
+ *   serving-<date>-growth.json/.md.
  */
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -26,7 +26,7 @@ import { readServerSentEvents } from './lib/sse.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean', default: false }, 'growth-only': { type: 'boolean', default: false }, prebuilt: { type: 'string' }, sizes: { type: 'string' }, out: { type: 'string', default: join(ROOT, 'bench', 'results') } },
+  options: { quick: { type: 'boolean', default: false }, 'growth-only': { type: 'boolean', default: false }, sizes: { type: 'string' }, out: { type: 'string', default: join(ROOT, 'bench', 'results') } },
 });
 const QUICK = values.quick;
 const P = QUICK ? { chunks: 3000, dur: 3, openS: 6, sizes: [1000, 3000] } : { chunks: 10_000, dur: 8, openS: 20, sizes: [1000, 10_000, 100_000] };
@@ -77,9 +77,7 @@ async function main() {
   const staging = join(work, 'staging');
   const results: Record<string, unknown> = { date: started.toISOString(), mode: QUICK ? 'quick' : 'full', params: P, machine: { cpus: cpus().length, node: process.version, shared: true } };
   if (values['growth-only']) {
-    // --prebuilt DIR: a version of the first size built by an earlier run (its build time is not measured again).
-    const reuse = values.prebuilt ? { chunks: P.sizes[0]!, dir: resolve(values.prebuilt), ms: NaN } : undefined;
-    const growth = await measureCostGrowth(work, model, sentences, P.sizes, reuse);
+    const growth = await measureCostGrowth(work, model, sentences, P.sizes);
     await model.dispose();
     Object.assign(results, { mode: 'growth-only', costGrowth: growth });
     await mkdir(values.out!, { recursive: true });
