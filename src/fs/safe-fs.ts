@@ -239,27 +239,31 @@ export async function openRegularFile(path: string, root: string): Promise<{ fh:
   if (!isInside(rootReal, real)) {
     throw new RagError('RAG_FS_LINK_OUTSIDE_ROOT', `${rel} is a symbolic link leaving ${rootReal} (to ${real}); copy the file in instead of linking it`, { details: { file: rel } });
   }
-  const before = await lstat(real, { bigint: true }).catch((err: unknown) => {
-    const p = problemFor(rel, err);
-    throw new RagError(p.code, p.message, { cause: err, details: { file: rel } });
-  });
-  const kind = kindOf(before);
-  if (kind !== 'file') {
-    throw new RagError('RAG_FS_SPECIAL_FILE', `${rel} is a ${SPECIAL_NAMES[kind]}, not a regular file; only regular files are read`, { details: { file: rel } });
-  }
-  let fh: FileHandle;
-  try {
-    fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (err) {
-    const p = problemFor(rel, err);
-    throw new RagError(p.code, p.message, { cause: err, details: { file: rel } });
-  }
-  const st = await fh.stat({ bigint: true });
-  if (!st.isFile() || st.ino !== before.ino || st.dev !== before.dev) {
+  // A regular file renamed over the path between the lstat and the open (an atomic publish of
+  // CURRENT) is the same check again, not an attack: up to three looks before giving up.
+  for (let attempt = 1; ; attempt++) {
+    const before = await lstat(real, { bigint: true }).catch((err: unknown) => {
+      const p = problemFor(rel, err);
+      throw new RagError(p.code, p.message, { cause: err, details: { file: rel } });
+    });
+    const kind = kindOf(before);
+    if (kind !== 'file') {
+      throw new RagError('RAG_FS_SPECIAL_FILE', `${rel} is a ${SPECIAL_NAMES[kind]}, not a regular file; only regular files are read`, { details: { file: rel } });
+    }
+    let fh: FileHandle;
+    try {
+      fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      const p = problemFor(rel, err);
+      throw new RagError(p.code, p.message, { cause: err, details: { file: rel } });
+    }
+    const st = await fh.stat({ bigint: true });
+    if (st.isFile() && st.ino === before.ino && st.dev === before.dev) return { fh, size: Number(st.size), rel };
     await fh.close();
-    throw new RagError('RAG_FS_SPECIAL_FILE', `${rel} was replaced by something that is not a regular file while it was opened`, { details: { file: rel } });
+    if (!st.isFile() || attempt === 3) {
+      throw new RagError('RAG_FS_SPECIAL_FILE', `${rel} was replaced by something that is not a regular file while it was opened`, { details: { file: rel } });
+    }
   }
-  return { fh, size: Number(st.size), rel };
 }
 
 /**
