@@ -6,7 +6,7 @@ import { compileRecordFilter, compileWhere, compileWhereDocument, type WhereDocu
 /**
  * Retrieval answered by a Chroma server: the generation's own child (stores above
  * SERVE_INDEX_MAX_MB) or a remote server (CHROMA_URL). Dense filters run in Chroma (same
- * semantics); keyword hits are filtered here with where-filter.ts on records fetched by id.
+ * semantics); keyword hits are filtered here with where-filter.ts on records fetched by id, in rank order.
  */
 export class ChromaBackend implements RetrievalBackend {
   constructor(
@@ -38,18 +38,30 @@ export class ChromaBackend implements RetrievalBackend {
     return this.store.nearestIds(Array.from(vector), k, where, whereDocument);
   }
 
+  /**
+   * BM25 top k among the records passing the filters. The index holds no metadata, so hits are
+   * checked against their records in rounds of growing depth (4k, 16k, ...) until k pass or the
+   * hits run out: a selective filter still gets its full top k.
+   */
   async keywordSearch(text: string, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
     const pass = compileRecordFilter(where, whereDocument);
     if (!pass) return this.keyword.search(text, k);
-    const hits = await this.keyword.search(text, k * 4);
-    if (hits.length === 0) return [];
-    const records = new Map((await this.store.getByIds(hits.map((h) => h.id))).map((r) => [r.id, r]));
-    return hits
-      .filter((h) => {
-        const r = records.get(h.id);
-        return r !== undefined && pass(r.metadata, r.text);
-      })
-      .slice(0, k);
+    const passed: KeywordHit[] = [];
+    let checked = 0;
+    for (let depth = k * 4; ; depth *= 4) {
+      const hits = this.keyword.search(text, depth);
+      // Checked in rank order, a thousand records a call, stopping once k pass.
+      for (let from = checked; from < hits.length && passed.length < k; from += 1000) {
+        const fresh = hits.slice(from, from + 1000);
+        const records = new Map((await this.store.getByIds(fresh.map((h) => h.id))).map((r) => [r.id, r]));
+        for (const h of fresh) {
+          const r = records.get(h.id);
+          if (r !== undefined && pass(r.metadata, r.text)) passed.push(h);
+        }
+      }
+      checked = hits.length;
+      if (passed.length >= k || hits.length < depth) return passed.slice(0, k);
+    }
   }
 
   async getByIds(ids: string[]): Promise<RecordText[]> {

@@ -20,6 +20,8 @@ export class InProcessBackend implements RetrievalBackend {
   private readonly loadedFrom: NonNullable<BackendInfo['loadedFrom']>;
   private readonly buildNice: number | null;
   private textBytes = 0;
+  /** The keyword index's internal document number -> row (-1: not in the collection), for filters. */
+  private readonly docRow: Int32Array;
   readonly keyword: KeywordSearcher;
 
   /** Use `create()`: it indexes the ids in slices, yielding the event loop between them. */
@@ -38,6 +40,7 @@ export class InProcessBackend implements RetrievalBackend {
     this.loadedFrom = loadedFrom ?? (records.fromCache ? 'index-cache' : 'chroma');
     this.buildNice = records.buildNice;
     this.matrix = new VectorMatrix(records.vectors!, records.ids.length, dimension, space, records.norms);
+    this.docRow = new Int32Array(this.keyword.documents).fill(-1);
   }
 
   static async create(name: string, space: DistanceSpace, dimension: number, records: LoadedRecords, loadedFrom?: BackendInfo['loadedFrom']): Promise<InProcessBackend> {
@@ -49,6 +52,11 @@ export class InProcessBackend implements RetrievalBackend {
         b.rowOf.set(b.ids[i]!, i);
         b.textBytes += b.documents[i]!.length * 2;
       }
+      await new Promise((r) => setImmediate(r));
+    }
+    for (let start = 0; start < b.docRow.length; start += SLICE) {
+      const end = Math.min(b.docRow.length, start + SLICE);
+      for (let d = start; d < end; d++) b.docRow[d] = b.rowOf.get(b.keyword.idOf(d)) ?? -1;
       await new Promise((r) => setImmediate(r));
     }
     return b;
@@ -83,17 +91,15 @@ export class InProcessBackend implements RetrievalBackend {
     return rows.map((r, i) => ({ id: this.ids[r]!, score: distanceToScore(this.space, distances[i]!) }));
   }
 
+  /** BM25 top k among the records passing the filters (exact: the filter applies before the top k). */
   async keywordSearch(text: string, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
-    const pass = compileRecordFilter(where, whereDocument);
-    if (!pass) return this.keyword.search(text, k);
-    // Over-fetch, then filter here (the keyword index holds no metadata).
-    const hits = await this.keyword.search(text, k * 4);
-    return hits
-      .filter((h) => {
-        const r = this.rowOf.get(h.id);
-        return r !== undefined && pass(this.metadatas[r], this.documents[r]);
-      })
-      .slice(0, k);
+    const mask = this.allowedRows(where, whereDocument);
+    if (!mask) return this.keyword.search(text, k);
+    const { docRow } = this;
+    return this.keyword.search(text, k, (doc) => {
+      const r = docRow[doc]!;
+      return r >= 0 && mask[r] === 1;
+    });
   }
 
   async getByIds(ids: string[]): Promise<RecordText[]> {

@@ -53,9 +53,19 @@ export class KeywordSearcher {
     return this.postings.bytes;
   }
 
-  search(query: string, limit: number): KeywordHit[] {
+  /** Internal document numbers (0 to this), for `accept` and idOf. */
+  get documents(): number {
+    return this.postings.documents;
+  }
+
+  idOf(doc: number): string {
+    return this.postings.idOf(doc);
+  }
+
+  /** See KeywordPostings.search: `accept` filters by internal document number before the top `limit`. */
+  search(query: string, limit: number, accept?: (doc: number) => boolean): KeywordHit[] {
     if (this.closed) throw new RagError('RAG_NOT_READY', 'the keyword index is closed');
-    return this.postings.search(query, limit);
+    return this.postings.search(query, limit, accept);
   }
 
   async close(): Promise<void> {

@@ -462,7 +462,21 @@ export class KeywordPostings {
     return chosen.filter((t) => t >= 0);
   }
 
-  search(query: string, limit: number): KeywordHit[] {
+  /** Internal document numbers run from 0 to this (exclusive); see idOf. */
+  get documents(): number {
+    return this.d.present.length;
+  }
+
+  /** The external id of an internal document number ('' for one MiniSearch discarded). */
+  idOf(doc: number): string {
+    return this.d.present[doc] ? this.dec.decode(this.d.idBytes.subarray(this.d.idStart[doc]!, this.d.idStart[doc + 1]!)) : '';
+  }
+
+  /**
+   * The `limit` best documents for the query. With `accept`, only documents it accepts (by
+   * internal number) compete, so a selective filter still gets its full top `limit`.
+   */
+  search(query: string, limit: number, accept?: (doc: number) => boolean): KeywordHit[] {
     const terms = this.queryTerms(query);
     if (terms.length === 0 || limit <= 0) return [];
     const { postStart, postDoc, postTf, fieldLength, avgFieldLength, documentCount, present } = this.d;
@@ -503,6 +517,7 @@ export class KeywordPostings {
       scores[doc] = 0;
       matched[doc] = 0;
       lastTerm[doc] = -1;
+      if (accept && !accept(doc)) continue;
       if (best.length < limit) {
         best.push({ doc, score });
         if (best.length === limit) best.sort((x, y) => y.score - x.score);
@@ -516,6 +531,6 @@ export class KeywordPostings {
       }
     }
     if (best.length < limit) best.sort((x, y) => y.score - x.score);
-    return best.map((x) => ({ id: this.dec.decode(this.d.idBytes.subarray(this.d.idStart[x.doc]!, this.d.idStart[x.doc + 1]!)), score: x.score }));
+    return best.map((x) => ({ id: this.idOf(x.doc), score: x.score }));
   }
 }

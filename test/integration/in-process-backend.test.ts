@@ -204,6 +204,28 @@ describe('in-process index read through Chroma', () => {
     for (const h of a) expect(metas[Number(h.id.slice(3))]!.group).toBe(3);
   });
 
+  it('a selective keyword filter still gets its full top k: the filter applies before the top k, not to an over-fetched few', async () => {
+    const { local, remote } = backends.get('cosine')!;
+    const all = await local.keywordSearch('quorum backoff', N);
+    // Records whose only passing hits rank far down the unfiltered list (past 4k, what an over-fetch would see).
+    const deep = all.slice(200).filter((h) => Number(h.id.slice(3)) >= 1000);
+    expect(deep.length).toBeGreaterThan(12);
+    const wanted = deep.slice(0, 12).map((h) => Number(h.id.slice(3)));
+    const whereDocument = { $or: wanted.map((i) => ({ $contains: `record ${i}` })) };
+    const expected = all.filter((h) => wanted.includes(Number(h.id.slice(3)))).slice(0, 5);
+    expect(all.findIndex((h) => h.id === expected[0]!.id)).toBeGreaterThanOrEqual(200);
+    const a = await local.keywordSearch('quorum backoff', 5, undefined, whereDocument);
+    const b = await remote.keywordSearch('quorum backoff', 5, undefined, whereDocument);
+    expect(a.map((h) => h.id)).toEqual(expected.map((h) => h.id));
+    expect(b).toEqual(a);
+    // With a metadata filter too: the top 5 of the unfiltered ranking that pass it, on both backends.
+    const where = { group: 3 };
+    const both = all.filter((h) => wanted.includes(Number(h.id.slice(3))) && Number(h.id.slice(3)) % 4 === 3).slice(0, 5);
+    expect(both.length).toBeGreaterThan(0);
+    expect((await local.keywordSearch('quorum backoff', 5, where, whereDocument)).map((h) => h.id)).toEqual(both.map((h) => h.id));
+    expect((await remote.keywordSearch('quorum backoff', 5, where, whereDocument)).map((h) => h.id)).toEqual(both.map((h) => h.id));
+  });
+
   it('an invalid filter is a RAG_STORE_FILTER_INVALID error on both backends', async () => {
     const { local, remote } = backends.get('cosine')!;
     await expect(local.query(queries[0]!, 3, { group: { $in: [1, 'x'] } })).rejects.toMatchObject({ code: 'RAG_STORE_FILTER_INVALID' });
