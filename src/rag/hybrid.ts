@@ -31,7 +31,7 @@ export interface Candidate {
 }
 
 /** A fused candidate: `score` is the RRF score, each side's own score kept where that side found it. */
-export type FusedCandidate = Candidate & { denseScore?: number; keywordScore?: number };
+export type FusedCandidate = Candidate & { denseScore?: number | undefined; keywordScore?: number | undefined };
 
 const DEFAULT_WEIGHTS = { dense: 0.3, keyword: 1 };
 const DEFAULT_RRF_K = 10;
@@ -42,16 +42,21 @@ const DEFAULT_RRF_K = 10;
  * list first, then keyword-only ids), as Array.prototype.sort is stable.
  */
 export function fuseRanks(dense: readonly Candidate[], keyword: readonly Candidate[], k: number, weights: { dense: number; keyword: number }, rrfK: number): FusedCandidate[] {
+  // One object shape for every candidate (a side that missed it leaves its score undefined).
   const fused = new Map<string, FusedCandidate>();
-  dense.forEach((c, i) => fused.set(c.id, { id: c.id, score: weights.dense / (rrfK + i + 1), denseScore: c.score }));
-  keyword.forEach((c, i) => {
+  for (let i = 0; i < dense.length; i++) {
+    const c = dense[i]!;
+    fused.set(c.id, { id: c.id, score: weights.dense / (rrfK + i + 1), denseScore: c.score, keywordScore: undefined });
+  }
+  for (let i = 0; i < keyword.length; i++) {
+    const c = keyword[i]!;
     const add = weights.keyword / (rrfK + i + 1);
     const cur = fused.get(c.id);
     if (cur) {
       cur.score += add;
       cur.keywordScore = c.score;
-    } else fused.set(c.id, { id: c.id, score: add, keywordScore: c.score });
-  });
+    } else fused.set(c.id, { id: c.id, score: add, denseScore: undefined, keywordScore: c.score });
+  }
   return [...fused.values()].sort((a, b) => b.score - a.score).slice(0, k);
 }
 
@@ -70,11 +75,15 @@ async function denseCandidates(generation: Generation, query: string, n: number,
 
 /** Texts and metadata for the final ids only, in rank order (from the index when it is in process). */
 async function materialise(generation: Generation, ranked: FusedCandidate[]): Promise<Array<StoreHit & { denseScore?: number; keywordScore?: number }>> {
-  const records = new Map((await generation.store.store.getByIds(ranked.map((c) => c.id))).map((r) => [r.id, r]));
-  return ranked.flatMap((c) => {
-    const r = records.get(c.id);
-    return r ? [{ ...c, text: r.text, metadata: r.metadata, distance: NaN }] : [];
-  });
+  const records = await generation.store.store.getByIds(ranked.map((c) => c.id));
+  const byId = new Map<string, (typeof records)[number]>();
+  for (const r of records) byId.set(r.id, r);
+  const out: Array<StoreHit & { denseScore?: number; keywordScore?: number }> = [];
+  for (const c of ranked) {
+    const r = byId.get(c.id);
+    if (r) out.push({ id: c.id, score: c.score, denseScore: c.denseScore, keywordScore: c.keywordScore, text: r.text, metadata: r.metadata, distance: NaN });
+  }
+  return out;
 }
 
 /**

@@ -35,14 +35,12 @@ const round = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? u
 export function hitToSource(h: StoreHit & { denseScore?: number; keywordScore?: number }): Source {
   const dense = round(h.denseScore);
   const keyword = round(h.keywordScore);
-  return {
-    id: h.id,
-    text: h.text,
-    score: round(h.score) ?? 0,
-    ...(dense !== undefined ? { denseScore: dense } : {}),
-    ...(keyword !== undefined ? { keywordScore: keyword } : {}),
-    metadata: { ...h.metadata } as Source['metadata'], // a copy: the in-process index keeps its own objects
-  };
+  // Built in one key order (id, text, score, denseScore?, keywordScore?, metadata) without spreads.
+  const source: Source = { id: h.id, text: h.text, score: round(h.score) ?? 0 } as Source;
+  if (dense !== undefined) source.denseScore = dense;
+  if (keyword !== undefined) source.keywordScore = keyword;
+  source.metadata = { ...h.metadata } as Source['metadata']; // a copy: the in-process index keeps its own objects
+  return source;
 }
 
 /** The request path: retrieval straight to sources, no LangChain objects in between. */

@@ -413,6 +413,7 @@ export class KeywordPostings {
   private scores: Float64Array | null = null;
   private matched: Uint16Array | null = null;
   private lastTerm: Int32Array | null = null;
+  private touched: Int32Array | null = null;
 
   constructor(private readonly d: KeywordPostingsData) {
     this.origin = d.origin;
@@ -484,8 +485,9 @@ export class KeywordPostings {
     const scores = (this.scores ??= new Float64Array(D));
     const matched = (this.matched ??= new Uint16Array(D));
     const lastTerm = (this.lastTerm ??= new Int32Array(D).fill(-1));
+    const touched = (this.touched ??= new Int32Array(D));
+    let nTouched = 0;
     const { k, b, d } = BM25;
-    const touched: number[] = [];
     for (let q = 0; q < terms.length; q++) {
       const t = terms[q]!;
       for (let s = 0; s < F; s++) {
@@ -501,36 +503,40 @@ export class KeywordPostings {
           const tf = postTf[i]!;
           const len = fieldLength[doc * F + s]!;
           const score = boost * (idf * (d + (tf * (k + 1)) / (tf + k * (1 - b + (b * len) / avg))));
-          if (matched[doc] === 0) touched.push(doc);
-          scores[doc] = scores[doc]! + score;
           if (lastTerm[doc] !== q) {
+            if (lastTerm[doc] === -1) touched[nTouched++] = doc;
             lastTerm[doc] = q;
             matched[doc] = matched[doc]! + 1;
           }
+          scores[doc] = scores[doc]! + score;
         }
       }
     }
     // The k best of score x distinct terms matched; among equal scores the first touched stays first.
-    const best: Array<{ doc: number; score: number }> = [];
-    for (const doc of touched) {
+    // A bounded list sorted best first, with a floor: most documents fall below it and cost one comparison.
+    const cap = Math.min(limit, nTouched);
+    const bestDoc = new Int32Array(cap);
+    const bestScore = new Float64Array(cap);
+    let filled = 0;
+    for (let j = 0; j < nTouched; j++) {
+      const doc = touched[j]!;
       const score = scores[doc]! * matched[doc]!;
       scores[doc] = 0;
       matched[doc] = 0;
       lastTerm[doc] = -1;
+      if (filled === cap && !(score > bestScore[cap - 1]!)) continue;
       if (accept && !accept(doc)) continue;
-      if (best.length < limit) {
-        best.push({ doc, score });
-        if (best.length === limit) best.sort((x, y) => y.score - x.score);
-      } else if (score > best[limit - 1]!.score) {
-        let p = limit - 1;
-        while (p > 0 && best[p - 1]!.score < score) {
-          best[p] = best[p - 1]!;
-          p--;
-        }
-        best[p] = { doc, score };
+      let p = filled < cap ? filled++ : cap - 1;
+      while (p > 0 && bestScore[p - 1]! < score) {
+        bestScore[p] = bestScore[p - 1]!;
+        bestDoc[p] = bestDoc[p - 1]!;
+        p--;
       }
+      bestScore[p] = score;
+      bestDoc[p] = doc;
     }
-    if (best.length < limit) best.sort((x, y) => y.score - x.score);
-    return best.map((x) => ({ id: this.idOf(x.doc), score: x.score }));
+    const hits: KeywordHit[] = [];
+    for (let j = 0; j < filled; j++) hits.push({ id: this.idOf(bestDoc[j]!), score: bestScore[j]! });
+    return hits;
   }
 }
