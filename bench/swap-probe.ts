@@ -1,5 +1,5 @@
 /**
- * `npm run swap-probe [-- --chunks 10000 --swaps 5 --load 0]`: write-finished -> serving for a few
+ * `npm run swap-probe [-- --chunks 10000 --swaps 5 --load 0 --standby-ms N]`: write-finished -> serving for a few
  * store swaps, with the build phases of each (the numbers behind "0.75 s idle"). --load N keeps N
  * connections on /v1/retrieve while swapping. Prints main-thread stalls over 20 ms per swap (gaps in a
  * 1 ms timer) and the process RSS after the first and the last swap (`--swaps 100`: the leak check).
@@ -20,7 +20,7 @@ import { createSilentLogger } from '../src/observability/logger.js';
 import { createService } from '../src/service.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const { values } = parseArgs({ options: { chunks: { type: 'string', default: '10000' }, swaps: { type: 'string', default: '5' }, load: { type: 'string', default: '0' }, 'serving-index': { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { chunks: { type: 'string', default: '10000' }, swaps: { type: 'string', default: '5' }, load: { type: 'string', default: '0' }, 'serving-index': { type: 'boolean', default: false }, 'standby-ms': { type: 'string' } } });
 const N = Number(values.chunks);
 const quiet = Number(values.swaps) > 10;
 
@@ -41,7 +41,7 @@ async function main() {
     await mkdir(store);
     await cp(built.dir, join(store, 'a'), { recursive: true });
     await writeFile(join(store, 'CURRENT'), 'a\n');
-    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MODELS_DIR: join(ROOT, 'models'), VECTORSTORE_DIR: store, RUNTIME_DIR: join(work, 'rt'), AUDIT_LOG_DIR: 'off', MAX_CONCURRENT: '10000' });
+    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MODELS_DIR: join(ROOT, 'models'), VECTORSTORE_DIR: store, RUNTIME_DIR: join(work, 'rt'), AUDIT_LOG_DIR: 'off', MAX_CONCURRENT: '10000', ...(values['standby-ms'] !== undefined ? { LOADER_STANDBY_MS: values['standby-ms'] } : {}) });
     const svc = createService(config, { logger });
     const url = await svc.start();
     const load = Number(values.load)

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -29,5 +29,28 @@ export default function setup(): () => void {
     if (mine.length) {
       throw new Error(`Chroma processes outlived the test run:\n${mine.join('\n')}`);
     }
+    // Warm standbys (chroma-launcher.cjs --standby) have no folder: none may be left without its
+    // spawner host (an orphan is adopted by init). Their hosts end with the test workers; give them time.
+    const orphanStandbys = () => {
+      let list = '';
+      try {
+        list = execFileSync('pgrep', ['-f', `${ROOT}/(dist/)?src/store/chroma-launcher\\.cjs --standby`], { encoding: 'utf8' });
+      } catch {
+        return [];
+      }
+      return list.split('\n').filter(Boolean).filter((pid) => {
+        try {
+          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+          const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+          return !readFileSync(`/proc/${ppid}/cmdline`, 'utf8').includes('spawner-host.cjs');
+        } catch {
+          return false; // gone meanwhile
+        }
+      });
+    };
+    const until = Date.now() + 5000;
+    while (orphanStandbys().length && Date.now() < until) execFileSync('sleep', ['0.2']);
+    const orphans = orphanStandbys();
+    if (orphans.length) throw new Error(`warm standby Chroma children outlived their spawner host: pids ${orphans.join(', ')}`);
   };
 }

@@ -91,6 +91,7 @@ export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
         heartbeatMisses: config.chromaHeartbeatMisses,
         serveIndexMaxMb: config.serveIndexMaxMb,
         indexLoadTimeoutMs: config.indexLoadTimeoutMs,
+        loaderStandbyMs: config.loaderStandbyMs,
         signal,
         persistIndex: key
           ? {

@@ -1,10 +1,13 @@
 'use strict';
 // Runs the Chroma server from chromadb's native binding in a child process.
+// `chroma-launcher.cjs run --path DIR ...` starts it at once. `chroma-launcher.cjs --standby` is a
+// warm standby (see spawner.ts): it loads the binding (most of a start's cost) and waits for one
+// line on stdin, a JSON array of the CLI's arguments, then starts the server as the first form would.
 // The binding's cli() blocks the thread that calls it, so it runs in a worker thread and the
 // main thread stays free to (1) handle SIGTERM/SIGINT (without JS handlers the CLI logs
 // "shutting down" but keeps the port and spins) and (2) exit when its parent dies, so no
 // Chroma server outlives the service that started it.
-const { Worker, isMainThread, workerData } = require('node:worker_threads');
+const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
 
 if (isMainThread) {
   const binding = process.env.CHROMA_BINDING_PATH;
@@ -12,7 +15,8 @@ if (isMainThread) {
     process.stderr.write('chroma-launcher: CHROMA_BINDING_PATH is not set\n');
     process.exit(64);
   }
-  const worker = new Worker(__filename, { workerData: { binding, args: process.argv.slice(2) } });
+  const standby = process.argv[2] === '--standby';
+  const worker = new Worker(__filename, { workerData: { binding, args: standby ? null : process.argv.slice(2) } });
   worker.on('error', (err) => {
     process.stderr.write(`chroma-launcher: ${err && err.stack ? err.stack : String(err)}\n`);
     process.exit(70);
@@ -39,9 +43,41 @@ if (isMainThread) {
   process.stdin.on('end', gone);
   process.stdin.on('close', gone);
   process.stdin.on('error', gone);
-  process.stdin.resume();
+  if (standby) {
+    // The first line is the arguments; anything after it is ignored. A malformed line ends us (70).
+    let line = '';
+    let started = false;
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (text) => {
+      if (started) return;
+      line += text;
+      const nl = line.indexOf('\n');
+      if (nl === -1) {
+        if (line.length > 65536) badArgs('an argument line over 64 KiB');
+        return;
+      }
+      started = true;
+      let args;
+      try {
+        args = JSON.parse(line.slice(0, nl));
+      } catch {
+        badArgs('an argument line that is not JSON');
+      }
+      if (!Array.isArray(args) || args.length === 0 || !args.every((a) => typeof a === 'string')) badArgs('arguments that are not a list of strings');
+      worker.postMessage(args);
+    });
+  } else process.stdin.resume();
   require('./parent-watch.cjs').onParentGone(gone, 500);
-} else {
+} else if (workerData.args) {
   const { cli } = require(workerData.binding);
   cli(['chroma', ...workerData.args]);
+} else {
+  // Standby: the binding is loaded now; the server starts when the arguments come.
+  const { cli } = require(workerData.binding);
+  parentPort.once('message', (args) => cli(['chroma', ...args]));
+}
+
+function badArgs(what) {
+  process.stderr.write(`chroma-launcher: standby got ${what}\n`);
+  process.exit(70);
 }

@@ -23,6 +23,8 @@ import { PendingRequests } from '../pending-requests.js';
 /** A child process owned by this service, forked by the host. */
 export interface OwnedChild {
   readonly pid: number;
+  /** It was the host's warm standby (see prepareStandby), not started for this spawn. */
+  readonly adopted: boolean;
   readonly exitCode: number | null;
   readonly signalCode: NodeJS.Signals | null;
   kill(signal?: NodeJS.Signals): boolean;
@@ -38,12 +40,27 @@ export interface SpawnOwnedOptions {
   nice?: number;
   /** How long the host may take to answer (default 10 s). */
   timeoutMs?: number;
+  /**
+   * Adopt the host's warm standby if it was started as `command standby.args` with the same env and
+   * nice: it gets `standby.line` (JSON, one line) on its stdin instead of a fresh start.
+   */
+  standby?: { args: string[]; line: string[] };
+}
+
+export interface StandbyOptions {
+  env: NodeJS.ProcessEnv;
+  nice?: number;
+  /** How long the host keeps it unadopted before stopping it; 0 stops the current one. */
+  ttlMs: number;
 }
 
 class HostedChild extends EventEmitter implements OwnedChild {
   exitCode: number | null = null;
   signalCode: NodeJS.Signals | null = null;
-  constructor(readonly pid: number) {
+  constructor(
+    readonly pid: number,
+    readonly adopted = false,
+  ) {
     super();
   }
   /** Output that arrived before anyone listened (a child can print, and exit, before its spawn promise settles). */
@@ -95,7 +112,7 @@ class HostedChild extends EventEmitter implements OwnedChild {
 }
 
 type HostMessage =
-  | { type: 'spawned'; id: number; pid: number }
+  | { type: 'spawned'; id: number; pid: number; adopted?: boolean }
   | { type: 'data'; id: number; chunk: string }
   | { type: 'error'; id: number; message: string }
   | { type: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null };
@@ -130,7 +147,7 @@ class SpawnerHost {
 
   private onMessage(m: HostMessage): void {
     if (m.type === 'spawned') {
-      const child = new HostedChild(m.pid);
+      const child = new HostedChild(m.pid, m.adopted === true);
       if (!this.pending.resolve(m.id, child)) {
         // Its request timed out: nobody owns this child, end it.
         child.kill('SIGKILL');
@@ -175,9 +192,14 @@ class SpawnerHost {
       },
       (id) => {
         this.refresh();
-        this.proc.send({ type: 'spawn', id, command, args, env: options.env, nice: options.nice ?? 0 });
+        this.proc.send({ type: 'spawn', id, command, args, env: options.env, nice: options.nice ?? 0, ...(options.standby ? { standby: options.standby } : {}) });
       },
     );
+  }
+
+  standby(command: string, args: string[], options: StandbyOptions): void {
+    if (this.gone || !this.proc.connected) return;
+    this.proc.send({ type: 'standby', command, args, env: options.env, nice: options.nice ?? 0, ttlMs: options.ttlMs });
   }
 
   stop(): void {
@@ -208,6 +230,21 @@ export function startSpawner(): void {
 export function stopSpawner(): void {
   host?.stop();
   host = null;
+}
+
+/**
+ * Ask the host to keep one warm standby child (`command args`) for `ttlMs`, for the next
+ * spawnOwned whose `standby` matches it. Fire and forget: a standby that cannot start, dies or
+ * expires only means the next spawn starts its child as usual. It is the host's child like any
+ * other: it goes with the host, and the host goes with the service.
+ */
+export function prepareStandby(command: string, args: string[], options: StandbyOptions): void {
+  try {
+    startSpawner();
+  } catch {
+    return;
+  }
+  host!.standby(command, args, options);
 }
 
 /** Start a child owned by this service without forking the service itself. */

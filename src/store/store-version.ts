@@ -4,7 +4,7 @@ import { RagError } from '../errors.js';
 import { readSmallFileSafe, throwIfAborted } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
 import { ChromaBackend } from './chroma-backend.js';
-import { ChromaServer } from './chroma-server.js';
+import { ChromaServer, prepareChromaStandby } from './chroma-server.js';
 import { ChromaStore } from './chroma-store.js';
 import { InProcessBackend } from './in-process-backend.js';
 import { sha256Hex } from '../fs/fingerprint.js';
@@ -57,6 +57,8 @@ export interface OpenStoreOptions {
   /** Snapshots up to this many MiB on disk are served in process (default 2048; 0: never). */
   serveIndexMaxMb?: number;
   indexLoadTimeoutMs?: number;
+  /** After a load through a loader child, keep a warm one this long for the next (prepareChromaStandby; 0: none). */
+  loaderStandbyMs?: number;
   /**
    * Write the in-process index to the serving index cache under this key once it is loaded, if
    * `stillSame()` (the published folder's fingerprint after the copy equals the one verified) holds.
@@ -280,6 +282,7 @@ export async function openChromaSnapshot(
       server = null;
       dispose = () => backend.dispose();
       mark('stopLoader');
+      if (options.loaderStandbyMs) void prepareChromaStandby({ nice: LOADER_NICE, ttlMs: options.loaderStandbyMs });
     } else {
       const chroma = new ChromaBackend('chroma-child', opened.store, records.keyword);
       backend = chroma;

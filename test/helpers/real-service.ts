@@ -85,6 +85,11 @@ export function spawnerHostsOf(pid: number): Promise<number[]> {
   return pidsWhere((cmd, p) => cmd.includes('spawner-host.cjs') && alive(p) && ppidOf(p) === pid);
 }
 
+/** Pids of the live warm standby Chroma launchers (`chroma-launcher.cjs --standby`) whose parent is pid (a spawner host). */
+export function standbysOf(pid: number): Promise<number[]> {
+  return pidsWhere((cmd, p) => cmd.includes('chroma-launcher.cjs\0--standby') && alive(p) && ppidOf(p) === pid);
+}
+
 /**
  * The real service as user nobody over a store it cannot write (the sample docs-a version, owned
  * by root, 0755): what a `:ro` compose mount gives. RUNTIME_DIR is nobody's.

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSilentLogger } from '../../src/observability/logger.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { copyModelInto, FIXTURES, getJson, listHugeSparseFile, postJson, publishDocs, tempDir, waitFor } from '../helpers/harness.js';
-import { alive, chromaPidsUnder, ppidOf, spawnerHostsOf, startRealService, type RealService } from '../helpers/real-service.js';
+import { alive, chromaPidsUnder, ppidOf, spawnerHostsOf, standbysOf, startRealService, type RealService } from '../helpers/real-service.js';
 
 /** The real process (`node dist/src/main.js`): signals, hung children, orphans, another user. */
 let tmp: { dir: string; cleanup: () => Promise<void> };
@@ -53,6 +53,19 @@ describe('children never outlive the service, and a hung child is noticed', () =
     await svc.exited;
     await waitFor(() => pids.every((p) => !alive(p)), 5_000, 'the orphaned Chroma child to exit'); // the 2 s figure is measured in bench/reload-probe
     await waitFor(() => hosts.every((p) => !alive(p)), 5_000, 'the orphaned spawner host to exit');
+  });
+
+  it('SIGKILL of the service while it keeps a warm standby loader child: the standby and the host exit by themselves', async () => {
+    // In process (the default budget): the store is read through a loader child, and a standby is kept for the next update.
+    svc = await startRealService({ ...env, WATCH: 'false', SERVE_INDEX_MAX_MB: '2048', SERVE_INDEX_CACHE: 'false', LOADER_STANDBY_MS: '60000' });
+    const [host] = await spawnerHostsOf(svc.child.pid!);
+    await waitFor(async () => (await standbysOf(host!)).length === 1, 10_000, 'a warm standby');
+    const [standby] = await standbysOf(host!);
+    expect(ppidOf(standby!)).toBe(host);
+    svc.child.kill('SIGKILL');
+    await svc.exited;
+    await waitFor(() => !alive(standby!), 5_000, 'the orphaned standby to exit');
+    await waitFor(() => !alive(host!), 5_000, 'the orphaned spawner host to exit');
   });
 
   it('SIGKILL of the spawner host: its Chroma child goes with it, the service restarts the child through a new host and answers again', async () => {
