@@ -62,7 +62,19 @@ export interface PublishOptions {
   servingIndex?: boolean;
   /** Keyword analysis (default KEYWORD_ANALYSIS); the eval's ablations change it. */
   keywordAnalysis?: KeywordAnalysis;
+  /** Ship keyword-index.json only up to this many chunks (default KEYWORD_SHIP_MAX_CHUNKS). */
+  keywordShipMaxChunks?: number;
 }
+
+/**
+ * Above this many chunks a version ships no keyword-index.json: the service builds the same index
+ * (default analysis, exact MiniSearch scores) from the texts as it reads the version, page by page
+ * in typed arrays (keyword-postings.ts PostingsBuilder). Building it here as a MiniSearch object graph
+ * ran this process out of its 4 GB heap at 1,000,000 chunks, and the service would have to parse
+ * that JSON (hundreds of MB) back into a graph. 100,000 chunks is the largest size measured to
+ * ship and load well (bench/results/swaps-2026-12-05-s8.md).
+ */
+export const KEYWORD_SHIP_MAX_CHUNKS = 100_000;
 
 export interface PublishResult {
   version: string;
@@ -100,6 +112,13 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
   if (options.chunks.length === 0) throw new RagError('RAG_INGEST_NO_DOCUMENTS', 'nothing to publish: 0 chunks');
   const collection = options.collection ?? DEFAULT_COLLECTION;
   const batchSize = options.batchSize ?? 256;
+  const shipKeyword = options.chunks.length <= (options.keywordShipMaxChunks ?? KEYWORD_SHIP_MAX_CHUNKS);
+  if (!shipKeyword && (options.servingIndex || options.keywordAnalysis)) {
+    throw new RagError(
+      'RAG_INGEST_FAILED',
+      `${options.chunks.length} chunks is above the ${options.keywordShipMaxChunks ?? KEYWORD_SHIP_MAX_CHUNKS} a version ships a keyword index for; ${options.servingIndex ? 'a serving index (--serving-index)' : 'a custom keyword analysis'} needs one`,
+    );
+  }
   await mkdir(options.outDir, { recursive: true });
   const finalDir = join(options.outDir, version);
   if (existsSync(finalDir)) throw new RagError('RAG_INGEST_FAILED', `version ${version} already exists in ${options.outDir}`);
@@ -130,18 +149,22 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
       onBatch: (n) => options.onProgress?.(n, chunks.length),
     });
     await server.stop();
-    // The keyword index ships with the version, under the same manifest checksums.
-    const keyword = KeywordIndex.build(
-      chunks.map((c, i) => {
-        const same = (j: number) => (chunks[j]?.metadata.source === c.metadata.source ? chunks[j]!.text : '');
-        return { ...keywordDoc(c), neighbours: `${same(i - 1)}\n${same(i + 1)}`.trim() || undefined };
-      }),
-      'built',
-      options.keywordAnalysis,
-    );
-    const keywordText = keyword.serialize();
-    await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keywordText);
-    if (options.servingIndex) await writeServingIndex(tmpDir, collection, keywordText, keyword.size, await readBack(tmpDir, collection, chunks.length, model.dimension, options.logger));
+    // The keyword index ships with the version, under the same manifest checksums (up to a size).
+    if (shipKeyword) {
+      const keyword = KeywordIndex.build(
+        chunks.map((c, i) => {
+          const same = (j: number) => (chunks[j]?.metadata.source === c.metadata.source ? chunks[j]!.text : '');
+          return { ...keywordDoc(c), neighbours: `${same(i - 1)}\n${same(i + 1)}`.trim() || undefined };
+        }),
+        'built',
+        options.keywordAnalysis,
+      );
+      const keywordText = keyword.serialize();
+      await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keywordText);
+      if (options.servingIndex) await writeServingIndex(tmpDir, collection, keywordText, keyword.size, await readBack(tmpDir, collection, chunks.length, model.dimension, options.logger));
+    } else {
+      options.logger.info({ chunks: chunks.length, max: options.keywordShipMaxChunks ?? KEYWORD_SHIP_MAX_CHUNKS }, 'no keyword-index.json shipped at this size: the service builds the keyword index from the texts');
+    }
     if (options.acceptance) await writeFile(join(tmpDir, ACCEPTANCE_FILE), canonicalAcceptance(options.acceptance) + '\n');
     const manifest: StoreManifest = {
       formatVersion: 1,

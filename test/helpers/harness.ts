@@ -40,7 +40,7 @@ export function testModel(): Promise<EmbeddingModel> {
 }
 
 /** Ingest a docs folder into a store version with the real loaders, splitter, model and Chroma. */
-export async function publishDocs(outDir: string, docsDir: string, options: { version?: string; activate?: boolean; chunkSize?: number; acceptance?: AcceptanceSpec; servingIndex?: boolean } = {}): Promise<PublishResult> {
+export async function publishDocs(outDir: string, docsDir: string, options: { version?: string; activate?: boolean; chunkSize?: number; acceptance?: AcceptanceSpec; servingIndex?: boolean; keywordShipMaxChunks?: number } = {}): Promise<PublishResult> {
   const { documents } = await loadDocuments(docsDir);
   const chunks = await splitDocuments(documents, { chunkSize: options.chunkSize ?? 300, chunkOverlap: 30 });
   return publishStoreVersion({
@@ -53,6 +53,7 @@ export async function publishDocs(outDir: string, docsDir: string, options: { ve
     ...(options.activate === false ? { activate: false } : {}),
     ...(options.acceptance ? { acceptance: options.acceptance } : {}),
     ...(options.servingIndex ? { servingIndex: true } : {}),
+    ...(options.keywordShipMaxChunks !== undefined ? { keywordShipMaxChunks: options.keywordShipMaxChunks } : {}),
   });
 }
 

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { cp, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -72,6 +73,35 @@ describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
       expect(attempt.error.code).toBe('RAG_STORE_KEYWORD_INDEX_CORRUPT');
       expect(attempt.error.message).toMatch(/^keyword-index\.json is corrupt/);
       expect((await ask('QX7731')).status).toBe(200);
+    } finally {
+      await staging.cleanup();
+    }
+  });
+
+  it('a version above the keyword-shipping size ships no keyword index, and the service builds the same one from the texts: same hits, same scores', async () => {
+    const staging = await tempDir();
+    try {
+      // The sizes are scaled down (8 chunks, limit 3); the default limit is KEYWORD_SHIP_MAX_CHUNKS (100,000).
+      await expect(publishDocs(join(staging.dir, 'x'), DOCS, { version: 'v-x', activate: false, keywordShipMaxChunks: 3, servingIndex: true })).rejects.toMatchObject({ code: 'RAG_INGEST_FAILED' });
+      const built = await publishDocs(join(staging.dir, 'built'), DOCS, { version: 'v-kw-none', activate: false, keywordShipMaxChunks: 3 });
+      expect(existsSync(join(built.dir, 'keyword-index.json'))).toBe(false);
+      expect(Object.keys(built.manifest.files)).not.toContain('keyword-index.json');
+      const questions = ['what does QX7731 mean', 'restart the unit', 'roses in the garden', 'flux regulator'];
+      const before = await getJson(`${svc.url}/admin/status`);
+      expect(before.active.store.keywordIndex.origin).toBe('store');
+      const shipped = await Promise.all(questions.map((q) => ask(q, 'keyword', 8)));
+      await cp(built.dir, join(svc.dirs.store, 'v-kw-none'), { recursive: true });
+      await writeFile(join(svc.dirs.store, 'CURRENT.tmp'), 'v-kw-none\n');
+      await rename(join(svc.dirs.store, 'CURRENT.tmp'), join(svc.dirs.store, 'CURRENT'));
+      const status = await waitFor(async () => {
+        const s = await getJson(`${svc.url}/admin/status`);
+        return s.active.store.version === 'v-kw-none' ? s : null;
+      }, 20_000, 'v-kw-none serving');
+      expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 8 });
+      const rebuilt = await Promise.all(questions.map((q) => ask(q, 'keyword', 8)));
+      const view = (r: { body: { sources: Array<{ id: string; score: number }> } }) => r.body.sources.map((s) => [s.id, s.score]);
+      expect(rebuilt.map(view)).toEqual(shipped.map(view));
+      expect(shipped.every((r) => r.body.sources.length > 0)).toBe(true);
     } finally {
       await staging.cleanup();
     }
