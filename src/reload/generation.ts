@@ -44,7 +44,7 @@ export interface GenerationInfo {
   createdAt: string;
   inflight: number;
   model: { name: string; id: string; dimension: number; dtype: string; loadedAt: string };
-  store: { version: string; kind: string; collection: string; count: number; dimension: number; createdAt: string | null; keywordIndex: { origin: string; documents: number }; backend: BackendInfo };
+  store: { version: string; kind: string; collection: string; count: number; dimension: number; createdAt: string | null; keywordIndex: { origin: string; documents: number; searchedOn: 'event-loop' | 'thread' }; backend: BackendInfo };
 }
 
 export interface Lease {
@@ -161,7 +161,7 @@ export class Generation {
         count: this.store.count,
         dimension: this.store.dimension,
         createdAt: this.store.manifest?.createdAt ?? null,
-        keywordIndex: { origin: this.store.keyword.origin, documents: this.store.keyword.size },
+        keywordIndex: { origin: this.store.keyword.origin, documents: this.store.keyword.size, searchedOn: this.store.keyword.searchedOn },
         backend: this.store.store.describe(),
       },
     };

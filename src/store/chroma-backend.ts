@@ -49,7 +49,7 @@ export class ChromaBackend implements RetrievalBackend {
     const passed: KeywordHit[] = [];
     let checked = 0;
     for (let depth = k * 4; ; depth *= 4) {
-      const hits = this.keyword.search(text, depth);
+      const hits = await this.keyword.search(text, depth);
       // Checked in rank order, a thousand records a call, stopping once k pass.
       for (let from = checked; from < hits.length && passed.length < k; from += 1000) {
         const fresh = hits.slice(from, from + 1000);

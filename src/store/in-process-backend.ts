@@ -96,10 +96,12 @@ export class InProcessBackend implements RetrievalBackend {
     const mask = this.allowedRows(where, whereDocument);
     if (!mask) return this.keyword.search(text, k);
     const { docRow } = this;
-    return this.keyword.search(text, k, (doc) => {
+    const allowed = new Uint8Array(docRow.length);
+    for (let doc = 0; doc < docRow.length; doc++) {
       const r = docRow[doc]!;
-      return r >= 0 && mask[r] === 1;
-    });
+      if (r >= 0 && mask[r] === 1) allowed[doc] = 1;
+    }
+    return this.keyword.search(text, k, allowed);
   }
 
   async getByIds(ids: string[]): Promise<RecordText[]> {

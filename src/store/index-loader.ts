@@ -4,11 +4,13 @@ import { Worker } from 'node:worker_threads';
 import { RagError, type ErrorCode } from '../errors.js';
 import type { StoreHit } from './chroma-store.js';
 import type { IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest, ReadTarget } from './index-worker.js';
-import { KeywordPostings } from './keyword-postings.js';
+import { PendingRequests } from '../pending-requests.js';
+import { KEYWORD_THREAD_MIN_POSTINGS, KeywordPostings } from './keyword-postings.js';
+import type { KeywordSearchReply, KeywordSearchRequest } from './keyword-search-worker.js';
 import type { KeywordHit } from './retrieval-backend.js';
 
 /** A compiled worker script (tests run the TypeScript sources, whose workers are the built ones in dist/). */
-function workerPath(name: 'index-worker'): string {
+function workerPath(name: 'index-worker' | 'keyword-search-worker'): string {
   const here = fileURLToPath(import.meta.url);
   const js = here.endsWith('.ts') ? here.replace(/\/src\/store\/[^/]+\.ts$/, `/dist/src/store/${name}.js`) : here.replace(/[^/]+\.js$/, `${name}.js`);
   if (!existsSync(js)) throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', `the ${name} script is missing: ${js} (run npm run build)`);
@@ -26,19 +28,30 @@ export const PAGES_IN_FLIGHT = 2;
 /** Niceness of a generation's build thread (index-worker.ts): its work yields CPU to requests. */
 export const BUILD_NICE = 19;
 
+/** A search on a keyword search thread that has not answered within this fails with RAG_STORE_TIMEOUT. */
+export const KEYWORD_SEARCH_TIMEOUT_MS = 10_000;
+
 /**
- * The keyword index of one generation: typed arrays searched on the calling thread
- * (keyword-postings.ts), compiled and transferred by the build thread. Closing it stops the build
- * thread if it is still writing the serving index cache.
+ * The keyword index of one generation: typed arrays (keyword-postings.ts) compiled by the build
+ * thread. A small index is searched on the calling thread (tens of microseconds); one with at least
+ * KEYWORD_THREAD_MIN_POSTINGS postings arrives in shared memory and is searched on a thread of its
+ * own, so its milliseconds never block the event loop (a thread that dies is started again on the
+ * next search). Closing it stops that thread, and the build thread if it is still writing the
+ * serving index cache.
  */
 export class KeywordSearcher {
   private closed = false;
+  private thread: Worker | null = null;
+  private readonly pending = new PendingRequests<KeywordHit[]>();
 
   constructor(
     private readonly postings: KeywordPostings,
     /** The build thread while it still writes the serving index cache: stopped with the generation. */
     private readonly builder: Worker | null = null,
-  ) {}
+    private readonly timeoutMs = KEYWORD_SEARCH_TIMEOUT_MS,
+  ) {
+    if (postings.shared) this.startThread();
+  }
 
   get origin(): 'store' | 'built' {
     return this.postings.origin;
@@ -53,7 +66,12 @@ export class KeywordSearcher {
     return this.postings.bytes;
   }
 
-  /** Internal document numbers (0 to this), for `accept` and idOf. */
+  /** Where its searches run. */
+  get searchedOn(): 'event-loop' | 'thread' {
+    return this.postings.shared ? 'thread' : 'event-loop';
+  }
+
+  /** Internal document numbers (0 to this), for `allowed` and idOf. */
   get documents(): number {
     return this.postings.documents;
   }
@@ -62,16 +80,47 @@ export class KeywordSearcher {
     return this.postings.idOf(doc);
   }
 
-  /** See KeywordPostings.search: `accept` filters by internal document number before the top `limit`. */
-  search(query: string, limit: number, accept?: (doc: number) => boolean): KeywordHit[] {
+  private startThread(): Worker {
+    const thread = new Worker(workerPath('keyword-search-worker'), { workerData: { data: this.postings.data } });
+    thread.unref();
+    thread.on('message', (m: KeywordSearchReply) => {
+      if ('error' in m) this.pending.reject(m.id, new RagError('RAG_STORE_UNAVAILABLE', `the keyword search failed: ${m.error}`));
+      else this.pending.resolve(m.id, m.hits);
+    });
+    const gone = (why: string) => {
+      if (this.thread !== thread) return;
+      this.thread = null;
+      this.pending.rejectAll(new RagError('RAG_STORE_UNAVAILABLE', `the keyword search thread ${why}`));
+    };
+    thread.once('error', (err) => gone(`failed: ${err.message}`));
+    thread.once('exit', (code) => gone(`exited (code ${code})`));
+    this.thread = thread;
+    return thread;
+  }
+
+  /**
+   * The `limit` best documents for the query (see KeywordPostings.search). With `allowed` (one byte
+   * per internal document), only documents it marks 1 compete, so a selective filter still gets
+   * its full top `limit`.
+   */
+  async search(query: string, limit: number, allowed?: Uint8Array): Promise<KeywordHit[]> {
     if (this.closed) throw new RagError('RAG_NOT_READY', 'the keyword index is closed');
-    return this.postings.search(query, limit, accept);
+    if (!this.postings.shared) return this.postings.search(query, limit, allowed ? (doc) => allowed[doc] === 1 : undefined);
+    const thread = this.thread ?? this.startThread();
+    return this.pending.open(
+      this.timeoutMs,
+      () => new RagError('RAG_STORE_TIMEOUT', `the keyword search thread did not answer within ${this.timeoutMs} ms`),
+      (id) => thread.postMessage({ id, query, limit, allowed: allowed ?? null } satisfies KeywordSearchRequest),
+    );
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.builder?.terminate();
+    this.pending.rejectAll(new RagError('RAG_NOT_READY', 'the keyword index is closed'));
+    const thread = this.thread;
+    this.thread = null;
+    await Promise.all([thread?.terminate(), this.builder?.terminate()]);
   }
 }
 
@@ -112,6 +161,8 @@ export interface LoadIndexOptions {
   onCached?: (result: Extract<IndexWorkerMessage, { type: 'cached' }>) => void;
   /** Every record has been read from Chroma (not called for a cache entry): a loader child can stop now. */
   onPaged?: () => void;
+  /** Keyword indexes with at least this many postings get a search thread (default KEYWORD_THREAD_MIN_POSTINGS). */
+  keywordThreadMinPostings?: number;
 }
 
 /**
@@ -136,6 +187,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     cache: options.cache,
     persist: options.persist,
     nice: BUILD_NICE,
+    keywordThreadMinPostings: options.keywordThreadMinPostings ?? KEYWORD_THREAD_MIN_POSTINGS,
   };
   const builderPath = workerPath('index-worker');
   const builder = new Worker(builderPath, { workerData: data });

@@ -11,7 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { RagError, toRagError } from '../errors.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
-import { PostingsBuilder, postingsBuffers, postingsText, type KeywordPostingsData } from './keyword-postings.js';
+import { PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
 import { niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
 
@@ -43,6 +43,8 @@ export interface IndexWorkerData {
   pagesInFlight: number;
   /** Niceness of this thread during the build (0: leave it). */
   nice: number;
+  /** A keyword index with at least this many postings is sent in shared memory, to be searched on a thread of its own. */
+  keywordThreadMinPostings: number;
 }
 
 export type IndexWorkerMessage =
@@ -138,9 +140,10 @@ function compileOrFail(text: string, origin: 'store' | 'built', code: 'RAG_STORE
   }
 }
 
-/** The compiled keyword index to the main thread (transferred, not copied). */
-function sendKeyword(data: KeywordPostingsData): void {
-  port.postMessage({ type: 'keyword', data } satisfies IndexWorkerMessage, postingsBuffers(data));
+/** The compiled keyword index to the main thread (transferred; a big one copied to shared memory first, for its search thread). */
+function sendKeyword(compiled: KeywordPostingsData): void {
+  const out = compiled.postDoc.length >= data.keywordThreadMinPostings ? sharedPostings(compiled) : compiled;
+  port.postMessage({ type: 'keyword', data: out } satisfies IndexWorkerMessage, postingsBuffers(out));
 }
 
 async function load(): Promise<KeywordOut> {

@@ -48,9 +48,50 @@ function postingsArrays(d: KeywordPostingsData) {
   return [d.termBytes, d.termStart, d.table, d.df, d.postStart, d.postDoc, d.postTf, d.fieldLength, d.avgFieldLength, d.present, d.idBytes, d.idStart];
 }
 
-/** The buffers to transfer with a KeywordPostingsData (postMessage's transfer list). */
+/** The buffers to transfer with a KeywordPostingsData (postMessage's transfer list; shared ones are shared, not transferred). */
 export function postingsBuffers(d: KeywordPostingsData): ArrayBuffer[] {
-  return postingsArrays(d).map((a) => a.buffer as ArrayBuffer);
+  return postingsArrays(d)
+    .map((a) => a.buffer)
+    .filter((b): b is ArrayBuffer => !(b instanceof SharedArrayBuffer));
+}
+
+/**
+ * Keyword indexes with at least this many postings are searched on a thread of their own
+ * (KeywordSearcher), not on the event loop: a query's cost grows with the postings of its terms
+ * (~7 us per 1,000 chunks here: 0.35 ms at 50,000 chunks, 1.6 M postings; ~45 ms at 1,000,000 chunks
+ * on the growth bench's corpus), and a search there blocks every other request. Below it the
+ * message round trip would cost more than the search.
+ */
+export const KEYWORD_THREAD_MIN_POSTINGS = 4_000_000;
+
+/** The same index with every array in shared memory, for a search thread to read without a copy. */
+export function sharedPostings(d: KeywordPostingsData): KeywordPostingsData {
+  const share = <T extends Uint8Array | Uint32Array | Int32Array | Float32Array | Float64Array>(a: T): T => {
+    const Ctor = a.constructor as new (buffer: SharedArrayBuffer) => T;
+    const out = new Ctor(new SharedArrayBuffer(a.byteLength));
+    out.set(a as never);
+    return out;
+  };
+  return {
+    ...d,
+    termBytes: share(d.termBytes),
+    termStart: share(d.termStart),
+    table: share(d.table),
+    df: share(d.df),
+    postStart: share(d.postStart),
+    postDoc: share(d.postDoc),
+    postTf: share(d.postTf),
+    fieldLength: share(d.fieldLength),
+    avgFieldLength: share(d.avgFieldLength),
+    present: share(d.present),
+    idBytes: share(d.idBytes),
+    idStart: share(d.idStart),
+  };
+}
+
+/** Its arrays live in shared memory (sharedPostings): it is searched on a thread of its own. */
+export function isSharedPostings(d: KeywordPostingsData): boolean {
+  return d.postDoc.buffer instanceof SharedArrayBuffer;
 }
 
 function fnv1a(bytes: Uint8Array, start: number, end: number): number {
@@ -406,6 +447,8 @@ function termTable(termBytes: Uint8Array, termStart: Uint32Array, T: number): In
 /** Searches a compiled index on the calling thread (see KeywordPostingsData). */
 export class KeywordPostings {
   readonly origin: 'store' | 'built';
+  /** In shared memory: KeywordSearcher searches it on a thread of its own. */
+  readonly shared: boolean;
   private readonly enc = new TextEncoder();
   private readonly dec = new TextDecoder();
   private readonly boosts: Float64Array;
@@ -417,12 +460,18 @@ export class KeywordPostings {
 
   constructor(private readonly d: KeywordPostingsData) {
     this.origin = d.origin;
+    this.shared = isSharedPostings(d);
     // MiniSearch multiplies by `boost[field] || 1`.
     this.boosts = Float64Array.from(KEYWORD_FIELDS, (f) => d.analysis.fieldBoosts[f] || 1);
   }
 
   get size(): number {
     return this.d.documentCount;
+  }
+
+  /** The compiled arrays (shared ones go to the search thread as they are). */
+  get data(): KeywordPostingsData {
+    return this.d;
   }
 
   /** Bytes held (the typed arrays). */

@@ -32,7 +32,7 @@ export interface OpenedStore {
   /** The retrieval seam (retrieval-backend.ts): in process, the generation's Chroma child, or a remote Chroma. */
   store: RetrievalBackend;
   /** BM25 keyword index over the same ids (shipped with the version, or built), compiled and searched in process. */
-  keyword: { origin: 'store' | 'built'; size: number };
+  keyword: { origin: 'store' | 'built'; size: number; searchedOn: 'event-loop' | 'thread' };
   /** The generation's Chroma child; null when the store is served in process (the loader child is stopped) or remote. */
   server: ChromaServer | null;
   count: number;
@@ -302,7 +302,7 @@ export async function openChromaSnapshot(
       store: backend,
       count: opened.count,
       dimension: opened.dimension,
-      keyword: { origin: records.keyword.origin, size: records.keyword.size },
+      keyword: { origin: records.keyword.origin, size: records.keyword.size, searchedOn: records.keyword.searchedOn },
       openMs: Math.round(performance.now() - started),
       phases,
       dispose,
@@ -398,7 +398,7 @@ function inProcessOpened(
     store: backend,
     count: meta.count,
     dimension: meta.dimension,
-    keyword: { origin: records.keyword.origin, size: records.keyword.size },
+    keyword: { origin: records.keyword.origin, size: records.keyword.size, searchedOn: records.keyword.searchedOn },
     openMs,
     phases,
     dispose: () => backend.dispose(),
@@ -422,7 +422,7 @@ export async function openRemoteStore(
   });
   const backend = new ChromaBackend('chroma-remote', opened.store, records.keyword);
   return {
-    keyword: { origin: records.keyword.origin, size: records.keyword.size },
+    keyword: { origin: records.keyword.origin, size: records.keyword.size, searchedOn: records.keyword.searchedOn },
     // Shared mode names the pointer's version (what replicas report in their heartbeats).
     version: options.version ?? `remote-${opened.store.name}`,
     kind: 'remote',

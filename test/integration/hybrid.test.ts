@@ -55,7 +55,7 @@ describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
 
   it('the keyword index ships with the version, covered by its manifest', async () => {
     const status = await getJson(`${svc.url}/admin/status`);
-    expect(status.active.store.keywordIndex).toEqual({ origin: 'store', documents: 8 });
+    expect(status.active.store.keywordIndex).toEqual({ origin: 'store', documents: 8, searchedOn: 'event-loop' });
   });
 
   it('a corrupt keyword index file rejects the update like any other corrupt artifact', async () => {
@@ -97,7 +97,7 @@ describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
         const s = await getJson(`${svc.url}/admin/status`);
         return s.active.store.version === 'v-kw-none' ? s : null;
       }, 20_000, 'v-kw-none serving');
-      expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 8 });
+      expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 8, searchedOn: 'event-loop' });
       const rebuilt = await Promise.all(questions.map((q) => ask(q, 'keyword', 8)));
       const view = (r: { body: { sources: Array<{ id: string; score: number }> } }) => r.body.sources.map((s) => [s.id, s.score]);
       expect(rebuilt.map(view)).toEqual(shipped.map(view));
@@ -121,7 +121,7 @@ describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
         const s = await getJson(`${svc.url}/admin/status`);
         return s.active.store.version === 'v-kw-old' ? s : null;
       }, 20_000, 'v-kw-old serving');
-      expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 8 });
+      expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 8, searchedOn: 'event-loop' });
       expect((await ask('QX7731')).status).toBe(200);
     } finally {
       await staging.cleanup();

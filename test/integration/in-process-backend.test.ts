@@ -232,3 +232,40 @@ describe('in-process index read through Chroma', () => {
     await expect(remote.query(queries[0]!, 3, { group: { $bogus: 1 } })).rejects.toMatchObject({ code: 'RAG_STORE_FILTER_INVALID' });
   });
 });
+
+describe('a big keyword index is searched on a thread of its own (threshold lowered to 1 posting here)', () => {
+  let threaded: InProcessBackend;
+  beforeAll(async () => {
+    const records = await loadRecords({ target: { url: server.url, collection: 'vec-cosine', count: N, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, keywordThreadMinPostings: 1 });
+    threaded = await InProcessBackend.create('vec-cosine', 'cosine', D, records);
+  });
+  afterAll(async () => {
+    await threaded?.dispose();
+  });
+
+  it('gives the event loop search its hits and scores, filtered or not, and concurrent searches each get their own answer', async () => {
+    const { local } = backends.get('cosine')!;
+    expect(local.keyword.searchedOn).toBe('event-loop');
+    expect(threaded.keyword.searchedOn).toBe('thread');
+    const questions = ['quorum backoff', 'retry worker', 'ledger shard lease', 'record 1234', 'nothing-matches-this'];
+    const mine = await Promise.all(questions.map((q) => threaded.keywordSearch(q, 7)));
+    const loop = await Promise.all(questions.map((q) => local.keywordSearch(q, 7)));
+    expect(mine).toEqual(loop);
+    expect(mine[0]!.length).toBe(7);
+    const where = { group: 3 };
+    const whereDocument = { $contains: 'record 14' };
+    expect(await threaded.keywordSearch('quorum backoff', 5, where, whereDocument)).toEqual(await local.keywordSearch('quorum backoff', 5, where, whereDocument));
+  });
+
+  it('a search thread that dies fails the searches waiting on it with RAG_STORE_UNAVAILABLE and is started again by the next one; closed, it refuses with RAG_NOT_READY', async () => {
+    const searcher = threaded.keyword;
+    const thread = (searcher as unknown as { thread: import('node:worker_threads').Worker }).thread;
+    const waiting = searcher.search('quorum backoff', 3);
+    await thread.terminate();
+    await expect(waiting).rejects.toMatchObject({ code: 'RAG_STORE_UNAVAILABLE' });
+    expect((await searcher.search('quorum backoff', 3)).length).toBe(3);
+    const records = await loadRecords({ target: { url: server.url, collection: 'vec-cosine', count: N, dimension: D }, withVectors: false, keywordDir: null, timeoutMs: 60_000, keywordThreadMinPostings: 1 });
+    await records.keyword.close();
+    await expect(records.keyword.search('quorum', 3)).rejects.toMatchObject({ code: 'RAG_NOT_READY' });
+  });
+});

@@ -120,7 +120,7 @@ describe('store validation', () => {
       expect(res.body.generation.storeVersion).toMatch(/^inplace-/);
       // No keyword index shipped: it was built from the collection's documents before going live.
       const status = await (await fetch(`${url}/admin/status`)).json();
-      expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 3 });
+      expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 3, searchedOn: 'event-loop' });
       const hybrid = await postJson(`${url}/v1/retrieve`, { question: 'Fresnel lens', k: 1 });
       expect(hybrid.body.sources[0].id).toBe('doc-0');
       expect(hybrid.body.sources[0].keywordScore).toBeGreaterThan(0);

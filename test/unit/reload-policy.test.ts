@@ -107,7 +107,7 @@ function fakeStore(version: string): OpenedStore {
     acceptanceText: null,
     manifest: null,
     store: { name: 'docs', describe: () => ({ kind: 'in-process', vectorIndex: 'fake', space: 'cosine', memoryMiB: 0, loadMs: 0 }) } as unknown as OpenedStore['store'],
-    keyword: { origin: 'built', size: 0 },
+    keyword: { origin: 'built', size: 0, searchedOn: 'event-loop' },
     server: null,
     count: 1,
     dimension: 2,
