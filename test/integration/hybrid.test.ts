@@ -14,6 +14,15 @@ afterAll(async () => {
 });
 
 const ids = (r: { body: { sources: Array<{ metadata: { source: string } }> } }) => r.body.sources.map((s) => s.metadata.source);
+/** Point CURRENT at a version already in the store folder; its status once it serves. */
+async function serve(version: string) {
+  await writeFile(join(svc.dirs.store, 'CURRENT.tmp'), `${version}\n`);
+  await rename(join(svc.dirs.store, 'CURRENT.tmp'), join(svc.dirs.store, 'CURRENT'));
+  return waitFor(async () => {
+    const s = await getJson(`${svc.url}/admin/status`);
+    return s.active.store.version === version ? s : null;
+  }, 20_000, `${version} serving`);
+}
 const ask = (question: string, mode?: string, k = 3) => postJson(`${svc.url}/v1/retrieve`, { question, k, ...(mode ? { mode } : {}) });
 
 describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
@@ -91,12 +100,7 @@ describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
       expect(before.active.store.keywordIndex.origin).toBe('store');
       const shipped = await Promise.all(questions.map((q) => ask(q, 'keyword', 8)));
       await cp(built.dir, join(svc.dirs.store, 'v-kw-none'), { recursive: true });
-      await writeFile(join(svc.dirs.store, 'CURRENT.tmp'), 'v-kw-none\n');
-      await rename(join(svc.dirs.store, 'CURRENT.tmp'), join(svc.dirs.store, 'CURRENT'));
-      const status = await waitFor(async () => {
-        const s = await getJson(`${svc.url}/admin/status`);
-        return s.active.store.version === 'v-kw-none' ? s : null;
-      }, 20_000, 'v-kw-none serving');
+      const status = await serve('v-kw-none');
       expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 8, searchedOn: 'event-loop' });
       const rebuilt = await Promise.all(questions.map((q) => ask(q, 'keyword', 8)));
       const view = (r: { body: { sources: Array<{ id: string; score: number }> } }) => r.body.sources.map((s) => [s.id, s.score]);
@@ -115,12 +119,7 @@ describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
       await cp(built.dir, dst, { recursive: true });
       await rm(join(dst, 'manifest.json'));
       await writeFile(join(dst, 'keyword-index.json'), JSON.stringify({ format: 2, df: {}, index: {} }));
-      await writeFile(join(svc.dirs.store, 'CURRENT.tmp'), 'v-kw-old\n');
-      await rename(join(svc.dirs.store, 'CURRENT.tmp'), join(svc.dirs.store, 'CURRENT'));
-      const status = await waitFor(async () => {
-        const s = await getJson(`${svc.url}/admin/status`);
-        return s.active.store.version === 'v-kw-old' ? s : null;
-      }, 20_000, 'v-kw-old serving');
+      const status = await serve('v-kw-old');
       expect(status.active.store.keywordIndex).toEqual({ origin: 'built', documents: 8, searchedOn: 'event-loop' });
       expect((await ask('QX7731')).status).toBe(200);
     } finally {
