@@ -318,21 +318,39 @@ export async function createCollectionWithRecords(options: {
     throw translateChromaError(err, `creating collection "${options.collection}"`, 'RAG_INGEST_FAILED');
   }
   let total = 0;
-  for await (const batch of options.records) {
-    if (batch.length === 0) continue;
-    try {
-      await collection.add({
-        ids: batch.map((r) => r.id),
-        embeddings: batch.map((r) => r.embedding),
-        documents: batch.map((r) => r.text),
-        // chromadb 3.x rejects empty metadata objects
-        metadatas: batch.map((r) => (Object.keys(r.metadata).length ? r.metadata : { _: 0 })),
-      });
-    } catch (err) {
-      throw translateChromaError(err, `adding ${batch.length} records to "${options.collection}"`, 'RAG_INGEST_FAILED');
+  // One batch ahead: the next batch is made (embedded, by the publisher's generator) while Chroma
+  // adds this one, so both cores work (strictly one after the other, the publisher and Chroma each
+  // used about half a core at 1M chunks). Adds stay in order, one at a time.
+  const records = options.records;
+  const it: AsyncIterator<StoreRecord[]> | Iterator<StoreRecord[]> = Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : records[Symbol.iterator]();
+  let next: Promise<IteratorResult<StoreRecord[]>> = Promise.resolve(it.next());
+  try {
+    for (;;) {
+      const step = await next;
+      if (step.done) break;
+      const batch = step.value;
+      next = Promise.resolve(it.next());
+      // If the add fails, the batch being made is abandoned: its own failure is not reported twice.
+      next.catch(() => undefined);
+      if (batch.length === 0) continue;
+      try {
+        await collection.add({
+          ids: batch.map((r) => r.id),
+          embeddings: batch.map((r) => r.embedding),
+          documents: batch.map((r) => r.text),
+          // chromadb 3.x rejects empty metadata objects
+          metadatas: batch.map((r) => (Object.keys(r.metadata).length ? r.metadata : { _: 0 })),
+        });
+      } catch (err) {
+        throw translateChromaError(err, `adding ${batch.length} records to "${options.collection}"`, 'RAG_INGEST_FAILED');
+      }
+      total += batch.length;
+      options.onBatch?.(total);
     }
-    total += batch.length;
-    options.onBatch?.(total);
+  } catch (err) {
+    // Let the generator clean up (its finally blocks) once the batch it is making has settled.
+    void next.then(() => it.return?.(), () => undefined).catch(() => undefined);
+    throw err;
   }
   return total;
 }

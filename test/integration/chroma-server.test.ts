@@ -114,3 +114,54 @@ describe('ChromaServer (real child process)', () => {
     });
   });
 });
+
+describe('createCollectionWithRecords (real Chroma)', () => {
+  const rec = (i: number, dim = 3) => ({ id: `r${i}`, text: `record ${i}`, embedding: Array.from({ length: dim }, (_, j) => (i + j) / 10), metadata: { i } });
+
+  it('makes the next batch while Chroma adds this one, and adds them all in order', async () => {
+    const server = new ChromaServer({ dataDir: await tmp(), logger, restart: false });
+    cleanups.push(() => server.stop());
+    await server.start();
+    let added = 0;
+    const addedWhenAsked: number[] = [];
+    async function* batches() {
+      for (let b = 0; b < 4; b++) {
+        addedWhenAsked.push(added);
+        yield Array.from({ length: 5 }, (_, i) => rec(b * 5 + i));
+      }
+    }
+    const n = await createCollectionWithRecords({ url: server.url, collection: 'ahead', records: batches(), onBatch: (total) => (added = total) });
+    expect(n).toBe(20);
+    // Batch b+1 is asked for while batch b is still being added: one batch behind, not two.
+    expect(addedWhenAsked).toEqual([0, 0, 5, 10]);
+    const store = await ChromaStore.open({ url: server.url, collection: 'ahead' });
+    expect(await store.count()).toBe(20);
+    expect((await store.getByIds(['r0', 'r19'])).map((r) => r.text)).toEqual(['record 0', 'record 19']);
+  });
+
+  it('a batch that fails to be made, or to be added, fails the whole call once with its own error; the generator is closed', async () => {
+    const server = new ChromaServer({ dataDir: await tmp(), logger, restart: false });
+    cleanups.push(() => server.stop());
+    await server.start();
+    async function* failing() {
+      yield [rec(0)];
+      yield [rec(1)];
+      throw new Error('embedding failed at batch 3');
+    }
+    await expect(createCollectionWithRecords({ url: server.url, collection: 'fails-making', records: failing() })).rejects.toThrow('embedding failed at batch 3');
+    let closed = false;
+    async function* badAdd() {
+      try {
+        yield [rec(0)];
+        yield [rec(1, 4)]; // another dimension: Chroma refuses it
+        yield [rec(2)];
+        yield [rec(3)];
+      } finally {
+        closed = true;
+      }
+    }
+    await expect(createCollectionWithRecords({ url: server.url, collection: 'fails-adding', records: badAdd() })).rejects.toMatchObject({ code: 'RAG_INGEST_FAILED' });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(closed).toBe(true);
+  });
+});
