@@ -10,7 +10,8 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { RagService } from './rag/rag-service.js';
 import { ReloadManager } from './reload/reload-manager.js';
-import { cleanStaleSnapshots } from './store/store-version.js';
+import { prepareChromaStandby } from './store/chroma-server.js';
+import { cleanStaleSnapshots, LOADER_NICE } from './store/store-version.js';
 import { startSpawner } from './store/spawner.js';
 import { PointerEvents, PointerWatcher } from './watch/pointer-watcher.js';
 import { sharedRegistryFor } from './reload/source.js';
@@ -108,6 +109,11 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         });
         // Watcher problems (link loops, unreadable entries) never crash: counted and shown in the status.
         watcher.on(WatchEvents.problem, (p: WatchProblem) => manager.noteWatchProblem(p));
+        // A store folder being written: warm a loader child now, so the reload that follows starts it warm
+        // (a version folder is usually copied before CURRENT flips). Fire and forget; it expires unused.
+        watcher.on(WatchEvents.activity, ({ root }: { root: string }) => {
+          if (root === config.vectorstoreDir && config.loaderStandbyMs > 0) void prepareChromaStandby({ nice: LOADER_NICE, ttlMs: config.loaderStandbyMs });
+        });
         watcher.on(WatchEvents.settled, ({ roots }: { roots: string[] }) => {
           // Never throws: failures are recorded by the manager and the old generation keeps serving.
           void manager.reload(`watch:${roots.map((r) => r.split('/').pop()).join(',')}`).catch((err: unknown) => logger.error({ err }, 'reload crashed'));

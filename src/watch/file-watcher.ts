@@ -14,6 +14,11 @@ export const WatchEvents = {
    * listener would crash the process, and chokidar's errors are input problems, not bugs.
    */
   problem: 'problem',
+  /**
+   * The first event of a burst under a root, before the debounce and stability waits: work that
+   * a likely reload will need can start now (the service warms a standby loader child).
+   */
+  activity: 'activity',
 } as const;
 
 export interface WatchProblem {
@@ -117,6 +122,7 @@ export class FileWatcher extends EventEmitter {
     if (this.closed) return;
     this.eventsSeen++;
     const root = this.options.roots.find((r) => path === r || path.startsWith(r + sep));
+    if (root && !this.changedRoots.has(root)) this.emit(WatchEvents.activity, { root });
     if (root) this.changedRoots.add(root);
     if (event === 'unlinkDir' && root === path) this.lostRoots.add(root);
     if (event !== 'unlink' && this.options.commitFiles?.includes(path)) this.committed = true;

@@ -76,3 +76,24 @@ describe('file watcher', () => {
     await until(() => settles.length >= 1 && settles.at(-1)! > late);
   });
 });
+
+describe('file watcher activity', () => {
+  it('signals activity once at the first event of a burst, long before it settles, and again for the next burst', async () => {
+    const { root, watcher, settles } = await watched();
+    const activity: number[] = [];
+    watcher.on(WatchEvents.activity, ({ root: r }: { root: string }) => {
+      expect(r).toBe(root);
+      activity.push(performance.now());
+    });
+    const first = performance.now();
+    for (let i = 0; i < 5; i++) await writeFile(join(root, `f${i}.bin`), 'x'.repeat(100));
+    await until(() => activity.length === 1);
+    expect(activity[0]! - first).toBeLessThan(STABILITY_MS / 2);
+    await until(() => settles.length === 1);
+    expect(activity).toHaveLength(1);
+    await writeFile(join(root, 'again.bin'), 'y');
+    await until(() => activity.length === 2);
+    await until(() => settles.length === 2);
+    expect(activity).toHaveLength(2);
+  });
+});

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import { resolveChromaRuntime } from '../../src/store/chroma-runtime.js';
 import { ChromaServer, prepareChromaStandby } from '../../src/store/chroma-server.js';
 import { spawnOwned } from '../../src/store/spawner.js';
 import { alive, spawnerHostsOf, standbysOf } from '../helpers/real-service.js';
-import { waitFor } from '../helpers/harness.js';
+import { startTestService, waitFor } from '../helpers/harness.js';
 
 /** The spawner host (src/store/spawner.ts) with real processes: what a child does before its owner listens is not lost. */
 describe('spawnOwned', () => {
@@ -112,6 +112,19 @@ describe('warm standby Chroma child', () => {
     const next = await oneStandby();
     await prepareChromaStandby({ nice: 0, ttlMs: 0 });
     await waitFor(() => !alive(next), 5_000, 'ttl 0 to drop the standby');
+  });
+
+  it('a service warms one as soon as its store folder is being written, before the reload that follows', async () => {
+    const svc = await startTestService({ env: { WATCH: 'true', WATCH_STABILITY_MS: '3000' } });
+    try {
+      await prepareChromaStandby({ nice: 19, ttlMs: 0 }); // drop the one its start left
+      const h = await host();
+      await waitFor(async () => (await standbysOf(h)).length === 0, 5_000, 'no standby');
+      await writeFile(join(svc.dirs.store, 'notes.txt'), 'a file being written'); // settles only after 3 s
+      await waitFor(async () => (await standbysOf(h)).length === 1, 2_500, 'a standby before the write settles');
+    } finally {
+      await svc.stop();
+    }
   });
 
   it('a standby given a malformed argument line exits 70 and starts no server', async () => {
