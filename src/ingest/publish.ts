@@ -112,11 +112,12 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
   if (options.chunks.length === 0) throw new RagError('RAG_INGEST_NO_DOCUMENTS', 'nothing to publish: 0 chunks');
   const collection = options.collection ?? DEFAULT_COLLECTION;
   const batchSize = options.batchSize ?? 256;
-  const shipKeyword = options.chunks.length <= (options.keywordShipMaxChunks ?? KEYWORD_SHIP_MAX_CHUNKS);
+  const shipMax = options.keywordShipMaxChunks ?? KEYWORD_SHIP_MAX_CHUNKS;
+  const shipKeyword = options.chunks.length <= shipMax;
   if (!shipKeyword && (options.servingIndex || options.keywordAnalysis)) {
     throw new RagError(
       'RAG_INGEST_FAILED',
-      `${options.chunks.length} chunks is above the ${options.keywordShipMaxChunks ?? KEYWORD_SHIP_MAX_CHUNKS} a version ships a keyword index for; ${options.servingIndex ? 'a serving index (--serving-index)' : 'a custom keyword analysis'} needs one`,
+      `${options.chunks.length} chunks is above the ${shipMax} a version ships a keyword index for; ${options.servingIndex ? 'a serving index (--serving-index)' : 'a custom keyword analysis'} needs one`,
     );
   }
   await mkdir(options.outDir, { recursive: true });
@@ -163,7 +164,7 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
       await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keywordText);
       if (options.servingIndex) await writeServingIndex(tmpDir, collection, keywordText, keyword.size, await readBack(tmpDir, collection, chunks.length, model.dimension, options.logger));
     } else {
-      options.logger.info({ chunks: chunks.length, max: options.keywordShipMaxChunks ?? KEYWORD_SHIP_MAX_CHUNKS }, 'no keyword-index.json shipped at this size: the service builds the keyword index from the texts');
+      options.logger.info({ chunks: chunks.length, max: shipMax }, 'no keyword-index.json shipped at this size: the service builds the keyword index from the texts');
     }
     if (options.acceptance) await writeFile(join(tmpDir, ACCEPTANCE_FILE), canonicalAcceptance(options.acceptance) + '\n');
     const manifest: StoreManifest = {

@@ -93,13 +93,14 @@ export class InProcessBackend implements RetrievalBackend {
 
   /** BM25 top k among the records passing the filters (exact: the filter applies before the top k). */
   async keywordSearch(text: string, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
-    const mask = this.allowedRows(where, whereDocument);
-    if (!mask) return this.keyword.search(text, k);
+    const pass = compileRecordFilter(where, whereDocument);
+    if (!pass) return this.keyword.search(text, k);
+    // The filter evaluated once per indexed document, straight into the search's mask.
     const { docRow } = this;
     const allowed = new Uint8Array(docRow.length);
     for (let doc = 0; doc < docRow.length; doc++) {
       const r = docRow[doc]!;
-      if (r >= 0 && mask[r] === 1) allowed[doc] = 1;
+      if (r >= 0 && pass(this.metadatas[r], this.documents[r])) allowed[doc] = 1;
     }
     return this.keyword.search(text, k, allowed);
   }

@@ -43,9 +43,13 @@ export interface KeywordPostingsData {
 const F = KEYWORD_FIELDS.length;
 const BM25 = { k: 1.2, b: 0.7, d: 0.5 };
 
+/** The typed arrays of a KeywordPostingsData, by name (one list for the transfer, the byte count and the shared copy). */
+const ARRAY_KEYS = ['termBytes', 'termStart', 'table', 'df', 'postStart', 'postDoc', 'postTf', 'fieldLength', 'avgFieldLength', 'present', 'idBytes', 'idStart'] as const;
+type PostingsArray = KeywordPostingsData[(typeof ARRAY_KEYS)[number]];
+
 /** Every typed array of a KeywordPostingsData. */
-function postingsArrays(d: KeywordPostingsData) {
-  return [d.termBytes, d.termStart, d.table, d.df, d.postStart, d.postDoc, d.postTf, d.fieldLength, d.avgFieldLength, d.present, d.idBytes, d.idStart];
+function postingsArrays(d: KeywordPostingsData): PostingsArray[] {
+  return ARRAY_KEYS.map((k) => d[k]);
 }
 
 /** The buffers to transfer with a KeywordPostingsData (postMessage's transfer list; shared ones are shared, not transferred). */
@@ -66,27 +70,14 @@ export const KEYWORD_THREAD_MIN_POSTINGS = 4_000_000;
 
 /** The same index with every array in shared memory, for a search thread to read without a copy. */
 export function sharedPostings(d: KeywordPostingsData): KeywordPostingsData {
-  const share = <T extends Uint8Array | Uint32Array | Int32Array | Float32Array | Float64Array>(a: T): T => {
-    const Ctor = a.constructor as new (buffer: SharedArrayBuffer) => T;
-    const out = new Ctor(new SharedArrayBuffer(a.byteLength));
-    out.set(a as never);
-    return out;
-  };
-  return {
-    ...d,
-    termBytes: share(d.termBytes),
-    termStart: share(d.termStart),
-    table: share(d.table),
-    df: share(d.df),
-    postStart: share(d.postStart),
-    postDoc: share(d.postDoc),
-    postTf: share(d.postTf),
-    fieldLength: share(d.fieldLength),
-    avgFieldLength: share(d.avgFieldLength),
-    present: share(d.present),
-    idBytes: share(d.idBytes),
-    idStart: share(d.idStart),
-  };
+  const out = { ...d };
+  for (const k of ARRAY_KEYS) {
+    const a = d[k];
+    const copy = new (a.constructor as new (buffer: SharedArrayBuffer) => PostingsArray)(new SharedArrayBuffer(a.byteLength));
+    copy.set(a as never);
+    (out as Record<(typeof ARRAY_KEYS)[number], PostingsArray>)[k] = copy;
+  }
+  return out;
 }
 
 /** Its arrays live in shared memory (sharedPostings): it is searched on a thread of its own. */

@@ -46,6 +46,10 @@ function leave() {
   process.exit(0);
 }
 
+function running(child) {
+  return child.exitCode === null && child.signalCode === null;
+}
+
 function specKey(command, args, env, nice) {
   return JSON.stringify([command, args, env, nice || 0]);
 }
@@ -90,7 +94,7 @@ function own(id, child, early, adopted) {
 function onStandby(m) {
   const key = specKey(m.command, m.args, m.env, m.nice);
   const ttlMs = Math.max(0, Number(m.ttlMs) || 0);
-  if (standby && standby.key === key && standby.child.exitCode === null && standby.child.signalCode === null) {
+  if (standby && standby.key === key && running(standby.child)) {
     clearTimeout(standby.timer);
     standby.timer = setTimeout(dropStandby, ttlMs);
     standby.timer.unref();
@@ -128,7 +132,7 @@ function onStandby(m) {
 function takeStandby(m) {
   if (!m.standby || !standby) return null;
   const s = standby;
-  if (s.key !== specKey(m.command, m.standby.args, m.env, m.nice) || s.child.exitCode !== null || s.child.signalCode !== null) return null;
+  if (s.key !== specKey(m.command, m.standby.args, m.env, m.nice) || !running(s.child)) return null;
   standby = null;
   clearTimeout(s.timer);
   s.child.stdout.off('data', s.keep);

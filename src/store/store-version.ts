@@ -10,7 +10,7 @@ import { InProcessBackend } from './in-process-backend.js';
 import { sha256Hex } from '../fs/fingerprint.js';
 import { ACCEPTANCE_MAX_BYTES } from './acceptance.js';
 import { indexCacheFile, SERVING_INDEX_FILE, servingIndexKey, type IndexCacheKey } from './index-cache.js';
-import { loadRecords, type LoadedRecords } from './index-loader.js';
+import { loadRecords, type KeywordSearcher, type LoadedRecords } from './index-loader.js';
 import { ACCEPTANCE_FILE, SQLITE_FILE, type StoreSpec } from './layout.js';
 import type { RetrievalBackend } from './retrieval-backend.js';
 import type { StoreManifest } from './manifest.js';
@@ -64,6 +64,11 @@ export interface OpenStoreOptions {
    * `stillSame()` (the published folder's fingerprint after the copy equals the one verified) holds.
    */
   persistIndex?: { key: IndexCacheKey; stillSame: () => Promise<boolean> } | undefined;
+}
+
+/** What OpenedStore says of a keyword index. */
+function keywordInfo(k: KeywordSearcher): OpenedStore['keyword'] {
+  return { origin: k.origin, size: k.size, searchedOn: k.searchedOn };
 }
 
 /**
@@ -302,7 +307,7 @@ export async function openChromaSnapshot(
       store: backend,
       count: opened.count,
       dimension: opened.dimension,
-      keyword: { origin: records.keyword.origin, size: records.keyword.size, searchedOn: records.keyword.searchedOn },
+      keyword: keywordInfo(records.keyword),
       openMs: Math.round(performance.now() - started),
       phases,
       dispose,
@@ -398,7 +403,7 @@ function inProcessOpened(
     store: backend,
     count: meta.count,
     dimension: meta.dimension,
-    keyword: { origin: records.keyword.origin, size: records.keyword.size, searchedOn: records.keyword.searchedOn },
+    keyword: keywordInfo(records.keyword),
     openMs,
     phases,
     dispose: () => backend.dispose(),
@@ -422,7 +427,7 @@ export async function openRemoteStore(
   });
   const backend = new ChromaBackend('chroma-remote', opened.store, records.keyword);
   return {
-    keyword: { origin: records.keyword.origin, size: records.keyword.size, searchedOn: records.keyword.searchedOn },
+    keyword: keywordInfo(records.keyword),
     // Shared mode names the pointer's version (what replicas report in their heartbeats).
     version: options.version ?? `remote-${opened.store.name}`,
     kind: 'remote',
