@@ -260,8 +260,11 @@ describe('a big keyword index is searched on a thread of its own (threshold lowe
   it('a search thread that dies fails the searches waiting on it with RAG_STORE_UNAVAILABLE and is started again by the next one; closed, it refuses with RAG_NOT_READY', async () => {
     const searcher = threaded.keyword;
     const thread = (searcher as unknown as { thread: import('node:worker_threads').Worker }).thread;
+    // Terminated first, then asked while it is dying: the search waits on a thread that will never answer
+    // (asked first, a fast thread could answer before the termination lands).
+    const dying = thread.terminate();
     const waiting = searcher.search('quorum backoff', 3);
-    await thread.terminate();
+    await dying;
     await expect(waiting).rejects.toMatchObject({ code: 'RAG_STORE_UNAVAILABLE' });
     expect((await searcher.search('quorum backoff', 3)).length).toBe(3);
     const records = await loadRecords({ target: { url: server.url, collection: 'vec-cosine', count: N, dimension: D }, withVectors: false, keywordDir: null, timeoutMs: 60_000, keywordThreadMinPostings: 1 });
