@@ -2,29 +2,30 @@ import { distanceToScore, type DistanceSpace, type StoreHit } from './chroma-sto
 import type { KeywordSearcher, LoadedRecords } from './index-loader.js';
 import type { BackendInfo, ExportedPage, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
 import { VectorMatrix } from './vector-scan.js';
+import { RagError } from '../errors.js';
+import type { IdIndex, TextColumn } from './record-columns.js';
 import { compileRecordFilter, type WhereDocument, type WhereFilter } from './where-filter.js';
 
 /**
- * A generation's store held in process memory: exact vector search over one Float32Array,
- * texts and metadata in arrays, BM25 over the generation's compiled keyword index (keyword-postings.ts). Filters use
+ * A generation's store held in process memory: exact vector search over one Float32Array, ids and
+ * texts as columns with an id table (record-columns.ts: no object per record on the heap but its
+ * metadata), BM25 over the generation's compiled keyword index (keyword-postings.ts). Filters use
  * where-filter.ts (Chroma's semantics) for dense and keyword results alike.
  */
 export class InProcessBackend implements RetrievalBackend {
   readonly kind = 'in-process' as const;
-  private readonly rowOf = new Map<string, number>();
   private readonly matrix: VectorMatrix;
-  private readonly ids: string[];
-  private readonly documents: string[];
+  private readonly index: IdIndex;
+  private readonly ids: TextColumn;
+  private readonly documents: TextColumn;
   private readonly metadatas: Array<StoreHit['metadata']>;
   private readonly loadMs: number;
   private readonly loadedFrom: NonNullable<BackendInfo['loadedFrom']>;
   private readonly buildNice: number | null;
-  private textBytes = 0;
   /** The keyword index's internal document number -> row (-1: not in the collection), for filters. */
   private readonly docRow: Int32Array;
   readonly keyword: KeywordSearcher;
 
-  /** Use `create()`: it indexes the ids in slices, yielding the event loop between them. */
   private constructor(
     readonly name: string,
     readonly space: DistanceSpace,
@@ -32,34 +33,24 @@ export class InProcessBackend implements RetrievalBackend {
     records: LoadedRecords,
     loadedFrom?: BackendInfo['loadedFrom'],
   ) {
-    this.ids = records.ids;
-    this.documents = records.documents;
+    const columns = records.columns;
+    if (!columns || !records.vectors) throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', 'an in-process index needs the records read with their vectors');
+    this.index = columns.ids;
+    this.ids = columns.ids.ids;
+    this.documents = columns.documents;
+    this.docRow = columns.docRow;
     this.metadatas = records.metadatas;
     this.keyword = records.keyword;
     this.loadMs = records.loadMs;
     this.loadedFrom = loadedFrom ?? (records.fromCache ? 'index-cache' : 'chroma');
     this.buildNice = records.buildNice;
-    this.matrix = new VectorMatrix(records.vectors!, records.ids.length, dimension, space, records.norms);
-    this.docRow = new Int32Array(this.keyword.documents).fill(-1);
+    this.matrix = new VectorMatrix(records.vectors, this.ids.length, dimension, space, records.norms);
+    if (this.docRow.length !== this.keyword.documents) throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', `the keyword index has ${this.keyword.documents} documents, its row map ${this.docRow.length}`);
   }
 
+  /** Everything it needs was built by the build thread: nothing per record is done here. */
   static async create(name: string, space: DistanceSpace, dimension: number, records: LoadedRecords, loadedFrom?: BackendInfo['loadedFrom']): Promise<InProcessBackend> {
-    const b = new InProcessBackend(name, space, dimension, records, loadedFrom);
-    const SLICE = 1000;
-    for (let start = 0; start < b.ids.length; start += SLICE) {
-      const end = Math.min(b.ids.length, start + SLICE);
-      for (let i = start; i < end; i++) {
-        b.rowOf.set(b.ids[i]!, i);
-        b.textBytes += b.documents[i]!.length * 2;
-      }
-      await new Promise((r) => setImmediate(r));
-    }
-    for (let start = 0; start < b.docRow.length; start += SLICE) {
-      const end = Math.min(b.docRow.length, start + SLICE);
-      for (let d = start; d < end; d++) b.docRow[d] = b.rowOf.get(b.keyword.idOf(d)) ?? -1;
-      await new Promise((r) => setImmediate(r));
-    }
-    return b;
+    return new InProcessBackend(name, space, dimension, records, loadedFrom);
   }
 
   get count(): number {
@@ -71,15 +62,17 @@ export class InProcessBackend implements RetrievalBackend {
     const pass = compileRecordFilter(where, whereDocument);
     if (!pass) return null;
     const mask = new Uint8Array(this.ids.length);
-    for (let r = 0; r < mask.length; r++) mask[r] = pass(this.metadatas[r], this.documents[r]) ? 1 : 0;
+    // A text is sliced out of its column only when the filter reads it.
+    const texts = whereDocument != null ? this.documents : null;
+    for (let r = 0; r < mask.length; r++) mask[r] = pass(this.metadatas[r], texts?.get(r)) ? 1 : 0;
     return mask;
   }
 
   async query(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<StoreHit[]> {
     const { rows, distances } = this.matrix.search(vector, k, this.allowedRows(where, whereDocument));
     return rows.map((r, i) => ({
-      id: this.ids[r]!,
-      text: this.documents[r]!,
+      id: this.ids.get(r),
+      text: this.documents.get(r),
       distance: distances[i]!,
       score: distanceToScore(this.space, distances[i]!),
       metadata: this.metadatas[r]!,
@@ -88,7 +81,7 @@ export class InProcessBackend implements RetrievalBackend {
 
   async nearestIds(vector: ArrayLike<number>, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
     const { rows, distances } = this.matrix.search(vector, k, this.allowedRows(where, whereDocument));
-    return rows.map((r, i) => ({ id: this.ids[r]!, score: distanceToScore(this.space, distances[i]!) }));
+    return rows.map((r, i) => ({ id: this.ids.get(r), score: distanceToScore(this.space, distances[i]!) }));
   }
 
   /** BM25 top k among the records passing the filters (exact: the filter applies before the top k). */
@@ -97,18 +90,19 @@ export class InProcessBackend implements RetrievalBackend {
     if (!pass) return this.keyword.search(text, k);
     // The filter evaluated once per indexed document, straight into the search's mask.
     const { docRow } = this;
+    const texts = whereDocument != null ? this.documents : null;
     const allowed = new Uint8Array(docRow.length);
     for (let doc = 0; doc < docRow.length; doc++) {
       const r = docRow[doc]!;
-      if (r >= 0 && pass(this.metadatas[r], this.documents[r])) allowed[doc] = 1;
+      if (r >= 0 && pass(this.metadatas[r], texts?.get(r))) allowed[doc] = 1;
     }
     return this.keyword.search(text, k, allowed);
   }
 
   async getByIds(ids: string[]): Promise<RecordText[]> {
     return ids.flatMap((id) => {
-      const r = this.rowOf.get(id);
-      return r === undefined ? [] : [{ id, text: this.documents[r]!, metadata: this.metadatas[r]! }];
+      const r = this.index.rowOf(id);
+      return r < 0 ? [] : [{ id, text: this.documents.get(r), metadata: this.metadatas[r]! }];
     });
   }
 
@@ -122,9 +116,10 @@ export class InProcessBackend implements RetrievalBackend {
   }
 
   describe(): BackendInfo {
-    const textBytes = this.textBytes;
-    // ids, metadata objects and map entries: ~200 bytes a record is what V8 heap snapshots show for this shape.
-    const bytes = this.matrix.bytes + textBytes + this.ids.length * 200 + this.keyword.bytes;
+    // Columns at 2 bytes a character (the upper bound), 8 bytes a row of their arrays, the id table
+    // and row map; ~120 bytes a record for its metadata object.
+    const n = this.ids.length;
+    const bytes = this.matrix.bytes + (this.ids.chars + this.documents.chars) * 2 + n * 16 + this.index.bytes + this.docRow.byteLength + n * 120 + this.keyword.bytes;
     return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom, buildNice: this.buildNice };
   }
 

@@ -1,20 +1,17 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { RagError, type ErrorCode } from '../errors.js';
 import type { StoreHit } from './chroma-store.js';
 import type { IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest, ReadTarget } from './index-worker.js';
 import { PendingRequests } from '../pending-requests.js';
+import { workerScript } from '../worker-script.js';
 import { KEYWORD_THREAD_MIN_POSTINGS, KeywordPostings } from './keyword-postings.js';
 import type { KeywordSearchReply, KeywordSearchRequest } from './keyword-search-worker.js';
 import type { KeywordHit } from './retrieval-backend.js';
+import { IdIndex, TextColumn } from './record-columns.js';
 
-/** A compiled worker script (tests run the TypeScript sources, whose workers are the built ones in dist/). */
+/** A worker script of this folder (built into dist/). */
 function workerPath(name: 'index-worker' | 'keyword-search-worker'): string {
-  const here = fileURLToPath(import.meta.url);
-  const js = here.endsWith('.ts') ? here.replace(/\/src\/store\/[^/]+\.ts$/, `/dist/src/store/${name}.js`) : here.replace(/[^/]+\.js$/, `${name}.js`);
-  if (!existsSync(js)) throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', `the ${name} script is missing: ${js} (run npm run build)`);
-  return js;
+  return workerScript(import.meta.url, name, 'RAG_STORE_INDEX_LOAD_FAILED');
 }
 
 /**
@@ -124,9 +121,17 @@ export class KeywordSearcher {
   }
 }
 
+/** Ids and texts of an in-process index (record-columns.ts). */
+export interface RecordColumns {
+  ids: IdIndex;
+  documents: TextColumn;
+  /** Per keyword index document: its row (-1: not in the collection). */
+  docRow: Int32Array;
+}
+
 export interface LoadedRecords {
-  ids: string[];
-  documents: string[];
+  /** Null when the load read no vectors (a keyword index only). */
+  columns: RecordColumns | null;
   metadatas: Array<StoreHit['metadata']>;
   vectors: Float32Array | null;
   /** Set for a cosine store: `vectors` holds unit rows and these are the rows' lengths (vector-scan.ts). */
@@ -169,8 +174,9 @@ export interface LoadIndexOptions {
  * Read a store out of a running Chroma server (or a serving index cache entry) with a build thread
  * at low priority (index-worker.ts): it reads ids, documents, metadata and (with `withVectors`)
  * every embedding into one contiguous Float32Array, and compiles the keyword index to typed
- * arrays (keyword-postings.ts); both are transferred, not copied. The event loop only receives
- * pages (structured clone) and appends them. Resolves when the build is done.
+ * arrays (keyword-postings.ts); both are transferred, not copied. Ids and texts come as columns
+ * in one message (record-columns.ts, with the id table), metadata in pages the event loop appends
+ * one at a time. Resolves when the build is done.
  */
 export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   if (!options.target && !options.cache) return Promise.reject(new RagError('RAG_STORE_INDEX_LOAD_FAILED', 'an index load needs a Chroma server or a cache entry to read'));
@@ -192,8 +198,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   const builderPath = workerPath('index-worker');
   const builder = new Worker(builderPath, { workerData: data });
   builder.unref();
-  const ids: string[] = [];
-  const documents: string[] = [];
+  let columns: RecordColumns | null = null;
   const metadatas: Array<StoreHit['metadata']> = [];
   let vectors: Float32Array | null = null;
   let norms: Float32Array | null = null;
@@ -244,8 +249,8 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         return;
       }
       const want = fromCache?.count ?? expectCount;
-      if (options.withVectors && (!vectors || ids.length !== want)) {
-        fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker delivered ${ids.length} of ${want} records`);
+      if (options.withVectors && (!vectors || !columns || columns.ids.ids.length !== want || columns.documents.length !== want || metadatas.length !== want)) {
+        fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker delivered ${columns?.ids.ids.length ?? 0} of ${want} records (${metadatas.length} metadata)`);
         return;
       }
       settled = true;
@@ -255,17 +260,20 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       // The build thread writes the serving index cache now (if it read one to write), then ends.
       if (!builderDone) builder.postMessage({ type: 'persist' } satisfies IndexWorkerRequest);
       const searcher = new KeywordSearcher(keyword, builderDone ? null : builder);
-      resolve({ ids, documents, metadatas, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, fromCache });
+      resolve({ columns, metadatas, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, fromCache });
     };
     const onBuild = (m: IndexWorkerMessage) => {
       if (settled) return;
       if (m.type === 'page') {
-        for (let i = 0; i < m.ids.length; i++) {
-          ids.push(m.ids[i]!);
-          documents.push(m.documents[i]!);
-          metadatas.push((m.metadatas[i] ?? {}) as StoreHit['metadata']);
-        }
+        for (const meta of m.metadatas) metadatas.push((meta ?? {}) as StoreHit['metadata']);
         builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
+      } else if (m.type === 'columns') {
+        try {
+          const ids = new TextColumn(m.ids);
+          columns = { ids: new IdIndex(ids, m.idTable), documents: new TextColumn(m.documents), docRow: m.docRow };
+        } catch (err) {
+          fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread sent unusable columns: ${(err as Error).message}`, err);
+        }
       } else if (m.type === 'keyword') {
         keyword = new KeywordPostings(m.data);
       } else if (m.type === 'vectors') {

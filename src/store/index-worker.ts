@@ -11,7 +11,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { RagError, toRagError } from '../errors.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
-import { PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
+import { KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
+import { buildIdTable, columnBuffers, encodeTextColumn, IdIndex, TextColumn, type TextColumnData } from './record-columns.js';
 import { niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
 
@@ -48,7 +49,13 @@ export interface IndexWorkerData {
 }
 
 export type IndexWorkerMessage =
-  | { type: 'page'; ids: string[]; documents: string[]; metadatas: Array<Record<string, unknown> | null> }
+  /** Metadata of the next MESSAGE_PAGE rows (ids and texts come as columns). */
+  | { type: 'page'; metadatas: Array<Record<string, unknown> | null> }
+  /**
+   * Ids and texts as columns (record-columns.ts), the id table over them, and per keyword index
+   * document its row (-1: not in the collection). Sent once, before `built`.
+   */
+  | { type: 'columns'; ids: TextColumnData; documents: TextColumnData; idTable: Int32Array; docRow: Int32Array }
   /** `norms` set (cosine stores): the rows were scaled to unit length and these are their lengths. */
   | { type: 'vectors'; data: Float32Array; norms: Float32Array | null; count: number; dimension: number }
   /** The keyword index, compiled (its buffers transferred). */
@@ -101,12 +108,26 @@ port.on('message', (req: IndexWorkerRequest) => {
     pump();
   } else if (req.type === 'persist') onPersist?.();
 });
-/** Queue texts and metadata for the event loop in pages of MESSAGE_PAGE records. */
-function sendPage(ids: string[], documents: string[], metadatas: Array<Record<string, unknown> | null>): void {
-  for (let i = 0; i < ids.length; i += MESSAGE_PAGE) {
-    outbox.push({ type: 'page', ids: ids.slice(i, i + MESSAGE_PAGE), documents: documents.slice(i, i + MESSAGE_PAGE), metadatas: metadatas.slice(i, i + MESSAGE_PAGE) });
-  }
+/** Queue metadata for the event loop in pages of MESSAGE_PAGE records. */
+function sendPage(metadatas: Array<Record<string, unknown> | null>): void {
+  for (let i = 0; i < metadatas.length; i += MESSAGE_PAGE) outbox.push({ type: 'page', metadatas: metadatas.slice(i, i + MESSAGE_PAGE) });
   if (!inFlight) pump();
+}
+
+/**
+ * Ids and texts to the event loop as columns, with the id table and each keyword document's row
+ * (computed here, at low priority: the event loop builds no per-record lookup of its own).
+ */
+function sendColumns(ids: readonly string[], documents: readonly string[], keyword: KeywordPostingsData): void {
+  const idData = encodeTextColumn(ids);
+  const docData = encodeTextColumn(documents);
+  const idTable = buildIdTable(new TextColumn(idData));
+  const index = new IdIndex(new TextColumn(idData), idTable);
+  const postings = new KeywordPostings(keyword);
+  const docRow = new Int32Array(postings.documents);
+  for (let d = 0; d < docRow.length; d++) docRow[d] = index.rowOf(postings.idOf(d));
+  const message: IndexWorkerMessage = { type: 'columns', ids: idData, documents: docData, idTable, docRow };
+  port.postMessage(message, [...columnBuffers(idData), ...columnBuffers(docData), idTable.buffer as ArrayBuffer, docRow.buffer as ArrayBuffer]);
 }
 /** Resolves once every queued page has been acknowledged. */
 function allPagesTaken(): Promise<void> {
@@ -162,20 +183,22 @@ async function load(): Promise<KeywordOut> {
   // Without a usable shipped index, one is built from the texts as they are read (typed arrays, no
   // document kept: MiniSearch's object graph for 1M chunks did not fit this thread's heap).
   const builder = shipped ? null : new PostingsBuilder(KEYWORD_ANALYSIS);
-  const persist = data.persist && vectors ? { ids: [] as string[], documents: [] as string[], metadatas: [] as CachedIndex['metadatas'] } : null;
+  // An in-process index gets ids and texts as columns at the end (sendColumns).
+  const all = vectors ? { ids: [] as string[], documents: [] as string[] } : null;
+  const persistMetadatas = data.persist && vectors ? ([] as CachedIndex['metadatas']) : null;
   let row = 0;
   for await (const page of store.allRecords(data.pageSize, data.withVectors, { inFlight: data.pagesInFlight, total: expectCount })) {
     if (row + page.ids.length > expectCount) throw new Error(`the collection holds more than the ${expectCount} records it counted`);
     const documents = page.documents.map((d) => d ?? '');
-    if (vectors) {
+    if (vectors && all) {
       packRows(vectors, page.ids, page.embeddings ?? [], row, dimension);
-      sendPage(page.ids, documents, page.metadatas as Array<Record<string, unknown> | null>);
-      if (persist) {
-        persist.ids.push(...page.ids);
-        persist.documents.push(...documents);
-        // As the main thread stores them (index-loader.ts: a missing metadata is {}).
-        persist.metadatas.push(...page.metadatas.map((m) => (m ?? {}) as CachedIndex['metadatas'][number]));
+      sendPage(page.metadatas as Array<Record<string, unknown> | null>);
+      for (let i = 0; i < page.ids.length; i++) {
+        all.ids.push(page.ids[i]!);
+        all.documents.push(documents[i]!);
       }
+      // As the main thread stores them (index-loader.ts: a missing metadata is {}).
+      if (persistMetadatas) for (const m of page.metadatas) persistMetadatas.push((m ?? {}) as CachedIndex['metadatas'][number]);
     }
     if (builder) page.ids.forEach((id, i) => builder.add(keywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
     row += page.ids.length;
@@ -183,20 +206,21 @@ async function load(): Promise<KeywordOut> {
   if (row !== expectCount) throw new Error(`read ${row} records, the collection counted ${expectCount}`);
   // Chroma is no longer needed: its child can stop while the keyword index is made.
   port.postMessage({ type: 'paged' } satisfies IndexWorkerMessage);
-  if (vectors) {
+  if (vectors && all) {
     // The cache gets its own copy: the array itself is transferred to the main thread.
-    if (persist) toPersist = { ...persist, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension, vectors: vectors.slice() };
+    if (persistMetadatas) toPersist = { ...all, metadatas: persistMetadatas, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension, vectors: vectors.slice() };
     sendVectors(vectors, row, dimension, store.space);
   }
+  const keyword = shipped ?? builder!.finish('built');
+  if (all) sendColumns(all.ids, all.documents, keyword);
   if (shipped) {
     sendKeyword(shipped);
     return { origin: 'store', size: shipped.documentCount, text: () => shippedText };
   }
-  const built = builder!.finish('built');
   // The cache entry keeps the index as text; made before the buffers are transferred (they detach).
-  const text = toPersist ? postingsText(built) : null;
-  sendKeyword(built);
-  return { origin: 'built', size: built.documentCount, text: () => text };
+  const text = toPersist ? postingsText(keyword) : null;
+  sendKeyword(keyword);
+  return { origin: 'built', size: keyword.documentCount, text: () => text };
 }
 
 /** The vector matrix to the main thread (transferred): a cosine store's rows as unit vectors, scaled here (vector-scan.ts). */
@@ -221,8 +245,9 @@ async function loadCached(file: string, key: IndexCacheKey, expectCount: number)
   const keyword = compileOrFail(index.keywordText, index.keyword.origin, 'RAG_STORE_INDEX_CACHE_INVALID', prefix);
   if (!keyword) throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `${prefix}: it is in an older format`);
   if (keyword.documentCount !== index.keyword.size) throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `${prefix}: it holds ${keyword.documentCount} documents, expected ${index.keyword.size}`);
+  sendColumns(index.ids, index.documents, keyword);
   sendKeyword(keyword);
-  sendPage(index.ids, index.documents, index.metadatas);
+  sendPage(index.metadatas);
   sendVectors(index.vectors, index.count, index.dimension, index.space);
   port.postMessage({ type: 'loaded-from-cache', version: index.version, collection: index.collection, space: index.space, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage);
   return { origin: index.keyword.origin, size: index.keyword.size, text: () => null };

@@ -1,0 +1,165 @@
+/**
+ * A generation's ids and texts as columns: a few long strings and typed arrays instead of one
+ * string per record. Built by the index build thread and sent to the event loop in one message
+ * (the strings are copied in one piece, the arrays transferred), so the event loop never
+ * deserialises, stores or garbage-collects one object per record for them: 10,000 records as
+ * separate strings survived into the old generation in one scavenge of 11-23 ms on the event
+ * loop at every swap (`node --trace-gc dist/bench/swap-probe.js`).
+ *
+ * Rows are grouped into segments of at most SEGMENT_ROWS rows and SEGMENT_CHARS characters (a
+ * JavaScript string holds at most 2^29 - 24); a row's text is a slice of its segment. The id
+ * lookup (`IdTable`) is an open-addressing hash table over the id column, built by the build
+ * thread too: the event loop holds no Map entry per record either.
+ */
+
+/** Rows per segment at most. */
+export const SEGMENT_ROWS = 4096;
+/** Characters per segment at most (a row longer than this gets a segment of its own). */
+export const SEGMENT_CHARS = 1 << 25;
+
+export interface TextColumnData {
+  /** The texts of consecutive rows, joined. */
+  segments: string[];
+  /** Per row: its segment. */
+  segmentOf: Uint32Array;
+  /** Per row: where its text starts in its segment (it ends where the next row of that segment starts, or at the segment's end). */
+  starts: Uint32Array;
+}
+
+/** Join texts into a column (the build thread does this once per generation). `limits` for tests. */
+export function encodeTextColumn(texts: readonly string[], limits: { rows: number; chars: number } = { rows: SEGMENT_ROWS, chars: SEGMENT_CHARS }): TextColumnData {
+  const segments: string[] = [];
+  const segmentOf = new Uint32Array(texts.length);
+  const starts = new Uint32Array(texts.length);
+  let parts: string[] = [];
+  let chars = 0;
+  const flush = () => {
+    if (parts.length) segments.push(parts.join(''));
+    parts = [];
+    chars = 0;
+  };
+  for (let i = 0; i < texts.length; i++) {
+    const t = texts[i]!;
+    if (parts.length >= limits.rows || (parts.length > 0 && chars + t.length > limits.chars)) flush();
+    segmentOf[i] = segments.length;
+    starts[i] = chars;
+    parts.push(t);
+    chars += t.length;
+  }
+  flush();
+  return { segments, segmentOf, starts };
+}
+
+/** The typed arrays of a column (transfer list). */
+export function columnBuffers(c: TextColumnData): ArrayBuffer[] {
+  return [c.segmentOf.buffer as ArrayBuffer, c.starts.buffer as ArrayBuffer];
+}
+
+export class TextColumn {
+  readonly length: number;
+  /** Characters held. */
+  readonly chars: number;
+
+  constructor(private readonly c: TextColumnData) {
+    this.length = c.segmentOf.length;
+    if (c.starts.length !== this.length) throw new Error('a text column needs one start per row');
+    this.chars = c.segments.reduce((n, s) => n + s.length, 0);
+  }
+
+  static from(texts: readonly string[]): TextColumn {
+    return new TextColumn(encodeTextColumn(texts));
+  }
+
+  private end(row: number): number {
+    const seg = this.c.segmentOf[row]!;
+    return row + 1 < this.length && this.c.segmentOf[row + 1] === seg ? this.c.starts[row + 1]! : this.c.segments[seg]!.length;
+  }
+
+  get(row: number): string {
+    return this.c.segments[this.c.segmentOf[row]!]!.slice(this.c.starts[row]!, this.end(row));
+  }
+
+  /** The rows from..to (exclusive) as strings (exports). */
+  slice(from: number, to: number): string[] {
+    const out: string[] = [];
+    for (let r = from; r < Math.min(to, this.length); r++) out.push(this.get(r));
+    return out;
+  }
+
+  /** Whether row `row` holds exactly `s`, without making a string of the row. */
+  equals(row: number, s: string): boolean {
+    const seg = this.c.segments[this.c.segmentOf[row]!]!;
+    const start = this.c.starts[row]!;
+    if (this.end(row) - start !== s.length) return false;
+    for (let i = 0; i < s.length; i++) if (seg.charCodeAt(start + i) !== s.charCodeAt(i)) return false;
+    return true;
+  }
+
+  /** hashText of row `row`, without making a string of the row. */
+  hash(row: number): number {
+    const seg = this.c.segments[this.c.segmentOf[row]!]!;
+    return hashRange(seg, this.c.starts[row]!, this.end(row));
+  }
+}
+
+/** FNV-1a over UTF-16 code units. */
+function hashRange(s: string, from: number, to: number): number {
+  let h = 0x811c9dc5;
+  for (let i = from; i < to; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+export function hashText(s: string): number {
+  return hashRange(s, 0, s.length);
+}
+
+/**
+ * Open-addressing table (linear probing, load <= 1/2) from id to row over an id column: slot ->
+ * row, -1 empty. A repeated id maps to its last row (as a Map filled in row order would).
+ */
+export function buildIdTable(ids: TextColumn): Int32Array {
+  let size = 2;
+  while (size < ids.length * 2) size <<= 1;
+  const table = new Int32Array(size).fill(-1);
+  const mask = size - 1;
+  for (let row = 0; row < ids.length; row++) {
+    let slot = ids.hash(row) & mask;
+    for (;;) {
+      const at = table[slot]!;
+      if (at === -1 || ids.equals(at, ids.get(row))) {
+        table[slot] = row;
+        break;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+  return table;
+}
+
+/** Row lookups by id over a column and its table (buildIdTable). */
+export class IdIndex {
+  private readonly mask: number;
+
+  constructor(
+    readonly ids: TextColumn,
+    private readonly table: Int32Array,
+  ) {
+    if (table.length < 2 || (table.length & (table.length - 1)) !== 0 || table.length <= ids.length) throw new Error('an id table is a power of two longer than its column');
+    this.mask = table.length - 1;
+  }
+
+  /** The row of `id`, or -1. */
+  rowOf(id: string): number {
+    let slot = hashText(id) & this.mask;
+    for (;;) {
+      const row = this.table[slot]!;
+      if (row === -1) return -1;
+      if (row < this.ids.length && this.ids.equals(row, id)) return row;
+      slot = (slot + 1) & this.mask;
+    }
+  }
+
+  get bytes(): number {
+    return this.table.byteLength;
+  }
+}

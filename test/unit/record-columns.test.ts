@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { buildIdTable, encodeTextColumn, IdIndex, TextColumn } from '../../src/store/record-columns.js';
+
+/** Texts of every kind a store can hold: empty, one-byte, two-byte, surrogate pairs, long. */
+function texts(n: number): string[] {
+  const kinds = ['', 'a', 'plain ascii text', 'café ünïcödé', '日本語のテキスト', 'emoji 🙂 pair 𝄞', 'x'.repeat(500)];
+  return Array.from({ length: n }, (_, i) => `${kinds[i % kinds.length]}${i % 3 === 0 ? '' : ` #${i}`}`);
+}
+
+describe('text columns', () => {
+  it('give back every row exactly, across segment boundaries (4096 rows a segment)', () => {
+    const t = texts(10_000);
+    const col = TextColumn.from(t);
+    expect(col.length).toBe(t.length);
+    for (let i = 0; i < t.length; i++) expect(col.get(i)).toBe(t[i]);
+    expect(col.chars).toBe(t.reduce((n, s) => n + s.length, 0));
+    expect(col.slice(4094, 4099)).toEqual(t.slice(4094, 4099));
+    expect(col.slice(9998, 20_000)).toEqual(t.slice(9998));
+  });
+
+  it('start a new segment at the row or character limit; a row longer than the limit gets a segment of its own; empty rows and an empty column work', () => {
+    const t = ['abc', '', 'defgh', 'x'.repeat(25), '', 'ij', 'k', 'lmnopqrstu', ''];
+    const data = encodeTextColumn(t, { rows: 3, chars: 10 });
+    expect(data.segments.every((s, i) => s.length <= 10 || data.segmentOf.filter((x) => x === i).length === 1)).toBe(true);
+    expect(Math.max(...data.segmentOf)).toBeGreaterThanOrEqual(3);
+    const col = new TextColumn(data);
+    expect(t.map((_, i) => col.get(i))).toEqual(t);
+    expect(t.map((s, i) => col.equals(i, s))).toEqual(t.map(() => true));
+    expect(col.equals(0, 'ab')).toBe(false);
+    expect(col.equals(0, 'abd')).toBe(false);
+    const empty = TextColumn.from([]);
+    expect(empty.length).toBe(0);
+    expect(empty.slice(0, 10)).toEqual([]);
+  });
+
+  it('reject a column whose arrays disagree', () => {
+    expect(() => new TextColumn({ segments: ['ab'], segmentOf: new Uint32Array(2), starts: new Uint32Array(1) })).toThrow(/one start per row/);
+  });
+});
+
+describe('id index', () => {
+  it('finds every id, misses what is not there (prefixes, longer ids, other case), and maps a repeated id to its last row', () => {
+    const ids = [...texts(5000), 'a', 'ab', 'abc', 'dup', 'Dup', 'dup'];
+    const col = TextColumn.from(ids);
+    const index = new IdIndex(col, buildIdTable(col));
+    const last = new Map<string, number>();
+    ids.forEach((id, i) => last.set(id, i));
+    for (const [id, row] of last) expect(index.rowOf(id)).toBe(row);
+    for (const missing of ['', 'abcd', 'DUP', 'zz', 'plain ascii text #2', `${'x'.repeat(500)} #6`]) {
+      if (!last.has(missing)) expect(index.rowOf(missing)).toBe(-1);
+    }
+    expect(index.rowOf('dup')).toBe(ids.length - 1);
+  });
+
+  it('refuses a table that is not a power of two longer than its column (a lookup must always reach an empty slot)', () => {
+    const col = TextColumn.from(['a', 'b', 'c']);
+    expect(() => new IdIndex(col, new Int32Array(3).fill(-1))).toThrow(/power of two/);
+    expect(() => new IdIndex(col, new Int32Array(2).fill(-1))).toThrow(/power of two/);
+    expect(new IdIndex(col, buildIdTable(col)).rowOf('c')).toBe(2);
+    const none = TextColumn.from([]);
+    expect(new IdIndex(none, buildIdTable(none)).rowOf('a')).toBe(-1);
+  });
+});
