@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { constants, type BigIntStats } from 'node:fs';
 import { lstat, mkdir, open, readdir, realpath, statfs, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { RagError, type ErrorCode } from '../errors.js';
+import { copyThread } from './copy-thread.js';
 
 /**
  * The one place that touches untrusted files in ./vectorstore and ./models: every entry is
@@ -267,14 +267,11 @@ export async function openRegularFile(path: string, root: string): Promise<{ fh:
 }
 
 /**
- * Bytes per read of a file's contents. Hashing runs on the event loop, one read at a time: 256 KiB
- * keeps each step to about a millisecond, so a swap's copy and checksum never stall the requests
+ * Bytes per read of a file's contents hashed on the event loop (fingerprint.ts), one read at a
+ * time: 256 KiB keeps each step to about a millisecond, so a checksum never stalls the requests
  * served meanwhile (4 MiB steps took 10-20 ms on a loaded 2-core machine).
  */
 export const READ_STEP = 256 << 10;
-const CHUNK = READ_STEP;
-const ZEROS = Buffer.alloc(CHUNK);
-const SPARSE_BLOCK = 64 << 10;
 
 /** A small text file (CURRENT, manifest.json, acceptance.json) read safely, capped. */
 export async function readSmallFileSafe(path: string, root: string, maxBytes = 4 << 20, options: { strictUtf8?: boolean } = {}): Promise<string> {
@@ -323,10 +320,10 @@ export async function freeBytes(dir: string): Promise<number | null> {
 }
 
 /**
- * Copy one regular file (inside srcRoot) to dst, computing its sha256 on the way, so the hash
- * checked is the hash of the bytes copied. All-zero chunks are skipped and the file is sized
- * with ftruncate, so a sparse source stays sparse in the copy. dst is created exclusively and
- * never through a link. Cancellable between chunks.
+ * Copy a regular file inside srcRoot to a new private file (never through a link at the target),
+ * sparse files kept sparse, returning the sha256 and size of the bytes copied. The files are
+ * opened here, with the checks of openRegularFile; the bytes are read, hashed and written by the
+ * file-copy thread (copy-thread.ts), off the event loop. A write failure is a RAG_RUNTIME_* error.
  */
 export async function copyFileSafe(
   src: string,
@@ -343,38 +340,23 @@ export async function copyFileSafe(
     } catch (err) {
       throw runtimeWriteError(err, options.runtimeDir);
     }
-    const hash = createHash('sha256');
-    const buf = Buffer.allocUnsafe(CHUNK);
-    let pos = 0;
-    for (;;) {
+    throwIfAborted(options.signal);
+    const r = await copyThread.copy(fh, out, options.signal);
+    if ('aborted' in r) {
       throwIfAborted(options.signal);
-      const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
-      if (bytesRead === 0) break;
-      const chunk = buf.subarray(0, bytesRead);
-      hash.update(chunk);
-      // Holes stay holes: only 64 KiB blocks holding a non-zero byte are written.
-      for (let off = 0; off < bytesRead; off += SPARSE_BLOCK) {
-        const end = Math.min(off + SPARSE_BLOCK, bytesRead);
-        const block = chunk.subarray(off, end);
-        if (block.equals(ZEROS.subarray(0, end - off))) continue;
-        try {
-          let w = 0;
-          while (w < block.length) w += (await out.write(block, w, block.length - w, pos + off + w)).bytesWritten;
-        } catch (err) {
-          throw runtimeWriteError(err, options.runtimeDir);
-        }
-      }
-      pos += bytesRead;
+      throw new RagError('RAG_RELOAD_CANCELLED', 'the copy was cancelled');
     }
-    try {
-      await out.truncate(pos);
-    } catch (err) {
-      throw runtimeWriteError(err, options.runtimeDir);
+    if ('error' in r) {
+      const err = Object.assign(new Error(r.error.message), r.error.code ? { code: r.error.code } : {});
+      throw r.error.side === 'write' ? runtimeWriteError(err, options.runtimeDir) : err;
     }
-    return { sha256: hash.digest('hex'), size: pos };
+    return r;
   } finally {
-    await fh.close();
-    await out?.close();
+    // A copy given up while its thread was stuck keeps its files open (copy-thread.ts).
+    if (!copyThread.keptOpen(fh)) {
+      await fh.close();
+      await out?.close();
+    }
   }
 }
 
