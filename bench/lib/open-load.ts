@@ -21,7 +21,12 @@ export interface OpenLoadResult {
 export async function runOpenLoad(options: { url: string; route: string; body: unknown; rate: number; durationS: number; timeoutMs?: number }): Promise<OpenLoadResult> {
   const u = new URL(options.route, options.url);
   const payload = Buffer.from(JSON.stringify(options.body));
-  const agent = new Agent({ keepAlive: true, maxSockets: 512 });
+  // Idle sockets are closed by this client after 4 s, before the service's 5 s keep-alive timeout:
+  // Node 20's agent ignores the server's `Keep-Alive: timeout=5` hint without a timeout of its own,
+  // so after a latency spike had opened many sockets, one the server was closing at that moment
+  // could be reused and the request failed with ECONNRESET (13 of one CI run's requests; the
+  // keep-alive race of nodejs/node#52649). A well-configured client closes first.
+  const agent = new Agent({ keepAlive: true, maxSockets: 512, timeout: 4_000 });
   const total = Math.round(options.rate * options.durationS);
   const interval = 1000 / options.rate;
   const lat: number[] = [];
