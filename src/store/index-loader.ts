@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { RagError, type ErrorCode } from '../errors.js';
 import type { StoreHit } from './chroma-store.js';
-import type { IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest, ReadTarget } from './index-worker.js';
+import type { IndexThreadData, IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest, ReadTarget } from './index-worker.js';
 import { PendingRequests } from '../pending-requests.js';
 import { workerScript } from '../worker-script.js';
 import { KEYWORD_THREAD_MIN_POSTINGS, KeywordPostings } from './keyword-postings.js';
@@ -25,6 +25,56 @@ export const PAGES_IN_FLIGHT = 2;
 /** Niceness of a generation's build thread (index-worker.ts): its work yields CPU to requests. */
 export const BUILD_NICE = 19;
 
+/** An idle build thread is kept this long for the next build by default (LOADER_STANDBY_MS in the service). */
+export const BUILD_THREAD_KEEP_MS = 60_000;
+
+/** What a KeywordSearcher stops when its generation closes: the build job, if it still writes the cache. */
+export interface BuildJobHandle {
+  terminate(): Promise<unknown>;
+}
+
+/**
+ * Build threads (index-worker.ts): at most one idle thread is kept between builds, so the next
+ * build skips a thread's start (Node, the imports, undici's first fetch: ~135 ms of CPU measured
+ * with /tmp-style probes of `new Worker` here, at nice 19 on the thread). A kept thread ends after
+ * `keepMs` without a job, or at once when another is already kept. A thread whose build failed,
+ * timed out or was cancelled is terminated, never kept.
+ */
+const buildThreads = {
+  idle: null as { worker: Worker; timer: NodeJS.Timeout | null } | null,
+  take(): { worker: Worker; reused: boolean } {
+    const kept = this.idle;
+    if (kept) {
+      this.idle = null;
+      if (kept.timer) clearTimeout(kept.timer);
+      return { worker: kept.worker, reused: true };
+    }
+    const worker = new Worker(workerPath('index-worker'), { workerData: { nice: BUILD_NICE } satisfies IndexThreadData });
+    worker.unref();
+    // A kept thread that ends on its own is no longer kept.
+    worker.once('exit', () => {
+      if (this.idle?.worker === worker) {
+        if (this.idle.timer) clearTimeout(this.idle.timer);
+        this.idle = null;
+      }
+    });
+    return { worker, reused: false };
+  },
+  keep(worker: Worker, keepMs: number): void {
+    if (this.idle || keepMs <= 0) {
+      void worker.terminate();
+      return;
+    }
+    const timer = setTimeout(() => {
+      if (this.idle?.worker !== worker) return;
+      this.idle = null;
+      void worker.terminate();
+    }, keepMs);
+    timer.unref();
+    this.idle = { worker, timer };
+  },
+};
+
 /** A search on a keyword search thread that has not answered within this fails with RAG_STORE_TIMEOUT. */
 export const KEYWORD_SEARCH_TIMEOUT_MS = 10_000;
 
@@ -43,8 +93,8 @@ export class KeywordSearcher {
 
   constructor(
     private readonly postings: KeywordPostings,
-    /** The build thread while it still writes the serving index cache: stopped with the generation. */
-    private readonly builder: Worker | null = null,
+    /** The build job while it still writes the serving index cache: stopped with the generation. */
+    private readonly builder: BuildJobHandle | null = null,
     private readonly timeoutMs = KEYWORD_SEARCH_TIMEOUT_MS,
   ) {
     if (postings.shared) this.startThread();
@@ -142,6 +192,8 @@ export interface LoadedRecords {
   buildNice: number | null;
   /** Set when the records came from the serving index cache: what the entry says it holds. */
   fromCache: { version: string; collection: string; space: 'cosine' | 'l2' | 'ip'; count: number; dimension: number } | null;
+  /** The build ran on a thread kept from an earlier build (no thread start). */
+  buildThreadReused: boolean;
 }
 
 export interface LoadIndexOptions {
@@ -168,6 +220,8 @@ export interface LoadIndexOptions {
   onPaged?: () => void;
   /** Keyword indexes with at least this many postings get a search thread (default KEYWORD_THREAD_MIN_POSTINGS). */
   keywordThreadMinPostings?: number;
+  /** Keep the build thread this long after the build for the next one (default BUILD_THREAD_KEEP_MS; 0: it ends). */
+  keepThreadMs?: number;
 }
 
 /**
@@ -192,12 +246,10 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     pagesInFlight: options.pagesInFlight ?? PAGES_IN_FLIGHT,
     cache: options.cache,
     persist: options.persist,
-    nice: BUILD_NICE,
     keywordThreadMinPostings: options.keywordThreadMinPostings ?? KEYWORD_THREAD_MIN_POSTINGS,
   };
-  const builderPath = workerPath('index-worker');
-  const builder = new Worker(builderPath, { workerData: data });
-  builder.unref();
+  const { worker: builder, reused } = buildThreads.take();
+  const keepMs = options.keepThreadMs ?? BUILD_THREAD_KEEP_MS;
   let columns: RecordColumns | null = null;
   const metadatas: Array<StoreHit['metadata']> = [];
   let vectors: Float32Array | null = null;
@@ -205,26 +257,42 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   let fromCache: LoadedRecords['fromCache'] = null;
   let built = false;
   let keyword: KeywordPostings | null = null;
-  let builderDone = false;
   let buildNice: number | null = null;
-  if (options.persist) {
-    const onCached = (m: IndexWorkerMessage) => {
-      if (m.type !== 'cached') return;
-      builder.off('message', onCached);
-      options.onCached?.(m);
-    };
-    builder.on('message', onCached);
-  }
-  builder.once('exit', () => (builderDone = true));
   let expectCount = immediate?.count ?? options.cache?.count ?? 0;
+  /** The job is over: the thread reported `idle` (it is kept or ended), or it was terminated or died. */
+  let jobOver = false;
+  /** The build reported a cache entry to write after it (`persist`, then `idle`). */
+  let persisting = false;
+  /** The load was rejected (the thread is then ended, never kept). */
+  let failed = false;
+  const endJob = (keepThread: boolean) => {
+    if (jobOver) return;
+    jobOver = true;
+    builder.off('message', onMessage);
+    builder.off('error', onError);
+    builder.off('exit', onExit);
+    if (keepThread) buildThreads.keep(builder, keepMs);
+    else void builder.terminate();
+  };
+  // Stops the job when its generation closes while the thread still writes the cache.
+  const handle: BuildJobHandle = {
+    terminate: async () => {
+      if (jobOver) return;
+      endJob(false);
+    },
+  };
+  let onMessage: (m: IndexWorkerMessage) => void = () => undefined;
+  let onError: (err: Error) => void = () => undefined;
+  let onExit: (code: number) => void = () => undefined;
   return new Promise<LoadedRecords>((resolve, reject) => {
     let settled = false;
     const stop = (err: unknown) => {
       if (settled) return;
       settled = true;
+      failed = true;
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
-      void builder.terminate();
+      endJob(false);
       reject(err);
     };
     const fail = (code: ErrorCode, message: string, cause?: unknown) => stop(new RagError(code, message, { cause }));
@@ -240,7 +308,6 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     }
     const timer = setTimeout(() => fail('RAG_STORE_INDEX_LOAD_FAILED', `reading the store into memory took longer than ${options.timeoutMs} ms`), options.timeoutMs);
     const onAbort = () => fail('RAG_RELOAD_SUPERSEDED', 'the index load was cancelled');
-    if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     const finish = () => {
       if (settled || !built) return;
@@ -256,13 +323,20 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       settled = true;
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
-      builder.off('message', onBuild);
-      // The build thread writes the serving index cache now (if it read one to write), then ends.
-      if (!builderDone) builder.postMessage({ type: 'persist' } satisfies IndexWorkerRequest);
-      const searcher = new KeywordSearcher(keyword, builderDone ? null : builder);
-      resolve({ columns, metadatas, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, fromCache });
+      // The build thread writes the serving index cache now (if it read one to write), then reports idle.
+      if (persisting && !jobOver) builder.postMessage({ type: 'persist' } satisfies IndexWorkerRequest);
+      const searcher = new KeywordSearcher(keyword, jobOver ? null : handle);
+      resolve({ columns, metadatas, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, fromCache, buildThreadReused: reused });
     };
-    const onBuild = (m: IndexWorkerMessage) => {
+    onMessage = (m: IndexWorkerMessage) => {
+      if (m.type === 'idle') {
+        endJob(settled);
+        return;
+      }
+      if (m.type === 'cached') {
+        options.onCached?.(m);
+        return;
+      }
       if (settled) return;
       if (m.type === 'page') {
         for (const meta of m.metadatas) metadatas.push((meta ?? {}) as StoreHit['metadata']);
@@ -289,13 +363,24 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       } else if (m.type === 'built') {
         built = true;
         buildNice = m.nice;
+        persisting = m.persisting;
         finish();
+        // Nothing left to write: the thread is idle now (kept if this build succeeded).
+        if (!persisting) endJob(settled && !failed);
       }
     };
-    builder.on('message', onBuild);
-    builder.once('error', (err) => fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread failed: ${err.message}`, err));
-    builder.once('exit', (code) => {
+    onError = (err: Error) => {
+      fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread failed: ${err.message}`, err);
+      endJob(false);
+    };
+    onExit = (code: number) => {
       if (!built) fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread exited (code ${code}) before the index was built`);
-    });
+      endJob(false);
+    };
+    builder.on('message', onMessage);
+    builder.once('error', onError);
+    builder.once('exit', onExit);
+    if (options.signal?.aborted) onAbort();
+    else builder.postMessage({ type: 'job', data } satisfies IndexWorkerRequest);
   });
 }

@@ -1,10 +1,12 @@
 /**
  * Build thread of a generation's index: reads a store out of a running Chroma server (or a serving
- * index cache entry), sends the texts and metadata to the event loop in pages, the vectors as one
- * transferred Float32Array, and the keyword index compiled to typed arrays (keyword-postings.ts:
- * the shipped one, or one built from the texts), also transferred. It lowers its own priority
- * first (thread-nice.ts): a swap's build work yields CPU to the threads serving requests. It
- * exits after the build (and the cache write). Protocol: see index-loader.ts (the only user).
+ * index cache entry), sends ids and texts as columns and metadata in pages to the event loop, the
+ * vectors as one transferred Float32Array, and the keyword index compiled to typed arrays
+ * (keyword-postings.ts: the shipped one, or one built from the texts), also transferred. It lowers
+ * its own priority first (thread-nice.ts): a swap's build work yields CPU to the threads serving
+ * requests. It runs one build (`job`) at a time and reports `idle` after it (and its cache write):
+ * the event loop keeps an idle thread for the next build, so a swap does not pay a thread's start
+ * (Node, these imports, undici's first fetch: ~135 ms of CPU). Protocol: see index-loader.ts (the only user).
  */
 import { readFile } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -42,8 +44,6 @@ export interface IndexWorkerData {
   pageSize: number;
   /** Pages requested from Chroma ahead of the one being handled (ChromaStore.allRecords). */
   pagesInFlight: number;
-  /** Niceness of this thread during the build (0: leave it). */
-  nice: number;
   /** A keyword index with at least this many postings is sent in shared memory, to be searched on a thread of its own. */
   keywordThreadMinPostings: number;
 }
@@ -61,25 +61,36 @@ export type IndexWorkerMessage =
   /** The keyword index, compiled (its buffers transferred). */
   | { type: 'keyword'; data: KeywordPostingsData }
   | { type: 'paged' }
-  | { type: 'built'; nice: number | null }
+  /** `persisting`: a cache entry is to be written (on `persist`), `idle` follows; else the job is over and the thread takes the next `job`. */
+  | { type: 'built'; nice: number | null; persisting: boolean }
+  /** The cache entry of the job was written (or failed): the thread takes the next `job`. */
+  | { type: 'idle' }
   | { type: 'cached'; ok: boolean; ms: number; file?: string; bytes?: number; reason?: string }
   | { type: 'loaded-from-cache'; version: string; collection: string; space: 'cosine' | 'l2' | 'ip'; count: number; dimension: number }
   | { type: 'failed'; code: string; message: string };
 
 /**
- * From the event loop: `ack` after each page it has taken (one page in flight, so the event loop
- * never has to take several pages in one task); `persist` once the generation is built: write the
- * cache entry now.
+ * From the event loop: `job` starts a build (only on a thread that is new or reported `idle`);
+ * `ack` after each page it has taken (one page in flight, so the event loop never has to take
+ * several pages in one task); `persist` once the generation is built: write the cache entry now.
  */
-export type IndexWorkerRequest = { type: 'ack' } | { type: 'persist' } | ({ type: 'read' } & ReadTarget);
+export type IndexWorkerRequest = { type: 'job'; data: IndexWorkerData } | { type: 'ack' } | { type: 'persist' } | ({ type: 'read' } & ReadTarget);
+
+/** The thread's own data: its niceness for every build it runs (0: leave it). */
+export interface IndexThreadData {
+  nice: number;
+}
 
 /** Records per page message: one page is ~1 ms of structured-clone work for the event loop. */
 export const MESSAGE_PAGE = 250;
 
 const port = parentPort!;
-const data = workerData as IndexWorkerData;
-const nice = data.nice ? niceCurrentThread(data.nice) : null;
+const thread = workerData as IndexThreadData;
+const nice = thread.nice ? niceCurrentThread(thread.nice) : null;
 
+// The state of the job being run (one at a time; reset by startJob).
+let data: IndexWorkerData;
+let running = false;
 /** Pages for the event loop, sent one at a time: the next goes when the previous is acknowledged. */
 const outbox: IndexWorkerMessage[] = [];
 let inFlight = false;
@@ -95,11 +106,12 @@ function pump(): void {
   inFlight = true;
   port.postMessage(next);
 }
-/** The read target: from workerData, or the event loop's `read` request once its Chroma server is up. */
+/** The read target: from the job, or the event loop's `read` request once its Chroma server is up. */
 let targetKnown: ((t: ReadTarget) => void) | null = null;
-const target: Promise<ReadTarget> = data.target ? Promise.resolve(data.target) : new Promise((resolve) => (targetKnown = resolve));
+let target: Promise<ReadTarget>;
 port.on('message', (req: IndexWorkerRequest) => {
-  if (req.type === 'read') {
+  if (req.type === 'job') startJob(req.data);
+  else if (req.type === 'read') {
     const { type: _t, ...t } = req;
     targetKnown?.(t);
     targetKnown = null;
@@ -270,21 +282,38 @@ async function persistLoaded(out: KeywordOut): Promise<void> {
   }
 }
 
-load().then(
-  async (out) => {
-    await allPagesTaken();
-    // Told by the event loop once the generation is built; then this thread ends.
-    // Without a listener the port no longer keeps this thread alive: it ends once idle.
-    const done = () => {
-      port.removeAllListeners('message');
-      port.unref();
-    };
-    if (toPersist) onPersist = () => void persistLoaded(out).finally(done);
-    port.postMessage({ type: 'built', nice } satisfies IndexWorkerMessage);
-    if (!toPersist) done();
-  },
-  (err: unknown) => {
-    const e = toRagError(err, 'RAG_STORE_INDEX_LOAD_FAILED');
-    port.postMessage({ type: 'failed', code: e.code, message: e.message } satisfies IndexWorkerMessage);
-  },
-);
+/** Run one build; `idle` once it is over. A failed build leaves the thread to be ended by the event loop. */
+function startJob(job: IndexWorkerData): void {
+  if (running) {
+    port.postMessage({ type: 'failed', code: 'RAG_STORE_INDEX_LOAD_FAILED', message: 'the build thread was given a job while it ran another' } satisfies IndexWorkerMessage);
+    return;
+  }
+  running = true;
+  data = job;
+  outbox.length = 0;
+  inFlight = false;
+  drained = null;
+  onPersist = null;
+  toPersist = null;
+  targetKnown = null;
+  target = job.target ? Promise.resolve(job.target) : new Promise((resolve) => (targetKnown = resolve));
+  load().then(
+    async (out) => {
+      await allPagesTaken();
+      // Told by the event loop once the generation is built; then this thread is idle.
+      const persisting = toPersist !== null;
+      if (persisting) {
+        onPersist = () =>
+          void persistLoaded(out).finally(() => {
+            running = false;
+            port.postMessage({ type: 'idle' } satisfies IndexWorkerMessage);
+          });
+      } else running = false;
+      port.postMessage({ type: 'built', nice, persisting } satisfies IndexWorkerMessage);
+    },
+    (err: unknown) => {
+      const e = toRagError(err, 'RAG_STORE_INDEX_LOAD_FAILED');
+      port.postMessage({ type: 'failed', code: e.code, message: e.message } satisfies IndexWorkerMessage);
+    },
+  );
+}

@@ -57,7 +57,10 @@ export interface OpenStoreOptions {
   /** Snapshots up to this many MiB on disk are served in process (default 2048; 0: never). */
   serveIndexMaxMb?: number;
   indexLoadTimeoutMs?: number;
-  /** After a load through a loader child, keep a warm one this long for the next (prepareChromaStandby; 0: none). */
+  /**
+   * After a load through a loader child, keep a warm one this long for the next (prepareChromaStandby;
+   * 0: none); the idle build thread is kept as long (index-loader.ts; default BUILD_THREAD_KEEP_MS).
+   */
   loaderStandbyMs?: number;
   /**
    * Write the in-process index to the serving index cache under this key once it is loaded, if
@@ -256,6 +259,7 @@ export async function openChromaSnapshot(
         keywordDir: snapshotDir,
         timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
         ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.loaderStandbyMs !== undefined ? { keepThreadMs: options.loaderStandbyMs } : {}),
         ...(inProcess ? { onPaged: () => ((stoppedEarly = true), void srv.stop()) } : {}),
         ...(persist
           ? {
@@ -372,13 +376,14 @@ export async function openCachedIndex(
  * Read a file in the index-cache layout (a cache entry, a shipped serving index) in the build
  * thread, with no Chroma server: it must hold what the manifest counts (0: whatever it says).
  */
-function loadIndexFile(file: string, key: IndexCacheKey, manifest: StoreManifest | null, options: Pick<OpenStoreOptions, 'indexLoadTimeoutMs' | 'signal'>): Promise<LoadedRecords> {
+function loadIndexFile(file: string, key: IndexCacheKey, manifest: StoreManifest | null, options: Pick<OpenStoreOptions, 'indexLoadTimeoutMs' | 'signal' | 'loaderStandbyMs'>): Promise<LoadedRecords> {
   return loadRecords({
     withVectors: true,
     keywordDir: null,
     timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
     cache: { file, key, count: manifest?.chunkCount ?? 0 },
     ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.loaderStandbyMs !== undefined ? { keepThreadMs: options.loaderStandbyMs } : {}),
   });
 }
 

@@ -51,9 +51,11 @@ beforeAll(async () => {
     }
     const store = await ChromaStore.open({ url: server.url, collection: `vec-${space}` });
     expect(store.space).toBe(space);
+    // The first build's thread is kept for the next build, which runs on it and then ends it (keepThreadMs 0).
     const records = await loadRecords({ target: { url: server.url, collection: store.name, count: N, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 400 });
-    const remoteKeyword = await loadRecords({ target: { url: server.url, collection: store.name, count: N, dimension: D }, withVectors: false, keywordDir: null, timeoutMs: 60_000 });
-    // The build ran in a thread niced to 19 (it has ended); no thread is left niced (searches run on the calling thread).
+    const remoteKeyword = await loadRecords({ target: { url: server.url, collection: store.name, count: N, dimension: D }, withVectors: false, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 0 });
+    expect([records.buildThreadReused, remoteKeyword.buildThreadReused]).toEqual([false, true]);
+    // The builds ran in a thread niced to 19 (it has ended); no thread is left niced (searches run on the calling thread).
     if (process.platform === 'linux') expect([records.buildNice, remoteKeyword.buildNice]).toEqual([19, 19]);
     for (let i = 0; i < 100 && threadNices().includes(19); i++) await new Promise((r) => setTimeout(r, 20));
     expect(threadNices().filter((n) => n === 19)).toEqual([]);
@@ -270,5 +272,45 @@ describe('a big keyword index is searched on a thread of its own (threshold lowe
     const records = await loadRecords({ target: { url: server.url, collection: 'vec-cosine', count: N, dimension: D }, withVectors: false, keywordDir: null, timeoutMs: 60_000, keywordThreadMinPostings: 1 });
     await records.keyword.close();
     await expect(records.keyword.search('quorum', 3)).rejects.toMatchObject({ code: 'RAG_NOT_READY' });
+  });
+});
+
+describe('build threads are kept between builds', () => {
+  const target = () => ({ url: server.url, collection: 'vec-cosine', count: N, dimension: D });
+  const nicedThreads = async (want: number) => {
+    for (let i = 0; i < 150 && threadNices().filter((n) => n === 19).length !== want; i++) await new Promise((r) => setTimeout(r, 20));
+    return threadNices().filter((n) => n === 19).length;
+  };
+
+  it('a kept thread waits niced for the next build and ends after its keep time', async () => {
+    // Whatever thread earlier builds left is used and ended first.
+    await (await loadRecords({ target: target(), withVectors: false, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 0 })).keyword.close();
+    const first = await loadRecords({ target: target(), withVectors: false, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 60_000 });
+    await first.keyword.close();
+    expect(first.buildThreadReused).toBe(false);
+    if (process.platform === 'linux') expect(await nicedThreads(1)).toBe(1);
+    const second = await loadRecords({ target: target(), withVectors: false, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 300 });
+    await second.keyword.close();
+    expect(second.buildThreadReused).toBe(true);
+    if (process.platform === 'linux') {
+      expect(threadNices().filter((n) => n === 19).length).toBe(1);
+      expect(await nicedThreads(0)).toBe(0);
+    }
+    const third = await loadRecords({ target: target(), withVectors: false, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 0 });
+    await third.keyword.close();
+    expect(third.buildThreadReused).toBe(false);
+  });
+
+  it('the thread of a failed build is ended, not kept: the next build starts a new one', async () => {
+    const kept = await loadRecords({ target: target(), withVectors: false, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 60_000 });
+    await kept.keyword.close();
+    await expect(loadRecords({ target: { ...target(), collection: 'no-such-collection' }, withVectors: false, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 60_000 })).rejects.toMatchObject({
+      code: expect.stringMatching(/^RAG_/),
+    });
+    const next = await loadRecords({ target: target(), withVectors: true, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 0 });
+    await next.keyword.close();
+    expect(next.buildThreadReused).toBe(false);
+    expect(next.columns?.ids.ids.length).toBe(N);
+    if (process.platform === 'linux') expect(await nicedThreads(0)).toBe(0);
   });
 });
