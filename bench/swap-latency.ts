@@ -2,7 +2,8 @@
  * `npm run bench:swaps [-- --chunks 3000 --rounds 3 --seconds 6]`: only the serving bench's
  * fixed-rate part, for iterating on swap cost. The service at 50% of its measured c=16 dense
  * capacity, windows of steady load and of a swap every 2 s, interleaved; per window p50/p99/max
- * (from the scheduled send time), failed, the service's max event-loop delay and peak RSS (tree).
+ * (from the scheduled send time), failed, the service's max event-loop delay and peak RSS (tree),
+ * and write -> serving of each version (from CURRENT's rename to the service's reload.accepted event).
  * Extra service environment: `--env KEY=VALUE` (repeatable), e.g. to compare settings;
  * `--serving-index`: the versions ship serving-index.bin (loaded without a Chroma child).
  */
@@ -14,6 +15,7 @@ import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, start
 import { runLoad } from './lib/load.js';
 import { runOpenLoad } from './lib/open-load.js';
 import { treeRssMiB } from './lib/proc.js';
+import { readServerSentEvents } from './lib/sse.js';
 
 const { values } = parseArgs({
   options: {
@@ -49,6 +51,10 @@ async function main() {
       console.log(`${n} chunks${values['serving-index'] ? ' (versions ship serving-index.bin)' : ''}; env ${JSON.stringify(env)}; c=16 ${cap.rps} req/s; open load ${rate}/s`);
       let swapNo = 0;
       const previous: string[] = ['store-a'];
+      const events: Array<{ type: string; receivedAt: number; attempt?: { storeVersion: string | null } }> = [];
+      const ac = new AbortController();
+      readServerSentEvents(`${svc.url}/admin/events`, (type, data) => events.push({ ...(data as object), type, receivedAt: Date.now() }), ac.signal);
+      const published: Array<{ version: string; at: number }> = [];
       const rows: Record<'steady' | 'swaps', Array<{ p50: number; p99: number; max: number; failed: number; loop: number; rss: number }>> = { steady: [], swaps: [] };
       for (let round = 0; round < Number(values.rounds); round++) {
         for (const kind of ['steady', 'swaps'] as const) {
@@ -62,6 +68,7 @@ async function main() {
               const version = `swap-${String(++swapNo).padStart(3, '0')}`;
               await cp(swapNo % 2 ? B.dir : A.dir, join(storeDir, version), { recursive: true });
               await pointCurrent(storeDir, version);
+              published.push({ version, at: Date.now() });
               previous.push(version);
               while (previous.length > 4) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
               await sleep(Math.max(0, 2000 - (Date.now() - t)));
@@ -77,6 +84,14 @@ async function main() {
           if (kind === 'swaps') await sleep(4000);
         }
       }
+      ac.abort();
+      const serving = published.flatMap((p) => {
+        const e = events.find((x) => x.type === 'reload.accepted' && x.attempt?.storeVersion === p.version);
+        return e ? [e.receivedAt - p.at] : [];
+      });
+      const sorted = [...serving].sort((a, b) => a - b);
+      const pct = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * q) / 100))] ?? NaN;
+      console.log(`write -> serving: ${published.length} published, ${serving.length} served; p50 ${pct(50)} p90 ${pct(90)} max ${sorted.at(-1) ?? NaN} ms`);
       const s = (k: 'steady' | 'swaps', f: 'p99' | 'loop' | 'rss') => median(rows[k].map((r) => r[f]));
       console.log(`medians: p99 steady ${s('steady', 'p99')} swaps ${s('swaps', 'p99')} (${(s('swaps', 'p99') / s('steady', 'p99')).toFixed(2)}x); loop max steady ${s('steady', 'loop')} swaps ${s('swaps', 'loop')}; rss peak steady ${s('steady', 'rss')} swaps ${s('swaps', 'rss')} (${(s('swaps', 'rss') / s('steady', 'rss')).toFixed(2)}x)`);
     } finally {
