@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
-import { runLoad } from './lib/load.js';
+import { percentile, runLoad } from './lib/load.js';
 import { runOpenLoad } from './lib/open-load.js';
 import { treeRssMiB } from './lib/proc.js';
 import { readServerSentEvents } from './lib/sse.js';
@@ -89,9 +89,7 @@ async function main() {
         const e = events.find((x) => x.type === 'reload.accepted' && x.attempt?.storeVersion === p.version);
         return e ? [e.receivedAt - p.at] : [];
       });
-      const sorted = [...serving].sort((a, b) => a - b);
-      const pct = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * q) / 100))] ?? NaN;
-      console.log(`write -> serving: ${published.length} published, ${serving.length} served; p50 ${pct(50)} p90 ${pct(90)} max ${sorted.at(-1) ?? NaN} ms`);
+      console.log(`write -> serving: ${published.length} published, ${serving.length} served; p50 ${percentile(serving, 50)} p90 ${percentile(serving, 90)} max ${percentile(serving, 100)} ms`);
       const s = (k: 'steady' | 'swaps', f: 'p99' | 'loop' | 'rss') => median(rows[k].map((r) => r[f]));
       console.log(`medians: p99 steady ${s('steady', 'p99')} swaps ${s('swaps', 'p99')} (${(s('swaps', 'p99') / s('steady', 'p99')).toFixed(2)}x); loop max steady ${s('steady', 'loop')} swaps ${s('swaps', 'loop')}; rss peak steady ${s('steady', 'rss')} swaps ${s('swaps', 'rss')} (${(s('swaps', 'rss') / s('steady', 'rss')).toFixed(2)}x)`);
     } finally {

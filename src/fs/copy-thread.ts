@@ -11,7 +11,8 @@ export const COPY_IDLE_MS = 30_000;
 /** After a cancel, a copy still unanswered this long is given up (its thread is stuck in a read or write). */
 export const COPY_CANCEL_GRACE_MS = 2_000;
 
-export type CopyResult = { sha256: string; size: number } | { aborted: true } | { error: { side: 'read' | 'write'; code: string | null; message: string } };
+/** A reply of the thread without its request id. */
+export type CopyResult = CopyReply extends infer R ? (R extends CopyReply ? Omit<R, 'id'> : never) : never;
 
 interface Waiting {
   resolve: (r: CopyResult) => void;
@@ -51,7 +52,8 @@ export class CopyThread {
       const w = this.waiting.get(reply.id);
       if (!w) return;
       this.waiting.delete(reply.id);
-      w.resolve('sha256' in reply ? { sha256: reply.sha256, size: reply.size } : 'aborted' in reply ? { aborted: true } : { error: reply.error });
+      const { id: _id, ...result } = reply;
+      w.resolve(result);
       this.idleCheck();
     });
     const gone = (why: string) => {

@@ -57,14 +57,21 @@ export class InProcessBackend implements RetrievalBackend {
     return this.ids.length;
   }
 
-  /** Rows passing the filters (1) or not (0); null when nothing filters. */
-  private allowedRows(where?: WhereFilter, whereDocument?: WhereDocument): Uint8Array | null {
+  /** Whether row r passes the filters; null when nothing filters. */
+  private rowFilter(where?: WhereFilter, whereDocument?: WhereDocument): ((r: number) => boolean) | null {
     const pass = compileRecordFilter(where, whereDocument);
     if (!pass) return null;
-    const mask = new Uint8Array(this.ids.length);
     // A text is sliced out of its column only when the filter reads it.
     const texts = whereDocument != null ? this.documents : null;
-    for (let r = 0; r < mask.length; r++) mask[r] = pass(this.metadatas[r], texts?.get(r)) ? 1 : 0;
+    return (r) => pass(this.metadatas[r], texts?.get(r));
+  }
+
+  /** Rows passing the filters (1) or not (0); null when nothing filters. */
+  private allowedRows(where?: WhereFilter, whereDocument?: WhereDocument): Uint8Array | null {
+    const passes = this.rowFilter(where, whereDocument);
+    if (!passes) return null;
+    const mask = new Uint8Array(this.ids.length);
+    for (let r = 0; r < mask.length; r++) mask[r] = passes(r) ? 1 : 0;
     return mask;
   }
 
@@ -86,15 +93,14 @@ export class InProcessBackend implements RetrievalBackend {
 
   /** BM25 top k among the records passing the filters (exact: the filter applies before the top k). */
   async keywordSearch(text: string, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]> {
-    const pass = compileRecordFilter(where, whereDocument);
-    if (!pass) return this.keyword.search(text, k);
+    const passes = this.rowFilter(where, whereDocument);
+    if (!passes) return this.keyword.search(text, k);
     // The filter evaluated once per indexed document, straight into the search's mask.
     const { docRow } = this;
-    const texts = whereDocument != null ? this.documents : null;
     const allowed = new Uint8Array(docRow.length);
     for (let doc = 0; doc < docRow.length; doc++) {
       const r = docRow[doc]!;
-      if (r >= 0 && pass(this.metadatas[r], texts?.get(r))) allowed[doc] = 1;
+      if (r >= 0 && passes(r)) allowed[doc] = 1;
     }
     return this.keyword.search(text, k, allowed);
   }

@@ -118,13 +118,9 @@ export class KeywordSearcher {
     return this.postings.shared ? 'thread' : 'event-loop';
   }
 
-  /** Internal document numbers (0 to this), for `allowed` and idOf. */
+  /** Internal document numbers (0 to this), for `allowed`. */
   get documents(): number {
     return this.postings.documents;
-  }
-
-  idOf(doc: number): string {
-    return this.postings.idOf(doc);
   }
 
   private startThread(): Worker {
@@ -275,12 +271,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     else void builder.terminate();
   };
   // Stops the job when its generation closes while the thread still writes the cache.
-  const handle: BuildJobHandle = {
-    terminate: async () => {
-      if (jobOver) return;
-      endJob(false);
-    },
-  };
+  const handle: BuildJobHandle = { terminate: async () => endJob(false) };
   let onMessage: (m: IndexWorkerMessage) => void = () => undefined;
   let onError: (err: Error) => void = () => undefined;
   let onExit: (code: number) => void = () => undefined;

@@ -133,8 +133,9 @@ function sendPage(metadatas: Array<Record<string, unknown> | null>): void {
 function sendColumns(ids: readonly string[], documents: readonly string[], keyword: KeywordPostingsData): void {
   const idData = encodeTextColumn(ids);
   const docData = encodeTextColumn(documents);
-  const idTable = buildIdTable(new TextColumn(idData));
-  const index = new IdIndex(new TextColumn(idData), idTable);
+  const idColumn = new TextColumn(idData);
+  const idTable = buildIdTable(idColumn);
+  const index = new IdIndex(idColumn, idTable);
   const postings = new KeywordPostings(keyword);
   const docRow = new Int32Array(postings.documents);
   for (let d = 0; d < docRow.length; d++) docRow[d] = index.rowOf(postings.idOf(d));
