@@ -111,8 +111,11 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         watcher.on(WatchEvents.problem, (p: WatchProblem) => manager.noteWatchProblem(p));
         // A store folder being written: warm a loader child now, so the reload that follows starts it warm
         // (a version folder is usually copied before CURRENT flips). Fire and forget; it expires unused.
+        // Not while a reload runs: its build adopts the standby, and the late events of the write that
+        // started it (CURRENT.tmp's rename comes ~100 ms after the reload began) would start a second
+        // child beside the build (~200 ms of CPU taken from the swap); the build prepares the next one.
         watcher.on(WatchEvents.activity, ({ root }: { root: string }) => {
-          if (root === config.vectorstoreDir && config.loaderStandbyMs > 0) void prepareChromaStandby({ nice: LOADER_NICE, ttlMs: config.loaderStandbyMs });
+          if (root === config.vectorstoreDir && config.loaderStandbyMs > 0 && !manager.reloading) void prepareChromaStandby({ nice: LOADER_NICE, ttlMs: config.loaderStandbyMs });
         });
         watcher.on(WatchEvents.settled, ({ roots }: { roots: string[] }) => {
           // Never throws: failures are recorded by the manager and the old generation keeps serving.

@@ -117,6 +117,11 @@ export class ReloadManager extends EventEmitter {
     return this.active;
   }
 
+  /** A reload is being resolved or built, or waits in the queue. */
+  get reloading(): boolean {
+    return this.sm.state === 'building' || this.sm.state === 'resolving' || this.queue.length > 0;
+  }
+
   get state(): ManagerState {
     return this.sm.state;
   }
@@ -476,7 +481,7 @@ export class ReloadManager extends EventEmitter {
       active: gen ? { ...gen.info(), attempt: this.activeAttempt, key: this.activeSpec?.key ?? null } : null,
       building: this.buildingInfo ? { ...this.buildingInfo } : null,
       queued: this.queue.length,
-      reloading: this.sm.state === 'building' || this.sm.state === 'resolving' || this.queue.length > 0,
+      reloading: this.reloading,
       aspired: this.aspiredInfo,
       waiting: this.waitingInfo,
       previous: this.previousSpec ? { storeVersion: specVersion(this.previousSpec), model: this.previousSpec.model.name } : null,

@@ -68,6 +68,45 @@ describe('children never outlive the service, and a hung child is noticed', () =
     await waitFor(() => !alive(host!), 5_000, 'the orphaned spawner host to exit');
   });
 
+  it('an update adopts the warm standby and starts the next one only after its loader stopped: the write that triggered it starts no second child beside the build', async () => {
+    svc = await startRealService({ ...env, SERVE_INDEX_MAX_MB: '2048', SERVE_INDEX_CACHE: 'false', LOADER_STANDBY_MS: '60000' });
+    const [host] = await spawnerHostsOf(svc.child.pid!);
+    await waitFor(async () => (await standbysOf(host!)).length === 1, 10_000, 'a warm standby');
+    const built = await publishDocs(join(tmp.dir, 'staging'), join(FIXTURES, 'docs-b'), { version: 'b', activate: false });
+    await cp(built.dir, join(tmp.dir, 'vectorstore', 'b'), { recursive: true });
+    await new Promise((r) => setTimeout(r, 1_000)); // the copy's events settled (it only extended the standby's time)
+    const [adopted] = await standbysOf(host!);
+    // Every launcher under the host, sampled until the new version serves: when each was first seen,
+    // and when the adopted one (the build's loader) was last seen alive.
+    const firstSeen = new Map<number, number>();
+    let adoptedLastSeen = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const now = performance.now();
+        for (const pid of await standbysOf(host!)) if (!firstSeen.has(pid)) firstSeen.set(pid, now);
+        if (alive(adopted!)) adoptedLastSeen = now;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    // The usual flip: CURRENT.tmp written, then renamed (its events reach the watcher while the reload runs).
+    await writeFile(join(tmp.dir, 'vectorstore', 'CURRENT.tmp'), 'b\n');
+    await rename(join(tmp.dir, 'vectorstore', 'CURRENT.tmp'), join(tmp.dir, 'vectorstore', 'CURRENT'));
+    // Those late events race the reload's start; a write while the build runs (the next version's
+    // copy beginning) does not: either way the build's own loader is the only child until it stops.
+    await waitFor(async () => (await getJson(`${svc!.url}/admin/status`)).state === 'building', 10_000, 'the build');
+    await mkdir(join(tmp.dir, 'vectorstore', 'c'));
+    await waitFor(async () => (await postJson(`${svc!.url}/v1/retrieve`, { question: 'lighthouse', k: 2 })).body.generation?.storeVersion === 'b', 30_000, 'version b serving');
+    await waitFor(async () => (await standbysOf(host!)).length === 1 && !alive(adopted!), 10_000, 'the next standby');
+    await new Promise((r) => setTimeout(r, 200));
+    sampling = false;
+    await sampler;
+    const others = [...firstSeen].filter(([pid]) => pid !== adopted);
+    expect(others.length).toBe(1);
+    // Before the fix a second child started while the build read through its loader.
+    for (const [, seenAt] of others) expect(seenAt).toBeGreaterThan(adoptedLastSeen);
+  });
+
   it('SIGKILL of the spawner host: its Chroma child goes with it, the service restarts the child through a new host and answers again', async () => {
     svc = await startRealService({ ...env, WATCH: 'false', SERVE_INDEX_MAX_MB: '0' });
     const [chroma] = await chromaPidsUnder(tmp.dir);
