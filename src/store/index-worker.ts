@@ -14,7 +14,7 @@ import { RagError, toRagError } from '../errors.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import { KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
-import { buildIdTable, columnBuffers, encodeTextColumn, IdIndex, TextColumn, type TextColumnData } from './record-columns.js';
+import { buildIdTable, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
 import { niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
 
@@ -130,9 +130,7 @@ function sendPage(metadatas: Array<Record<string, unknown> | null>): void {
  * Ids and texts to the event loop as columns, with the id table and each keyword document's row
  * (computed here, at low priority: the event loop builds no per-record lookup of its own).
  */
-function sendColumns(ids: readonly string[], documents: readonly string[], keyword: KeywordPostingsData): void {
-  const idData = encodeTextColumn(ids);
-  const docData = encodeTextColumn(documents);
+function sendColumns(idData: TextColumnData, docData: TextColumnData, keyword: KeywordPostingsData): void {
   const idColumn = new TextColumn(idData);
   const idTable = buildIdTable(idColumn);
   const index = new IdIndex(idColumn, idTable);
@@ -155,7 +153,7 @@ function keywordDoc(id: string, text: string, metadata: Record<string, unknown> 
 }
 
 /** What the worker read, kept until it is written to the serving index cache (only with `persist`). */
-let toPersist: Omit<CachedIndex, 'keywordText' | 'keyword'> | null = null;
+let toPersist: (Omit<CachedIndex, 'keywordText' | 'keyword' | 'ids' | 'documents'> & { columns: { ids: TextColumnData; documents: TextColumnData } }) | null = null;
 
 /** The keyword index as sent: its serialised text is kept for the serving index cache. */
 interface KeywordOut {
@@ -196,8 +194,8 @@ async function load(): Promise<KeywordOut> {
   // Without a usable shipped index, one is built from the texts as they are read (typed arrays, no
   // document kept: MiniSearch's object graph for 1M chunks did not fit this thread's heap).
   const builder = shipped ? null : new PostingsBuilder(KEYWORD_ANALYSIS);
-  // An in-process index gets ids and texts as columns at the end (sendColumns).
-  const all = vectors ? { ids: [] as string[], documents: [] as string[] } : null;
+  // An in-process index gets ids and texts as columns at the end (sendColumns), joined page by page.
+  const all = vectors ? { ids: new TextColumnBuilder(expectCount), documents: new TextColumnBuilder(expectCount) } : null;
   const persistMetadatas = data.persist && vectors ? ([] as CachedIndex['metadatas']) : null;
   let row = 0;
   for await (const page of store.allRecords(data.pageSize, data.withVectors, { inFlight: data.pagesInFlight, total: expectCount })) {
@@ -207,9 +205,11 @@ async function load(): Promise<KeywordOut> {
       packRows(vectors, page.ids, page.embeddings ?? [], row, dimension);
       sendPage(page.metadatas as Array<Record<string, unknown> | null>);
       for (let i = 0; i < page.ids.length; i++) {
-        all.ids.push(page.ids[i]!);
-        all.documents.push(documents[i]!);
+        all.ids.add(page.ids[i]!);
+        all.documents.add(documents[i]!);
       }
+      all.ids.endPage();
+      all.documents.endPage();
       // As the main thread stores them (index-loader.ts: a missing metadata is {}).
       if (persistMetadatas) for (const m of page.metadatas) persistMetadatas.push((m ?? {}) as CachedIndex['metadatas'][number]);
     }
@@ -219,13 +219,14 @@ async function load(): Promise<KeywordOut> {
   if (row !== expectCount) throw new Error(`read ${row} records, the collection counted ${expectCount}`);
   // Chroma is no longer needed: its child can stop while the keyword index is made.
   port.postMessage({ type: 'paged' } satisfies IndexWorkerMessage);
-  if (vectors && all) {
-    // The cache gets its own copy: the array itself is transferred to the main thread.
-    if (persistMetadatas) toPersist = { ...all, metadatas: persistMetadatas, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension, vectors: vectors.slice() };
+  const columns = all ? { ids: all.ids.finish(), documents: all.documents.finish() } : null;
+  if (vectors && columns) {
+    // The cache gets its own copies: the arrays themselves are transferred to the main thread.
+    if (persistMetadatas) toPersist = { columns: { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents) }, metadatas: persistMetadatas, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension, vectors: vectors.slice() };
     sendVectors(vectors, row, dimension, store.space);
   }
   const keyword = shipped ?? builder!.finish('built');
-  if (all) sendColumns(all.ids, all.documents, keyword);
+  if (columns) sendColumns(columns.ids, columns.documents, keyword);
   if (shipped) {
     sendKeyword(shipped);
     return { origin: 'store', size: shipped.documentCount, text: () => shippedText };
@@ -258,7 +259,7 @@ async function loadCached(file: string, key: IndexCacheKey, expectCount: number)
   const keyword = compileOrFail(index.keywordText, index.keyword.origin, 'RAG_STORE_INDEX_CACHE_INVALID', prefix);
   if (!keyword) throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `${prefix}: it is in an older format`);
   if (keyword.documentCount !== index.keyword.size) throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `${prefix}: it holds ${keyword.documentCount} documents, expected ${index.keyword.size}`);
-  sendColumns(index.ids, index.documents, keyword);
+  sendColumns(encodeTextColumn(index.ids), encodeTextColumn(index.documents), keyword);
   sendKeyword(keyword);
   sendPage(index.metadatas);
   sendVectors(index.vectors, index.count, index.dimension, index.space);
@@ -276,7 +277,8 @@ async function persistLoaded(out: KeywordOut): Promise<void> {
   const keyword = { origin: out.origin, size: out.size };
   const t0 = performance.now();
   try {
-    const { file, bytes } = await writeIndexCache(p.runtimeDir, p.key, { ...loaded, keyword, keywordText });
+    const { columns, ...rest } = loaded;
+    const { file, bytes } = await writeIndexCache(p.runtimeDir, p.key, { ...rest, ids: columnRows(columns.ids), documents: columnRows(columns.documents), keyword, keywordText });
     port.postMessage({ type: 'cached', ok: true, ms: Math.round(performance.now() - t0), file, bytes } satisfies IndexWorkerMessage);
   } catch (err) {
     port.postMessage({ type: 'cached', ok: false, ms: Math.round(performance.now() - t0), reason: `${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.trim().slice(0, 300) } satisfies IndexWorkerMessage);

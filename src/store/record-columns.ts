@@ -26,28 +26,73 @@ export interface TextColumnData {
   starts: Uint32Array;
 }
 
-/** Join texts into a column (the build thread does this once per generation). `limits` for tests. */
-export function encodeTextColumn(texts: readonly string[], limits: { rows: number; chars: number } = { rows: SEGMENT_ROWS, chars: SEGMENT_CHARS }): TextColumnData {
-  const segments: string[] = [];
-  const segmentOf = new Uint32Array(texts.length);
-  const starts = new Uint32Array(texts.length);
-  let parts: string[] = [];
-  let chars = 0;
-  const flush = () => {
-    if (parts.length) segments.push(parts.join(''));
-    parts = [];
-    chars = 0;
-  };
-  for (let i = 0; i < texts.length; i++) {
-    const t = texts[i]!;
-    if (parts.length >= limits.rows || (parts.length > 0 && chars + t.length > limits.chars)) flush();
-    segmentOf[i] = segments.length;
-    starts[i] = chars;
-    parts.push(t);
-    chars += t.length;
+/**
+ * A column built row by row. `endPage()` closes the segment being filled: the build thread joins
+ * each page's texts as soon as the page is read, so they live on as one long string per page (in
+ * V8's large-object space, never copied again) instead of as one string per row that every
+ * scavenge of the build copies until the last page is in.
+ */
+export class TextColumnBuilder {
+  private readonly segments: string[] = [];
+  private readonly segmentOf: Uint32Array;
+  private readonly starts: Uint32Array;
+  private parts: string[] = [];
+  private chars = 0;
+  private rows = 0;
+
+  constructor(
+    capacity: number,
+    private readonly limits: { rows: number; chars: number } = { rows: SEGMENT_ROWS, chars: SEGMENT_CHARS },
+  ) {
+    this.segmentOf = new Uint32Array(capacity);
+    this.starts = new Uint32Array(capacity);
   }
-  flush();
-  return { segments, segmentOf, starts };
+
+  add(text: string): void {
+    if (this.rows >= this.segmentOf.length) throw new Error(`a text column built for ${this.segmentOf.length} rows was given more`);
+    if (this.parts.length >= this.limits.rows || (this.parts.length > 0 && this.chars + text.length > this.limits.chars)) this.endPage();
+    this.segmentOf[this.rows] = this.segments.length;
+    this.starts[this.rows] = this.chars;
+    this.parts.push(text);
+    this.chars += text.length;
+    this.rows++;
+  }
+
+  /** Join the rows added since the last segment into one. */
+  endPage(): void {
+    if (this.parts.length) this.segments.push(this.parts.join(''));
+    this.parts = [];
+    this.chars = 0;
+  }
+
+  /** The column of the rows added (fewer than the capacity: the arrays are cut to them). */
+  finish(): TextColumnData {
+    this.endPage();
+    const n = this.rows;
+    return {
+      segments: this.segments,
+      segmentOf: n === this.segmentOf.length ? this.segmentOf : this.segmentOf.slice(0, n),
+      starts: n === this.starts.length ? this.starts : this.starts.slice(0, n),
+    };
+  }
+}
+
+/** Join texts into a column in one go. `limits` for tests. */
+export function encodeTextColumn(texts: readonly string[], limits: { rows: number; chars: number } = { rows: SEGMENT_ROWS, chars: SEGMENT_CHARS }): TextColumnData {
+  const builder = new TextColumnBuilder(texts.length, limits);
+  for (const t of texts) builder.add(t);
+  return builder.finish();
+}
+
+/** A copy of a column whose arrays can be transferred while this one is kept (the strings are shared). */
+export function copyColumn(c: TextColumnData): TextColumnData {
+  return { segments: [...c.segments], segmentOf: c.segmentOf.slice(), starts: c.starts.slice() };
+}
+
+/** Every row of a column as its own string. */
+export function columnRows(c: TextColumnData): string[] {
+  const column = new TextColumn(c);
+  return Array.from({ length: column.length }, (_, i) => column.get(i));
 }
 
 /** The typed arrays of a column (transfer list). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildIdTable, encodeTextColumn, IdIndex, TextColumn } from '../../src/store/record-columns.js';
+import { buildIdTable, columnRows, copyColumn, encodeTextColumn, IdIndex, TextColumn, TextColumnBuilder } from '../../src/store/record-columns.js';
 
 /** Texts of every kind a store can hold: empty, one-byte, two-byte, surrogate pairs, long. */
 function texts(n: number): string[] {
@@ -31,6 +31,33 @@ describe('text columns', () => {
     const empty = TextColumn.from([]);
     expect(empty.length).toBe(0);
     expect(empty.slice(0, 10)).toEqual([]);
+  });
+
+  it('built page by page (the build thread): one segment per page, every row back, arrays cut to the rows added, never more rows than its capacity', () => {
+    const t = texts(2_500);
+    const b = new TextColumnBuilder(3_000);
+    for (let i = 0; i < t.length; i++) {
+      b.add(t[i]!);
+      if (i % 1000 === 999) b.endPage();
+    }
+    const data = b.finish();
+    expect(data.segments.length).toBe(3); // pages of 1000, 1000 and 500 rows
+    expect(data.segmentOf.length).toBe(2_500);
+    expect(data.starts.length).toBe(2_500);
+    expect(columnRows(data)).toEqual(t);
+    // A copy keeps its rows after the original's arrays are transferred (detached).
+    const copy = copyColumn(data);
+    structuredClone(data, { transfer: [data.segmentOf.buffer as ArrayBuffer, data.starts.buffer as ArrayBuffer] });
+    expect(data.segmentOf.length).toBe(0);
+    expect(columnRows(copy)).toEqual(t);
+    const full = new TextColumnBuilder(2);
+    full.add('a');
+    full.add('b');
+    expect(() => full.add('c')).toThrow(/built for 2 rows/);
+    // The limits still hold inside a page.
+    const small = new TextColumnBuilder(5, { rows: 2, chars: 100 });
+    for (const x of ['a', 'b', 'c', 'd', 'e']) small.add(x);
+    expect(small.finish().segments).toEqual(['ab', 'cd', 'e']);
   });
 
   it('reject a column whose arrays disagree', () => {
