@@ -4,6 +4,9 @@
  * capacity, windows of steady load and of a swap every 2 s, interleaved; per window p50/p99/max
  * (from the scheduled send time), failed, the service's max event-loop delay and peak RSS (tree),
  * and write -> serving of each version (from CURRENT's rename to the service's reload.accepted event).
+ * CPU: the service tree's (service, its threads, spawner host, Chroma children) per window, so the
+ * CPU a swap costs is the swap windows' extra over the steady ones, divided by their swaps (a
+ * figure far steadier between runs than latency percentiles); and the machine's busy share.
  * Extra service environment: `--env KEY=VALUE` (repeatable), e.g. to compare settings;
  * `--serving-index`: the versions ship serving-index.bin (loaded without a Chroma child).
  */
@@ -14,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
 import { percentile, runLoad } from './lib/load.js';
 import { runOpenLoad } from './lib/open-load.js';
-import { treeRssMiB } from './lib/proc.js';
+import { machineCpuMs, treeCpuMs, treeRssMiB } from './lib/proc.js';
 import { readServerSentEvents } from './lib/sse.js';
 
 const { values } = parseArgs({
@@ -55,13 +58,16 @@ async function main() {
       const ac = new AbortController();
       readServerSentEvents(`${svc.url}/admin/events`, (type, data) => events.push({ ...(data as object), type, receivedAt: Date.now() }), ac.signal);
       const published: Array<{ version: string; at: number }> = [];
-      const rows: Record<'steady' | 'swaps', Array<{ p50: number; p99: number; max: number; failed: number; loop: number; rss: number }>> = { steady: [], swaps: [] };
+      const rows: Record<'steady' | 'swaps', Array<{ p50: number; p99: number; max: number; failed: number; loop: number; rss: number; cpuMs: number; busy: number; swaps: number }>> = { steady: [], swaps: [] };
       for (let round = 0; round < Number(values.rounds); round++) {
         for (const kind of ['steady', 'swaps'] as const) {
           await loopDelayMaxMs(svc.url);
           const rss: number[] = [];
           const sampler = setInterval(() => rss.push(treeRssMiB(svc.child.pid!)), 100);
           let stop = false;
+          const swapsBefore = swapNo;
+          const cpu0 = treeCpuMs(svc.child.pid!);
+          const machine0 = machineCpuMs();
           const swapper = (async () => {
             while (kind === 'swaps' && !stop) {
               const t = Date.now();
@@ -75,13 +81,17 @@ async function main() {
             }
           })();
           const r = await runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: Number(values.seconds) });
+          const machine1 = machineCpuMs();
           stop = true;
           await swapper;
           clearInterval(sampler);
-          const row = { p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopDelayMaxMs(svc.url), rss: Math.max(...rss) };
-          rows[kind].push(row);
-          console.log(`${kind.padEnd(6)} p50 ${row.p50} p99 ${row.p99} max ${row.max} failed ${row.failed} loop max ${row.loop} ms rss peak ${row.rss} MiB`);
+          // A swap window's CPU includes the 4 s after it (no load then): the last swap's end and what follows it.
           if (kind === 'swaps') await sleep(4000);
+          const cpuMs = treeCpuMs(svc.child.pid!) - cpu0;
+          const busy = Math.round((100 * (machine1.busy - machine0.busy)) / Math.max(1, machine1.total - machine0.total));
+          const row = { p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopDelayMaxMs(svc.url), rss: Math.max(...rss), cpuMs, busy, swaps: swapNo - swapsBefore };
+          rows[kind].push(row);
+          console.log(`${kind.padEnd(6)} p50 ${row.p50} p99 ${row.p99} max ${row.max} failed ${row.failed} loop max ${row.loop} ms rss peak ${row.rss} MiB; service CPU ${Math.round(cpuMs)} ms, machine ${busy}% busy${kind === 'swaps' ? `, ${row.swaps} swaps` : ''}`);
         }
       }
       ac.abort();
@@ -91,6 +101,10 @@ async function main() {
       });
       console.log(`write -> serving: ${published.length} published, ${serving.length} served; p50 ${percentile(serving, 50)} p90 ${percentile(serving, 90)} max ${percentile(serving, 100)} ms`);
       const s = (k: 'steady' | 'swaps', f: 'p99' | 'loop' | 'rss') => median(rows[k].map((r) => r[f]));
+      // CPU a swap costs: each swap window's extra over the steady window just before it (the machine's
+      // speed drifts within a run: the same load's CPU moved 30% between two steady windows), per swap started in it.
+      const perSwap = rows.swaps.flatMap((r, i) => (r.swaps > 0 && rows.steady[i] ? [Math.round((r.cpuMs - rows.steady[i]!.cpuMs) / r.swaps)] : []));
+      console.log(`service CPU per swap (swap window minus the steady one before it, per swap): ${perSwap.join(', ')} ms (median ${median(perSwap)}); steady windows ${rows.steady.map((r) => Math.round(r.cpuMs)).join(', ')} ms; machine busy steady ${median(rows.steady.map((r) => r.busy))}% swaps ${median(rows.swaps.map((r) => r.busy))}%`);
       console.log(`medians: p99 steady ${s('steady', 'p99')} swaps ${s('swaps', 'p99')} (${(s('swaps', 'p99') / s('steady', 'p99')).toFixed(2)}x); loop max steady ${s('steady', 'loop')} swaps ${s('swaps', 'loop')}; rss peak steady ${s('steady', 'rss')} swaps ${s('swaps', 'rss')} (${(s('swaps', 'rss') / s('steady', 'rss')).toFixed(2)}x)`);
     } finally {
       await svc.stop();

@@ -43,6 +43,42 @@ export function treeRssMiB(pid: number): number {
   return Math.round((kb / 1024) * 10) / 10;
 }
 
+/** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on Linux x86-64 and arm64). */
+const USER_HZ = 100;
+
+/**
+ * CPU time in ms used by a process and all its descendants so far: each live process's own time
+ * (all its threads) plus what its exited children used (cutime/cstime, once reaped), so a Chroma
+ * loader child that started and ended between two calls is counted too. Monotonic while the
+ * root lives; the difference of two calls is the tree's CPU over that interval (10 ms ticks).
+ */
+export function treeCpuMs(pid: number): number {
+  let ticks = 0;
+  const stack = [pid];
+  while (stack.length) {
+    const p = stack.pop()!;
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // Fields 14-17 of proc(5): utime, stime, cutime, cstime (f[0] is field 3).
+      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    } catch {
+      continue;
+    }
+    stack.push(...children(p));
+  }
+  return (ticks * 1000) / USER_HZ;
+}
+
+/** The machine's busy and total CPU time (ms, all cores) so far, from /proc/stat. */
+export function machineCpuMs(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = v.reduce((a, b) => a + b, 0);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0); // idle + iowait
+  return { busy: ((total - idle) * 1000) / USER_HZ, total: (total * 1000) / USER_HZ };
+}
+
 export interface Proc {
   child: ChildProcess;
   output: string[];
