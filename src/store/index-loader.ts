@@ -247,6 +247,8 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   const { worker: builder, reused } = buildThreads.take();
   const keepMs = options.keepThreadMs ?? BUILD_THREAD_KEEP_MS;
   let columns: RecordColumns | null = null;
+  /** Column segments received so far (`segment` messages, before `columns`). */
+  const segments = { ids: [] as string[], documents: [] as string[] };
   const metadatas: Array<StoreHit['metadata']> = [];
   let vectors: Float32Array | null = null;
   let norms: Float32Array | null = null;
@@ -332,10 +334,16 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       if (m.type === 'page') {
         for (const meta of m.metadatas) metadatas.push((meta ?? {}) as StoreHit['metadata']);
         builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
+      } else if (m.type === 'segment') {
+        segments[m.column].push(m.text);
+        builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
       } else if (m.type === 'columns') {
+        // The build thread's acks wait for this one too: the thread then reports `built`.
+        builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
         try {
-          const ids = new TextColumn(m.ids);
-          columns = { ids: new IdIndex(ids, m.idTable), documents: new TextColumn(m.documents), docRow: m.docRow };
+          if (m.ids.segments.length || m.documents.segments.length) throw new Error('the columns message carried segments of its own');
+          const ids = new TextColumn({ ...m.ids, segments: segments.ids });
+          columns = { ids: new IdIndex(ids, m.idTable), documents: new TextColumn({ ...m.documents, segments: segments.documents }), docRow: m.docRow };
         } catch (err) {
           fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread sent unusable columns: ${(err as Error).message}`, err);
         }

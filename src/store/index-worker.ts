@@ -51,9 +51,13 @@ export interface IndexWorkerData {
 export type IndexWorkerMessage =
   /** Metadata of the next MESSAGE_PAGE rows (ids and texts come as columns). */
   | { type: 'page'; metadatas: Array<Record<string, unknown> | null> }
+  /** The next segment of the id or text column (record-columns.ts): one message each, all before `columns`. */
+  | { type: 'segment'; column: 'ids' | 'documents'; text: string }
   /**
-   * Ids and texts as columns (record-columns.ts), the id table over them, and per keyword index
-   * document its row (-1: not in the collection). Sent once, before `built`.
+   * Ids and texts as columns (record-columns.ts) without their segments (sent before it, one
+   * `segment` message each, so the event loop never copies a whole column in one task), the id
+   * table over them, and per keyword index document its row (-1: not in the collection). Sent
+   * once, before `built`.
    */
   | { type: 'columns'; ids: TextColumnData; documents: TextColumnData; idTable: Int32Array; docRow: Int32Array }
   /** `norms` set (cosine stores): the rows were scaled to unit length and these are their lengths. */
@@ -92,7 +96,7 @@ const nice = thread.nice ? niceCurrentThread(thread.nice) : null;
 let data: IndexWorkerData;
 let running = false;
 /** Pages for the event loop, sent one at a time: the next goes when the previous is acknowledged. */
-const outbox: IndexWorkerMessage[] = [];
+const outbox: Array<{ message: IndexWorkerMessage; transfer?: ArrayBuffer[] }> = [];
 let inFlight = false;
 let drained: (() => void) | null = null;
 let onPersist: (() => void) | null = null;
@@ -104,7 +108,7 @@ function pump(): void {
     return;
   }
   inFlight = true;
-  port.postMessage(next);
+  port.postMessage(next.message, next.transfer ?? []);
 }
 /** The read target: from the job, or the event loop's `read` request once its Chroma server is up. */
 let targetKnown: ((t: ReadTarget) => void) | null = null;
@@ -122,7 +126,7 @@ port.on('message', (req: IndexWorkerRequest) => {
 });
 /** Queue metadata for the event loop in pages of MESSAGE_PAGE records. */
 function sendPage(metadatas: Array<Record<string, unknown> | null>): void {
-  for (let i = 0; i < metadatas.length; i += MESSAGE_PAGE) outbox.push({ type: 'page', metadatas: metadatas.slice(i, i + MESSAGE_PAGE) });
+  for (let i = 0; i < metadatas.length; i += MESSAGE_PAGE) outbox.push({ message: { type: 'page', metadatas: metadatas.slice(i, i + MESSAGE_PAGE) } });
   if (!inFlight) pump();
 }
 
@@ -137,8 +141,16 @@ function sendColumns(idData: TextColumnData, docData: TextColumnData, keyword: K
   const postings = new KeywordPostings(keyword);
   const docRow = new Int32Array(postings.documents);
   for (let d = 0; d < docRow.length; d++) docRow[d] = index.rowOf(postings.idOf(d));
-  const message: IndexWorkerMessage = { type: 'columns', ids: idData, documents: docData, idTable, docRow };
-  port.postMessage(message, [...columnBuffers(idData), ...columnBuffers(docData), idTable.buffer as ArrayBuffer, docRow.buffer as ArrayBuffer]);
+  // Segments one message each (acknowledged like pages), then the arrays (transferred) with no strings.
+  for (const [column, data] of [['ids', idData], ['documents', docData]] as const) {
+    for (const text of data.segments) outbox.push({ message: { type: 'segment', column, text } });
+  }
+  const bare = (c: TextColumnData): TextColumnData => ({ segments: [], segmentOf: c.segmentOf, starts: c.starts });
+  outbox.push({
+    message: { type: 'columns', ids: bare(idData), documents: bare(docData), idTable, docRow },
+    transfer: [...columnBuffers(idData), ...columnBuffers(docData), idTable.buffer as ArrayBuffer, docRow.buffer as ArrayBuffer],
+  });
+  if (!inFlight) pump();
 }
 /** Resolves once every queued page has been acknowledged. */
 function allPagesTaken(): Promise<void> {

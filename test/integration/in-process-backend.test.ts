@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSilentLogger } from '../../src/observability/logger.js';
@@ -10,6 +11,7 @@ import { ChromaStore, type DistanceSpace } from '../../src/store/chroma-store.js
 import { InProcessBackend } from '../../src/store/in-process-backend.js';
 import { loadRecords } from '../../src/store/index-loader.js';
 import { normalizeRows, VectorMatrix } from '../../src/store/vector-scan.js';
+import { SEGMENT_CHARS } from '../../src/store/record-columns.js';
 
 /**
  * The in-process index read through a real Chroma server, compared with that server on the
@@ -312,5 +314,42 @@ describe('build threads are kept between builds', () => {
     expect(next.buildThreadReused).toBe(false);
     expect(next.columns?.ids.ids.length).toBe(N);
     if (process.platform === 'linux') expect(await nicedThreads(0)).toBe(0);
+  });
+});
+
+describe('the event loop never takes a whole text column in one message', () => {
+  it('texts arrive one segment a message (<= SEGMENT_CHARS, or one longer row alone); the columns message carries none; every row comes back', async () => {
+    const n = 300;
+    // 300 rows of ~2,000 characters (two-byte ones among them) and one row longer than a segment.
+    const long = 'ü'.repeat(SEGMENT_CHARS + 50_000);
+    const texts = Array.from({ length: n }, (_, i) => (i === 150 ? long : `${WORDS[i % 8]} ${i} ${'lorem ipsum dolor — sit amet '.repeat(70)}`));
+    const c = await ChromaStore.client(server.url).createCollection({ name: 'long-texts', embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
+    await c.add({ ids: texts.map((_, i) => `t-${i}`), embeddings: texts.map((_, i) => Array.from({ length: D }, (_, j) => ((i + j) % 7) + 1)), documents: texts, metadatas: texts.map((_, i) => ({ i })) });
+    const seen: Array<{ type: string; chars: number }> = [];
+    const chars = (v: unknown): number => (typeof v === 'string' ? v.length : Array.isArray(v) ? v.reduce((a: number, x) => a + chars(x), 0) : v && typeof v === 'object' && !ArrayBuffer.isView(v) ? Object.values(v).reduce((a: number, x) => a + chars(x), 0) : 0);
+    const emit = Worker.prototype.emit;
+    Worker.prototype.emit = function (this: Worker, event: string | symbol, ...args: unknown[]) {
+      const m = args[0] as { type?: string } | undefined;
+      // Characters of text a message carries (its type and column names aside).
+      if (event === 'message' && m?.type) seen.push({ type: m.type, chars: chars({ ...m, type: '', column: '' }) });
+      return emit.call(this, event, ...args);
+    } as typeof emit;
+    let records;
+    try {
+      records = await loadRecords({ target: { url: server.url, collection: 'long-texts', count: n, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 0 });
+    } finally {
+      Worker.prototype.emit = emit;
+    }
+    await records.keyword.close();
+    const docs = records.columns!.documents;
+    const ids = records.columns!.ids.ids;
+    expect(Array.from({ length: n }, (_, r) => [ids.get(r), docs.get(r)])).toEqual(expect.arrayContaining(texts.map((t, i) => [`t-${i}`, t])));
+    expect(docs.length).toBe(n);
+    const segments = seen.filter((s) => s.type === 'segment');
+    expect(segments.length).toBeGreaterThanOrEqual(4); // ~600 K characters besides the long row
+    // Each message's text is one segment: at most SEGMENT_CHARS, or the one row longer than that (a segment of its own).
+    expect(seen.filter((s) => s.chars !== long.length && s.chars > SEGMENT_CHARS)).toEqual([]);
+    expect(seen.filter((s) => s.chars > SEGMENT_CHARS).map((s) => s.type)).toEqual(['segment']);
+    expect(seen.find((s) => s.type === 'columns')!.chars).toBe(0);
   });
 });
