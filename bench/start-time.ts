@@ -7,10 +7,10 @@
 // printed too: on a loaded machine it says more than the wall time.
 //   npm run bench:start -- [--runs 5] [--cmd "npm start" --cmd "node dist/src/main.js"]
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './lib/proc.js';
+import { freePort, treeCpuMs } from './lib/proc.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -21,28 +21,6 @@ const runs = Number(arg('runs', '5'));
 const cmds = process.argv.flatMap((a, i) => (a === '--cmd' && process.argv[i + 1] !== undefined ? [process.argv[i + 1]!] : []));
 if (cmds.length === 0) cmds.push('npm start');
 const timeoutMs = Number(arg('timeout', '60000'));
-
-/** CPU time (user + sys, ms) of a process and its descendants so far, waited-for children included. */
-function treeCpuMs(pid: number): number {
-  const tick = 1000 / 100; // USER_HZ is 100 on Linux
-  let total = 0;
-  const stack = [pid];
-  while (stack.length) {
-    const p = stack.pop()!;
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // fields 14-17 (utime stime cutime cstime) are f[11..14] after the command name
-      total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * tick;
-      for (const tid of readdirSync(`/proc/${p}/task`)) {
-        stack.push(...readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
-      }
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  return total;
-}
 
 async function ready(url: string): Promise<boolean> {
   try {
