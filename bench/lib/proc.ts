@@ -26,20 +26,25 @@ function children(pid: number): number[] {
   }
 }
 
-/** RSS in MiB of a process and all its descendants (the service and its Chroma children). */
-export function treeRssMiB(pid: number): number {
-  let kb = 0;
+/** The sum of `read(pid)` over a process and all its descendants (a process gone meanwhile counts 0, its children unvisited). */
+function sumOverTree(pid: number, read: (pid: number) => number): number {
+  let sum = 0;
   const stack = [pid];
   while (stack.length) {
     const p = stack.pop()!;
     try {
-      const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
-      kb += Number(m?.[1] ?? 0);
+      sum += read(p);
     } catch {
       continue;
     }
     stack.push(...children(p));
   }
+  return sum;
+}
+
+/** RSS in MiB of a process and all its descendants (the service and its Chroma children). */
+export function treeRssMiB(pid: number): number {
+  const kb = sumOverTree(pid, (p) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0));
   return Math.round((kb / 1024) * 10) / 10;
 }
 
@@ -53,20 +58,12 @@ const USER_HZ = 100;
  * root lives; the difference of two calls is the tree's CPU over that interval (10 ms ticks).
  */
 export function treeCpuMs(pid: number): number {
-  let ticks = 0;
-  const stack = [pid];
-  while (stack.length) {
-    const p = stack.pop()!;
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // Fields 14-17 of proc(5): utime, stime, cutime, cstime (f[0] is field 3).
-      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-    } catch {
-      continue;
-    }
-    stack.push(...children(p));
-  }
+  const ticks = sumOverTree(pid, (p) => {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14-17 of proc(5): utime, stime, cutime, cstime (f[0] is field 3).
+    return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  });
   return (ticks * 1000) / USER_HZ;
 }
 
