@@ -5,8 +5,9 @@
  * (keyword-postings.ts: the shipped one, or one built from the texts), also transferred. It lowers
  * its own priority first (thread-nice.ts): a swap's build work yields CPU to the threads serving
  * requests. It runs one build (`job`) at a time and reports `idle` after it (and its cache write):
- * the event loop keeps an idle thread for the next build, so a swap does not pay a thread's start
- * (Node, these imports, undici's first fetch: ~135 ms of CPU). Protocol: see index-loader.ts (the only user).
+ * the event loop then ends it and keeps a fresh thread ready for the next build (`warm`), so a swap
+ * does not pay a thread's start (Node, these imports, undici's first fetch: ~135 ms of CPU) nor run on
+ * the last build's garbage. Protocol: see index-loader.ts (the only user).
  */
 import { readFile } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -14,7 +15,7 @@ import { RagError, toRagError } from '../errors.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import { KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
-import { buildIdTable, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
+import { buildIdTable, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, SEGMENT_CHARS, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
 import { niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
 
@@ -51,8 +52,11 @@ export interface IndexWorkerData {
 export type IndexWorkerMessage =
   /** Metadata of the next MESSAGE_PAGE rows (ids and texts come as columns). */
   | { type: 'page'; metadatas: Array<Record<string, unknown> | null> }
-  /** The next segment of the id or text column (record-columns.ts): one message each, all before `columns`. */
-  | { type: 'segment'; column: 'ids' | 'documents'; text: string }
+  /**
+   * The next segments of the id or text column (record-columns.ts), at most SEGMENT_CHARS characters
+   * a message (a longer segment alone), all before `columns`.
+   */
+  | { type: 'segments'; column: 'ids' | 'documents'; texts: string[] }
   /**
    * Ids and texts as columns (record-columns.ts) without their segments (sent before it, one
    * `segment` message each, so the event loop never copies a whole column in one task), the id
@@ -83,6 +87,11 @@ export type IndexWorkerRequest = { type: 'job'; data: IndexWorkerData } | { type
 /** The thread's own data: its niceness for every build it runs (0: leave it). */
 export interface IndexThreadData {
   nice: number;
+  /**
+   * A thread started ahead of its build (index-loader.ts keeps one ready): load the Chroma client
+   * and compile fetch now, at its low priority, instead of during the build.
+   */
+  warm?: boolean;
 }
 
 /** Records per page message: one page is ~1 ms of structured-clone work for the event loop. */
@@ -91,6 +100,10 @@ export const MESSAGE_PAGE = 250;
 const port = parentPort!;
 const thread = workerData as IndexThreadData;
 const nice = thread.nice ? niceCurrentThread(thread.nice) : null;
+if (thread.warm) {
+  void import('./chroma-store.js').catch(() => undefined);
+  void fetch('data:,').then((r) => r.arrayBuffer()).catch(() => undefined);
+}
 
 // The state of the job being run (one at a time; reset by startJob).
 let data: IndexWorkerData;
@@ -141,9 +154,21 @@ function sendColumns(idData: TextColumnData, docData: TextColumnData, keyword: K
   const postings = new KeywordPostings(keyword);
   const docRow = new Int32Array(postings.documents);
   for (let d = 0; d < docRow.length; d++) docRow[d] = index.rowOf(postings.idOf(d));
-  // Segments one message each (acknowledged like pages), then the arrays (transferred) with no strings.
+  // Segments in messages of at most SEGMENT_CHARS characters (acknowledged like pages), then the
+  // arrays (transferred) with no strings.
   for (const [column, data] of [['ids', idData], ['documents', docData]] as const) {
-    for (const text of data.segments) outbox.push({ message: { type: 'segment', column, text } });
+    let texts: string[] = [];
+    let chars = 0;
+    for (const text of data.segments) {
+      if (texts.length && chars + text.length > SEGMENT_CHARS) {
+        outbox.push({ message: { type: 'segments', column, texts } });
+        texts = [];
+        chars = 0;
+      }
+      texts.push(text);
+      chars += text.length;
+    }
+    if (texts.length) outbox.push({ message: { type: 'segments', column, texts } });
   }
   const bare = (c: TextColumnData): TextColumnData => ({ segments: [], segmentOf: c.segmentOf, starts: c.starts });
   outbox.push({
@@ -220,7 +245,7 @@ async function load(): Promise<KeywordOut> {
         all.ids.add(page.ids[i]!);
         all.documents.add(documents[i]!);
       }
-      all.ids.endPage();
+      // Texts are joined as each page ends (ids, small, at the segment limits: fewer messages).
       all.documents.endPage();
       // As the main thread stores them (index-loader.ts: a missing metadata is {}).
       if (persistMetadatas) for (const m of page.metadatas) persistMetadatas.push((m ?? {}) as CachedIndex['metadatas'][number]);
