@@ -196,8 +196,10 @@ export interface LoadedRecords {
   buildNice: number | null;
   /** Set when the records came from the serving index cache: what the entry says it holds. */
   fromCache: { version: string; collection: string; space: 'cosine' | 'l2' | 'ip'; count: number; dimension: number } | null;
-  /** The build ran on a thread kept from an earlier build (no thread start). */
+  /** The build ran on a thread started ahead of it, kept ready after an earlier build (no thread start on its path). */
   buildThreadReused: boolean;
+  /** The build thread's id (worker_threads threadId): a thread runs one build, the next runs on a fresh one. */
+  buildThreadId: number;
 }
 
 export interface LoadIndexOptions {
@@ -327,7 +329,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       // The build thread writes the serving index cache now (if it read one to write), then reports idle.
       if (persisting && !jobOver) builder.postMessage({ type: 'persist' } satisfies IndexWorkerRequest);
       const searcher = new KeywordSearcher(keyword, jobOver ? null : handle);
-      resolve({ columns, metadatas, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, fromCache, buildThreadReused: reused });
+      resolve({ columns, metadatas, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, fromCache, buildThreadReused: reused, buildThreadId: builder.threadId });
     };
     onMessage = (m: IndexWorkerMessage) => {
       if (m.type === 'idle') {

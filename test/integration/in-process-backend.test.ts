@@ -294,6 +294,8 @@ describe('build threads are kept between builds', () => {
     const second = await loadRecords({ target: target(), withVectors: false, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 300 });
     await second.keyword.close();
     expect(second.buildThreadReused).toBe(true);
+    // Ready, not reused: the thread that ran the first build was ended (its heap with it).
+    expect(second.buildThreadId).not.toBe(first.buildThreadId);
     // The used thread ends and a fresh one waits (niced) for 300 ms, then ends too.
     await new Promise((r) => setTimeout(r, 150));
     if (process.platform === 'linux') expect(await nicedThreads(1)).toBe(1);
