@@ -22,7 +22,7 @@ import { runLoad, type LoadResult } from './lib/load.js';
 import { runOpenLoad, type OpenLoadResult } from './lib/open-load.js';
 import { freePort, startNode, treeRssMiB } from './lib/proc.js';
 import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
-import { readServerSentEvents } from './lib/sse.js';
+import { recordServiceEvents, writeToServingMs } from './lib/sse.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const { values } = parseArgs({
@@ -146,9 +146,8 @@ async function main() {
   // Open model at 50% of capacity: steady and swap windows interleaved (steady, swaps, steady,
   // swaps) so drift on a shared machine hits both alike; the p99 ratio uses each kind's median.
   const rate = Math.max(10, Math.round(closed['dense-c16']!.rps * 0.5));
-  const events: Array<{ type: string; receivedAt: number; attempt?: { storeVersion: string | null; outcome?: string } }> = [];
   const ac = new AbortController();
-  readServerSentEvents(`${svc.url}/admin/events`, (type, data) => events.push({ ...(data as object), type, receivedAt: Date.now() }), ac.signal);
+  const events = recordServiceEvents(svc.url, ac.signal);
   const swapTimes: Array<{ version: string; at: number }> = [];
   const previous = ['store-a'];
   let swapNo = 0;
@@ -187,10 +186,7 @@ async function main() {
     }
   }
   ac.abort();
-  const accepted = swapTimes.flatMap((s) => {
-    const e = events.find((x) => x.type === 'reload.accepted' && x.attempt?.storeVersion === s.version);
-    return e ? [e.receivedAt - s.at] : [];
-  });
+  const accepted = writeToServingMs(events, swapTimes);
   const superseded = events.filter((x) => x.type === 'reload.superseded').length;
   const sorted = [...accepted].sort((a, b) => a - b);
   const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -213,8 +209,7 @@ async function main() {
   // Write -> serving one swap at a time (the next is published once the previous serves), under
   // the same 50% open-model load: what a publisher sees when builds are not superseded.
   const ac3 = new AbortController();
-  const ev3: typeof events = [];
-  readServerSentEvents(`${svc.url}/admin/events`, (type, data) => ev3.push({ ...(data as object), type, receivedAt: Date.now() }), ac3.signal);
+  const ev3 = recordServiceEvents(svc.url, ac3.signal);
   const spacedMs: number[] = [];
   const spacedLoad = runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: QUICK ? 15 : 30 });
   const spacedEnd = Date.now() + (QUICK ? 13_000 : 28_000);
@@ -337,9 +332,8 @@ async function measureCostGrowth(
       const r = await runLoad({ url: s.url, route: '/v1/retrieve', body: DENSE, connections: 16, durationS: P.dur });
       const steadyMiB = treeRssMiB(s.child.pid!);
       // One swap: write -> serving and the RSS peak while it builds.
-      const ev: Array<{ type: string; receivedAt: number; attempt?: { storeVersion: string | null; durationMs: number } }> = [];
       const ac2 = new AbortController();
-      readServerSentEvents(`${s.url}/admin/events`, (type, data) => ev.push({ ...(data as object), type, receivedAt: Date.now() }), ac2.signal);
+      const ev = recordServiceEvents<{ storeVersion: string | null; durationMs: number }>(s.url, ac2.signal);
       await cp(built.dir, join(sdir, 'v2'), { recursive: true });
       const samp = rssSampler(s.child.pid!);
       const t = Date.now();

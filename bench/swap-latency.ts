@@ -18,7 +18,7 @@ import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, start
 import { percentile, runLoad } from './lib/load.js';
 import { runOpenLoad } from './lib/open-load.js';
 import { machineCpuMs, treeCpuMs, treeRssMiB } from './lib/proc.js';
-import { readServerSentEvents } from './lib/sse.js';
+import { recordServiceEvents, writeToServingMs } from './lib/sse.js';
 
 const { values } = parseArgs({
   options: {
@@ -54,9 +54,8 @@ async function main() {
       console.log(`${n} chunks${values['serving-index'] ? ' (versions ship serving-index.bin)' : ''}; env ${JSON.stringify(env)}; c=16 ${cap.rps} req/s; open load ${rate}/s`);
       let swapNo = 0;
       const previous: string[] = ['store-a'];
-      const events: Array<{ type: string; receivedAt: number; attempt?: { storeVersion: string | null } }> = [];
       const ac = new AbortController();
-      readServerSentEvents(`${svc.url}/admin/events`, (type, data) => events.push({ ...(data as object), type, receivedAt: Date.now() }), ac.signal);
+      const events = recordServiceEvents(svc.url, ac.signal);
       const published: Array<{ version: string; at: number }> = [];
       const rows: Record<'steady' | 'swaps', Array<{ p50: number; p99: number; max: number; failed: number; loop: number; rss: number; cpuMs: number; busy: number; swaps: number }>> = { steady: [], swaps: [] };
       for (let round = 0; round < Number(values.rounds); round++) {
@@ -95,10 +94,7 @@ async function main() {
         }
       }
       ac.abort();
-      const serving = published.flatMap((p) => {
-        const e = events.find((x) => x.type === 'reload.accepted' && x.attempt?.storeVersion === p.version);
-        return e ? [e.receivedAt - p.at] : [];
-      });
+      const serving = writeToServingMs(events, published);
       console.log(`write -> serving: ${published.length} published, ${serving.length} served; p50 ${percentile(serving, 50)} p90 ${percentile(serving, 90)} max ${percentile(serving, 100)} ms`);
       const s = (k: 'steady' | 'swaps', f: 'p99' | 'loop' | 'rss') => median(rows[k].map((r) => r[f]));
       // CPU a swap costs: each swap window's extra over the steady window just before it (the machine's

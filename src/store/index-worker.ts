@@ -58,8 +58,8 @@ export type IndexWorkerMessage =
    */
   | { type: 'segments'; column: 'ids' | 'documents'; texts: string[] }
   /**
-   * Ids and texts as columns (record-columns.ts) without their segments (sent before it, one
-   * `segment` message each, so the event loop never copies a whole column in one task), the id
+   * Ids and texts as columns (record-columns.ts) without their segments (sent before it in
+   * `segments` messages, so the event loop never copies a whole column in one task), the id
    * table over them, and per keyword index document its row (-1: not in the collection). Sent
    * once, before `built`.
    */

@@ -15,8 +15,9 @@
 /** Rows per segment at most. */
 export const SEGMENT_ROWS = 4096;
 /**
- * Characters per segment at most (a row longer than this gets a segment of its own). Each segment
- * is one message from the build thread, and the event loop copies a message's strings in one task:
+ * Characters per segment at most (a row longer than this gets a segment of its own), and per
+ * `segments` message from the build thread (index-worker.ts sends segments in messages of up to
+ * this many characters; a longer segment alone). The event loop copies a message's strings in one task:
  * 2.3 M characters took it 8-15 ms (one-byte) and 21-24 ms (two-byte) here, so segments stay near
  * 256 K characters (~1-3 ms a message) instead of the whole column in one message (11-14 ms at
  * 10,000 chunks, ten times that at 100,000).
