@@ -1,6 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
-import { Worker } from 'node:worker_threads';
 import { RagError } from '../errors.js';
+import { startNicedThread, type NicedThread } from '../niced-thread.js';
 import { workerScript } from '../worker-script.js';
 import type { CopyReply, CopyRequest } from './copy-worker.js';
 
@@ -28,7 +28,7 @@ interface Waiting {
  * fails the copies waiting on it; the next copy starts a new one.
  */
 export class CopyThread {
-  private worker: Worker | null = null;
+  private worker: NicedThread | null = null;
   private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
   private idle: NodeJS.Timeout | null = null;
@@ -45,8 +45,10 @@ export class CopyThread {
     return this.worker?.threadId ?? null;
   }
 
-  private start(): Worker {
-    const worker = new Worker(workerScript(import.meta.url, 'copy-worker', 'RAG_INTERNAL'), { workerData: { nice: this.options.nice } });
+  private start(): NicedThread {
+    // Born niced (niced-thread.ts): its start yields CPU to requests too.
+    const script = workerScript(import.meta.url, 'copy-worker', 'RAG_INTERNAL');
+    const worker = startNicedThread(script, { nice: this.options.nice }, this.options.nice);
     worker.unref();
     worker.on('message', (reply: CopyReply) => {
       const w = this.waiting.get(reply.id);

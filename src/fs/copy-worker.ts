@@ -8,7 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 import { ftruncateSync, readSync, writeSync } from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
+import { threadPort } from '../niced-thread.js';
 import { niceCurrentThread } from '../store/thread-nice.js';
 
 export interface CopyRequest {
@@ -29,7 +30,7 @@ const CHUNK = 1 << 20;
 const SPARSE_BLOCK = 64 << 10;
 const ZEROS = Buffer.alloc(SPARSE_BLOCK);
 
-const port = parentPort!;
+const port = threadPort(workerData);
 const { nice } = workerData as { nice: number };
 if (nice) niceCurrentThread(nice);
 const buf = Buffer.allocUnsafe(CHUNK);

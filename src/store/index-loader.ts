@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { RagError, type ErrorCode } from '../errors.js';
 import type { StoreHit } from './chroma-store.js';
 import type { IndexThreadData, IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest, ReadTarget } from './index-worker.js';
+import { startNicedThread, type NicedThread } from '../niced-thread.js';
 import { PendingRequests } from '../pending-requests.js';
 import { workerScript } from '../worker-script.js';
 import { KEYWORD_THREAD_MIN_POSTINGS, KeywordPostings } from './keyword-postings.js';
@@ -44,9 +45,10 @@ export interface BuildJobHandle {
  * none is started in its place.
  */
 const buildThreads = {
-  idle: null as { worker: Worker; timer: NodeJS.Timeout | null } | null,
-  start(warm = false): Worker {
-    const worker = new Worker(workerPath('index-worker'), { workerData: { nice: BUILD_NICE, warm } satisfies IndexThreadData });
+  idle: null as { worker: NicedThread; timer: NodeJS.Timeout | null } | null,
+  start(warm = false): NicedThread {
+    // Born niced (niced-thread.ts): its start and imports yield CPU to requests too.
+    const worker = startNicedThread(workerPath('index-worker'), { nice: BUILD_NICE, warm } satisfies IndexThreadData, BUILD_NICE);
     worker.unref();
     // An idle thread that ends on its own is no longer kept.
     worker.once('exit', () => {
@@ -59,7 +61,7 @@ const buildThreads = {
     worker.on('error', () => undefined);
     return worker;
   },
-  take(): { worker: Worker; reused: boolean } {
+  take(): { worker: NicedThread; reused: boolean } {
     const kept = this.idle;
     if (kept) {
       this.idle = null;
@@ -69,7 +71,7 @@ const buildThreads = {
     return { worker: this.start(), reused: false };
   },
   /** The build on `used` succeeded: end it, and keep a fresh thread ready for `keepMs`. */
-  keep(used: Worker, keepMs: number): void {
+  keep(used: NicedThread, keepMs: number): void {
     void used.terminate();
     if (this.idle || keepMs <= 0) return;
     const worker = this.start(true);
@@ -194,6 +196,8 @@ export interface LoadedRecords {
   loadMs: number;
   /** The niceness the build thread ran at (null: it could not lower its priority). */
   buildNice: number | null;
+  /** The niceness the build thread was born with (niced-thread.ts: BUILD_NICE; null: unknown, not Linux). */
+  buildBornNice: number | null;
   /** Set when the records came from the serving index cache: what the entry says it holds. */
   fromCache: { version: string; collection: string; space: 'cosine' | 'l2' | 'ip'; count: number; dimension: number } | null;
   /** The build ran on a thread started ahead of it, kept ready after an earlier build (no thread start on its path). */
@@ -266,6 +270,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   let built = false;
   let keyword: KeywordPostings | null = null;
   let buildNice: number | null = null;
+  let buildBornNice: number | null = null;
   let expectCount = immediate?.count ?? options.cache?.count ?? 0;
   /** The job is over: the thread reported `idle` (it is kept or ended), or it was terminated or died. */
   let jobOver = false;
@@ -329,7 +334,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       // The build thread writes the serving index cache now (if it read one to write), then reports idle.
       if (persisting && !jobOver) builder.postMessage({ type: 'persist' } satisfies IndexWorkerRequest);
       const searcher = new KeywordSearcher(keyword, jobOver ? null : handle);
-      resolve({ columns, metadatas, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, fromCache, buildThreadReused: reused, buildThreadId: builder.threadId });
+      resolve({ columns, metadatas, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, buildBornNice, fromCache, buildThreadReused: reused, buildThreadId: builder.threadId });
     };
     onMessage = (m: IndexWorkerMessage) => {
       if (m.type === 'idle') {
@@ -372,6 +377,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       } else if (m.type === 'built') {
         built = true;
         buildNice = m.nice;
+        buildBornNice = m.bornNice;
         persisting = m.persisting;
         finish();
         // Nothing left to write: the thread is idle now (kept if this build succeeded).

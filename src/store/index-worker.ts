@@ -10,13 +10,14 @@
  * the last build's garbage. Protocol: see index-loader.ts (the only user).
  */
 import { readFile } from 'node:fs/promises';
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { RagError, toRagError } from '../errors.js';
+import { threadPort } from '../niced-thread.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import { KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
 import { buildIdTable, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, SEGMENT_CHARS, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
-import { niceCurrentThread } from './thread-nice.js';
+import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
 
 /** Where to read the records from, and what the collection was counted to hold. */
@@ -70,7 +71,7 @@ export type IndexWorkerMessage =
   | { type: 'keyword'; data: KeywordPostingsData }
   | { type: 'paged' }
   /** `persisting`: a cache entry is to be written (on `persist`), `idle` follows; else the job is over and the thread takes the next `job`. */
-  | { type: 'built'; nice: number | null; persisting: boolean }
+  | { type: 'built'; nice: number | null; bornNice: number | null; persisting: boolean }
   /** The cache entry of the job was written (or failed): the thread takes the next `job`. */
   | { type: 'idle' }
   | { type: 'cached'; ok: boolean; ms: number; file?: string; bytes?: number; reason?: string }
@@ -97,8 +98,10 @@ export interface IndexThreadData {
 /** Records per page message: one page is ~1 ms of structured-clone work for the event loop. */
 export const MESSAGE_PAGE = 250;
 
-const port = parentPort!;
+const port = threadPort(workerData);
 const thread = workerData as IndexThreadData;
+/** The niceness this thread was born with (niced-thread.ts: its creator's), before it set its own. */
+const bornNice = currentThreadNice();
 const nice = thread.nice ? niceCurrentThread(thread.nice) : null;
 if (thread.warm) {
   void import('./chroma-store.js').catch(() => undefined);
@@ -349,7 +352,7 @@ function startJob(job: IndexWorkerData): void {
             port.postMessage({ type: 'idle' } satisfies IndexWorkerMessage);
           });
       } else running = false;
-      port.postMessage({ type: 'built', nice, persisting } satisfies IndexWorkerMessage);
+      port.postMessage({ type: 'built', nice, bornNice, persisting } satisfies IndexWorkerMessage);
     },
     (err: unknown) => {
       const e = toRagError(err, 'RAG_STORE_INDEX_LOAD_FAILED');

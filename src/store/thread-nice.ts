@@ -1,4 +1,4 @@
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 
 /**
@@ -16,6 +16,18 @@ export function niceCurrentThread(nice: number): number | null {
     if (!Number.isSafeInteger(tid) || tid <= 0) return null;
     setPriority(tid, nice);
     return nice;
+  } catch {
+    return null;
+  }
+}
+
+/** The calling thread's niceness (Linux: /proc/thread-self/stat), or null where it cannot be read. */
+export function currentThreadNice(): number | null {
+  if (process.platform !== 'linux') return null;
+  try {
+    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+    const nice = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    return Number.isInteger(nice) ? nice : null;
   } catch {
     return null;
   }

@@ -1,7 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSilentLogger } from '../../src/observability/logger.js';
@@ -10,6 +9,7 @@ import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore, type DistanceSpace } from '../../src/store/chroma-store.js';
 import { InProcessBackend } from '../../src/store/in-process-backend.js';
 import { loadRecords } from '../../src/store/index-loader.js';
+import { NicedThreadHandle, nicedSpawnerTids } from '../../src/niced-thread.js';
 import { normalizeRows, VectorMatrix } from '../../src/store/vector-scan.js';
 import { SEGMENT_CHARS } from '../../src/store/record-columns.js';
 
@@ -59,6 +59,9 @@ beforeAll(async () => {
     expect([records.buildThreadReused, remoteKeyword.buildThreadReused]).toEqual([false, true]);
     // The builds ran in a thread niced to 19 (it has ended); no thread is left niced (searches run on the calling thread).
     if (process.platform === 'linux') expect([records.buildNice, remoteKeyword.buildNice]).toEqual([19, 19]);
+    // ... from their first instruction: born niced by the spawner thread (niced-thread.ts), which is niced itself.
+    if (process.platform === 'linux') expect([records.buildBornNice, remoteKeyword.buildBornNice]).toEqual([19, 19]);
+    if (process.platform === 'linux') expect(nicedSpawnerTids().map((t) => niceOfTask(t))).toEqual([19]);
     for (let i = 0; i < 100 && threadNices().includes(19); i++) await new Promise((r) => setTimeout(r, 20));
     expect(threadNices().filter((n) => n === 19)).toEqual([]);
     backends.set(space, { local: await InProcessBackend.create(store.name, space, D, records), remote: new ChromaBackend('chroma-child', store, remoteKeyword.keyword) });
@@ -73,10 +76,20 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** Niceness of every thread of this process (the build threads have ended by now; none is left niced). */
+/** Niceness of one thread of this process. */
+function niceOfTask(tid: number): number {
+  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
+
+/**
+ * Niceness of every thread of this process but the niced spawner threads (niced-thread.ts: they
+ * start the build threads and stay for the process's life).
+ */
 function threadNices(): number[] {
   if (process.platform !== 'linux') return [];
-  return readdirSync('/proc/self/task').flatMap((tid) => {
+  const spawners = new Set(nicedSpawnerTids().map(String));
+  return readdirSync('/proc/self/task').filter((tid) => !spawners.has(tid)).flatMap((tid) => {
     let stat: string;
     try {
       stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
@@ -330,8 +343,9 @@ describe('the event loop never takes a whole text column in one message', () => 
     await c.add({ ids: texts.map((_, i) => `t-${i}`), embeddings: texts.map((_, i) => Array.from({ length: D }, (_, j) => ((i + j) % 7) + 1)), documents: texts, metadatas: texts.map((_, i) => ({ i })) });
     const seen: Array<{ type: string; chars: number }> = [];
     const chars = (v: unknown): number => (typeof v === 'string' ? v.length : Array.isArray(v) ? v.reduce((a: number, x) => a + chars(x), 0) : v && typeof v === 'object' && !ArrayBuffer.isView(v) ? Object.values(v).reduce((a: number, x) => a + chars(x), 0) : 0);
-    const emit = Worker.prototype.emit;
-    Worker.prototype.emit = function (this: Worker, event: string | symbol, ...args: unknown[]) {
+    // The build thread's messages reach the event loop through its handle (niced-thread.ts).
+    const emit = NicedThreadHandle.prototype.emit;
+    NicedThreadHandle.prototype.emit = function (this: NicedThreadHandle, event: string | symbol, ...args: unknown[]) {
       const m = args[0] as { type?: string } | undefined;
       // Characters of text a message carries (its type and column names aside).
       if (event === 'message' && m?.type) seen.push({ type: m.type, chars: chars({ ...m, type: '', column: '' }) });
@@ -341,7 +355,7 @@ describe('the event loop never takes a whole text column in one message', () => 
     try {
       records = await loadRecords({ target: { url: server.url, collection: 'long-texts', count: n, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 0 });
     } finally {
-      Worker.prototype.emit = emit;
+      NicedThreadHandle.prototype.emit = emit;
     }
     await records.keyword.close();
     const docs = records.columns!.documents;
