@@ -152,7 +152,14 @@ class Spawner {
     const { port1, port2 } = new MessageChannel();
     const h = new NicedThreadHandle(id, port1, this);
     this.live.set(id, h);
-    this.send({ type: 'start', id, script, workerData: { ...workerData, [NICED_PORT]: port2 } }, [port2]);
+    try {
+      this.send({ type: 'start', id, script, workerData: { ...workerData, [NICED_PORT]: port2 } }, [port2]);
+    } catch (err) {
+      // workerData that cannot be cloned: no thread, no handle left behind.
+      this.live.delete(id);
+      port1.close();
+      throw err;
+    }
     return h;
   }
 }

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import type { Transferable } from 'node:worker_threads';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +9,7 @@ import { ChromaBackend } from '../../src/store/chroma-backend.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore, type DistanceSpace } from '../../src/store/chroma-store.js';
 import { InProcessBackend } from '../../src/store/in-process-backend.js';
-import { loadRecords } from '../../src/store/index-loader.js';
+import { loadRecords, MESSAGES_IN_FLIGHT } from '../../src/store/index-loader.js';
 import { NicedThreadHandle, nicedSpawnerTids } from '../../src/niced-thread.js';
 import { normalizeRows, VectorMatrix } from '../../src/store/vector-scan.js';
 import { SEGMENT_CHARS } from '../../src/store/record-columns.js';
@@ -330,6 +331,49 @@ describe('build threads are kept between builds', () => {
     expect(next.buildThreadReused).toBe(false);
     expect(next.columns?.ids.ids.length).toBe(N);
     if (process.platform === 'linux') expect(await nicedThreads(0)).toBe(0);
+  });
+});
+
+describe('messages to the event loop overlap their round trips, within a bound', () => {
+  it('with acknowledgements delayed, the build thread has exactly MESSAGES_IN_FLIGHT messages unacknowledged, never more', async () => {
+    const counted = new Set(['page', 'segments', 'columns']);
+    let outstanding = 0;
+    let max = 0;
+    let received = 0;
+    const emit = NicedThreadHandle.prototype.emit;
+    const post = NicedThreadHandle.prototype.postMessage;
+    NicedThreadHandle.prototype.emit = function (this: NicedThreadHandle, event: string | symbol, ...args: unknown[]) {
+      const m = args[0] as { type?: string } | undefined;
+      if (event === 'message' && m?.type && counted.has(m.type)) {
+        received++;
+        max = Math.max(max, ++outstanding);
+      }
+      return emit.call(this, event, ...args);
+    } as typeof emit;
+    // An event loop slow to answer: every acknowledgement leaves 20 ms late.
+    NicedThreadHandle.prototype.postMessage = function (this: NicedThreadHandle, value: unknown, transfer?: readonly Transferable[]) {
+      if ((value as { type?: string } | null)?.type === 'ack') {
+        setTimeout(() => {
+          outstanding--;
+          post.call(this, value, transfer);
+        }, 20);
+        return;
+      }
+      post.call(this, value, transfer);
+    };
+    let records;
+    try {
+      records = await loadRecords({ target: { url: server.url, collection: 'vec-cosine', count: N, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 400, keepThreadMs: 0 });
+    } finally {
+      NicedThreadHandle.prototype.emit = emit;
+      NicedThreadHandle.prototype.postMessage = post;
+    }
+    await records.keyword.close();
+    expect(records.columns!.ids.ids.length).toBe(N);
+    expect(received).toBeGreaterThan(MESSAGES_IN_FLIGHT * 2); // 6 metadata pages, the segments and the columns
+    // Round trips overlap (more than one message waits for the loop's answer), up to the bound.
+    expect(max).toBeGreaterThan(1);
+    expect(max).toBe(MESSAGES_IN_FLIGHT);
   });
 });
 
