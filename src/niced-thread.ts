@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { MessageChannel, parentPort, Worker, type MessagePort, type Transferable } from 'node:worker_threads';
+import { RagError } from './errors.js';
 import type { NicedThreadReply, NicedThreadRequest } from './niced-thread-worker.js';
 import { workerScript } from './worker-script.js';
 
@@ -45,7 +46,7 @@ export const NICED_PORT = '__nicedPort';
 export function threadPort(workerData: unknown): MessagePort {
   const own = (workerData as Record<string, unknown> | null)?.[NICED_PORT] as MessagePort | undefined;
   if (own) return own;
-  if (!parentPort) throw new Error('threadPort() called outside a worker thread');
+  if (!parentPort) throw new RagError('RAG_INTERNAL', 'a worker script was run outside a worker thread (threadPort)');
   return parentPort;
 }
 

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { nicedSpawnerTids, startNicedThread, type NicedThread } from '../../src/niced-thread.js';
+import { isMainThread } from 'node:worker_threads';
+import { nicedSpawnerTids, startNicedThread, threadPort, type NicedThread } from '../../src/niced-thread.js';
 
 const script = resolve(import.meta.dirname, '../fixtures/threads/niced-echo.mjs');
 const module = pathToFileURL(resolve(import.meta.dirname, '../../dist/src/niced-thread.js')).href;
@@ -52,6 +53,11 @@ describe.runIf(process.platform === 'linux')('startNicedThread (threads born at 
     t2.postMessage({ type: 'exit', code: 7 });
     expect(await exit2).toBe(7);
     expect(await t2.terminate()).toBe(7);
+  });
+
+  it('a worker script run outside a thread gets RAG_INTERNAL from threadPort(), not a crash later', () => {
+    expect(isMainThread).toBe(true); // vitest's forks pool: test files run on a process's main thread
+    expect(() => threadPort({})).toThrow(expect.objectContaining({ code: 'RAG_INTERNAL' }));
   });
 
   it('a script that cannot start is an error and an exit, not a crash', async () => {
