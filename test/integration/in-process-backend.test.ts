@@ -293,8 +293,10 @@ describe('a big keyword index is searched on a thread of its own (threshold lowe
 
 describe('build threads are kept between builds', () => {
   const target = () => ({ url: server.url, collection: 'vec-cosine', count: N, dimension: D });
+  // Threads start and end through the niced spawner thread (niced-thread.ts): on a busy machine that
+  // can take seconds, so wait up to 10 s for the count.
   const nicedThreads = async (want: number) => {
-    for (let i = 0; i < 150 && threadNices().filter((n) => n === 19).length !== want; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 500 && threadNices().filter((n) => n === 19).length !== want; i++) await new Promise((r) => setTimeout(r, 20));
     return threadNices().filter((n) => n === 19).length;
   };
 
@@ -350,27 +352,40 @@ describe('messages to the event loop overlap their round trips, within a bound',
       }
       return emit.call(this, event, ...args);
     } as typeof emit;
-    // An event loop slow to answer: every acknowledgement leaves 20 ms late.
+    // An event loop slow to answer: acknowledgements are held until the window is full (then 50 ms
+    // more, for a message beyond it to show), or until no message came for 1 s (the last ones). The
+    // first page of 1,000 records alone makes 4 metadata messages, so the window fills at once.
+    const held: Array<() => void> = [];
+    let release: NodeJS.Timeout | null = null;
+    const releaseIn = (ms: number) => {
+      if (release) clearTimeout(release);
+      release = setTimeout(() => {
+        release = null;
+        for (const send of held.splice(0)) send();
+      }, ms);
+    };
     NicedThreadHandle.prototype.postMessage = function (this: NicedThreadHandle, value: unknown, transfer?: readonly Transferable[]) {
       if ((value as { type?: string } | null)?.type === 'ack') {
-        setTimeout(() => {
+        held.push(() => {
           outstanding--;
           post.call(this, value, transfer);
-        }, 20);
+        });
+        releaseIn(outstanding >= MESSAGES_IN_FLIGHT ? 50 : 1000);
         return;
       }
       post.call(this, value, transfer);
     };
     let records;
     try {
-      records = await loadRecords({ target: { url: server.url, collection: 'vec-cosine', count: N, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 400, keepThreadMs: 0 });
+      records = await loadRecords({ target: { url: server.url, collection: 'vec-cosine', count: N, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 1000, keepThreadMs: 0 });
     } finally {
       NicedThreadHandle.prototype.emit = emit;
       NicedThreadHandle.prototype.postMessage = post;
+      if (release) clearTimeout(release);
     }
     await records.keyword.close();
     expect(records.columns!.ids.ids.length).toBe(N);
-    expect(received).toBeGreaterThan(MESSAGES_IN_FLIGHT * 2); // 6 metadata pages, the segments and the columns
+    expect(received).toBeGreaterThan(MESSAGES_IN_FLIGHT * 2); // 6 metadata messages, the segments and the columns
     // Round trips overlap (more than one message waits for the loop's answer), up to the bound.
     expect(max).toBeGreaterThan(1);
     expect(max).toBe(MESSAGES_IN_FLIGHT);
