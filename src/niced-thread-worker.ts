@@ -4,9 +4,8 @@
  * It relays each thread's `error` and `exit` and ends a thread on `terminate`; the threads' own
  * messages go through their own channels, not through it.
  */
-import { readlinkSync } from 'node:fs';
 import { MessagePort, parentPort, Worker, workerData } from 'node:worker_threads';
-import { niceCurrentThread } from './store/thread-nice.js';
+import { currentThreadId, niceCurrentThread } from './store/thread-nice.js';
 
 export type NicedThreadRequest =
   | { type: 'start'; id: number; script: string; workerData: Record<string, unknown> }
@@ -25,13 +24,7 @@ if (nice) niceCurrentThread(nice);
 
 const threads = new Map<number, Worker>();
 const reply = (m: NicedThreadReply) => port.postMessage(m);
-let tid: number | null = null;
-try {
-  tid = Number(readlinkSync('/proc/thread-self').split('/').pop()) || null;
-} catch {
-  // not Linux
-}
-reply({ type: 'spawner', id: 0, tid });
+reply({ type: 'spawner', id: 0, tid: currentThreadId() });
 
 port.on('message', (m: NicedThreadRequest) => {
   if (m.type === 'terminate') {

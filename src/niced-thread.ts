@@ -37,7 +37,7 @@ export interface NicedThread {
 }
 
 /** The key of workerData under which a niced thread finds its port to the event loop. */
-export const NICED_PORT = '__nicedPort';
+const NICED_PORT = '__nicedPort';
 
 /**
  * The port a worker script talks to the event loop through: its own channel when it was started by

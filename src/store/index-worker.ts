@@ -100,7 +100,6 @@ export interface IndexThreadData {
 /** Records per page message: one page is ~1 ms of structured-clone work for the event loop. */
 export const MESSAGE_PAGE = 250;
 
-
 const port = threadPort(workerData);
 const thread = workerData as IndexThreadData;
 /** The niceness this thread was born with (niced-thread.ts: its creator's), before it set its own. */
@@ -115,10 +114,8 @@ if (thread.warm) {
 let data: IndexWorkerData;
 let running = false;
 /**
- * Messages for the event loop (pages, segments, columns), at most `messagesInFlight` unacknowledged:
- * each is ~1 ms of work for the event loop, and a round trip waits for the loop's turn, which under
- * load is the swap's critical path once the records are read (one message at a time, a 10k serving
- * index's ~60 messages took ~0.5 s more beside 1,000 req/s than idle).
+ * Messages for the event loop (pages, segments, columns), at most `messagesInFlight` unacknowledged
+ * (why and how many: MESSAGES_IN_FLIGHT in index-loader.ts).
  */
 const outbox: Array<{ message: IndexWorkerMessage; transfer?: ArrayBuffer[] }> = [];
 /** Messages sent and not yet acknowledged. */

@@ -11,9 +11,9 @@ import { setPriority } from 'node:os';
  */
 export function niceCurrentThread(nice: number): number | null {
   if (process.platform !== 'linux') return null;
+  const tid = currentThreadId();
+  if (tid === null) return null;
   try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (!Number.isSafeInteger(tid) || tid <= 0) return null;
     setPriority(tid, nice);
     return nice;
   } catch {
@@ -21,12 +21,26 @@ export function niceCurrentThread(nice: number): number | null {
   }
 }
 
+/** The calling thread's OS thread id (Linux: /proc/thread-self names it), or null elsewhere. */
+export function currentThreadId(): number | null {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    return Number.isSafeInteger(tid) && tid > 0 ? tid : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The niceness in a thread's /proc/.../stat line (field 19; the command name may hold spaces and parentheses). */
+export function niceFromStat(stat: string): number {
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
+
 /** The calling thread's niceness (Linux: /proc/thread-self/stat), or null where it cannot be read. */
 export function currentThreadNice(): number | null {
   if (process.platform !== 'linux') return null;
   try {
-    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
-    const nice = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    const nice = niceFromStat(readFileSync('/proc/thread-self/stat', 'utf8'));
     return Number.isInteger(nice) ? nice : null;
   } catch {
     return null;

@@ -13,6 +13,7 @@ import { loadRecords, MESSAGES_IN_FLIGHT } from '../../src/store/index-loader.js
 import { NicedThreadHandle, nicedSpawnerTids } from '../../src/niced-thread.js';
 import { normalizeRows, VectorMatrix } from '../../src/store/vector-scan.js';
 import { SEGMENT_CHARS } from '../../src/store/record-columns.js';
+import { niceFromStat } from '../../src/store/thread-nice.js';
 
 /**
  * The in-process index read through a real Chroma server, compared with that server on the
@@ -79,8 +80,7 @@ afterAll(async () => {
 
 /** Niceness of one thread of this process. */
 function niceOfTask(tid: number): number {
-  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  return niceFromStat(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8'));
 }
 
 /**
@@ -99,7 +99,7 @@ function threadNices(): number[] {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
-    return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])];
+    return [niceFromStat(stat)];
   });
 }
 

@@ -8,6 +8,7 @@ import { createSilentLogger } from '../../src/observability/logger.js';
 import { resolveChromaRuntime } from '../../src/store/chroma-runtime.js';
 import { ChromaServer, prepareChromaStandby } from '../../src/store/chroma-server.js';
 import { spawnOwned } from '../../src/store/spawner.js';
+import { niceFromStat } from '../../src/store/thread-nice.js';
 import { alive, spawnerHostsOf, standbysOf } from '../helpers/real-service.js';
 import { startTestService, waitFor } from '../helpers/harness.js';
 
@@ -35,8 +36,7 @@ describe('spawnOwned', () => {
   it('kill() by pid ends a running child and its exit is reported with the signal', async () => {
     const child = await spawnOwned('/bin/sleep', ['30'], { env: process.env, nice: 5 });
     // Its niceness (field 19 of /proc/<pid>/stat) is the one asked for: build work yields CPU to requests.
-    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
-    expect(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])).toBe(5);
+    expect(niceFromStat(readFileSync(`/proc/${child.pid}/stat`, 'utf8'))).toBe(5);
     const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_c, s) => r(s)));
     expect(child.kill('SIGTERM')).toBe(true);
     expect(await exited).toBe('SIGTERM');
@@ -67,10 +67,7 @@ describe('warm standby Chroma child', () => {
     await waitFor(async () => (await standbysOf(h)).length === 1, 10_000, 'one standby');
     return (await standbysOf(h))[0]!;
   }
-  const niceOf = (pid: number) => {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-  };
+  const niceOf = (pid: number) => niceFromStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
 
   it('is adopted by the next start with the same niceness: same process, niced, serving the folder it was given; asked again it is not duplicated', async () => {
     await prepareChromaStandby({ nice: 19, ttlMs: 30_000 });

@@ -4,13 +4,11 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isMainThread } from 'node:worker_threads';
 import { nicedSpawnerTids, startNicedThread, threadPort, type NicedThread } from '../../src/niced-thread.js';
+import { niceFromStat } from '../../src/store/thread-nice.js';
 
 const script = resolve(import.meta.dirname, '../fixtures/threads/niced-echo.mjs');
 const module = pathToFileURL(resolve(import.meta.dirname, '../../dist/src/niced-thread.js')).href;
-const niceOf = (tid: number | 'thread-self') => {
-  const stat = readFileSync(tid === 'thread-self' ? '/proc/thread-self/stat' : `/proc/self/task/${tid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-};
+const niceOf = (tid: number | 'thread-self') => niceFromStat(readFileSync(tid === 'thread-self' ? '/proc/thread-self/stat' : `/proc/self/task/${tid}/stat`, 'utf8'));
 type Hello = { type: 'hello'; bornNice: number; tid: number; data: unknown };
 const next = <T>(t: NicedThread, event: 'message' | 'error' | 'exit') => new Promise<T>((res) => t.once(event as 'message', res));
 

@@ -3,11 +3,11 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
+import { niceFromStat } from '../../src/store/thread-nice.js';
 
-/** Field 19 of /proc/<pid>/task/<tid>/stat: the thread's niceness. */
+/** The niceness of the thread whose /proc/<pid>/task/<tid>/stat this is. */
 function niceOf(statPath: string): number {
-  const stat = readFileSync(statPath, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  return niceFromStat(readFileSync(statPath, 'utf8'));
 }
 
 const built = pathToFileURL(resolve(import.meta.dirname, '../../dist/src/store/thread-nice.js')).href;
