@@ -1,4 +1,4 @@
-import { cp, mkdir, open, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, open, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeStaticModelFolder } from '../../tools/static-model/builder.js';
@@ -160,17 +160,28 @@ describe('rejected store updates keep the old generation serving, and the status
     await expectRejected(() => pointCurrent('v-empty'), 'RAG_STORE_EMPTY', /collection "docs" is empty/);
   });
 
-  it('the whole store folder deleted while serving, then a new store published there', async () => {
-    // A reload may start while rm is still deleting (a file gone mid-read: rejected like any
-    // vanished file); once the folder is gone the verdict is RAG_STORE_NOT_FOUND, and every
-    // attempt is a rejection that leaves the good version serving.
+  it('the whole store folder emptied, then deleted while serving, then a new store published there', async () => {
+    // Done in two steps, as `rm -r` does it: a folder emptied but still there is
+    // RAG_STORE_NOT_FOUND "no store in ..."; once the folder itself is removed the watcher must
+    // try again and say so ("does not exist"): the second change is not swallowed by the first
+    // rejection. A reload may also start mid-delete (a file gone mid-read: rejected like any
+    // vanished file). Every attempt is a rejection that leaves the good version serving.
     const start = await lastAttemptId();
+    const notFound = (pattern: RegExp, after: number) =>
+      waitFor(async () => {
+        const s = await status();
+        return s.history.find(
+          (a: { id: number; error?: { code: string; message: string } }) =>
+            a.id > after && a.error?.code === 'RAG_STORE_NOT_FOUND' && pattern.test(a.error.message),
+        );
+      }, 20_000, `a RAG_STORE_NOT_FOUND rejection matching ${pattern}`);
+    for (const entry of await readdir(svc.dirs.store)) await rm(join(svc.dirs.store, entry), { recursive: true, force: true });
+    const empty = await notFound(/^no store in /, start);
+    expect(empty.error.message).toContain(svc.dirs.store);
+    await expectStillServing();
     await rm(svc.dirs.store, { recursive: true, force: true });
-    const gone = await waitFor(async () => {
-      const s = await status();
-      return s.history.find((a: { id: number; outcome: string; error?: { code: string } }) => a.id > start && a.error?.code === 'RAG_STORE_NOT_FOUND');
-    }, 20_000, 'a RAG_STORE_NOT_FOUND rejection');
-    expect(gone.error.message).toMatch(/does not exist/);
+    const gone = await notFound(/does not exist/, empty.id);
+    expect(gone.error.message).toContain(svc.dirs.store);
     const during = (await status()).history.filter((a: { id: number }) => a.id > start);
     expect(during.every((a: { outcome: string }) => a.outcome === 'rejected')).toBe(true);
     expect((await status()).active.store.version).toBe(goodVersion);
