@@ -36,6 +36,9 @@ export const MESSAGES_IN_FLIGHT = 4;
 /** Niceness of a generation's build thread (index-worker.ts): its work yields CPU to requests. */
 export const BUILD_NICE = 19;
 
+/** A build thread runs this many builds, then is ended and a fresh one kept ready (1: a fresh thread per build). */
+export const BUILD_THREAD_MAX_BUILDS = 1;
+
 /** An idle build thread is kept this long for the next build by default (LOADER_STANDBY_MS in the service). */
 export const BUILD_THREAD_KEEP_MS = 60_000;
 
@@ -71,6 +74,8 @@ const buildThreads = {
     worker.on('error', () => undefined);
     return worker;
   },
+  /** Builds each live thread has run (a thread runs at most `maxBuilds`, then a fresh one replaces it). */
+  builds: new WeakMap<NicedThread, number>(),
   take(): { worker: NicedThread; reused: boolean } {
     const kept = this.idle;
     if (kept) {
@@ -80,11 +85,17 @@ const buildThreads = {
     }
     return { worker: this.start(), reused: false };
   },
-  /** The build on `used` succeeded: end it, and keep a fresh thread ready for `keepMs`. */
-  keep(used: NicedThread, keepMs: number): void {
-    void used.terminate();
+  /**
+   * The build on `used` succeeded: keep it for the next build if it has run fewer than `maxBuilds`,
+   * else end it and keep a fresh thread ready; either waits `keepMs`.
+   */
+  keep(used: NicedThread, keepMs: number, maxBuilds: number): void {
+    const builds = (this.builds.get(used) ?? 0) + 1;
+    this.builds.set(used, builds);
+    const reuse = builds < maxBuilds && !this.idle && keepMs > 0;
+    if (!reuse) void used.terminate();
     if (this.idle || keepMs <= 0) return;
-    const worker = this.start(true);
+    const worker = reuse ? used : this.start(true);
     const timer = setTimeout(() => {
       if (this.idle?.worker !== worker) return;
       this.idle = null;
@@ -242,6 +253,8 @@ export interface LoadIndexOptions {
   keywordThreadMinPostings?: number;
   /** Keep the build thread this long after the build for the next one (default BUILD_THREAD_KEEP_MS; 0: it ends). */
   keepThreadMs?: number;
+  /** A build thread runs at most this many builds, then a fresh one replaces it (default BUILD_THREAD_MAX_BUILDS). */
+  maxBuildsPerThread?: number;
 }
 
 /**
@@ -295,7 +308,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     builder.off('message', onMessage);
     builder.off('error', onError);
     builder.off('exit', onExit);
-    if (keepThread) buildThreads.keep(builder, keepMs);
+    if (keepThread) buildThreads.keep(builder, keepMs, options.maxBuildsPerThread ?? BUILD_THREAD_MAX_BUILDS);
     else void builder.terminate();
   };
   // Stops the job when its generation closes while the thread still writes the cache.
