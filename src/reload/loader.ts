@@ -92,6 +92,7 @@ export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
         serveIndexMaxMb: config.serveIndexMaxMb,
         indexLoadTimeoutMs: config.indexLoadTimeoutMs,
         loaderStandbyMs: config.loaderStandbyMs,
+        buildThreadMaxBuilds: config.buildThreadMaxBuilds,
         signal,
         persistIndex: key
           ? {

@@ -22,6 +22,7 @@ export class InProcessBackend implements RetrievalBackend {
   private readonly loadMs: number;
   private readonly loadedFrom: NonNullable<BackendInfo['loadedFrom']>;
   private readonly buildNice: number | null;
+  private readonly buildThreadId: number;
   /** The keyword index's internal document number -> row (-1: not in the collection), for filters. */
   private readonly docRow: Int32Array;
   readonly keyword: KeywordSearcher;
@@ -44,6 +45,7 @@ export class InProcessBackend implements RetrievalBackend {
     this.loadMs = records.loadMs;
     this.loadedFrom = loadedFrom ?? (records.fromCache ? 'index-cache' : 'chroma');
     this.buildNice = records.buildNice;
+    this.buildThreadId = records.buildThreadId;
     this.matrix = new VectorMatrix(records.vectors, this.ids.length, dimension, space, records.norms);
     if (this.docRow.length !== this.keyword.documents) throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', `the keyword index has ${this.keyword.documents} documents, its row map ${this.docRow.length}`);
   }
@@ -126,7 +128,7 @@ export class InProcessBackend implements RetrievalBackend {
     // and row map; ~120 bytes a record for its metadata object.
     const n = this.ids.length;
     const bytes = this.matrix.bytes + (this.ids.chars + this.documents.chars) * 2 + n * 16 + this.index.bytes + this.docRow.byteLength + n * 120 + this.keyword.bytes;
-    return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom, buildNice: this.buildNice };
+    return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom, buildNice: this.buildNice, buildThreadId: this.buildThreadId };
   }
 
   async dispose(): Promise<void> {

@@ -49,6 +49,8 @@ export interface BackendInfo {
   loadedFrom?: 'chroma' | 'index-cache' | 'serving-index';
   /** In process: the niceness its build thread ran at (null: it could not lower it, e.g. not Linux). */
   buildNice?: number | null;
+  /** In process: the worker_threads id of the thread that built it (BUILD_THREAD_MAX_BUILDS builds share one). */
+  buildThreadId?: number;
 }
 
 export interface RetrievalBackend {

@@ -62,6 +62,8 @@ export interface OpenStoreOptions {
    * 0: none); the idle build thread is kept as long (index-loader.ts; default BUILD_THREAD_KEEP_MS).
    */
   loaderStandbyMs?: number;
+  /** A build thread runs this many builds before a fresh one replaces it (index-loader.ts; default BUILD_THREAD_MAX_BUILDS). */
+  buildThreadMaxBuilds?: number;
   /**
    * Write the in-process index to the serving index cache under this key once it is loaded, if
    * `stillSame()` (the published folder's fingerprint after the copy equals the one verified) holds.
@@ -260,6 +262,7 @@ export async function openChromaSnapshot(
         timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
         ...(options.signal ? { signal: options.signal } : {}),
         ...(options.loaderStandbyMs !== undefined ? { keepThreadMs: options.loaderStandbyMs } : {}),
+        ...(options.buildThreadMaxBuilds !== undefined ? { maxBuildsPerThread: options.buildThreadMaxBuilds } : {}),
         ...(inProcess ? { onPaged: () => ((stoppedEarly = true), void srv.stop()) } : {}),
         ...(persist
           ? {
@@ -376,7 +379,7 @@ export async function openCachedIndex(
  * Read a file in the index-cache layout (a cache entry, a shipped serving index) in the build
  * thread, with no Chroma server: it must hold what the manifest counts (0: whatever it says).
  */
-function loadIndexFile(file: string, key: IndexCacheKey, manifest: StoreManifest | null, options: Pick<OpenStoreOptions, 'indexLoadTimeoutMs' | 'signal' | 'loaderStandbyMs'>): Promise<LoadedRecords> {
+function loadIndexFile(file: string, key: IndexCacheKey, manifest: StoreManifest | null, options: Pick<OpenStoreOptions, 'indexLoadTimeoutMs' | 'signal' | 'loaderStandbyMs' | 'buildThreadMaxBuilds'>): Promise<LoadedRecords> {
   return loadRecords({
     withVectors: true,
     keywordDir: null,
@@ -384,6 +387,7 @@ function loadIndexFile(file: string, key: IndexCacheKey, manifest: StoreManifest
     cache: { file, key, count: manifest?.chunkCount ?? 0 },
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.loaderStandbyMs !== undefined ? { keepThreadMs: options.loaderStandbyMs } : {}),
+    ...(options.buildThreadMaxBuilds !== undefined ? { maxBuildsPerThread: options.buildThreadMaxBuilds } : {}),
   });
 }
 

@@ -9,7 +9,8 @@ describe('hot reload: 20 swaps under load (real watcher, real files, real Chroma
   let docsRoot: { dir: string; cleanup: () => Promise<void> };
   beforeAll(async () => {
     docsRoot = await tempDir('rag-t-editions-');
-    svc = await startTestService({ env: { WATCH: 'true' }, docs: await writeEditionDocs(docsRoot.dir, 0) });
+    // A build thread runs up to 4 builds here (the default, 1, is what every other suite runs).
+    svc = await startTestService({ env: { WATCH: 'true', BUILD_THREAD_MAX_BUILDS: '4' }, docs: await writeEditionDocs(docsRoot.dir, 0) });
   });
   afterAll(async () => {
     await svc?.stop();
@@ -18,7 +19,9 @@ describe('hot reload: 20 swaps under load (real watcher, real files, real Chroma
 
   it('every response is 200 and from exactly one store version; after each swap new requests see the new version', async () => {
     const editionOf = new Map<string, number>();
-    editionOf.set((await getJson(`${svc.url}/admin/status`)).active.store.version, 0);
+    const first = (await getJson(`${svc.url}/admin/status`)).active.store;
+    editionOf.set(first.version, 0);
+    const buildThreads: number[] = [first.backend.buildThreadId];
 
     type Seen = { status: number; version: string; editions: number[] };
     const seen: Seen[] = [];
@@ -39,7 +42,11 @@ describe('hot reload: 20 swaps under load (real watcher, real files, real Chroma
       const version = `edition-${String(n).padStart(3, '0')}`;
       editionOf.set(version, n);
       await publishDocs(svc.dirs.store, await writeEditionDocs(docsRoot.dir, n), { version });
-      await waitFor(async () => (await getJson(`${svc.url}/admin/status`)).active?.store.version === version, 20_000, `swap to ${version}`);
+      const store = await waitFor(async () => {
+        const active = (await getJson(`${svc.url}/admin/status`)).active?.store;
+        return active?.version === version ? active : null;
+      }, 20_000, `swap to ${version}`);
+      buildThreads.push(store.backend.buildThreadId);
       // A request that starts after the swap sees the new version.
       const after = await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse keeper', k: 2 });
       expect(after.status).toBe(200);
@@ -48,6 +55,13 @@ describe('hot reload: 20 swaps under load (real watcher, real files, real Chroma
     }
     stop = true;
     await Promise.all(workers);
+
+    // BUILD_THREAD_MAX_BUILDS=4: consecutive builds share a thread, 4 at most, then a fresh one.
+    const runs: number[] = [];
+    buildThreads.forEach((id, i) => (i > 0 && id === buildThreads[i - 1] ? runs[runs.length - 1]!++ : runs.push(1)));
+    expect(new Set(buildThreads).size, `build threads ${buildThreads.join(',')}`).toBe(runs.length);
+    expect(Math.max(...runs), `build threads ${buildThreads.join(',')}`).toBe(4);
+    expect(buildThreads.every((id) => id > 0)).toBe(true);
 
     expect(seen.length).toBeGreaterThan(100);
     const failed = seen.filter((s) => s.status !== 200);
