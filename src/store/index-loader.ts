@@ -53,9 +53,12 @@ export interface BuildJobHandle {
  * CPU measured with /tmp-style probes of `new Worker` here) without running on a heap that holds
  * the last build's garbage: the used thread is ended (keeping it held ~40 MiB more RSS from the
  * 20th of 100 swaps of 3,000 chunks on, 1.12x after the first against 1.02x with no thread kept:
- * `npm run swap-probe -- --chunks 3000 --swaps 100 [--standby-ms 0]`). The idle thread ends after
- * `keepMs` without a job. A thread whose build failed, timed out or was cancelled is terminated and
- * none is started in its place.
+ * `npm run swap-probe -- --chunks 3000 --swaps 100 [--standby-ms 0]`). With `maxBuilds` above 1
+ * (BUILD_THREAD_MAX_BUILDS) the used thread is kept instead until it has run that many builds: no
+ * thread start and no recompilation of its hot code per swap (~25-40% less CPU a swap) for its heap
+ * (~40-60 MiB; bench/results/swaps-2026-12-05-s13.md). The idle thread ends after `keepMs` without
+ * a job. A thread whose build failed, timed out or was cancelled is terminated and none is started
+ * in its place.
  */
 const buildThreads = {
   idle: null as { worker: NicedThread; timer: NodeJS.Timeout | null } | null,
