@@ -10,7 +10,7 @@ import { InProcessBackend } from './in-process-backend.js';
 import { sha256Hex } from '../fs/fingerprint.js';
 import { ACCEPTANCE_MAX_BYTES } from './acceptance.js';
 import { indexCacheFile, SERVING_INDEX_FILE, servingIndexKey, type IndexCacheKey } from './index-cache.js';
-import { loadRecords, type KeywordSearcher, type LoadedRecords } from './index-loader.js';
+import { loadRecords, type KeywordSearcher, type LoadedRecords, type LoadIndexOptions } from './index-loader.js';
 import { ACCEPTANCE_FILE, SQLITE_FILE, type StoreSpec } from './layout.js';
 import type { RetrievalBackend } from './retrieval-backend.js';
 import type { StoreManifest } from './manifest.js';
@@ -261,8 +261,7 @@ export async function openChromaSnapshot(
         keywordDir: snapshotDir,
         timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
         ...(options.signal ? { signal: options.signal } : {}),
-        ...(options.loaderStandbyMs !== undefined ? { keepThreadMs: options.loaderStandbyMs } : {}),
-        ...(options.buildThreadMaxBuilds !== undefined ? { maxBuildsPerThread: options.buildThreadMaxBuilds } : {}),
+        ...buildThreadOptions(options),
         ...(inProcess ? { onPaged: () => ((stoppedEarly = true), void srv.stop()) } : {}),
         ...(persist
           ? {
@@ -375,6 +374,14 @@ export async function openCachedIndex(
   return { opened: inProcessOpened(spec, backend, records, acceptanceText, openMs, { indexCache: openMs }) };
 }
 
+/** How the build thread is kept between builds (LOADER_STANDBY_MS, BUILD_THREAD_MAX_BUILDS), as loadRecords takes it. */
+function buildThreadOptions(options: Pick<OpenStoreOptions, 'loaderStandbyMs' | 'buildThreadMaxBuilds'>): Pick<LoadIndexOptions, 'keepThreadMs' | 'maxBuildsPerThread'> {
+  return {
+    ...(options.loaderStandbyMs !== undefined ? { keepThreadMs: options.loaderStandbyMs } : {}),
+    ...(options.buildThreadMaxBuilds !== undefined ? { maxBuildsPerThread: options.buildThreadMaxBuilds } : {}),
+  };
+}
+
 /**
  * Read a file in the index-cache layout (a cache entry, a shipped serving index) in the build
  * thread, with no Chroma server: it must hold what the manifest counts (0: whatever it says).
@@ -386,8 +393,7 @@ function loadIndexFile(file: string, key: IndexCacheKey, manifest: StoreManifest
     timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
     cache: { file, key, count: manifest?.chunkCount ?? 0 },
     ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.loaderStandbyMs !== undefined ? { keepThreadMs: options.loaderStandbyMs } : {}),
-    ...(options.buildThreadMaxBuilds !== undefined ? { maxBuildsPerThread: options.buildThreadMaxBuilds } : {}),
+    ...buildThreadOptions(options),
   });
 }
 
