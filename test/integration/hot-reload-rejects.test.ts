@@ -20,12 +20,19 @@ async function status() {
   return getJson(`${svc.url}/admin/status`);
 }
 
-/** Wait for the next reload attempt after `afterId`, and return it. */
-async function nextAttempt(afterId: number, outcome?: string) {
+type Attempt = { id: number; outcome: string; error?: { code: string; message: string } };
+
+/** Wait for a reload attempt after `afterId` that `matches`, and return it. */
+async function attemptAfter(afterId: number, matches: (a: Attempt) => boolean, what: string) {
   return waitFor(async () => {
     const s = await status();
-    return s.history.find((a: { id: number; outcome: string }) => a.id > afterId && (!outcome || a.outcome === outcome));
-  }, 20_000, `a reload attempt after #${afterId}${outcome ? ` with outcome ${outcome}` : ''}`);
+    return s.history.find((a: Attempt) => a.id > afterId && matches(a));
+  }, 20_000, `a reload attempt after #${afterId}${what}`);
+}
+
+/** Wait for the next reload attempt after `afterId`, and return it. */
+async function nextAttempt(afterId: number, outcome?: string) {
+  return attemptAfter(afterId, (a) => !outcome || a.outcome === outcome, outcome ? ` with outcome ${outcome}` : '');
 }
 
 async function lastAttemptId(): Promise<number> {
@@ -168,13 +175,7 @@ describe('rejected store updates keep the old generation serving, and the status
     // vanished file). Every attempt is a rejection that leaves the good version serving.
     const start = await lastAttemptId();
     const notFound = (pattern: RegExp, after: number) =>
-      waitFor(async () => {
-        const s = await status();
-        return s.history.find(
-          (a: { id: number; error?: { code: string; message: string } }) =>
-            a.id > after && a.error?.code === 'RAG_STORE_NOT_FOUND' && pattern.test(a.error.message),
-        );
-      }, 20_000, `a RAG_STORE_NOT_FOUND rejection matching ${pattern}`);
+      attemptAfter(after, (a) => a.error?.code === 'RAG_STORE_NOT_FOUND' && pattern.test(a.error.message), `: a RAG_STORE_NOT_FOUND rejection matching ${pattern}`);
     for (const entry of await readdir(svc.dirs.store)) await rm(join(svc.dirs.store, entry), { recursive: true, force: true });
     const empty = await notFound(/^no store in /, start);
     expect(empty.error.message).toContain(svc.dirs.store);
