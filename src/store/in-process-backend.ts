@@ -3,13 +3,14 @@ import type { KeywordSearcher, LoadedRecords } from './index-loader.js';
 import type { BackendInfo, ExportedPage, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
 import { VectorMatrix } from './vector-scan.js';
 import { RagError } from '../errors.js';
+import type { MetadataColumn } from './metadata-columns.js';
 import type { IdIndex, TextColumn } from './record-columns.js';
-import { compileRecordFilter, type WhereDocument, type WhereFilter } from './where-filter.js';
+import { compileRowFilter, type WhereDocument, type WhereFilter } from './where-filter.js';
 
 /**
- * A generation's store held in process memory: exact vector search over one Float32Array, ids and
- * texts as columns with an id table (record-columns.ts: no object per record on the heap but its
- * metadata), BM25 over the generation's compiled keyword index (keyword-postings.ts). Filters use
+ * A generation's store held in process memory: exact vector search over one Float32Array, ids,
+ * texts and metadata as columns with an id table (record-columns.ts, metadata-columns.ts: no
+ * object per record on the heap), BM25 over the generation's compiled keyword index (keyword-postings.ts). Filters use
  * where-filter.ts (Chroma's semantics) for dense and keyword results alike.
  */
 export class InProcessBackend implements RetrievalBackend {
@@ -18,7 +19,7 @@ export class InProcessBackend implements RetrievalBackend {
   private readonly index: IdIndex;
   private readonly ids: TextColumn;
   private readonly documents: TextColumn;
-  private readonly metadatas: Array<StoreHit['metadata']>;
+  private readonly metadata: MetadataColumn;
   private readonly loadMs: number;
   private readonly loadedFrom: NonNullable<BackendInfo['loadedFrom']>;
   private readonly buildNice: number | null;
@@ -40,7 +41,7 @@ export class InProcessBackend implements RetrievalBackend {
     this.ids = columns.ids.ids;
     this.documents = columns.documents;
     this.docRow = columns.docRow;
-    this.metadatas = records.metadatas;
+    this.metadata = columns.metadata;
     this.keyword = records.keyword;
     this.loadMs = records.loadMs;
     this.loadedFrom = loadedFrom ?? (records.fromCache ? 'index-cache' : 'chroma');
@@ -61,11 +62,10 @@ export class InProcessBackend implements RetrievalBackend {
 
   /** Whether row r passes the filters; null when nothing filters. */
   private rowFilter(where?: WhereFilter, whereDocument?: WhereDocument): ((r: number) => boolean) | null {
-    const pass = compileRecordFilter(where, whereDocument);
-    if (!pass) return null;
-    // A text is sliced out of its column only when the filter reads it.
-    const texts = whereDocument != null ? this.documents : null;
-    return (r) => pass(this.metadatas[r], texts?.get(r));
+    // A field is read from the metadata column, a text sliced out of its column, only when the filter reads it.
+    const metadata = this.metadata;
+    const documents = this.documents;
+    return compileRowFilter<number>(where, whereDocument, (field) => metadata.field(field), (r) => documents.get(r));
   }
 
   /** Rows passing the filters (1) or not (0); null when nothing filters. */
@@ -84,7 +84,7 @@ export class InProcessBackend implements RetrievalBackend {
       text: this.documents.get(r),
       distance: distances[i]!,
       score: distanceToScore(this.space, distances[i]!),
-      metadata: this.metadatas[r]!,
+      metadata: this.metadata.get(r) as StoreHit['metadata'],
     }));
   }
 
@@ -110,7 +110,7 @@ export class InProcessBackend implements RetrievalBackend {
   async getByIds(ids: string[]): Promise<RecordText[]> {
     return ids.flatMap((id) => {
       const r = this.index.rowOf(id);
-      return r < 0 ? [] : [{ id, text: this.documents.get(r), metadata: this.metadatas[r]! }];
+      return r < 0 ? [] : [{ id, text: this.documents.get(r), metadata: this.metadata.get(r) as StoreHit['metadata'] }];
     });
   }
 
@@ -119,15 +119,15 @@ export class InProcessBackend implements RetrievalBackend {
       const end = Math.min(this.ids.length, start + pageSize);
       const embeddings: number[][] = [];
       for (let r = start; r < end; r++) embeddings.push(this.matrix.row(r));
-      yield { ids: this.ids.slice(start, end), documents: this.documents.slice(start, end), metadatas: this.metadatas.slice(start, end), embeddings };
+      yield { ids: this.ids.slice(start, end), documents: this.documents.slice(start, end), metadatas: this.metadata.slice(start, end) as Array<StoreHit['metadata']>, embeddings };
     }
   }
 
   describe(): BackendInfo {
     // Columns at 2 bytes a character (the upper bound), 8 bytes a row of their arrays, the id table
-    // and row map; ~120 bytes a record for its metadata object.
+    // and row map, the metadata column.
     const n = this.ids.length;
-    const bytes = this.matrix.bytes + (this.ids.chars + this.documents.chars) * 2 + n * 16 + this.index.bytes + this.docRow.byteLength + n * 120 + this.keyword.bytes;
+    const bytes = this.matrix.bytes + (this.ids.chars + this.documents.chars) * 2 + n * 16 + this.index.bytes + this.docRow.byteLength + this.metadata.bytes + this.keyword.bytes;
     return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom, buildNice: this.buildNice, buildThreadId: this.buildThreadId };
   }
 

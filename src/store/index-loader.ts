@@ -1,7 +1,8 @@
 import { Worker } from 'node:worker_threads';
 import { RagError, type ErrorCode } from '../errors.js';
 import type { StoreHit } from './chroma-store.js';
-import type { IndexThreadData, IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest, ReadTarget } from './index-worker.js';
+import type { IndexThreadData, IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest, ReadTarget, SegmentedColumn } from './index-worker.js';
+import { MetadataColumn } from './metadata-columns.js';
 import { startNicedThread, type NicedThread } from '../niced-thread.js';
 import { PendingRequests } from '../pending-requests.js';
 import { workerScript } from '../worker-script.js';
@@ -24,8 +25,8 @@ function workerPath(name: 'index-worker' | 'keyword-search-worker'): string {
 export const PAGES_IN_FLIGHT = 2;
 
 /**
- * Messages the build thread sends the event loop ahead of their acknowledgements (metadata pages,
- * column segments: ~1 ms of the loop's work each). The loop takes the queued ones in one task, so
+ * Messages the build thread sends the event loop ahead of their acknowledgements (column
+ * segments: ~1 ms of the loop's work each). The loop takes the queued ones in one task, so
  * this bounds that task while the round trips overlap: one at a time, each waited for the loop's
  * turn, and beside 1,000 req/s the ~50 messages of a 10,000-chunk serving index took 182-450 ms
  * after the last record was read (25-37 ms idle); with 4, 13-40 ms
@@ -205,6 +206,7 @@ export class KeywordSearcher {
 export interface RecordColumns {
   ids: IdIndex;
   documents: TextColumn;
+  metadata: MetadataColumn;
   /** Per keyword index document: its row (-1: not in the collection). */
   docRow: Int32Array;
 }
@@ -212,7 +214,6 @@ export interface RecordColumns {
 export interface LoadedRecords {
   /** Null when the load read no vectors (a keyword index only). */
   columns: RecordColumns | null;
-  metadatas: Array<StoreHit['metadata']>;
   vectors: Float32Array | null;
   /** Set for a cosine store: `vectors` holds unit rows and these are the rows' lengths (vector-scan.ts). */
   norms: Float32Array | null;
@@ -264,9 +265,9 @@ export interface LoadIndexOptions {
  * Read a store out of a running Chroma server (or a serving index cache entry) with a build thread
  * at low priority (index-worker.ts): it reads ids, documents, metadata and (with `withVectors`)
  * every embedding into one contiguous Float32Array, and compiles the keyword index to typed
- * arrays (keyword-postings.ts); both are transferred, not copied. Ids and texts come as columns
- * in one message (record-columns.ts, with the id table), metadata in pages the event loop appends
- * one at a time. Resolves when the build is done.
+ * arrays (keyword-postings.ts); both are transferred, not copied. Ids, texts and metadata come as
+ * columns (record-columns.ts with the id table, metadata-columns.ts): their strings in segments the
+ * event loop takes a few at a time, their arrays transferred. Resolves when the build is done.
  */
 export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   if (!options.target && !options.cache) return Promise.reject(new RagError('RAG_STORE_INDEX_LOAD_FAILED', 'an index load needs a Chroma server or a cache entry to read'));
@@ -289,8 +290,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   const keepMs = options.keepThreadMs ?? BUILD_THREAD_KEEP_MS;
   let columns: RecordColumns | null = null;
   /** Column segments received so far (`segments` messages, before `columns`). */
-  const segments = { ids: [] as string[], documents: [] as string[] };
-  const metadatas: Array<StoreHit['metadata']> = [];
+  const segments: Record<SegmentedColumn, string[]> = { ids: [], documents: [], metadata: [] };
   let vectors: Float32Array | null = null;
   let norms: Float32Array | null = null;
   let fromCache: LoadedRecords['fromCache'] = null;
@@ -351,8 +351,8 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         return;
       }
       const want = fromCache?.count ?? expectCount;
-      if (options.withVectors && (!vectors || !columns || columns.ids.ids.length !== want || columns.documents.length !== want || metadatas.length !== want)) {
-        fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker delivered ${columns?.ids.ids.length ?? 0} of ${want} records (${metadatas.length} metadata)`);
+      if (options.withVectors && (!vectors || !columns || columns.ids.ids.length !== want || columns.documents.length !== want || columns.metadata.length !== want)) {
+        fail('RAG_STORE_INDEX_LOAD_FAILED', `the index worker delivered ${columns?.ids.ids.length ?? 0} of ${want} records (${columns?.metadata.length ?? 0} metadata)`);
         return;
       }
       settled = true;
@@ -361,7 +361,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       // The build thread writes the serving index cache now (if it read one to write), then reports idle.
       if (persisting && !jobOver) builder.postMessage({ type: 'persist' } satisfies IndexWorkerRequest);
       const searcher = new KeywordSearcher(keyword, jobOver ? null : handle);
-      resolve({ columns, metadatas, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, buildBornNice, fromCache, buildThreadReused: reused, buildThreadId: builder.threadId });
+      resolve({ columns, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, buildBornNice, fromCache, buildThreadReused: reused, buildThreadId: builder.threadId });
     };
     onMessage = (m: IndexWorkerMessage) => {
       if (m.type === 'idle') {
@@ -373,19 +373,17 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         return;
       }
       if (settled) return;
-      if (m.type === 'page') {
-        for (const meta of m.metadatas) metadatas.push((meta ?? {}) as StoreHit['metadata']);
-        builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
-      } else if (m.type === 'segments') {
+      if (m.type === 'segments') {
         segments[m.column].push(...m.texts);
         builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
       } else if (m.type === 'columns') {
         // The build thread's acks wait for this one too: the thread then reports `built`.
         builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
         try {
-          if (m.ids.segments.length || m.documents.segments.length) throw new Error('the columns message carried segments of its own');
+          if (m.ids.segments.length || m.documents.segments.length || m.metadata.strings.segments.length) throw new Error('the columns message carried segments of its own');
           const ids = new TextColumn({ ...m.ids, segments: segments.ids });
-          columns = { ids: new IdIndex(ids, m.idTable), documents: new TextColumn({ ...m.documents, segments: segments.documents }), docRow: m.docRow };
+          const metadata = new MetadataColumn({ ...m.metadata, strings: { ...m.metadata.strings, segments: segments.metadata } });
+          columns = { ids: new IdIndex(ids, m.idTable), documents: new TextColumn({ ...m.documents, segments: segments.documents }), metadata, docRow: m.docRow };
         } catch (err) {
           fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread sent unusable columns: ${(err as Error).message}`, err);
         }

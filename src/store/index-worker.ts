@@ -1,6 +1,6 @@
 /**
  * Build thread of a generation's index: reads a store out of a running Chroma server (or a serving
- * index cache entry), sends ids and texts as columns and metadata in pages to the event loop, the
+ * index cache entry), sends ids, texts and metadata as columns to the event loop, the
  * vectors as one transferred Float32Array, and the keyword index compiled to typed arrays
  * (keyword-postings.ts: the shipped one, or one built from the texts), also transferred. It lowers
  * its own priority first (thread-nice.ts): a swap's build work yields CPU to the threads serving
@@ -16,6 +16,7 @@ import { threadPort } from '../niced-thread.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import { KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
+import { encodeMetadataColumn, MetadataColumnBuilder, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
 import { buildIdTable, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, SEGMENT_CHARS, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
 import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
@@ -53,20 +54,19 @@ export interface IndexWorkerData {
 }
 
 export type IndexWorkerMessage =
-  /** Metadata of the next MESSAGE_PAGE rows (ids and texts come as columns). */
-  | { type: 'page'; metadatas: Array<Record<string, unknown> | null> }
   /**
-   * The next segments of the id or text column (record-columns.ts), at most SEGMENT_CHARS characters
-   * a message (a longer segment alone), all before `columns`.
+   * The next segments of the id or text column (record-columns.ts) or of the metadata dictionary
+   * (metadata-columns.ts), at most SEGMENT_CHARS characters a message (a longer segment alone), all
+   * before `columns`.
    */
-  | { type: 'segments'; column: 'ids' | 'documents'; texts: string[] }
+  | { type: 'segments'; column: SegmentedColumn; texts: string[] }
   /**
-   * Ids and texts as columns (record-columns.ts) without their segments (sent before it in
-   * `segments` messages, so the event loop never copies a whole column in one task), the id
-   * table over them, and per keyword index document its row (-1: not in the collection). Sent
-   * once, before `built`.
+   * Ids, texts and metadata as columns (record-columns.ts, metadata-columns.ts) without their
+   * segments (sent before it in `segments` messages, so the event loop never copies a whole column
+   * in one task), the id table over them, and per keyword index document its row (-1: not in the
+   * collection). Sent once, before `built`.
    */
-  | { type: 'columns'; ids: TextColumnData; documents: TextColumnData; idTable: Int32Array; docRow: Int32Array }
+  | { type: 'columns'; ids: TextColumnData; documents: TextColumnData; metadata: MetadataColumnData; idTable: Int32Array; docRow: Int32Array }
   /** `norms` set (cosine stores): the rows were scaled to unit length and these are their lengths. */
   | { type: 'vectors'; data: Float32Array; norms: Float32Array | null; count: number; dimension: number }
   /** The keyword index, compiled (its buffers transferred). */
@@ -82,10 +82,13 @@ export type IndexWorkerMessage =
 
 /**
  * From the event loop: `job` starts a build (only on a thread that is new or reported `idle`);
- * `ack` after each page it has taken (one page in flight, so the event loop never has to take
- * several pages in one task); `persist` once the generation is built: write the cache entry now.
+ * `ack` after each message it has taken (a few in flight, so the event loop never has to take
+ * many in one task); `persist` once the generation is built: write the cache entry now.
  */
 export type IndexWorkerRequest = { type: 'job'; data: IndexWorkerData } | { type: 'ack' } | { type: 'persist' } | ({ type: 'read' } & ReadTarget);
+
+/** The columns whose strings come in `segments` messages. */
+export type SegmentedColumn = 'ids' | 'documents' | 'metadata';
 
 /** The thread's own data: its niceness for every build it runs (0: leave it). */
 export interface IndexThreadData {
@@ -96,9 +99,6 @@ export interface IndexThreadData {
    */
   warm?: boolean;
 }
-
-/** Records per page message: one page is ~1 ms of structured-clone work for the event loop. */
-export const MESSAGE_PAGE = 250;
 
 const port = threadPort(workerData);
 const thread = workerData as IndexThreadData;
@@ -114,7 +114,7 @@ if (thread.warm) {
 let data: IndexWorkerData;
 let running = false;
 /**
- * Messages for the event loop (pages, segments, columns), at most `messagesInFlight` unacknowledged
+ * Messages for the event loop (segments, columns), at most `messagesInFlight` unacknowledged
  * (why and how many: MESSAGES_IN_FLIGHT in index-loader.ts).
  */
 const outbox: Array<{ message: IndexWorkerMessage; transfer?: ArrayBuffer[] }> = [];
@@ -148,26 +148,20 @@ port.on('message', (req: IndexWorkerRequest) => {
     pump();
   } else if (req.type === 'persist') onPersist?.();
 });
-/** Queue metadata for the event loop in pages of MESSAGE_PAGE records. */
-function sendPage(metadatas: Array<Record<string, unknown> | null>): void {
-  for (let i = 0; i < metadatas.length; i += MESSAGE_PAGE) outbox.push({ message: { type: 'page', metadatas: metadatas.slice(i, i + MESSAGE_PAGE) } });
-  pump();
-}
-
 /**
  * Ids and texts to the event loop as columns, with the id table and each keyword document's row
  * (computed here, at low priority: the event loop builds no per-record lookup of its own).
  */
-function sendColumns(idData: TextColumnData, docData: TextColumnData, keyword: KeywordPostingsData): void {
+function sendColumns(idData: TextColumnData, docData: TextColumnData, metaData: MetadataColumnData, keyword: KeywordPostingsData): void {
   const idColumn = new TextColumn(idData);
   const idTable = buildIdTable(idColumn);
   const index = new IdIndex(idColumn, idTable);
   const postings = new KeywordPostings(keyword);
   const docRow = new Int32Array(postings.documents);
   for (let d = 0; d < docRow.length; d++) docRow[d] = index.rowOf(postings.idOf(d));
-  // Segments in messages of at most SEGMENT_CHARS characters (acknowledged like pages), then the
+  // Segments in messages of at most SEGMENT_CHARS characters (each acknowledged), then the
   // arrays (transferred) with no strings.
-  for (const [column, data] of [['ids', idData], ['documents', docData]] as const) {
+  for (const [column, data] of [['ids', idData], ['documents', docData], ['metadata', metaData.strings]] as const) {
     let texts: string[] = [];
     let chars = 0;
     for (const text of data.segments) {
@@ -183,13 +177,13 @@ function sendColumns(idData: TextColumnData, docData: TextColumnData, keyword: K
   }
   const bare = (c: TextColumnData): TextColumnData => ({ segments: [], segmentOf: c.segmentOf, starts: c.starts });
   outbox.push({
-    message: { type: 'columns', ids: bare(idData), documents: bare(docData), idTable, docRow },
-    transfer: [...columnBuffers(idData), ...columnBuffers(docData), idTable.buffer as ArrayBuffer, docRow.buffer as ArrayBuffer],
+    message: { type: 'columns', ids: bare(idData), documents: bare(docData), metadata: { ...metaData, strings: bare(metaData.strings) }, idTable, docRow },
+    transfer: [...columnBuffers(idData), ...columnBuffers(docData), ...metadataBuffers(metaData), idTable.buffer as ArrayBuffer, docRow.buffer as ArrayBuffer],
   });
   pump();
 }
-/** Resolves once every queued page has been acknowledged. */
-function allPagesTaken(): Promise<void> {
+/** Resolves once every queued message has been acknowledged. */
+function allMessagesTaken(): Promise<void> {
   if (inFlight === 0 && outbox.length === 0) return Promise.resolve();
   return new Promise((resolve) => (drained = resolve));
 }
@@ -242,8 +236,8 @@ async function load(): Promise<KeywordOut> {
   // Without a usable shipped index, one is built from the texts as they are read (typed arrays, no
   // document kept: MiniSearch's object graph for 1M chunks did not fit this thread's heap).
   const builder = shipped ? null : new PostingsBuilder(KEYWORD_ANALYSIS);
-  // An in-process index gets ids and texts as columns at the end (sendColumns), joined page by page.
-  const all = vectors ? { ids: new TextColumnBuilder(expectCount), documents: new TextColumnBuilder(expectCount) } : null;
+  // An in-process index gets ids, texts and metadata as columns at the end (sendColumns), joined page by page.
+  const all = vectors ? { ids: new TextColumnBuilder(expectCount), documents: new TextColumnBuilder(expectCount), metadata: new MetadataColumnBuilder(expectCount) } : null;
   const persistMetadatas = data.persist && vectors ? ([] as CachedIndex['metadatas']) : null;
   let row = 0;
   for await (const page of store.allRecords(data.pageSize, data.withVectors, { inFlight: data.pagesInFlight, total: expectCount })) {
@@ -251,14 +245,14 @@ async function load(): Promise<KeywordOut> {
     const documents = page.documents.map((d) => d ?? '');
     if (vectors && all) {
       packRows(vectors, page.ids, page.embeddings ?? [], row, dimension);
-      sendPage(page.metadatas as Array<Record<string, unknown> | null>);
       for (let i = 0; i < page.ids.length; i++) {
         all.ids.add(page.ids[i]!);
         all.documents.add(documents[i]!);
+        all.metadata.add(page.metadatas[i] as Record<string, unknown> | null);
       }
       // Texts are joined as each page ends (ids, small, at the segment limits: fewer messages).
       all.documents.endPage();
-      // As the main thread stores them (index-loader.ts: a missing metadata is {}).
+      // As the column reads them back (a missing metadata is {}).
       if (persistMetadatas) for (const m of page.metadatas) persistMetadatas.push((m ?? {}) as CachedIndex['metadatas'][number]);
     }
     if (builder) page.ids.forEach((id, i) => builder.add(keywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
@@ -267,14 +261,14 @@ async function load(): Promise<KeywordOut> {
   if (row !== expectCount) throw new Error(`read ${row} records, the collection counted ${expectCount}`);
   // Chroma is no longer needed: its child can stop while the keyword index is made.
   port.postMessage({ type: 'paged' } satisfies IndexWorkerMessage);
-  const columns = all ? { ids: all.ids.finish(), documents: all.documents.finish() } : null;
+  const columns = all ? { ids: all.ids.finish(), documents: all.documents.finish(), metadata: all.metadata.finish() } : null;
   if (vectors && columns) {
     // The cache gets its own copies: the arrays themselves are transferred to the main thread.
     if (persistMetadatas) toPersist = { columns: { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents) }, metadatas: persistMetadatas, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension, vectors: vectors.slice() };
     sendVectors(vectors, row, dimension, store.space);
   }
   const keyword = shipped ?? builder!.finish('built');
-  if (columns) sendColumns(columns.ids, columns.documents, keyword);
+  if (columns) sendColumns(columns.ids, columns.documents, columns.metadata, keyword);
   if (shipped) {
     sendKeyword(shipped);
     return { origin: 'store', size: shipped.documentCount, text: () => shippedText };
@@ -307,9 +301,8 @@ async function loadCached(file: string, key: IndexCacheKey, expectCount: number)
   const keyword = compileOrFail(index.keywordText, index.keyword.origin, 'RAG_STORE_INDEX_CACHE_INVALID', prefix);
   if (!keyword) throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `${prefix}: it is in an older format`);
   if (keyword.documentCount !== index.keyword.size) throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `${prefix}: it holds ${keyword.documentCount} documents, expected ${index.keyword.size}`);
-  sendColumns(encodeTextColumn(index.ids), encodeTextColumn(index.documents), keyword);
+  sendColumns(encodeTextColumn(index.ids), encodeTextColumn(index.documents), encodeMetadataColumn(index.metadatas), keyword);
   sendKeyword(keyword);
-  sendPage(index.metadatas);
   sendVectors(index.vectors, index.count, index.dimension, index.space);
   port.postMessage({ type: 'loaded-from-cache', version: index.version, collection: index.collection, space: index.space, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage);
   return { origin: index.keyword.origin, size: index.keyword.size, text: () => null };
@@ -350,7 +343,7 @@ function startJob(job: IndexWorkerData): void {
   target = job.target ? Promise.resolve(job.target) : new Promise((resolve) => (targetKnown = resolve));
   load().then(
     async (out) => {
-      await allPagesTaken();
+      await allMessagesTaken();
       // Told by the event loop once the generation is built; then this thread is idle.
       const persisting = toPersist !== null;
       if (persisting) {

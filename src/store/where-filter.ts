@@ -41,12 +41,22 @@ function same(a: unknown, b: Scalar): boolean {
   return a === b;
 }
 
-function compileOperator(field: string, op: string, arg: unknown): MetadataPredicate {
+/**
+ * How a filter reads a field of a record: given the field's name once, a reader of that field
+ * (undefined: the record does not have it). Objects (`objectFields`) and a generation's metadata
+ * columns (metadata-columns.ts, by row) are both read through this, so one evaluator serves both.
+ */
+export type FieldReader<T> = (field: string) => (record: T) => unknown;
+
+/** Fields of plain metadata objects. */
+export const objectFields: FieldReader<Metadata | null | undefined> = (field) => (m) => m?.[field];
+
+function compileOperator<T>(field: string, op: string, arg: unknown, read: (record: T) => unknown): (record: T) => boolean {
   switch (op) {
     case '$eq':
     case '$ne': {
       if (!isScalar(arg)) throw invalid(`${field}: ${op} needs a string, number or boolean`);
-      return op === '$eq' ? (m) => same(m?.[field], arg) : (m) => !same(m?.[field], arg);
+      return op === '$eq' ? (m) => same(read(m), arg) : (m) => !same(read(m), arg);
     }
     case '$gt':
     case '$gte':
@@ -56,9 +66,9 @@ function compileOperator(field: string, op: string, arg: unknown): MetadataPredi
       const cmp = op === '$gt' ? (a: number, b: number) => a > b : op === '$gte' ? (a: number, b: number) => a >= b : op === '$lt' ? (a: number, b: number) => a < b : (a: number, b: number) => a <= b;
       const asInt = Math.trunc(arg);
       return (m) => {
-        const v = m?.[field];
+        const v = read(m);
         // Chroma compares an integer value with the operand cast to an integer (truncated).
-        return typeof v === 'number' && typeof v !== 'boolean' && cmp(v, Number.isInteger(v) ? asInt : arg);
+        return typeof v === 'number' && cmp(v, Number.isInteger(v) ? asInt : arg);
       };
     }
     case '$in':
@@ -71,37 +81,42 @@ function compileOperator(field: string, op: string, arg: unknown): MetadataPredi
       const sameType = values.every((x) => typeof x === typeof first && (typeof first !== 'number' || !Number.isInteger(first) || Number.isInteger(x)));
       if (!sameType) throw invalid(`${field}: ${op} needs values of one type (strings, booleans, integers, or numbers starting with a non-integer)`);
       const hit = (v: unknown) => values.some((x) => same(v, x));
-      return op === '$in' ? (m) => hit(m?.[field]) : (m) => !hit(m?.[field]);
+      return op === '$in' ? (m) => hit(read(m)) : (m) => !hit(read(m));
     }
     default:
       throw invalid(`${field}: unknown operator ${op}`);
   }
 }
 
-/** Compile a `where` filter once; the predicate runs per record. Undefined or {} matches all. */
-export function compileWhere(where: WhereFilter | undefined | null): MetadataPredicate {
+/** Compile a `where` filter once over records read through `fields`; undefined or {} matches all. */
+export function compileWhereWith<T>(where: WhereFilter | undefined | null, fields: FieldReader<T>): (record: T) => boolean {
   if (where === undefined || where === null) return () => true;
   if (typeof where !== 'object' || Array.isArray(where)) throw invalid('a where filter must be an object');
-  const parts: MetadataPredicate[] = [];
+  const parts: Array<(record: T) => boolean> = [];
   for (const [key, cond] of Object.entries(where)) {
     if (key === '$and' || key === '$or') {
       if (!Array.isArray(cond) || cond.length === 0) throw invalid(`${key} needs a non-empty list of filters`);
-      const subs = cond.map((c) => compileWhere(c as WhereFilter));
+      const subs = cond.map((c) => compileWhereWith(c as WhereFilter, fields));
       parts.push(key === '$and' ? (m) => subs.every((p) => p(m)) : (m) => subs.some((p) => p(m)));
     } else if (key.startsWith('$')) {
       throw invalid(`unknown operator ${key}`);
     } else if (isScalar(cond)) {
-      parts.push(compileOperator(key, '$eq', cond));
+      parts.push(compileOperator(key, '$eq', cond, fields(key)));
     } else if (cond && typeof cond === 'object' && !Array.isArray(cond)) {
       const ops = Object.entries(cond as Record<string, unknown>);
       if (ops.length !== 1) throw invalid(`${key}: an operator object needs exactly one operator`);
-      parts.push(compileOperator(key, ops[0]![0], ops[0]![1]));
+      parts.push(compileOperator(key, ops[0]![0], ops[0]![1], fields(key)));
     } else {
       throw invalid(`${key}: expected a string, number, boolean or an operator object`);
     }
   }
   if (parts.length === 1) return parts[0]!;
   return (m) => parts.every((p) => p(m));
+}
+
+/** Compile a `where` filter once over metadata objects; the predicate runs per record. Undefined or {} matches all. */
+export function compileWhere(where: WhereFilter | undefined | null): MetadataPredicate {
+  return compileWhereWith(where, objectFields);
 }
 
 /** Longest regex pattern accepted (the HTTP layer does not expose $regex; this bounds internal use). */
@@ -154,14 +169,33 @@ export function compileRecordFilter(
   where: WhereFilter | undefined | null,
   whereDocument: WhereDocument | undefined | null,
 ): ((meta: Metadata | null | undefined, text: string | null | undefined) => boolean) | null {
+  type Pair = readonly [Metadata | null | undefined, string | null | undefined];
+  const fields: FieldReader<Pair> = (field) => {
+    const read = objectFields(field);
+    return (x) => read(x[0]);
+  };
+  const pass = compileRowFilter(where, whereDocument, fields, (x: Pair) => x[1]);
+  return pass ? (m, t) => pass([m, t]) : null;
+}
+
+/**
+ * A filter over records of any shape: `fields` reads metadata fields, `text` the document (read
+ * only when a whereDocument filter is given). Null when nothing filters (the fast path).
+ */
+export function compileRowFilter<T>(
+  where: WhereFilter | undefined | null,
+  whereDocument: WhereDocument | undefined | null,
+  fields: FieldReader<T>,
+  text: (record: T) => string | null | undefined,
+): ((record: T) => boolean) | null {
   const hasWhere = where != null && Object.keys(where).length > 0;
   const hasDoc = whereDocument != null;
   if (!hasWhere && !hasDoc) return null;
-  const w = hasWhere ? compileWhere(where) : null;
+  const w = hasWhere ? compileWhereWith(where, fields) : null;
   const d = hasDoc ? compileWhereDocument(whereDocument) : null;
-  if (w && d) return (m, t) => w(m) && d(t);
-  if (w) return (m) => w(m);
-  return (_m, t) => d!(t);
+  if (w && d) return (r) => w(r) && d(text(r));
+  if (w) return w;
+  return (r) => d!(text(r));
 }
 
 /** Rust regex's `\w`: Unicode word characters. */

@@ -373,7 +373,12 @@ describe('build threads are kept between builds', () => {
 
 describe('messages to the event loop overlap their round trips, within a bound', () => {
   it('with acknowledgements delayed, the build thread has exactly MESSAGES_IN_FLIGHT messages unacknowledged, never more', async () => {
-    const counted = new Set(['page', 'segments', 'columns']);
+    const counted = new Set(['segments', 'columns']);
+    // 300 texts of ~8,000 characters: ~10 segment messages of documents, besides ids, metadata and the columns.
+    const n = 300;
+    const texts = Array.from({ length: n }, (_, i) => `${WORDS[i % 8]} ${i} ${'lorem ipsum dolor sit amet '.repeat(300)}`);
+    const c = await ChromaStore.client(server.url).createCollection({ name: 'many-segments', embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
+    await c.add({ ids: texts.map((_, i) => `m-${i}`), embeddings: texts.map((_, i) => Array.from({ length: D }, (_, j) => ((i + j) % 5) + 1)), documents: texts, metadatas: texts.map((_, i) => ({ i })) });
     let outstanding = 0;
     let max = 0;
     let received = 0;
@@ -388,8 +393,7 @@ describe('messages to the event loop overlap their round trips, within a bound',
       return emit.call(this, event, ...args);
     } as typeof emit;
     // An event loop slow to answer: acknowledgements are held until the window is full (then 50 ms
-    // more, for a message beyond it to show), or until no message came for 1 s (the last ones). The
-    // first page of 1,000 records alone makes 4 metadata messages, so the window fills at once.
+    // more, for a message beyond it to show), or until no message came for 1 s (the last ones).
     const held: Array<() => void> = [];
     let release: NodeJS.Timeout | null = null;
     const releaseIn = (ms: number) => {
@@ -412,29 +416,31 @@ describe('messages to the event loop overlap their round trips, within a bound',
     };
     let records;
     try {
-      records = await loadRecords({ target: { url: server.url, collection: 'vec-cosine', count: N, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 1000, keepThreadMs: 0 });
+      records = await loadRecords({ target: { url: server.url, collection: 'many-segments', count: n, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 1000, keepThreadMs: 0 });
     } finally {
       NicedThreadHandle.prototype.emit = emit;
       NicedThreadHandle.prototype.postMessage = post;
       if (release) clearTimeout(release);
     }
     await records.keyword.close();
-    expect(records.columns!.ids.ids.length).toBe(N);
-    expect(received).toBeGreaterThan(MESSAGES_IN_FLIGHT * 2); // 6 metadata messages, the segments and the columns
+    expect(records.columns!.ids.ids.length).toBe(n);
+    expect(received).toBeGreaterThan(MESSAGES_IN_FLIGHT * 2); // the segments and the columns
     // Round trips overlap (more than one message waits for the loop's answer), up to the bound.
     expect(max).toBeGreaterThan(1);
     expect(max).toBe(MESSAGES_IN_FLIGHT);
   });
 });
 
-describe('the event loop never takes a whole text column in one message', () => {
-  it('texts arrive in messages of <= SEGMENT_CHARS (or one longer row alone); the columns message carries none; every row comes back', async () => {
+describe('the event loop never takes a whole text or metadata column in one message', () => {
+  it('texts and metadata strings arrive in messages of <= SEGMENT_CHARS (or one longer row alone); the columns message carries none; every row comes back', async () => {
     const n = 300;
     // 300 rows of ~2,000 characters (two-byte ones among them) and one row longer than a segment.
     const long = 'ü'.repeat(SEGMENT_CHARS + 50_000);
     const texts = Array.from({ length: n }, (_, i) => (i === 150 ? long : `${WORDS[i % 8]} ${i} ${'lorem ipsum dolor — sit amet '.repeat(70)}`));
+    // Metadata with ~900 K characters of distinct strings (its dictionary is segmented the same way).
+    const notes = texts.map((_, i) => ({ i, note: `${i} ${'ö'.repeat(3000)}`, kind: i % 2 ? 'odd' : 'even' }));
     const c = await ChromaStore.client(server.url).createCollection({ name: 'long-texts', embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
-    await c.add({ ids: texts.map((_, i) => `t-${i}`), embeddings: texts.map((_, i) => Array.from({ length: D }, (_, j) => ((i + j) % 7) + 1)), documents: texts, metadatas: texts.map((_, i) => ({ i })) });
+    await c.add({ ids: texts.map((_, i) => `t-${i}`), embeddings: texts.map((_, i) => Array.from({ length: D }, (_, j) => ((i + j) % 7) + 1)), documents: texts, metadatas: notes });
     const seen: Array<{ type: string; chars: number }> = [];
     const chars = (v: unknown): number => (typeof v === 'string' ? v.length : Array.isArray(v) ? v.reduce((a: number, x) => a + chars(x), 0) : v && typeof v === 'object' && !ArrayBuffer.isView(v) ? Object.values(v).reduce((a: number, x) => a + chars(x), 0) : 0);
     // The build thread's messages reach the event loop through its handle (niced-thread.ts).
@@ -456,8 +462,10 @@ describe('the event loop never takes a whole text column in one message', () => 
     const ids = records.columns!.ids.ids;
     expect(Array.from({ length: n }, (_, r) => [ids.get(r), docs.get(r)])).toEqual(expect.arrayContaining(texts.map((t, i) => [`t-${i}`, t])));
     expect(docs.length).toBe(n);
+    const metadata = records.columns!.metadata;
+    expect(Array.from({ length: n }, (_, r) => metadata.get(r))).toEqual(expect.arrayContaining(notes));
     const segments = seen.filter((s) => s.type === 'segments');
-    expect(segments.length).toBeGreaterThanOrEqual(4); // ~600 K characters besides the long row
+    expect(segments.length).toBeGreaterThanOrEqual(8); // ~600 K characters of texts besides the long row, ~900 K of metadata
     // Each message's text is at most SEGMENT_CHARS, or the one row longer than that (a segment, and a message, of its own).
     expect(seen.filter((s) => s.chars !== long.length && s.chars > SEGMENT_CHARS)).toEqual([]);
     expect(seen.filter((s) => s.chars > SEGMENT_CHARS).map((s) => s.type)).toEqual(['segments']);

@@ -6,11 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSilentLogger } from '../../src/observability/logger.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore } from '../../src/store/chroma-store.js';
-import { compileWhere, compileWhereDocument, type WhereDocument, type WhereFilter } from '../../src/store/where-filter.js';
+import { MetadataColumn } from '../../src/store/metadata-columns.js';
+import { compileRowFilter, compileWhere, compileWhereDocument, type WhereDocument, type WhereFilter } from '../../src/store/where-filter.js';
 
 /**
  * The in-process filter against the real Chroma server on the same records: a few hundred
- * randomised where / whereDocument filters (fixed seed), identical id sets required.
+ * randomised where / whereDocument filters (fixed seed), identical id sets required. Each filter
+ * runs twice in process, over metadata objects and over a metadata column (metadata-columns.ts,
+ * what an in-process generation holds) made from the records as Chroma gives them back; both
+ * must give Chroma's ids.
  */
 const logger = createSilentLogger();
 const WORDS = ['alpha', 'Beta', 'gamma', 'delta', 'retry', 'Retry', 'queue', 'worker', 'x-1', 'HQ-E1042', 'naïve', 'café'];
@@ -93,6 +97,8 @@ const whereDocument: fc.Arbitrary<WhereDocument> = fc.oneof(
 let server: ChromaServer;
 let dir: string;
 let rows: Row[];
+/** The records' metadata as read back from Chroma, as a column (row i = rows[i]). */
+let column: MetadataColumn;
 let collection: Awaited<ReturnType<ReturnType<typeof ChromaStore.client>['getCollection']>>;
 
 beforeAll(async () => {
@@ -108,6 +114,9 @@ beforeAll(async () => {
     documents: rows.map((r) => r.text),
     metadatas: rows.map((r) => r.metadata),
   });
+  const back = await collection.get({ ids: rows.map((r) => r.id), include: ['metadatas'] as never });
+  const byId = new Map(back.ids.map((id, i) => [id, back.metadatas[i] as Record<string, unknown> | null]));
+  column = MetadataColumn.from(rows.map((r) => byId.get(r.id)));
 });
 afterAll(async () => {
   await server?.stop();
@@ -128,7 +137,11 @@ function localIds(w: WhereFilter | undefined, d: WhereDocument | undefined): str
   try {
     const pw = compileWhere(w);
     const pd = compileWhereDocument(d);
-    return rows.filter((r) => pw(r.metadata) && pd(r.text)).map((r) => r.id).sort();
+    const fromObjects = rows.filter((r) => pw(r.metadata) && pd(r.text)).map((r) => r.id).sort();
+    const byRow = compileRowFilter<number>(w, d, (field) => column.field(field), (r) => rows[r]!.text);
+    const fromColumn = rows.filter((_, r) => !byRow || byRow(r)).map((r) => r.id).sort();
+    expect(fromColumn, `the metadata column disagrees with the objects on ${JSON.stringify({ w, d })}`).toEqual(fromObjects);
+    return fromObjects;
   } catch (err) {
     if ((err as { code?: string }).code === 'RAG_STORE_FILTER_INVALID') return 'rejected';
     throw err;
