@@ -382,7 +382,8 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         try {
           if (m.ids.segments.length || m.documents.segments.length || m.metadata.strings.segments.length) throw new Error('the columns message carried segments of its own');
           const ids = new TextColumn({ ...m.ids, segments: segments.ids });
-          const metadata = new MetadataColumn({ ...m.metadata, strings: { ...m.metadata.strings, segments: segments.metadata } });
+          // Its entries were checked by the build thread (checkMetadataColumn).
+          const metadata = new MetadataColumn({ ...m.metadata, strings: { ...m.metadata.strings, segments: segments.metadata } }, { checked: true });
           columns = { ids: new IdIndex(ids, m.idTable), documents: new TextColumn({ ...m.documents, segments: segments.documents }), metadata, docRow: m.docRow };
         } catch (err) {
           fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread sent unusable columns: ${(err as Error).message}`, err);

@@ -16,7 +16,7 @@ import { threadPort } from '../niced-thread.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import { KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
-import { encodeMetadataColumn, MetadataColumnBuilder, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
+import { checkMetadataColumn, encodeMetadataColumn, MetadataColumnBuilder, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
 import { buildIdTable, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, SEGMENT_CHARS, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
 import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
@@ -156,6 +156,8 @@ function sendColumns(idData: TextColumnData, docData: TextColumnData, metaData: 
   const idColumn = new TextColumn(idData);
   const idTable = buildIdTable(idColumn);
   const index = new IdIndex(idColumn, idTable);
+  // Checked here, at low priority: the event loop takes the column with its lengths checked only.
+  checkMetadataColumn(metaData);
   const postings = new KeywordPostings(keyword);
   const docRow = new Int32Array(postings.documents);
   for (let d = 0; d < docRow.length; d++) docRow[d] = index.rowOf(postings.idOf(d));

@@ -124,8 +124,42 @@ export function metadataBuffers(c: MetadataColumnData): ArrayBuffer[] {
   return [...columnBuffers(c.strings), c.stringTable.buffer, c.rowStart.buffer, c.entryKey.buffer, c.entryKind.buffer, c.entryValue.buffer] as ArrayBuffer[];
 }
 
+/**
+ * Dictionary entries kept as strings once read, by code: the first codes are the field names and
+ * the values seen first, i.e. the ones most records share (sources, kinds). A filter on such a
+ * field then compares strings it already has instead of slicing one per row (100,000 rows,
+ * `{source: ...}`: 2.5 ms sliced, about the objects' 1.35 ms cached). Bounded, so a column of
+ * distinct values does not bring one string per record back onto the heap.
+ */
+export const CACHED_STRINGS = 4096;
+
+function checkLengths(c: MetadataColumnData): void {
+  const rows = c.rowStart.length - 1;
+  const entries = c.entryKey.length;
+  if (rows < 0 || c.rowStart[0] !== 0 || c.rowStart[rows] !== entries || c.entryKind.length !== entries || c.entryValue.length !== entries) {
+    throw new Error(`a metadata column's ${c.rowStart.length} row starts do not cover its ${entries} entries`);
+  }
+}
+
+function checkEntries(c: MetadataColumnData, words: number): void {
+  const rows = c.rowStart.length - 1;
+  for (let r = 0; r < rows; r++) if (c.rowStart[r]! > c.rowStart[r + 1]!) throw new Error(`row ${r} of a metadata column ends before it starts`);
+  for (let e = 0; e < c.entryKey.length; e++) {
+    const kind = c.entryKind[e]!;
+    if (c.entryKey[e]! >= words || kind > KIND_JSON) throw new Error(`entry ${e} of a metadata column is not valid`);
+    if ((kind === KIND_STRING || kind === KIND_JSON) && !(c.entryValue[e]! >= 0 && c.entryValue[e]! < words && Number.isInteger(c.entryValue[e]!))) throw new Error(`entry ${e} of a metadata column points outside its dictionary`);
+  }
+}
+
+/** Every offset and code of a column (what the constructor checks unless told `checked`); the build thread runs it before sending one. */
+export function checkMetadataColumn(c: MetadataColumnData): void {
+  checkLengths(c);
+  checkEntries(c, c.strings.segmentOf.length);
+}
+
 export class MetadataColumn {
   readonly length: number;
+  private readonly cache: Array<string | undefined> = [];
   private readonly dictionary: IdIndex;
   private readonly strings: TextColumn;
   private readonly rowStart: Uint32Array;
@@ -133,8 +167,12 @@ export class MetadataColumn {
   private readonly entryKind: Uint8Array;
   private readonly entryValue: Float64Array;
 
-  /** Checks every offset and code, so a bad column fails here and not in a query. */
-  constructor(c: MetadataColumnData) {
+  /**
+   * Checks every offset and code, so a bad column fails here and not in a query; `checked`: the
+   * build thread ran checkMetadataColumn on it already (100,000 records of 3 fields: ~10 ms the
+   * event loop does not spend at a swap), only the lengths are checked here.
+   */
+  constructor(c: MetadataColumnData, options: { checked?: boolean } = {}) {
     this.strings = new TextColumn(c.strings);
     this.dictionary = new IdIndex(this.strings, c.stringTable);
     this.rowStart = c.rowStart;
@@ -142,27 +180,24 @@ export class MetadataColumn {
     this.entryKind = c.entryKind;
     this.entryValue = c.entryValue;
     this.length = c.rowStart.length - 1;
-    const entries = c.entryKey.length;
-    if (this.length < 0 || c.rowStart[0] !== 0 || c.rowStart[this.length] !== entries || c.entryKind.length !== entries || c.entryValue.length !== entries) {
-      throw new Error(`a metadata column's ${c.rowStart.length} row starts do not cover its ${entries} entries`);
-    }
-    for (let r = 0; r < this.length; r++) if (c.rowStart[r]! > c.rowStart[r + 1]!) throw new Error(`row ${r} of a metadata column ends before it starts`);
-    const words = this.strings.length;
-    for (let e = 0; e < entries; e++) {
-      const kind = c.entryKind[e]!;
-      if (c.entryKey[e]! >= words || kind > KIND_JSON) throw new Error(`entry ${e} of a metadata column is not valid`);
-      if ((kind === KIND_STRING || kind === KIND_JSON) && !(c.entryValue[e]! >= 0 && c.entryValue[e]! < words && Number.isInteger(c.entryValue[e]!))) throw new Error(`entry ${e} of a metadata column points outside its dictionary`);
-    }
+    checkLengths(c);
+    if (!options.checked) checkEntries(c, this.strings.length);
   }
 
   static from(metadatas: ReadonlyArray<Record<string, unknown> | null | undefined>): MetadataColumn {
     return new MetadataColumn(encodeMetadataColumn(metadatas));
   }
 
+  /** Dictionary entry `code` (cached for the first CACHED_STRINGS codes). */
+  private string(code: number): string {
+    if (code >= CACHED_STRINGS) return this.strings.get(code);
+    return (this.cache[code] ??= this.strings.get(code));
+  }
+
   private value(e: number): unknown {
     switch (this.entryKind[e]) {
       case KIND_STRING:
-        return this.strings.get(this.entryValue[e]!);
+        return this.string(this.entryValue[e]!);
       case KIND_NUMBER:
         return this.entryValue[e]!;
       case KIND_FALSE:
@@ -180,7 +215,7 @@ export class MetadataColumn {
   get(row: number): Metadata {
     const out: Metadata = {};
     for (let e = this.rowStart[row]!, end = this.rowStart[row + 1]!; e < end; e++) {
-      const key = this.strings.get(this.entryKey[e]!);
+      const key = this.string(this.entryKey[e]!);
       // A field named __proto__ stays a field (an assignment would set the object's prototype).
       if (key === '__proto__') Object.defineProperty(out, key, { value: this.value(e), enumerable: true, writable: true, configurable: true });
       else out[key] = this.value(e);

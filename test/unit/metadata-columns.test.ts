@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeMetadataColumn, MetadataColumn, metadataBuffers, type MetadataColumnData } from '../../src/store/metadata-columns.js';
+import { CACHED_STRINGS, checkMetadataColumn, encodeMetadataColumn, MetadataColumn, metadataBuffers, type MetadataColumnData } from '../../src/store/metadata-columns.js';
 import { compileRowFilter, compileWhere, type WhereFilter } from '../../src/store/where-filter.js';
 
 /** Metadata of every shape a store can hand us, hostile ones included. */
@@ -60,6 +60,16 @@ describe('metadata columns', () => {
     expect(col.bytes).toBeGreaterThan(10_000 * 13);
   });
 
+  it('read strings past the cached ones (CACHED_STRINGS) the same way, values and field names alike', () => {
+    const n = CACHED_STRINGS + 2000;
+    const metas = Array.from({ length: n }, (_, i) => ({ [`k${i % 7}`]: `value-${i}`, [`field-${i}`]: i }));
+    const col = MetadataColumn.from(metas);
+    for (const r of [0, 1, CACHED_STRINGS - 1, CACHED_STRINGS, n - 1]) expect(col.get(r)).toEqual(metas[r]);
+    const late = compileRowFilter<number>({ [`k${(n - 4) % 7}`]: `value-${n - 4}` }, undefined, (f) => col.field(f), () => '')!;
+    expect(metas.map((_, r) => r).filter(late)).toEqual([n - 4]);
+    expect(col.field(`field-${n - 1}`)(n - 1)).toBe(n - 1);
+  });
+
   it('refuse a column whose offsets or codes point outside it (checked once, when built)', () => {
     const good = () => encodeMetadataColumn([{ a: 'x', b: 1 }, { a: 'y' }]);
     const cases: Array<[string, (d: MetadataColumnData) => void]> = [
@@ -76,6 +86,8 @@ describe('metadata columns', () => {
       const d = good();
       spoil(d);
       expect(() => new MetadataColumn(d), what).toThrow(/metadata column|text column/);
+      // The build thread's check (the event loop then takes the column with its lengths checked only).
+      expect(() => checkMetadataColumn(d), what).toThrow(/metadata column/);
     }
   });
 

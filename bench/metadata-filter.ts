@@ -1,0 +1,39 @@
+/**
+ * `node dist/bench/metadata-filter.js [--rows 100000]`: one where filter over every row, evaluated
+ * over metadata objects (what generations held until session 14) and over a metadata column
+ * (metadata-columns.ts, what they hold now); median of 15 of each, same rows matched. Fields like
+ * the bench stores' (a source shared by many rows, a number) and a title with ~1,000 values.
+ */
+import { parseArgs } from 'node:util';
+import { MetadataColumn } from '../src/store/metadata-columns.js';
+import { compileRowFilter, compileWhere, type WhereFilter } from '../src/store/where-filter.js';
+
+const { values } = parseArgs({ options: { rows: { type: 'string', default: '100000' } } });
+const N = Number(values.rows);
+const metas = Array.from({ length: N }, (_, i) => ({ source: `ed/doc-${i % 50}.md`, chunk: i, edition: 'a', title: `Title ${i % 977}` }));
+const column = MetadataColumn.from(metas);
+const filters: WhereFilter[] = [
+  { source: 'ed/doc-7.md' },
+  { chunk: { $gte: N / 2 } },
+  { $and: [{ edition: 'a' }, { source: { $in: ['ed/doc-1.md', 'ed/doc-2.md'] } }] },
+  { title: { $ne: 'Title 5' } },
+];
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+console.log(`| filter (${N} rows) | objects ms | column ms |\n| --- | --- | --- |`);
+for (const where of filters) {
+  const times = { objects: [] as number[], column: [] as number[] };
+  for (let rep = 0; rep < 15; rep++) {
+    let t = performance.now();
+    const byObject = compileWhere(where);
+    let a = 0;
+    for (let r = 0; r < N; r++) if (byObject(metas[r])) a++;
+    times.objects.push(performance.now() - t);
+    t = performance.now();
+    const byRow = compileRowFilter<number>(where, undefined, (field) => column.field(field), () => '')!;
+    let b = 0;
+    for (let r = 0; r < N; r++) if (byRow(r)) b++;
+    times.column.push(performance.now() - t);
+    if (a !== b) throw new Error(`${JSON.stringify(where)}: ${a} rows over objects, ${b} over the column`);
+  }
+  console.log(`| \`${JSON.stringify(where)}\` | ${median(times.objects).toFixed(2)} | ${median(times.column).toFixed(2)} |`);
+}
