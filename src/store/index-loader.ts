@@ -381,10 +381,11 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
         try {
           if (m.ids.segments.length || m.documents.segments.length || m.metadata.strings.segments.length) throw new Error('the columns message carried segments of its own');
-          const ids = new TextColumn({ ...m.ids, segments: segments.ids });
+          // Every column was checked by the build thread (index-worker.ts sendColumns): only their ends are checked here.
+          const ids = new TextColumn({ ...m.ids, segments: segments.ids }, { checked: true });
           // Its entries were checked by the build thread (checkMetadataColumn).
           const metadata = new MetadataColumn({ ...m.metadata, strings: { ...m.metadata.strings, segments: segments.metadata } }, { checked: true });
-          columns = { ids: new IdIndex(ids, m.idTable), documents: new TextColumn({ ...m.documents, segments: segments.documents }), metadata, docRow: m.docRow };
+          columns = { ids: new IdIndex(ids, m.idTable), documents: new TextColumn({ ...m.documents, segments: segments.documents }, { checked: true }), metadata, docRow: m.docRow };
         } catch (err) {
           fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread sent unusable columns: ${(err as Error).message}`, err);
         }

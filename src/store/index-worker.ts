@@ -156,7 +156,8 @@ function sendColumns(idData: TextColumnData, docData: TextColumnData, metaData: 
   const idColumn = new TextColumn(idData);
   const idTable = buildIdTable(idColumn);
   const index = new IdIndex(idColumn, idTable);
-  // Checked here, at low priority: the event loop takes the column with its lengths checked only.
+  // Checked here, at low priority (the ids just above): the event loop takes the columns with their ends checked only.
+  void new TextColumn(docData);
   checkMetadataColumn(metaData);
   const postings = new KeywordPostings(keyword);
   const docRow = new Int32Array(postings.documents);

@@ -173,7 +173,7 @@ export class MetadataColumn {
    * event loop does not spend at a swap), only the lengths are checked here.
    */
   constructor(c: MetadataColumnData, options: { checked?: boolean } = {}) {
-    this.strings = new TextColumn(c.strings);
+    this.strings = new TextColumn(c.strings, options);
     this.dictionary = new IdIndex(this.strings, c.stringTable);
     this.rowStart = c.rowStart;
     this.entryKey = c.entryKey;

@@ -112,12 +112,27 @@ export class TextColumn {
   /** Characters held. */
   readonly chars: number;
 
-  constructor(private readonly c: TextColumnData) {
+  /**
+   * Checks that every row points into its segments; `checked`: the build thread checked the
+   * column (it builds and sends it), so only its ends are checked here: the last row's segment is
+   * the last one received (rows never go back to an earlier segment) and its start lies in it.
+   * 100,000 rows: ~2 ms a column the event loop does not spend at a swap.
+   */
+  constructor(
+    private readonly c: TextColumnData,
+    options: { checked?: boolean } = {},
+  ) {
     this.length = c.segmentOf.length;
     if (c.starts.length !== this.length) throw new Error('a text column needs one start per row');
-    for (let r = 0; r < this.length; r++) {
-      const seg = c.segments[c.segmentOf[r]!];
-      if (seg === undefined || c.starts[r]! > seg.length) throw new Error(`row ${r} of a text column points outside its ${c.segments.length} segments`);
+    const last = this.length - 1;
+    if (options.checked) {
+      const seg = last < 0 ? '' : c.segments[c.segmentOf[last]!];
+      if (last >= 0 && (seg === undefined || c.segmentOf[last] !== c.segments.length - 1 || c.starts[last]! > seg.length)) throw new Error(`the last row of a text column does not end its ${c.segments.length} segments`);
+    } else {
+      for (let r = 0; r < this.length; r++) {
+        const seg = c.segments[c.segmentOf[r]!];
+        if (seg === undefined || c.starts[r]! > seg.length) throw new Error(`row ${r} of a text column points outside its ${c.segments.length} segments`);
+      }
     }
     this.chars = c.segments.reduce((n, s) => n + s.length, 0);
   }

@@ -65,6 +65,29 @@ describe('text columns', () => {
   });
 });
 
+describe('text columns the build thread checked (the event loop checks their ends only)', () => {
+  it('take a column whose last row ends its segments; refuse one with segments missing or to spare, or a last row past its segment', () => {
+    const t = texts(5_000);
+    const data = encodeTextColumn(t, { rows: 1000, chars: 1 << 30 });
+    const checked = new TextColumn(data, { checked: true });
+    expect(columnRows(data)).toEqual(t);
+    expect(checked.get(4_999)).toBe(t[4_999]);
+    expect(new TextColumn(encodeTextColumn([]), { checked: true }).length).toBe(0);
+    const bad = (spoil: (d: typeof data) => void) => {
+      const d = { segments: [...data.segments], segmentOf: data.segmentOf.slice(), starts: data.starts.slice() };
+      spoil(d);
+      return () => new TextColumn(d, { checked: true });
+    };
+    expect(bad((d) => d.segments.pop())).toThrow(/does not end its/); // a segments message lost
+    expect(bad((d) => d.segments.push('extra'))).toThrow(/does not end its/); // one too many
+    expect(bad((d) => (d.starts[4_999] = 1e9))).toThrow(/does not end its/);
+    // A row in the middle is trusted to the build thread's check (the full check still refuses it).
+    const middle = { segments: data.segments, segmentOf: data.segmentOf.slice(), starts: data.starts.slice() };
+    middle.segmentOf[10] = 99;
+    expect(() => new TextColumn(middle)).toThrow(/row 10/);
+  });
+});
+
 describe('id index', () => {
   it('finds every id, misses what is not there (prefixes, longer ids, other case), and maps a repeated id to its last row', () => {
     const ids = [...texts(5000), 'a', 'ab', 'abc', 'dup', 'Dup', 'dup'];
