@@ -17,7 +17,7 @@ import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex,
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import { KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
 import { checkMetadataColumn, encodeMetadataColumn, MetadataColumnBuilder, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
-import { buildIdTable, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, SEGMENT_CHARS, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
+import { buildIdTable, checkTextColumn, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, SEGMENT_CHARS, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
 import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
 
@@ -149,15 +149,16 @@ port.on('message', (req: IndexWorkerRequest) => {
   } else if (req.type === 'persist') onPersist?.();
 });
 /**
- * Ids and texts to the event loop as columns, with the id table and each keyword document's row
- * (computed here, at low priority: the event loop builds no per-record lookup of its own).
+ * Ids, texts and metadata to the event loop as columns, with the id table and each keyword
+ * document's row (computed and checked here, at low priority: the event loop builds no per-record
+ * lookup of its own and checks only the columns' ends).
  */
 function sendColumns(idData: TextColumnData, docData: TextColumnData, metaData: MetadataColumnData, keyword: KeywordPostingsData): void {
   const idColumn = new TextColumn(idData);
   const idTable = buildIdTable(idColumn);
   const index = new IdIndex(idColumn, idTable);
-  // Checked here, at low priority (the ids just above): the event loop takes the columns with their ends checked only.
-  void new TextColumn(docData);
+  // Checked here, at low priority (the ids by their TextColumn above): the event loop takes the columns with their ends checked only.
+  checkTextColumn(docData);
   checkMetadataColumn(metaData);
   const postings = new KeywordPostings(keyword);
   const docRow = new Int32Array(postings.documents);

@@ -107,6 +107,24 @@ export function columnBuffers(c: TextColumnData): ArrayBuffer[] {
   return [c.segmentOf.buffer as ArrayBuffer, c.starts.buffer as ArrayBuffer];
 }
 
+/** Every row of a column points into its segments (what the build thread checks before sending one). */
+export function checkTextColumn(c: TextColumnData): void {
+  if (c.starts.length !== c.segmentOf.length) throw new Error('a text column needs one start per row');
+  for (let r = 0; r < c.segmentOf.length; r++) {
+    const seg = c.segments[c.segmentOf[r]!];
+    if (seg === undefined || c.starts[r]! > seg.length) throw new Error(`row ${r} of a text column points outside its ${c.segments.length} segments`);
+  }
+}
+
+/** A checked column's ends: one start per row, and its last row starts in the last segment. */
+function checkTextColumnEnds(c: TextColumnData): void {
+  if (c.starts.length !== c.segmentOf.length) throw new Error('a text column needs one start per row');
+  const last = c.segmentOf.length - 1;
+  if (last < 0) return;
+  const seg = c.segments[c.segmentOf[last]!];
+  if (seg === undefined || c.segmentOf[last] !== c.segments.length - 1 || c.starts[last]! > seg.length) throw new Error(`the last row of a text column does not end its ${c.segments.length} segments`);
+}
+
 export class TextColumn {
   readonly length: number;
   /** Characters held. */
@@ -123,17 +141,8 @@ export class TextColumn {
     options: { checked?: boolean } = {},
   ) {
     this.length = c.segmentOf.length;
-    if (c.starts.length !== this.length) throw new Error('a text column needs one start per row');
-    const last = this.length - 1;
-    if (options.checked) {
-      const seg = last < 0 ? '' : c.segments[c.segmentOf[last]!];
-      if (last >= 0 && (seg === undefined || c.segmentOf[last] !== c.segments.length - 1 || c.starts[last]! > seg.length)) throw new Error(`the last row of a text column does not end its ${c.segments.length} segments`);
-    } else {
-      for (let r = 0; r < this.length; r++) {
-        const seg = c.segments[c.segmentOf[r]!];
-        if (seg === undefined || c.starts[r]! > seg.length) throw new Error(`row ${r} of a text column points outside its ${c.segments.length} segments`);
-      }
-    }
+    if (options.checked) checkTextColumnEnds(c);
+    else checkTextColumn(c);
     this.chars = c.segments.reduce((n, s) => n + s.length, 0);
   }
 
