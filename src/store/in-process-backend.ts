@@ -62,10 +62,17 @@ export class InProcessBackend implements RetrievalBackend {
 
   /** Whether row r passes the filters; null when nothing filters. */
   private rowFilter(where?: WhereFilter, whereDocument?: WhereDocument): ((r: number) => boolean) | null {
-    // A field is read from the metadata column, a text sliced out of its column, only when the filter reads it.
+    // A field is read from the metadata column, a text decoded from its column, only when the
+    // filter reads it; $contains searches the column's bytes once for all rows.
     const metadata = this.metadata;
     const documents = this.documents;
-    return compileRowFilter<number>(where, whereDocument, (field) => metadata.field(field), (r) => documents.get(r));
+    return compileRowFilter<number>(where, whereDocument, (field) => metadata.field(field), {
+      text: (r) => documents.get(r),
+      contains: (needle) => {
+        const rows = documents.containing(needle);
+        return (r) => rows[r] === 1;
+      },
+    });
   }
 
   /** Rows passing the filters (1) or not (0); null when nothing filters. */
@@ -124,10 +131,9 @@ export class InProcessBackend implements RetrievalBackend {
   }
 
   describe(): BackendInfo {
-    // Columns at 2 bytes a character (the upper bound), 8 bytes a row of their arrays, the id table
-    // and row map, the metadata column.
+    // Columns' UTF-8 bytes, 8 bytes a row of their arrays, the id table and row map, the metadata column.
     const n = this.ids.length;
-    const bytes = this.matrix.bytes + (this.ids.chars + this.documents.chars) * 2 + n * 16 + this.index.bytes + this.docRow.byteLength + this.metadata.bytes + this.keyword.bytes;
+    const bytes = this.matrix.bytes + this.ids.bytes + this.documents.bytes + n * 16 + this.index.bytes + this.docRow.byteLength + this.metadata.bytes + this.keyword.bytes;
     return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom, buildNice: this.buildNice, buildThreadId: this.buildThreadId };
   }
 

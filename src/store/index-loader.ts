@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { RagError, type ErrorCode } from '../errors.js';
 import type { StoreHit } from './chroma-store.js';
-import type { IndexThreadData, IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest, ReadTarget, SegmentedColumn } from './index-worker.js';
+import type { IndexThreadData, IndexWorkerData, IndexWorkerMessage, IndexWorkerRequest, ReadTarget } from './index-worker.js';
 import { MetadataColumn } from './metadata-columns.js';
 import { startNicedThread, type NicedThread } from '../niced-thread.js';
 import { PendingRequests } from '../pending-requests.js';
@@ -23,16 +23,6 @@ function workerPath(name: 'index-worker' | 'keyword-search-worker'): string {
  * (10k x 100-d, idle) 470-540 ms with one ahead against ~310 ms with four. Gentleness wins.
  */
 export const PAGES_IN_FLIGHT = 2;
-
-/**
- * Messages the build thread sends the event loop ahead of their acknowledgements (column
- * segments: ~1 ms of the loop's work each). The loop takes the queued ones in one task, so
- * this bounds that task while the round trips overlap: one at a time, each waited for the loop's
- * turn, and beside 1,000 req/s the ~50 messages of a 10,000-chunk serving index took 182-450 ms
- * after the last record was read (25-37 ms idle); with 4, 13-40 ms
- * (`node dist/bench/swap-latency.js --chunks 10000 --rate 1000 --serving-index`, timed in the thread).
- */
-export const MESSAGES_IN_FLIGHT = 4;
 
 /** Niceness of a generation's build thread (index-worker.ts): its work yields CPU to requests. */
 export const BUILD_NICE = 19;
@@ -266,8 +256,8 @@ export interface LoadIndexOptions {
  * at low priority (index-worker.ts): it reads ids, documents, metadata and (with `withVectors`)
  * every embedding into one contiguous Float32Array, and compiles the keyword index to typed
  * arrays (keyword-postings.ts); both are transferred, not copied. Ids, texts and metadata come as
- * columns (record-columns.ts with the id table, metadata-columns.ts): their strings in segments the
- * event loop takes a few at a time, their arrays transferred. Resolves when the build is done.
+ * columns (record-columns.ts with the id table, metadata-columns.ts): UTF-8 bytes and typed arrays,
+ * all transferred. Resolves when the build is done.
  */
 export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   if (!options.target && !options.cache) return Promise.reject(new RagError('RAG_STORE_INDEX_LOAD_FAILED', 'an index load needs a Chroma server or a cache entry to read'));
@@ -281,7 +271,6 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     keywordDir: options.keywordDir,
     pageSize: options.pageSize ?? 1000,
     pagesInFlight: options.pagesInFlight ?? PAGES_IN_FLIGHT,
-    messagesInFlight: MESSAGES_IN_FLIGHT,
     cache: options.cache,
     persist: options.persist,
     keywordThreadMinPostings: options.keywordThreadMinPostings ?? KEYWORD_THREAD_MIN_POSTINGS,
@@ -289,8 +278,6 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   const { worker: builder, reused } = buildThreads.take();
   const keepMs = options.keepThreadMs ?? BUILD_THREAD_KEEP_MS;
   let columns: RecordColumns | null = null;
-  /** Column segments received so far (`segments` messages, before `columns`). */
-  const segments: Record<SegmentedColumn, string[]> = { ids: [], documents: [], metadata: [] };
   let vectors: Float32Array | null = null;
   let norms: Float32Array | null = null;
   let fromCache: LoadedRecords['fromCache'] = null;
@@ -373,19 +360,13 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
         return;
       }
       if (settled) return;
-      if (m.type === 'segments') {
-        segments[m.column].push(...m.texts);
-        builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
-      } else if (m.type === 'columns') {
-        // The build thread's acks wait for this one too: the thread then reports `built`.
-        builder.postMessage({ type: 'ack' } satisfies IndexWorkerRequest);
+      if (m.type === 'columns') {
         try {
-          if (m.ids.segments.length || m.documents.segments.length || m.metadata.strings.segments.length) throw new Error('the columns message carried segments of its own');
           // Every column was checked by the build thread (index-worker.ts sendColumns): only their ends are checked here.
-          const ids = new TextColumn({ ...m.ids, segments: segments.ids }, { checked: true });
+          const ids = new TextColumn(m.ids, { checked: true });
           // Its entries were checked by the build thread (checkMetadataColumn).
-          const metadata = new MetadataColumn({ ...m.metadata, strings: { ...m.metadata.strings, segments: segments.metadata } }, { checked: true });
-          columns = { ids: new IdIndex(ids, m.idTable), documents: new TextColumn({ ...m.documents, segments: segments.documents }, { checked: true }), metadata, docRow: m.docRow };
+          const metadata = new MetadataColumn(m.metadata, { checked: true });
+          columns = { ids: new IdIndex(ids, m.idTable), documents: new TextColumn(m.documents, { checked: true }), metadata, docRow: m.docRow };
         } catch (err) {
           fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread sent unusable columns: ${(err as Error).message}`, err);
         }

@@ -17,7 +17,7 @@ import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex,
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import { KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
 import { checkMetadataColumn, encodeMetadataColumn, MetadataColumnBuilder, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
-import { buildIdTable, checkTextColumn, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, SEGMENT_CHARS, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
+import { buildIdTable, checkTextColumn, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
 import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
 
@@ -47,24 +47,16 @@ export interface IndexWorkerData {
   pageSize: number;
   /** Pages requested from Chroma ahead of the one being handled (ChromaStore.allRecords). */
   pagesInFlight: number;
-  /** Messages to the event loop sent ahead of their acknowledgements (index-loader.ts MESSAGES_IN_FLIGHT). */
-  messagesInFlight: number;
   /** A keyword index with at least this many postings is sent in shared memory, to be searched on a thread of its own. */
   keywordThreadMinPostings: number;
 }
 
 export type IndexWorkerMessage =
   /**
-   * The next segments of the id or text column (record-columns.ts) or of the metadata dictionary
-   * (metadata-columns.ts), at most SEGMENT_CHARS characters a message (a longer segment alone), all
-   * before `columns`.
-   */
-  | { type: 'segments'; column: SegmentedColumn; texts: string[] }
-  /**
-   * Ids, texts and metadata as columns (record-columns.ts, metadata-columns.ts) without their
-   * segments (sent before it in `segments` messages, so the event loop never copies a whole column
-   * in one task), the id table over them, and per keyword index document its row (-1: not in the
-   * collection). Sent once, before `built`.
+   * Ids, texts and metadata as columns (record-columns.ts, metadata-columns.ts: UTF-8 bytes and
+   * typed arrays, every buffer transferred, so the event loop copies and deserialises no text),
+   * the id table over them, and per keyword index document its row (-1: not in the collection).
+   * Sent once, before `built`.
    */
   | { type: 'columns'; ids: TextColumnData; documents: TextColumnData; metadata: MetadataColumnData; idTable: Int32Array; docRow: Int32Array }
   /** `norms` set (cosine stores): the rows were scaled to unit length and these are their lengths. */
@@ -82,13 +74,10 @@ export type IndexWorkerMessage =
 
 /**
  * From the event loop: `job` starts a build (only on a thread that is new or reported `idle`);
- * `ack` after each message it has taken (a few in flight, so the event loop never has to take
- * many in one task); `persist` once the generation is built: write the cache entry now.
+ * `read` where to read once its Chroma server is up; `persist` once the generation is built:
+ * write the cache entry now.
  */
-export type IndexWorkerRequest = { type: 'job'; data: IndexWorkerData } | { type: 'ack' } | { type: 'persist' } | ({ type: 'read' } & ReadTarget);
-
-/** The columns whose strings come in `segments` messages. */
-export type SegmentedColumn = 'ids' | 'documents' | 'metadata';
+export type IndexWorkerRequest = { type: 'job'; data: IndexWorkerData } | { type: 'persist' } | ({ type: 'read' } & ReadTarget);
 
 /** The thread's own data: its niceness for every build it runs (0: leave it). */
 export interface IndexThreadData {
@@ -113,27 +102,7 @@ if (thread.warm) {
 // The state of the job being run (one at a time; reset by startJob).
 let data: IndexWorkerData;
 let running = false;
-/**
- * Messages for the event loop (segments, columns), at most `messagesInFlight` unacknowledged
- * (why and how many: MESSAGES_IN_FLIGHT in index-loader.ts).
- */
-const outbox: Array<{ message: IndexWorkerMessage; transfer?: ArrayBuffer[] }> = [];
-/** Messages sent and not yet acknowledged. */
-let inFlight = 0;
-let drained: (() => void) | null = null;
 let onPersist: (() => void) | null = null;
-function pump(): void {
-  while (inFlight < data.messagesInFlight) {
-    const next = outbox.shift();
-    if (!next) break;
-    inFlight++;
-    port.postMessage(next.message, next.transfer ?? []);
-  }
-  if (inFlight === 0 && outbox.length === 0) {
-    drained?.();
-    drained = null;
-  }
-}
 /** The read target: from the job, or the event loop's `read` request once its Chroma server is up. */
 let targetKnown: ((t: ReadTarget) => void) | null = null;
 let target: Promise<ReadTarget>;
@@ -143,9 +112,6 @@ port.on('message', (req: IndexWorkerRequest) => {
     const { type: _t, ...t } = req;
     targetKnown?.(t);
     targetKnown = null;
-  } else if (req.type === 'ack') {
-    inFlight = Math.max(0, inFlight - 1);
-    pump();
   } else if (req.type === 'persist') onPersist?.();
 });
 /**
@@ -163,33 +129,8 @@ function sendColumns(idData: TextColumnData, docData: TextColumnData, metaData: 
   const postings = new KeywordPostings(keyword);
   const docRow = new Int32Array(postings.documents);
   for (let d = 0; d < docRow.length; d++) docRow[d] = index.rowOf(postings.idOf(d));
-  // Segments in messages of at most SEGMENT_CHARS characters (each acknowledged), then the
-  // arrays (transferred) with no strings.
-  for (const [column, data] of [['ids', idData], ['documents', docData], ['metadata', metaData.strings]] as const) {
-    let texts: string[] = [];
-    let chars = 0;
-    for (const text of data.segments) {
-      if (texts.length && chars + text.length > SEGMENT_CHARS) {
-        outbox.push({ message: { type: 'segments', column, texts } });
-        texts = [];
-        chars = 0;
-      }
-      texts.push(text);
-      chars += text.length;
-    }
-    if (texts.length) outbox.push({ message: { type: 'segments', column, texts } });
-  }
-  const bare = (c: TextColumnData): TextColumnData => ({ segments: [], segmentOf: c.segmentOf, starts: c.starts });
-  outbox.push({
-    message: { type: 'columns', ids: bare(idData), documents: bare(docData), metadata: { ...metaData, strings: bare(metaData.strings) }, idTable, docRow },
-    transfer: [...columnBuffers(idData), ...columnBuffers(docData), ...metadataBuffers(metaData), idTable.buffer as ArrayBuffer, docRow.buffer as ArrayBuffer],
-  });
-  pump();
-}
-/** Resolves once every queued message has been acknowledged. */
-function allMessagesTaken(): Promise<void> {
-  if (inFlight === 0 && outbox.length === 0) return Promise.resolve();
-  return new Promise((resolve) => (drained = resolve));
+  // Every buffer transferred: the event loop copies no text.
+  port.postMessage({ type: 'columns', ids: idData, documents: docData, metadata: metaData, idTable, docRow } satisfies IndexWorkerMessage, [...columnBuffers(idData), ...columnBuffers(docData), ...metadataBuffers(metaData), idTable.buffer as ArrayBuffer, docRow.buffer as ArrayBuffer]);
 }
 
 /** A chunk's keyword document: its text, and its title from metadata when it has one. */
@@ -338,16 +279,12 @@ function startJob(job: IndexWorkerData): void {
   }
   running = true;
   data = job;
-  outbox.length = 0;
-  inFlight = 0;
-  drained = null;
   onPersist = null;
   toPersist = null;
   targetKnown = null;
   target = job.target ? Promise.resolve(job.target) : new Promise((resolve) => (targetKnown = resolve));
   load().then(
     async (out) => {
-      await allMessagesTaken();
       // Told by the event loop once the generation is built; then this thread is idle.
       const persisting = toPersist !== null;
       if (persisting) {

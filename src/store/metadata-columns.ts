@@ -1,8 +1,8 @@
 /**
  * A generation's metadata as columns: typed arrays and one dictionary of distinct strings instead
  * of one object per record. Built by the index build thread (index-worker.ts) and handed to the
- * event loop like the id and text columns (record-columns.ts): the dictionary's strings in
- * `segments` messages, the arrays transferred. The event loop then neither deserialises nor keeps
+ * event loop like the id and text columns (record-columns.ts): the dictionary's strings as UTF-8
+ * bytes, every buffer transferred. The event loop then neither deserialises nor keeps
  * one object per record, so a swap promotes no per-record objects through its scavenges (10,000
  * records of 4 fields cloned in pages cost the event loop scavenges of 4-11 ms each,
  * `/tmp/s14/clone.mjs` in session 14), and a retired generation leaves no object graph to mark.
@@ -119,7 +119,7 @@ export function encodeMetadataColumn(metadatas: ReadonlyArray<Record<string, unk
   return b.finish();
 }
 
-/** The typed arrays of a column (transfer list; the dictionary's strings are sent on their own). */
+/** The buffers of a column (transfer list). */
 export function metadataBuffers(c: MetadataColumnData): ArrayBuffer[] {
   return [...columnBuffers(c.strings), c.stringTable.buffer, c.rowStart.buffer, c.entryKey.buffer, c.entryKind.buffer, c.entryValue.buffer] as ArrayBuffer[];
 }
@@ -240,6 +240,6 @@ export class MetadataColumn {
   }
 
   get bytes(): number {
-    return this.strings.chars * 2 + this.strings.length * 8 + this.dictionary.bytes + this.rowStart.byteLength + this.entryKey.byteLength + this.entryKind.byteLength + this.entryValue.byteLength;
+    return this.strings.bytes + this.strings.length * 8 + this.dictionary.bytes + this.rowStart.byteLength + this.entryKey.byteLength + this.entryKind.byteLength + this.entryValue.byteLength;
   }
 }

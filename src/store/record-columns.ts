@@ -1,55 +1,62 @@
+import { Buffer } from 'node:buffer';
+
 /**
- * A generation's ids and texts as columns: a few long strings and typed arrays instead of one
- * string per record. Built by the index build thread and sent to the event loop in one message
- * (the strings are copied in one piece, the arrays transferred), so the event loop never
- * deserialises, stores or garbage-collects one object per record for them: 10,000 records as
- * separate strings survived into the old generation in one scavenge of 11-23 ms on the event
- * loop at every swap (`node --trace-gc dist/bench/swap-probe.js`).
+ * A generation's ids and texts as columns: their UTF-8 bytes in a few buffers and typed arrays of
+ * offsets, instead of one string per record. Built by the index build thread and transferred to
+ * the event loop with the rest of the generation (every buffer moves, nothing is copied or
+ * deserialised), so the event loop never copies, stores or garbage-collects one object per
+ * record for them, and makes a string only for a row it returns. 10,000 records as separate
+ * strings survived into the old generation in one scavenge of 11-23 ms on the event loop at every
+ * swap (`node --trace-gc dist/bench/swap-probe.js`); joined strings copied in messages still cost
+ * it 24-46 ms of message deserialisation per swap at 100,000 chunks (session 14's CPU profile).
  *
- * Rows are grouped into segments of at most SEGMENT_ROWS rows and SEGMENT_CHARS characters (a
- * JavaScript string holds at most 2^29 - 24); a row's text is a slice of its segment. The id
- * lookup (`IdTable`) is an open-addressing hash table over the id column, built by the build
- * thread too: the event loop holds no Map entry per record either.
+ * Rows are grouped into segments of at most SEGMENT_ROWS rows and SEGMENT_BYTES bytes (a row
+ * longer than that gets a segment of its own); a row's text is a byte range of its segment. The id
+ * lookup (`IdIndex`) is an open-addressing hash table over the id column's bytes, built by the
+ * build thread too: the event loop holds no Map entry per record either.
+ *
+ * Texts are stored as UTF-8: a lone surrogate (which no text from Chroma can hold: its strings
+ * are Rust strings, valid UTF-8) would come back as U+FFFD.
  */
 
 /** Rows per segment at most. */
 export const SEGMENT_ROWS = 4096;
-/**
- * Characters per segment at most (a row longer than this gets a segment of its own), and per
- * `segments` message from the build thread (index-worker.ts sends segments in messages of up to
- * this many characters; a longer segment alone). The event loop copies a message's strings in one task:
- * 2.3 M characters took it 8-15 ms (one-byte) and 21-24 ms (two-byte) here, so segments stay near
- * 256 K characters (~1-3 ms a message) instead of the whole column in one message (11-14 ms at
- * 10,000 chunks, ten times that at 100,000).
- */
-export const SEGMENT_CHARS = 1 << 18;
+/** Bytes per segment at most (a row longer than this gets a segment of its own). */
+export const SEGMENT_BYTES = 1 << 22;
 
 export interface TextColumnData {
-  /** The texts of consecutive rows, joined. */
-  segments: string[];
+  /** The UTF-8 bytes of consecutive rows, joined (each its own buffer: they are transferred). */
+  segments: Uint8Array[];
   /** Per row: its segment. */
   segmentOf: Uint32Array;
-  /** Per row: where its text starts in its segment (it ends where the next row of that segment starts, or at the segment's end). */
+  /** Per row: the byte where its text starts in its segment (it ends where the next row of that segment starts, or at the segment's end). */
   starts: Uint32Array;
 }
 
+const encoder = new TextEncoder();
+
+/** A string's UTF-8 bytes. */
+export function utf8(s: string): Uint8Array {
+  return encoder.encode(s);
+}
+
 /**
- * A column built row by row. `endPage()` closes the segment being filled: the build thread joins
- * each page's texts as soon as the page is read, so they live on as one long string per page (in
- * V8's large-object space, never copied again) instead of as one string per row that every
- * scavenge of the build copies until the last page is in.
+ * A column built row by row. `endPage()` closes the segment being filled: the build thread closes
+ * one per page read, so each page's texts live on as one buffer (outside the JavaScript heap,
+ * never copied again) instead of as one string per row that every scavenge of the build copies
+ * until the last page is in.
  */
 export class TextColumnBuilder {
-  private readonly segments: string[] = [];
+  private readonly segments: Uint8Array[] = [];
   private readonly segmentOf: Uint32Array;
   private readonly starts: Uint32Array;
   private parts: string[] = [];
-  private chars = 0;
+  private bytes = 0;
   private rows = 0;
 
   constructor(
     capacity: number,
-    private readonly limits: { rows: number; chars: number } = { rows: SEGMENT_ROWS, chars: SEGMENT_CHARS },
+    private readonly limits: { rows: number; bytes: number } = { rows: SEGMENT_ROWS, bytes: SEGMENT_BYTES },
   ) {
     this.segmentOf = new Uint32Array(capacity);
     this.starts = new Uint32Array(capacity);
@@ -57,19 +64,24 @@ export class TextColumnBuilder {
 
   add(text: string): void {
     if (this.rows >= this.segmentOf.length) throw new Error(`a text column built for ${this.segmentOf.length} rows was given more`);
-    if (this.parts.length >= this.limits.rows || (this.parts.length > 0 && this.chars + text.length > this.limits.chars)) this.endPage();
+    const size = Buffer.byteLength(text, 'utf8');
+    if (this.parts.length >= this.limits.rows || (this.parts.length > 0 && this.bytes + size > this.limits.bytes)) this.endPage();
     this.segmentOf[this.rows] = this.segments.length;
-    this.starts[this.rows] = this.chars;
+    this.starts[this.rows] = this.bytes;
     this.parts.push(text);
-    this.chars += text.length;
+    this.bytes += size;
     this.rows++;
   }
 
-  /** Join the rows added since the last segment into one. */
+  /** Encode the rows added since the last segment into one. */
   endPage(): void {
-    if (this.parts.length) this.segments.push(this.parts.join(''));
+    if (this.parts.length) {
+      const segment = encoder.encode(this.parts.join(''));
+      if (segment.length !== this.bytes) throw new Error(`a text column segment encoded to ${segment.length} bytes, its rows to ${this.bytes}`);
+      this.segments.push(segment);
+    }
     this.parts = [];
-    this.chars = 0;
+    this.bytes = 0;
   }
 
   /** The column of the rows added (fewer than the capacity: the arrays are cut to them). */
@@ -84,16 +96,16 @@ export class TextColumnBuilder {
   }
 }
 
-/** Join texts into a column in one go. `limits` for tests. */
-export function encodeTextColumn(texts: readonly string[], limits: { rows: number; chars: number } = { rows: SEGMENT_ROWS, chars: SEGMENT_CHARS }): TextColumnData {
+/** Encode texts into a column in one go. `limits` for tests. */
+export function encodeTextColumn(texts: readonly string[], limits: { rows: number; bytes: number } = { rows: SEGMENT_ROWS, bytes: SEGMENT_BYTES }): TextColumnData {
   const builder = new TextColumnBuilder(texts.length, limits);
   for (const t of texts) builder.add(t);
   return builder.finish();
 }
 
-/** A copy of a column whose arrays can be transferred while this one is kept (the strings are shared). */
+/** A copy of a column that stays usable after this one's buffers are transferred. */
 export function copyColumn(c: TextColumnData): TextColumnData {
-  return { segments: [...c.segments], segmentOf: c.segmentOf.slice(), starts: c.starts.slice() };
+  return { segments: c.segments.map((s) => s.slice()), segmentOf: c.segmentOf.slice(), starts: c.starts.slice() };
 }
 
 /** Every row of a column as its own string. */
@@ -102,9 +114,9 @@ export function columnRows(c: TextColumnData): string[] {
   return Array.from({ length: column.length }, (_, i) => column.get(i));
 }
 
-/** The typed arrays of a column (transfer list). */
+/** The buffers of a column (transfer list), each once. */
 export function columnBuffers(c: TextColumnData): ArrayBuffer[] {
-  return [c.segmentOf.buffer as ArrayBuffer, c.starts.buffer as ArrayBuffer];
+  return [...new Set([...c.segments.map((s) => s.buffer as ArrayBuffer), c.segmentOf.buffer as ArrayBuffer, c.starts.buffer as ArrayBuffer])];
 }
 
 /** Every row of a column points into its segments (what the build thread checks before sending one). */
@@ -127,13 +139,15 @@ function checkTextColumnEnds(c: TextColumnData): void {
 
 export class TextColumn {
   readonly length: number;
-  /** Characters held. */
-  readonly chars: number;
+  /** Bytes held (UTF-8). */
+  readonly bytes: number;
+  /** The segments as Buffers (same memory), for decoding and searching. */
+  private readonly buffers: Buffer[];
 
   /**
    * Checks that every row points into its segments; `checked`: the build thread checked the
    * column (it builds and sends it), so only its ends are checked here: the last row's segment is
-   * the last one received (rows never go back to an earlier segment) and its start lies in it.
+   * the last one (rows never go back to an earlier segment) and its start lies in it.
    * 100,000 rows: ~2 ms a column the event loop does not spend at a swap.
    */
   constructor(
@@ -143,7 +157,8 @@ export class TextColumn {
     this.length = c.segmentOf.length;
     if (options.checked) checkTextColumnEnds(c);
     else checkTextColumn(c);
-    this.chars = c.segments.reduce((n, s) => n + s.length, 0);
+    this.buffers = c.segments.map((s) => Buffer.from(s.buffer, s.byteOffset, s.byteLength));
+    this.bytes = c.segments.reduce((n, s) => n + s.byteLength, 0);
   }
 
   static from(texts: readonly string[]): TextColumn {
@@ -152,11 +167,11 @@ export class TextColumn {
 
   private end(row: number): number {
     const seg = this.c.segmentOf[row]!;
-    return row + 1 < this.length && this.c.segmentOf[row + 1] === seg ? this.c.starts[row + 1]! : this.c.segments[seg]!.length;
+    return row + 1 < this.length && this.c.segmentOf[row + 1] === seg ? this.c.starts[row + 1]! : this.c.segments[seg]!.byteLength;
   }
 
   get(row: number): string {
-    return this.c.segments[this.c.segmentOf[row]!]!.slice(this.c.starts[row]!, this.end(row));
+    return this.buffers[this.c.segmentOf[row]!]!.toString('utf8', this.c.starts[row]!, this.end(row));
   }
 
   /** The rows from..to (exclusive) as strings (exports). */
@@ -166,31 +181,95 @@ export class TextColumn {
     return out;
   }
 
-  /** Whether row `row` holds exactly `s`, without making a string of the row. */
-  equals(row: number, s: string): boolean {
-    const seg = this.c.segments[this.c.segmentOf[row]!]!;
+  /** Whether row `row` holds exactly these bytes, without making a string of the row. */
+  equalsBytes(row: number, bytes: Uint8Array): boolean {
     const start = this.c.starts[row]!;
-    if (this.end(row) - start !== s.length) return false;
-    for (let i = 0; i < s.length; i++) if (seg.charCodeAt(start + i) !== s.charCodeAt(i)) return false;
-    return true;
+    const end = this.end(row);
+    if (end - start !== bytes.length) return false;
+    return this.buffers[this.c.segmentOf[row]!]!.compare(bytes, 0, bytes.length, start, end) === 0;
   }
 
-  /** hashText of row `row`, without making a string of the row. */
+  /** Whether row `row` holds exactly `s`. */
+  equals(row: number, s: string): boolean {
+    return this.equalsBytes(row, utf8(s));
+  }
+
+  /** Whether rows a and b hold the same text. */
+  sameRows(a: number, b: number): boolean {
+    const sa = this.c.starts[a]!;
+    const sb = this.c.starts[b]!;
+    const ea = this.end(a);
+    if (ea - sa !== this.end(b) - sb) return false;
+    return this.buffers[this.c.segmentOf[a]!]!.compare(this.buffers[this.c.segmentOf[b]!]!, sb, sb + (ea - sa), sa, ea) === 0;
+  }
+
+  /** hashBytes of row `row`, without making a string of the row. */
   hash(row: number): number {
-    const seg = this.c.segments[this.c.segmentOf[row]!]!;
-    return hashRange(seg, this.c.starts[row]!, this.end(row));
+    return hashRange(this.c.segments[this.c.segmentOf[row]!]!, this.c.starts[row]!, this.end(row));
+  }
+
+  /**
+   * Rows whose text contains `needle`, as a mask (1: contains), found by searching the segments'
+   * bytes (no string made per row). For well-formed UTF-8 a byte match is a character match (no
+   * encoded character starts inside another); a needle that is not well-formed UTF-16 (a lone
+   * surrogate) is searched row by row as a string. An empty needle is in every row.
+   */
+  containing(needle: string): Uint8Array {
+    const mask = new Uint8Array(this.length);
+    if (needle.length === 0) return mask.fill(1);
+    if (!isWellFormed(needle)) {
+      for (let r = 0; r < this.length; r++) if (this.get(r).includes(needle)) mask[r] = 1;
+      return mask;
+    }
+    const pattern = utf8(needle);
+    // Rows are in segment order: row r's segment is segmentOf[r], non-decreasing.
+    let row = 0;
+    for (let s = 0; s < this.buffers.length && row < this.length; s++) {
+      const buf = this.buffers[s]!;
+      const first = row;
+      while (row < this.length && this.c.segmentOf[row] === s) row++;
+      const last = row; // rows first..last-1 are in segment s
+      let at = buf.indexOf(pattern, 0);
+      let r = first;
+      while (at >= 0 && r < last) {
+        // The row holding byte `at`: the last row of the segment starting at or before it.
+        while (r + 1 < last && this.c.starts[r + 1]! <= at) r++;
+        const end = this.end(r);
+        if (at + pattern.length <= end) mask[r] = 1;
+        // No later match can lie inside row r (it would end past this one's end or be a repeat).
+        if (end >= buf.length) break;
+        at = buf.indexOf(pattern, Math.max(end, at + 1));
+      }
+    }
+    return mask;
   }
 }
 
-/** FNV-1a over UTF-16 code units. */
-function hashRange(s: string, from: number, to: number): number {
+const wellFormed = (String.prototype as { isWellFormed?: () => boolean }).isWellFormed;
+/** No lone surrogates (String.prototype.isWellFormed, Node 20+; a scan where missing). */
+function isWellFormed(s: string): boolean {
+  if (wellFormed) return wellFormed.call(s);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = s.charCodeAt(i + 1);
+      if (!(d >= 0xdc00 && d <= 0xdfff)) return false;
+      i++;
+    } else if (c >= 0xdc00 && c <= 0xdfff) return false;
+  }
+  return true;
+}
+
+/** FNV-1a over bytes. */
+function hashRange(b: Uint8Array, from: number, to: number): number {
   let h = 0x811c9dc5;
-  for (let i = from; i < to; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  for (let i = from; i < to; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
   return h >>> 0;
 }
 
-export function hashText(s: string): number {
-  return hashRange(s, 0, s.length);
+/** The hash an id table files a text under (FNV-1a over its UTF-8 bytes). */
+export function hashBytes(b: Uint8Array): number {
+  return hashRange(b, 0, b.length);
 }
 
 /**
@@ -206,7 +285,7 @@ export function buildIdTable(ids: TextColumn): Int32Array {
     let slot = ids.hash(row) & mask;
     for (;;) {
       const at = table[slot]!;
-      if (at === -1 || ids.equals(at, ids.get(row))) {
+      if (at === -1 || ids.sameRows(at, row)) {
         table[slot] = row;
         break;
       }
@@ -230,11 +309,12 @@ export class IdIndex {
 
   /** The row of `id`, or -1. */
   rowOf(id: string): number {
-    let slot = hashText(id) & this.mask;
+    const bytes = utf8(id);
+    let slot = hashBytes(bytes) & this.mask;
     for (;;) {
       const row = this.table[slot]!;
       if (row === -1) return -1;
-      if (row < this.ids.length && this.ids.equals(row, id)) return row;
+      if (row < this.ids.length && this.ids.equalsBytes(row, bytes)) return row;
       slot = (slot + 1) & this.mask;
     }
   }

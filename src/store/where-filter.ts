@@ -122,24 +122,42 @@ export function compileWhere(where: WhereFilter | undefined | null): MetadataPre
 /** Longest regex pattern accepted (the HTTP layer does not expose $regex; this bounds internal use). */
 const MAX_PATTERN = 1000;
 
+/**
+ * How a whereDocument filter reads a record's document: `text` its text; `contains`, when given, a
+ * faster test of `$contains` for every record at once (a text column searches its bytes:
+ * record-columns.ts `containing`), with the same answers as `text(r).includes(needle)`.
+ */
+export interface DocumentReader<T> {
+  text(record: T): string | null | undefined;
+  contains?(needle: string): (record: T) => boolean;
+}
+
+const plainText: DocumentReader<string | null | undefined> = { text: (t) => t };
+
 /** Compile a `whereDocument` filter once. Undefined matches all. */
 export function compileWhereDocument(where: WhereDocument | undefined | null): DocumentPredicate {
+  return compileWhereDocumentWith(where, plainText);
+}
+
+/** Compile a `whereDocument` filter over records of any shape, read through `doc`. Undefined matches all. */
+export function compileWhereDocumentWith<T>(where: WhereDocument | undefined | null, doc: DocumentReader<T>): (record: T) => boolean {
   if (where === undefined || where === null) return () => true;
   if (typeof where !== 'object' || Array.isArray(where)) throw invalid('a whereDocument filter must be an object');
-  const parts: DocumentPredicate[] = [];
+  const parts: Array<(record: T) => boolean> = [];
   for (const [key, arg] of Object.entries(where)) {
     switch (key) {
       case '$and':
       case '$or': {
         if (!Array.isArray(arg) || arg.length === 0) throw invalid(`whereDocument ${key} needs a non-empty list of filters`);
-        const subs = arg.map((c) => compileWhereDocument(c as WhereDocument));
-        parts.push(key === '$and' ? (t) => subs.every((p) => p(t)) : (t) => subs.some((p) => p(t)));
+        const subs = arg.map((c) => compileWhereDocumentWith(c as WhereDocument, doc));
+        parts.push(key === '$and' ? (r) => subs.every((p) => p(r)) : (r) => subs.some((p) => p(r)));
         break;
       }
       case '$contains':
       case '$not_contains': {
         if (typeof arg !== 'string') throw invalid(`whereDocument ${key} needs a string`);
-        parts.push(key === '$contains' ? (t) => (t ?? '').includes(arg) : (t) => !(t ?? '').includes(arg));
+        const has = doc.contains ? doc.contains(arg) : (r: T) => (doc.text(r) ?? '').includes(arg);
+        parts.push(key === '$contains' ? has : (r) => !has(r));
         break;
       }
       case '$regex':
@@ -152,7 +170,7 @@ export function compileWhereDocument(where: WhereDocument | undefined | null): D
           if (cause instanceof RagError) throw cause;
           throw new RagError('RAG_STORE_FILTER_INVALID', `whereDocument ${key}: invalid pattern: ${(cause as Error).message}`, { cause });
         }
-        parts.push(key === '$regex' ? (t) => re.test(t ?? '') : (t) => !re.test(t ?? ''));
+        parts.push(key === '$regex' ? (r) => re.test(doc.text(r) ?? '') : (r) => !re.test(doc.text(r) ?? ''));
         break;
       }
       default:
@@ -161,7 +179,7 @@ export function compileWhereDocument(where: WhereDocument | undefined | null): D
   }
   if (parts.length === 0) throw invalid('whereDocument must not be empty');
   if (parts.length === 1) return parts[0]!;
-  return (t) => parts.every((p) => p(t));
+  return (r) => parts.every((p) => p(r));
 }
 
 /** A record filter over both parts; null when nothing filters (the fast path). */
@@ -180,22 +198,22 @@ export function compileRecordFilter(
 
 /**
  * A filter over records of any shape: `fields` reads metadata fields, `text` the document (read
- * only when a whereDocument filter is given). Null when nothing filters (the fast path).
+ * only when a whereDocument filter is given; a DocumentReader to search a whole column at once).
+ * Null when nothing filters (the fast path).
  */
 export function compileRowFilter<T>(
   where: WhereFilter | undefined | null,
   whereDocument: WhereDocument | undefined | null,
   fields: FieldReader<T>,
-  text: (record: T) => string | null | undefined,
+  text: ((record: T) => string | null | undefined) | DocumentReader<T>,
 ): ((record: T) => boolean) | null {
   const hasWhere = where != null && Object.keys(where).length > 0;
   const hasDoc = whereDocument != null;
   if (!hasWhere && !hasDoc) return null;
   const w = hasWhere ? compileWhereWith(where, fields) : null;
-  const d = hasDoc ? compileWhereDocument(whereDocument) : null;
-  if (w && d) return (r) => w(r) && d(text(r));
-  if (w) return w;
-  return (r) => d!(text(r));
+  const d = hasDoc ? compileWhereDocumentWith(whereDocument, typeof text === 'function' ? { text } : text) : null;
+  if (w && d) return (r) => w(r) && d(r);
+  return w ?? d;
 }
 
 /** Rust regex's `\w`: Unicode word characters. */

@@ -9,10 +9,10 @@ import { ChromaBackend } from '../../src/store/chroma-backend.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore, type DistanceSpace } from '../../src/store/chroma-store.js';
 import { InProcessBackend } from '../../src/store/in-process-backend.js';
-import { loadRecords, MESSAGES_IN_FLIGHT } from '../../src/store/index-loader.js';
+import { loadRecords } from '../../src/store/index-loader.js';
 import { NicedThreadHandle, nicedSpawnerTids } from '../../src/niced-thread.js';
 import { normalizeRows, VectorMatrix } from '../../src/store/vector-scan.js';
-import { SEGMENT_CHARS } from '../../src/store/record-columns.js';
+import { SEGMENT_BYTES } from '../../src/store/record-columns.js';
 import { niceFromStat } from '../../src/store/thread-nice.js';
 
 /**
@@ -371,71 +371,11 @@ describe('build threads are kept between builds', () => {
   }, 250_000);
 });
 
-describe('messages to the event loop overlap their round trips, within a bound', () => {
-  it('with acknowledgements delayed, the build thread has exactly MESSAGES_IN_FLIGHT messages unacknowledged, never more', async () => {
-    const counted = new Set(['segments', 'columns']);
-    // 300 texts of ~8,000 characters: ~10 segment messages of documents, besides ids, metadata and the columns.
-    const n = 300;
-    const texts = Array.from({ length: n }, (_, i) => `${WORDS[i % 8]} ${i} ${'lorem ipsum dolor sit amet '.repeat(300)}`);
-    const c = await ChromaStore.client(server.url).createCollection({ name: 'many-segments', embeddingFunction: null, configuration: { hnsw: { space: 'cosine' } } });
-    await c.add({ ids: texts.map((_, i) => `m-${i}`), embeddings: texts.map((_, i) => Array.from({ length: D }, (_, j) => ((i + j) % 5) + 1)), documents: texts, metadatas: texts.map((_, i) => ({ i })) });
-    let outstanding = 0;
-    let max = 0;
-    let received = 0;
-    const emit = NicedThreadHandle.prototype.emit;
-    const post = NicedThreadHandle.prototype.postMessage;
-    NicedThreadHandle.prototype.emit = function (this: NicedThreadHandle, event: string | symbol, ...args: unknown[]) {
-      const m = args[0] as { type?: string } | undefined;
-      if (event === 'message' && m?.type && counted.has(m.type)) {
-        received++;
-        max = Math.max(max, ++outstanding);
-      }
-      return emit.call(this, event, ...args);
-    } as typeof emit;
-    // An event loop slow to answer: acknowledgements are held until the window is full (then 50 ms
-    // more, for a message beyond it to show), or until no message came for 1 s (the last ones).
-    const held: Array<() => void> = [];
-    let release: NodeJS.Timeout | null = null;
-    const releaseIn = (ms: number) => {
-      if (release) clearTimeout(release);
-      release = setTimeout(() => {
-        release = null;
-        for (const send of held.splice(0)) send();
-      }, ms);
-    };
-    NicedThreadHandle.prototype.postMessage = function (this: NicedThreadHandle, value: unknown, transfer?: readonly Transferable[]) {
-      if ((value as { type?: string } | null)?.type === 'ack') {
-        held.push(() => {
-          outstanding--;
-          post.call(this, value, transfer);
-        });
-        releaseIn(outstanding >= MESSAGES_IN_FLIGHT ? 50 : 1000);
-        return;
-      }
-      post.call(this, value, transfer);
-    };
-    let records;
-    try {
-      records = await loadRecords({ target: { url: server.url, collection: 'many-segments', count: n, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000, pageSize: 1000, keepThreadMs: 0 });
-    } finally {
-      NicedThreadHandle.prototype.emit = emit;
-      NicedThreadHandle.prototype.postMessage = post;
-      if (release) clearTimeout(release);
-    }
-    await records.keyword.close();
-    expect(records.columns!.ids.ids.length).toBe(n);
-    expect(received).toBeGreaterThan(MESSAGES_IN_FLIGHT * 2); // the segments and the columns
-    // Round trips overlap (more than one message waits for the loop's answer), up to the bound.
-    expect(max).toBeGreaterThan(1);
-    expect(max).toBe(MESSAGES_IN_FLIGHT);
-  });
-});
-
-describe('the event loop never takes a whole text or metadata column in one message', () => {
-  it('texts and metadata strings arrive in messages of <= SEGMENT_CHARS (or one longer row alone); the columns message carries none; every row comes back', async () => {
+describe('the event loop copies no text: ids, texts and metadata come as transferred bytes', () => {
+  it('no message from the build thread carries a string of text; every row comes back, a row longer than a segment and two-byte texts among them', async () => {
     const n = 300;
     // 300 rows of ~2,000 characters (two-byte ones among them) and one row longer than a segment.
-    const long = 'ü'.repeat(SEGMENT_CHARS + 50_000);
+    const long = 'ü'.repeat(SEGMENT_BYTES / 2 + 50_000);
     const texts = Array.from({ length: n }, (_, i) => (i === 150 ? long : `${WORDS[i % 8]} ${i} ${'lorem ipsum dolor — sit amet '.repeat(70)}`));
     // Metadata with ~900 K characters of distinct strings (its dictionary is segmented the same way).
     const notes = texts.map((_, i) => ({ i, note: `${i} ${'ö'.repeat(3000)}`, kind: i % 2 ? 'odd' : 'even' }));
@@ -464,11 +404,11 @@ describe('the event loop never takes a whole text or metadata column in one mess
     expect(docs.length).toBe(n);
     const metadata = records.columns!.metadata;
     expect(Array.from({ length: n }, (_, r) => metadata.get(r))).toEqual(expect.arrayContaining(notes));
-    const segments = seen.filter((s) => s.type === 'segments');
-    expect(segments.length).toBeGreaterThanOrEqual(8); // ~600 K characters of texts besides the long row, ~900 K of metadata
-    // Each message's text is at most SEGMENT_CHARS, or the one row longer than that (a segment, and a message, of its own).
-    expect(seen.filter((s) => s.chars !== long.length && s.chars > SEGMENT_CHARS)).toEqual([]);
-    expect(seen.filter((s) => s.chars > SEGMENT_CHARS).map((s) => s.type)).toEqual(['segments']);
-    expect(seen.find((s) => s.type === 'columns')!.chars).toBe(0);
+    // The columns came in one message, with no string in it: texts and the metadata dictionary are bytes.
+    expect(seen.filter((s) => s.type === 'columns').map((s) => s.chars)).toEqual([0]);
+    expect(seen.filter((s) => s.type !== 'failed' && s.type !== 'cached').reduce((a, s) => a + s.chars, 0)).toBeLessThan(1000);
+    // The long row (over SEGMENT_BYTES: a segment of its own) whole.
+    const row150 = Array.from({ length: n }, (_, r) => ids.get(r)).indexOf('t-150');
+    expect(docs.get(row150)).toBe(long);
   });
 });

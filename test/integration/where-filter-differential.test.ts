@@ -7,14 +7,16 @@ import { createSilentLogger } from '../../src/observability/logger.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore } from '../../src/store/chroma-store.js';
 import { MetadataColumn } from '../../src/store/metadata-columns.js';
+import { encodeTextColumn, TextColumn } from '../../src/store/record-columns.js';
 import { compileRowFilter, compileWhere, compileWhereDocument, type WhereDocument, type WhereFilter } from '../../src/store/where-filter.js';
 
 /**
  * The in-process filter against the real Chroma server on the same records: a few hundred
  * randomised where / whereDocument filters (fixed seed), identical id sets required. Each filter
- * runs twice in process, over metadata objects and over a metadata column (metadata-columns.ts,
- * what an in-process generation holds) made from the records as Chroma gives them back; both
- * must give Chroma's ids.
+ * runs twice in process, over metadata objects and texts, and over a metadata column
+ * (metadata-columns.ts) and a text column searched by its bytes (record-columns.ts `containing`,
+ * in small segments), what an in-process generation holds, made from the records as Chroma gives
+ * them back; both must give Chroma's ids.
  */
 const logger = createSilentLogger();
 const WORDS = ['alpha', 'Beta', 'gamma', 'delta', 'retry', 'Retry', 'queue', 'worker', 'x-1', 'HQ-E1042', 'naïve', 'café'];
@@ -99,6 +101,8 @@ let dir: string;
 let rows: Row[];
 /** The records' metadata as read back from Chroma, as a column (row i = rows[i]). */
 let column: MetadataColumn;
+/** The records' documents as read back from Chroma, as a text column (row i = rows[i]). */
+let documents: TextColumn;
 let collection: Awaited<ReturnType<ReturnType<typeof ChromaStore.client>['getCollection']>>;
 
 beforeAll(async () => {
@@ -114,9 +118,11 @@ beforeAll(async () => {
     documents: rows.map((r) => r.text),
     metadatas: rows.map((r) => r.metadata),
   });
-  const back = await collection.get({ ids: rows.map((r) => r.id), include: ['metadatas'] as never });
+  const back = await collection.get({ ids: rows.map((r) => r.id), include: ['metadatas', 'documents'] as never });
   const byId = new Map(back.ids.map((id, i) => [id, back.metadatas[i] as Record<string, unknown> | null]));
   column = MetadataColumn.from(rows.map((r) => byId.get(r.id)));
+  const textOf = new Map(back.ids.map((id, i) => [id, back.documents[i] ?? '']));
+  documents = new TextColumn(encodeTextColumn(rows.map((r) => textOf.get(r.id)!), { rows: 16, bytes: 200 }));
 });
 afterAll(async () => {
   await server?.stop();
@@ -138,9 +144,15 @@ function localIds(w: WhereFilter | undefined, d: WhereDocument | undefined): str
     const pw = compileWhere(w);
     const pd = compileWhereDocument(d);
     const fromObjects = rows.filter((r) => pw(r.metadata) && pd(r.text)).map((r) => r.id).sort();
-    const byRow = compileRowFilter<number>(w, d, (field) => column.field(field), (r) => rows[r]!.text);
+    const byRow = compileRowFilter<number>(w, d, (field) => column.field(field), {
+      text: (r) => documents.get(r),
+      contains: (needle) => {
+        const has = documents.containing(needle);
+        return (r) => has[r] === 1;
+      },
+    });
     const fromColumn = rows.filter((_, r) => !byRow || byRow(r)).map((r) => r.id).sort();
-    expect(fromColumn, `the metadata column disagrees with the objects on ${JSON.stringify({ w, d })}`).toEqual(fromObjects);
+    expect(fromColumn, `the columns disagree with the objects on ${JSON.stringify({ w, d })}`).toEqual(fromObjects);
     return fromObjects;
   } catch (err) {
     if ((err as { code?: string }).code === 'RAG_STORE_FILTER_INVALID') return 'rejected';

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { buildIdTable, columnRows, copyColumn, encodeTextColumn, IdIndex, TextColumn, TextColumnBuilder } from '../../src/store/record-columns.js';
+import fc from 'fast-check';
+import { buildIdTable, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, TextColumn, TextColumnBuilder, utf8 } from '../../src/store/record-columns.js';
 
 /** Texts of every kind a store can hold: empty, one-byte, two-byte, surrogate pairs, long. */
 function texts(n: number): string[] {
-  const kinds = ['', 'a', 'plain ascii text', 'café ünïcödé', '日本語のテキスト', 'emoji 🙂 pair 𝄞', 'x'.repeat(500)];
+  const kinds = ['', 'a', 'plain ascii text', 'café ünïcödé', '日本語のテキスト', 'emoji 🙂 pair 𝄞', 'x'.repeat(500), '\uFEFFa byte order mark first', 'nul \0 inside'];
   return Array.from({ length: n }, (_, i) => `${kinds[i % kinds.length]}${i % 3 === 0 ? '' : ` #${i}`}`);
 }
 
@@ -13,15 +14,15 @@ describe('text columns', () => {
     const col = TextColumn.from(t);
     expect(col.length).toBe(t.length);
     for (let i = 0; i < t.length; i++) expect(col.get(i)).toBe(t[i]);
-    expect(col.chars).toBe(t.reduce((n, s) => n + s.length, 0));
+    expect(col.bytes).toBe(t.reduce((n, s) => n + Buffer.byteLength(s), 0));
     expect(col.slice(4094, 4099)).toEqual(t.slice(4094, 4099));
     expect(col.slice(9998, 20_000)).toEqual(t.slice(9998));
   });
 
-  it('start a new segment at the row or character limit; a row longer than the limit gets a segment of its own; empty rows and an empty column work', () => {
-    const t = ['abc', '', 'defgh', 'x'.repeat(25), '', 'ij', 'k', 'lmnopqrstu', ''];
-    const data = encodeTextColumn(t, { rows: 3, chars: 10 });
-    expect(data.segments.every((s, i) => s.length <= 10 || data.segmentOf.filter((x) => x === i).length === 1)).toBe(true);
+  it('start a new segment at the row or byte limit; a row longer than the limit gets a segment of its own; empty rows and an empty column work', () => {
+    const t = ['abc', '', 'défgh', 'x'.repeat(25), '', 'ij', 'k', 'lmnopqrstu', ''];
+    const data = encodeTextColumn(t, { rows: 3, bytes: 10 });
+    expect(data.segments.every((s, i) => s.byteLength <= 10 || data.segmentOf.filter((x) => x === i).length === 1)).toBe(true);
     expect(Math.max(...data.segmentOf)).toBeGreaterThanOrEqual(3);
     const col = new TextColumn(data);
     expect(t.map((_, i) => col.get(i))).toEqual(t);
@@ -47,28 +48,32 @@ describe('text columns', () => {
     expect(columnRows(data)).toEqual(t);
     // A copy keeps its rows after the original's arrays are transferred (detached).
     const copy = copyColumn(data);
-    structuredClone(data, { transfer: [data.segmentOf.buffer as ArrayBuffer, data.starts.buffer as ArrayBuffer] });
+    const moved = structuredClone(data, { transfer: columnBuffers(data) });
     expect(data.segmentOf.length).toBe(0);
+    expect(data.segments.every((s) => s.byteLength === 0)).toBe(true); // the texts moved too, not copied
+    expect(columnRows(moved)).toEqual(t);
     expect(columnRows(copy)).toEqual(t);
     const full = new TextColumnBuilder(2);
     full.add('a');
     full.add('b');
     expect(() => full.add('c')).toThrow(/built for 2 rows/);
     // The limits still hold inside a page.
-    const small = new TextColumnBuilder(5, { rows: 2, chars: 100 });
-    for (const x of ['a', 'b', 'c', 'd', 'e']) small.add(x);
-    expect(small.finish().segments).toEqual(['ab', 'cd', 'e']);
+    const small = new TextColumnBuilder(5, { rows: 2, bytes: 100 });
+    for (const x of ['a', 'b', 'c', 'd', 'é']) small.add(x);
+    expect(small.finish().segments.map((b) => Buffer.from(b).toString())).toEqual(['ab', 'cd', 'é']);
   });
 
   it('reject a column whose arrays disagree', () => {
-    expect(() => new TextColumn({ segments: ['ab'], segmentOf: new Uint32Array(2), starts: new Uint32Array(1) })).toThrow(/one start per row/);
+    expect(() => new TextColumn({ segments: [utf8('ab')], segmentOf: new Uint32Array(2), starts: new Uint32Array(1) })).toThrow(/one start per row/);
+    expect(() => new TextColumn({ segments: [utf8('ab')], segmentOf: new Uint32Array([0, 1]), starts: new Uint32Array(2) })).toThrow(/row 1 .*outside/);
+    expect(() => new TextColumn({ segments: [utf8('ab')], segmentOf: new Uint32Array(1), starts: new Uint32Array([3]) })).toThrow(/row 0 .*outside/);
   });
 });
 
 describe('text columns the build thread checked (the event loop checks their ends only)', () => {
   it('take a column whose last row ends its segments; refuse one with segments missing or to spare, or a last row past its segment', () => {
     const t = texts(5_000);
-    const data = encodeTextColumn(t, { rows: 1000, chars: 1 << 30 });
+    const data = encodeTextColumn(t, { rows: 1000, bytes: 1 << 30 });
     const checked = new TextColumn(data, { checked: true });
     expect(columnRows(data)).toEqual(t);
     expect(checked.get(4_999)).toBe(t[4_999]);
@@ -79,12 +84,47 @@ describe('text columns the build thread checked (the event loop checks their end
       return () => new TextColumn(d, { checked: true });
     };
     expect(bad((d) => d.segments.pop())).toThrow(/does not end its/); // a segments message lost
-    expect(bad((d) => d.segments.push('extra'))).toThrow(/does not end its/); // one too many
+    expect(bad((d) => d.segments.push(utf8('extra')))).toThrow(/does not end its/); // one too many
     expect(bad((d) => (d.starts[4_999] = 1e9))).toThrow(/does not end its/);
     // A row in the middle is trusted to the build thread's check (the full check still refuses it).
     const middle = { segments: data.segments, segmentOf: data.segmentOf.slice(), starts: data.starts.slice() };
     middle.segmentOf[10] = 99;
     expect(() => new TextColumn(middle)).toThrow(/row 10/);
+  });
+});
+
+describe('substring search over a column (whereDocument $contains)', () => {
+  const rowsWith = (col: TextColumn, needle: string) => Array.from(col.containing(needle)).flatMap((m, r) => (m ? [r] : []));
+  const rowsIncluding = (t: string[], needle: string) => t.flatMap((s, r) => (s.includes(needle) ? [r] : []));
+
+  it('finds the rows a string search finds: within rows, never across two, at row and segment edges, multibyte and empty rows, repeated matches', () => {
+    const t = ['abc', '', 'cab', 'ab', 'c', 'aaa', 'xaay', 'aa', 'é', 'café', 'e\u0301', '🙂🙂', '', 'ab'];
+    const col = new TextColumn(encodeTextColumn(t, { rows: 4, bytes: 8 }));
+    for (const needle of ['ab', 'ca', 'bc', 'abc', 'a', 'aa', 'aaa', 'aaaa', 'é', 'e', 'f', '🙂', '🙂🙂', '\uD83D\uDE42', 'xyz', 'cab' + 'ab', 'c' + 'aaa', '\u0301', 'b']) {
+      expect(rowsWith(col, needle), needle).toEqual(rowsIncluding(t, needle));
+    }
+  });
+
+  it('an empty needle is in every row; a needle with a lone surrogate (not UTF-8) is searched as a string and found nowhere', () => {
+    const t = ['a', '', 'b\uFFFDc'];
+    const col = TextColumn.from(t);
+    expect(rowsWith(col, '')).toEqual([0, 1, 2]);
+    // U+FFFD is what a lone surrogate would encode to: a byte search would wrongly match row 2.
+    expect(rowsWith(col, '\uD800')).toEqual([]);
+    expect(rowsWith(col, '\uFFFD')).toEqual([2]);
+    expect(rowsWith(TextColumn.from([]), 'a')).toEqual([]);
+  });
+
+  it('agrees with String.includes on random columns and needles (fast-check, fixed seed)', () => {
+    const ch = fc.constantFrom('a', 'b', 'ab', 'é', '日', '🙂', ' ', '\u0301');
+    const text = fc.array(ch, { maxLength: 12 }).map((a) => a.join(''));
+    fc.assert(
+      fc.property(fc.array(text, { maxLength: 40 }), fc.array(text.filter((n) => n.length > 0), { minLength: 1, maxLength: 5 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 40 }), (t, needles, rows, bytes) => {
+        const col = new TextColumn(encodeTextColumn(t, { rows, bytes }));
+        for (const n of needles) expect(rowsWith(col, n)).toEqual(rowsIncluding(t, n));
+      }),
+      { seed: 15, numRuns: 400 },
+    );
   });
 });
 
