@@ -2,7 +2,7 @@
  * `npm run swap-probe [-- --chunks 10000 --swaps 5 --load 0 --standby-ms N]`: write-finished -> serving for a few
  * store swaps, with the build phases of each (the numbers behind "0.75 s idle"). --load N keeps N
  * connections on /v1/retrieve while swapping. Prints main-thread stalls over 20 ms per swap (gaps in a
- * 1 ms timer) and the process RSS after the first and the last swap (`--swaps 100`: the leak check).
+ * 1 ms timer, from CURRENT's rename to 800 ms after serving) and the process RSS after the first and the last swap (`--swaps 100`: the leak check).
  * The service runs in this process: `npm run swap-probe` gives it two malloc arenas as `npm start` does;
  * run with `node` directly, set MALLOC_ARENA_MAX yourself.
  */
@@ -71,6 +71,9 @@ async function main() {
       const a = svc.manager.status().history.find((h) => h.storeVersion === v && h.outcome === 'accepted')!;
       if (!quiet || i === 1 || i === Number(values.swaps)) console.log(`${v}: serving ${Date.now() - t} ms after CURRENT was renamed; build ${a.durationMs} ms ${JSON.stringify(a.phases)} store ${JSON.stringify(svc.manager.current?.store.phases)}; stalls >20 ms (offset+ms): ${stalls.join(' ') || 'none'}`);
       await new Promise((r) => setTimeout(r, 800));
+      // Stalls are counted from CURRENT's rename to 800 ms after serving: not the full collection
+      // below, which the ticker would otherwise report against the next swap (~serving + 800 ms).
+      swapStart = 0;
       // With --expose-gc, a full collection first: what stays is retained, not garbage not yet collected.
       (globalThis as { gc?: () => void }).gc?.();
       const mem = process.memoryUsage();

@@ -15,7 +15,7 @@ import { RagError, toRagError } from '../errors.js';
 import { threadPort } from '../niced-thread.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
-import { KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
+import { PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
 import { checkMetadataColumn, encodeMetadataColumn, MetadataColumnBuilder, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
 import { buildIdTable, checkTextColumn, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
 import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
@@ -126,9 +126,9 @@ function sendColumns(idData: TextColumnData, docData: TextColumnData, metaData: 
   // Checked here, at low priority (the ids by their TextColumn above): the event loop takes the columns with their ends checked only.
   checkTextColumn(docData);
   checkMetadataColumn(metaData);
-  const postings = new KeywordPostings(keyword);
-  const docRow = new Int32Array(postings.documents);
-  for (let d = 0; d < docRow.length; d++) docRow[d] = index.rowOf(postings.idOf(d));
+  // Each keyword document's id, as the UTF-8 bytes the compiled index keeps, looked up without a string.
+  const docRow = new Int32Array(keyword.idStart.length - 1);
+  for (let d = 0; d < docRow.length; d++) docRow[d] = index.rowOfBytes(keyword.idBytes, keyword.idStart[d]!, keyword.idStart[d + 1]!);
   // Every buffer transferred: the event loop copies no text.
   port.postMessage({ type: 'columns', ids: idData, documents: docData, metadata: metaData, idTable, docRow } satisfies IndexWorkerMessage, [...columnBuffers(idData), ...columnBuffers(docData), ...metadataBuffers(metaData), idTable.buffer as ArrayBuffer, docRow.buffer as ArrayBuffer]);
 }

@@ -181,12 +181,12 @@ export class TextColumn {
     return out;
   }
 
-  /** Whether row `row` holds exactly these bytes, without making a string of the row. */
-  equalsBytes(row: number, bytes: Uint8Array): boolean {
+  /** Whether row `row` holds exactly the bytes `bytes[from..to)`, without making a string of the row. */
+  equalsBytes(row: number, bytes: Uint8Array, from = 0, to = bytes.length): boolean {
     const start = this.c.starts[row]!;
     const end = this.end(row);
-    if (end - start !== bytes.length) return false;
-    return this.buffers[this.c.segmentOf[row]!]!.compare(bytes, 0, bytes.length, start, end) === 0;
+    if (end - start !== to - from) return false;
+    return this.buffers[this.c.segmentOf[row]!]!.compare(bytes, from, to, start, end) === 0;
   }
 
   /** Whether row `row` holds exactly `s`. */
@@ -310,11 +310,16 @@ export class IdIndex {
   /** The row of `id`, or -1. */
   rowOf(id: string): number {
     const bytes = utf8(id);
-    let slot = hashBytes(bytes) & this.mask;
+    return this.rowOfBytes(bytes, 0, bytes.length);
+  }
+
+  /** The row of the id whose UTF-8 bytes are `bytes[from..to)`, or -1 (no string made). */
+  rowOfBytes(bytes: Uint8Array, from: number, to: number): number {
+    let slot = hashRange(bytes, from, to) & this.mask;
     for (;;) {
       const row = this.table[slot]!;
       if (row === -1) return -1;
-      if (row < this.ids.length && this.ids.equalsBytes(row, bytes)) return row;
+      if (row < this.ids.length && this.ids.equalsBytes(row, bytes, from, to)) return row;
       slot = (slot + 1) & this.mask;
     }
   }

@@ -83,7 +83,7 @@ describe('text columns the build thread checked (the event loop checks their end
       spoil(d);
       return () => new TextColumn(d, { checked: true });
     };
-    expect(bad((d) => d.segments.pop())).toThrow(/does not end its/); // a segments message lost
+    expect(bad((d) => d.segments.pop())).toThrow(/does not end its/); // a segment lost
     expect(bad((d) => d.segments.push(utf8('extra')))).toThrow(/does not end its/); // one too many
     expect(bad((d) => (d.starts[4_999] = 1e9))).toThrow(/does not end its/);
     // A row in the middle is trusted to the build thread's check (the full check still refuses it).
@@ -140,6 +140,15 @@ describe('id index', () => {
       if (!last.has(missing)) expect(index.rowOf(missing)).toBe(-1);
     }
     expect(index.rowOf('dup')).toBe(ids.length - 1);
+    // By bytes inside a larger buffer (the keyword index's UTF-8 ids), with the same answers.
+    const blob = Buffer.from(`<${ids.join('|')}>`);
+    let at = 1;
+    for (const [i, id] of ids.entries()) {
+      const len = Buffer.byteLength(id);
+      expect(index.rowOfBytes(blob, at, at + len)).toBe(last.get(id));
+      if (i % 100 === 1) expect(index.rowOfBytes(blob, at, at + len + 1)).toBe(-1); // with the separator after it
+      at += len + 1;
+    }
   });
 
   it('refuses a table that is not a power of two longer than its column (a lookup must always reach an empty slot)', () => {
