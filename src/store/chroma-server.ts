@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
 import { RagError } from '../errors.js';
+import { forgetOrigin } from './fetch-origins.js';
 import type { Logger } from '../observability/logger.js';
 import { resolveChromaRuntime } from './chroma-runtime.js';
 import { prepareStandby, spawnOwned, type OwnedChild } from './spawner.js';
@@ -288,12 +289,15 @@ export class ChromaServer extends EventEmitter {
       exited = true;
       exitInfo = signal ? `signal ${signal}` : `code ${code}`;
       liveChildren.delete(child);
+      // fetch's pool for this child's origin would otherwise stay for the life of the process (fetch-origins.ts).
+      forgetOrigin(`http://${this.host}:${port}`);
       if (this.child === child) this.onChildExit(code, signal);
     });
     child.once('error', (err) => {
       exited = true;
       exitInfo = err.message;
       liveChildren.delete(child);
+      forgetOrigin(`http://${this.host}:${port}`);
     });
 
     const deadline = Date.now() + this.startTimeoutMs;

@@ -20,6 +20,7 @@ import { checkMetadataColumn, encodeMetadataColumn, MetadataColumnBuilder, metad
 import { buildIdTable, checkTextColumn, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
 import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
 import { normalizeRows, packRows } from './vector-scan.js';
+import { forgetOrigin } from './fetch-origins.js';
 
 /** Where to read the records from, and what the collection was counted to hold. */
 export interface ReadTarget {
@@ -283,7 +284,9 @@ function startJob(job: IndexWorkerData): void {
   toPersist = null;
   targetKnown = null;
   target = job.target ? Promise.resolve(job.target) : new Promise((resolve) => (targetKnown = resolve));
-  load().then(
+  // The loader child is gone after this job: its fetch pool would stay in this thread for its later builds (fetch-origins.ts).
+  const done = () => void target.then((t) => forgetOrigin(t.url)).catch(() => undefined);
+  load().finally(done).then(
     async (out) => {
       // Told by the event loop once the generation is built; then this thread is idle.
       const persisting = toPersist !== null;
