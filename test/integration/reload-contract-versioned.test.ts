@@ -203,15 +203,19 @@ describe('reload contract: versioned layout', () => {
 
   it('the served version folder deleted: rejected (CURRENT names a missing folder); the snapshot keeps serving', async () => {
     // `rm -r` is not atomic: on a loaded machine the watcher can settle on the half-deleted folder
-    // first (rejected as RAG_STORE_FILE_MISSING, also right for that moment); the deleted folder's
-    // own verdict follows.
+    // first (rejected as RAG_STORE_FILE_MISSING, or another store error, also right for that
+    // moment); the deleted folder's own verdict follows.
     const before = await c.lastId();
     await rm(join(svc.dirs.store, serving), { recursive: true, force: true });
     type Attempt = { id: number; outcome: string; error: { code: string; message: string } };
     const attempt: Attempt = await waitFor(async () => ((await c.status()).history as Attempt[]).find((a) => a.id > before && a.outcome === 'rejected' && a.error.code === 'RAG_STORE_NOT_FOUND'), 30_000, 'the rejection of the deleted folder');
     expect(attempt.error.message).toMatch(/does not exist/);
-    const rejected = ((await c.status()).history as Attempt[]).filter((a) => a.id > before);
-    expect(rejected.every((a) => a.outcome === 'rejected' && ['RAG_STORE_NOT_FOUND', 'RAG_STORE_FILE_MISSING'].includes(a.error.code))).toBe(true);
+    // Nothing in between was served: every attempt since the rm was refused with a store error, or
+    // superseded / found unchanged while the folder was still going (seen once in CI: an attempt that
+    // was neither of the two rejections; what it was is printed if it happens again).
+    const since = ((await c.status()).history as Attempt[]).filter((a) => a.id > before);
+    const unexpected = since.filter((a) => !(a.outcome === 'rejected' ? /^RAG_STORE_/.test(a.error.code) : ['superseded', 'unchanged'].includes(a.outcome)));
+    expect(unexpected, JSON.stringify(unexpected)).toEqual([]);
     await c.expectServing(serving);
     expect((await c.status()).ready).toBe(true);
   });
