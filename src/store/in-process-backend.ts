@@ -65,14 +65,7 @@ export class InProcessBackend implements RetrievalBackend {
     // A field is read from the metadata column, a text decoded from its column, only when the
     // filter reads it; $contains searches the column's bytes once for all rows.
     const metadata = this.metadata;
-    const documents = this.documents;
-    return compileRowFilter<number>(where, whereDocument, (field) => metadata.field(field), {
-      text: (r) => documents.get(r),
-      contains: (needle) => {
-        const rows = documents.containing(needle);
-        return (r) => rows[r] === 1;
-      },
-    });
+    return compileRowFilter<number>(where, whereDocument, (field) => metadata.field(field), this.documents.documentReader());
   }
 
   /** Rows passing the filters (1) or not (0); null when nothing filters. */

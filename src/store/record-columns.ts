@@ -189,11 +189,6 @@ export class TextColumn {
     return this.buffers[this.c.segmentOf[row]!]!.compare(bytes, from, to, start, end) === 0;
   }
 
-  /** Whether row `row` holds exactly `s`. */
-  equals(row: number, s: string): boolean {
-    return this.equalsBytes(row, utf8(s));
-  }
-
   /** Whether rows a and b hold the same text. */
   sameRows(a: number, b: number): boolean {
     const sa = this.c.starts[a]!;
@@ -203,9 +198,23 @@ export class TextColumn {
     return this.buffers[this.c.segmentOf[a]!]!.compare(this.buffers[this.c.segmentOf[b]!]!, sb, sb + (ea - sa), sa, ea) === 0;
   }
 
-  /** hashBytes of row `row`, without making a string of the row. */
+  /** The hash an id table files row `row` under (FNV-1a over its bytes), without making a string of the row. */
   hash(row: number): number {
     return hashRange(this.c.segments[this.c.segmentOf[row]!]!, this.c.starts[row]!, this.end(row));
+  }
+
+  /**
+   * The column as a whereDocument filter reads it (where-filter.ts `DocumentReader`): a row's text
+   * decoded, and `$contains` answered for all rows by one search of the bytes (`containing`).
+   */
+  documentReader(): { text(row: number): string; contains(needle: string): (row: number) => boolean } {
+    return {
+      text: (row) => this.get(row),
+      contains: (needle) => {
+        const rows = this.containing(needle);
+        return (row) => rows[row] === 1;
+      },
+    };
   }
 
   /**
@@ -265,11 +274,6 @@ function hashRange(b: Uint8Array, from: number, to: number): number {
   let h = 0x811c9dc5;
   for (let i = from; i < to; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
   return h >>> 0;
-}
-
-/** The hash an id table files a text under (FNV-1a over its UTF-8 bytes). */
-export function hashBytes(b: Uint8Array): number {
-  return hashRange(b, 0, b.length);
 }
 
 /**

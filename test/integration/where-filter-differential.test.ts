@@ -144,13 +144,7 @@ function localIds(w: WhereFilter | undefined, d: WhereDocument | undefined): str
     const pw = compileWhere(w);
     const pd = compileWhereDocument(d);
     const fromObjects = rows.filter((r) => pw(r.metadata) && pd(r.text)).map((r) => r.id).sort();
-    const byRow = compileRowFilter<number>(w, d, (field) => column.field(field), {
-      text: (r) => documents.get(r),
-      contains: (needle) => {
-        const has = documents.containing(needle);
-        return (r) => has[r] === 1;
-      },
-    });
+    const byRow = compileRowFilter<number>(w, d, (field) => column.field(field), documents.documentReader());
     const fromColumn = rows.filter((_, r) => !byRow || byRow(r)).map((r) => r.id).sort();
     expect(fromColumn, `the columns disagree with the objects on ${JSON.stringify({ w, d })}`).toEqual(fromObjects);
     return fromObjects;

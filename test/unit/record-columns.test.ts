@@ -26,9 +26,9 @@ describe('text columns', () => {
     expect(Math.max(...data.segmentOf)).toBeGreaterThanOrEqual(3);
     const col = new TextColumn(data);
     expect(t.map((_, i) => col.get(i))).toEqual(t);
-    expect(t.map((s, i) => col.equals(i, s))).toEqual(t.map(() => true));
-    expect(col.equals(0, 'ab')).toBe(false);
-    expect(col.equals(0, 'abd')).toBe(false);
+    expect(t.map((s, i) => col.equalsBytes(i, utf8(s)))).toEqual(t.map(() => true));
+    expect(col.equalsBytes(0, utf8('ab'))).toBe(false);
+    expect(col.equalsBytes(0, utf8('abd'))).toBe(false);
     const empty = TextColumn.from([]);
     expect(empty.length).toBe(0);
     expect(empty.slice(0, 10)).toEqual([]);
