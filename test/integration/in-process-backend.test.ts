@@ -332,6 +332,11 @@ describe('build threads are kept between builds', () => {
     // 150 ms: a starved spawner can end the used thread after the fresh one's 300 ms. That a used
     // thread ends while a fresh one waits is the count of 1 above.)
     await expectNicedThreads(0);
+    // The count can reach 0 before the fresh thread exists (under load its start lags), so the keep
+    // timer is also waited out: a timer set after it for longer fires after it (CI of afba862 saw the
+    // third build reuse a thread the count had missed).
+    await new Promise((r) => setTimeout(r, 400));
+    await expectNicedThreads(0);
     const third = await loadRecords({ target: target(), withVectors: false, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 0 });
     await third.keyword.close();
     expect(third.buildThreadReused).toBe(false);
