@@ -55,7 +55,7 @@ async function main() {
       let swapNo = 0;
       const previous: string[] = ['store-a'];
       const ac = new AbortController();
-      const events = recordServiceEvents(svc.url, ac.signal);
+      const events = recordServiceEvents<{ storeVersion: string | null; startedAt?: string; durationMs?: number; phases?: Record<string, number> }>(svc.url, ac.signal);
       const published: Array<{ version: string; at: number }> = [];
       const rows: Record<'steady' | 'swaps', Array<{ p50: number; p99: number; max: number; failed: number; loop: number; rss: number; cpuMs: number; busy: number; swaps: number }>> = { steady: [], swaps: [] };
       for (let round = 0; round < Number(values.rounds); round++) {
@@ -96,6 +96,17 @@ async function main() {
       ac.abort();
       const serving = writeToServingMs(events, published);
       console.log(`write -> serving: ${published.length} published, ${serving.length} served; p50 ${percentile(serving, 50)} p90 ${percentile(serving, 90)} max ${percentile(serving, 100)} ms`);
+      // Where write -> serving went, per served version: waiting (publication -> its build's start: the
+      // watcher's quiet time, the scan, a build still running), then the build's phases (medians).
+      const accepted = published.flatMap((p) => {
+        const e = events.find((x) => x.type === 'reload.accepted' && x.attempt?.storeVersion === p.version);
+        return e?.attempt?.startedAt ? [{ wait: Date.parse(e.attempt.startedAt) - p.at, build: e.attempt.durationMs ?? 0, phases: e.attempt.phases ?? {} }] : [];
+      });
+      if (accepted.length > 0) {
+        const names = [...new Set(accepted.flatMap((a) => Object.keys(a.phases)))];
+        const med = (xs: number[]) => (xs.length ? median(xs) : 0);
+        console.log(`write -> serving, medians: waiting ${med(accepted.map((a) => a.wait))} ms, build ${med(accepted.map((a) => a.build))} ms (${names.map((n) => `${n} ${med(accepted.flatMap((a) => (a.phases[n] !== undefined ? [a.phases[n]!] : [])))}`).join(', ')})`);
+      }
       const s = (k: 'steady' | 'swaps', f: 'p99' | 'loop' | 'rss') => median(rows[k].map((r) => r[f]));
       // CPU a swap costs: each swap window's extra over the steady window just before it (the machine's
       // speed drifts within a run: the same load's CPU moved 30% between two steady windows), per swap started in it.

@@ -286,6 +286,8 @@ export class GenerationLoader implements Loader {
     }
     const shared = modelResult.value;
     let store: OpenedStore | null = storeResult.value;
+    // The open phase's own steps (verify, chromaStart, open, index, stopLoader, ...) as `open.<step>`.
+    if (phases.open !== undefined) for (const [step, ms] of Object.entries(store.phases ?? {})) phases[`open.${step}`] = ms;
     try {
       const opened = store;
       await timed('validate', async () => {
