@@ -9,6 +9,8 @@
  * figure far steadier between runs than latency percentiles); and the machine's busy share.
  * Extra service environment: `--env KEY=VALUE` (repeatable), e.g. to compare settings;
  * `--serving-index`: the versions ship serving-index.bin (loaded without a Chroma child).
+ * `--generator-nice N`: the load generator runs in a process of its own at niceness N (else inside
+ * this process, beside the publisher's copies); each window prints the generator's own loop max.
  */
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +18,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
 import { percentile, runLoad } from './lib/load.js';
-import { runOpenLoad } from './lib/open-load.js';
+import { runOpenLoad, runOpenLoadInChild, type OpenLoadOptions } from './lib/open-load.js';
 import { machineCpuMs, treeCpuMs, treeRssMiB } from './lib/proc.js';
 import { recordServiceEvents, writeToServingMs } from './lib/sse.js';
 
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     rate: { type: 'string' },
     env: { type: 'string', multiple: true, default: [] },
     'serving-index': { type: 'boolean', default: false },
+    'generator-nice': { type: 'string' },
   },
 });
 const DENSE = { question: 'how do retries back off when a worker fails a job', k: 4, mode: 'dense' };
@@ -79,7 +82,8 @@ async function main() {
               await sleep(Math.max(0, 2000 - (Date.now() - t)));
             }
           })();
-          const r = await runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: Number(values.seconds) });
+          const load: OpenLoadOptions = { url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: Number(values.seconds) };
+          const r = values['generator-nice'] !== undefined ? await runOpenLoadInChild(load, Number(values['generator-nice'])) : await runOpenLoad(load);
           const machine1 = machineCpuMs();
           stop = true;
           await swapper;
@@ -90,7 +94,7 @@ async function main() {
           const busy = Math.round((100 * (machine1.busy - machine0.busy)) / Math.max(1, machine1.total - machine0.total));
           const row = { p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopDelayMaxMs(svc.url), rss: Math.max(...rss), cpuMs, busy, swaps: swapNo - swapsBefore };
           rows[kind].push(row);
-          console.log(`${kind.padEnd(6)} p50 ${row.p50} p99 ${row.p99} max ${row.max} failed ${row.failed} loop max ${row.loop} ms rss peak ${row.rss} MiB; service CPU ${Math.round(cpuMs)} ms, machine ${busy}% busy${kind === 'swaps' ? `, ${row.swaps} swaps` : ''}`);
+          console.log(`${kind.padEnd(6)} p50 ${row.p50} p99 ${row.p99} max ${row.max} failed ${row.failed} loop max ${row.loop} ms rss peak ${row.rss} MiB; service CPU ${Math.round(cpuMs)} ms, machine ${busy}% busy${kind === 'swaps' ? `, ${row.swaps} swaps` : ''}; generator loop max ${r.generatorLoopMaxMs} ms (nice ${r.generatorNice})`);
         }
       }
       ac.abort();

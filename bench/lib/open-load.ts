@@ -1,4 +1,8 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { percentile } from './load.js';
 
 export interface OpenLoadResult {
@@ -11,6 +15,29 @@ export interface OpenLoadResult {
   p50: number;
   p99: number;
   max: number;
+  /** The load generator's own longest event-loop delay (ms): its stalls are in its latencies too. */
+  generatorLoopMaxMs: number;
+  /** The generator's niceness (it may run in a child process of its own: runOpenLoadInChild). */
+  generatorNice: number;
+}
+
+export interface OpenLoadOptions {
+  url: string;
+  route: string;
+  body: unknown;
+  rate: number;
+  durationS: number;
+  timeoutMs?: number;
+}
+
+/** Niceness of this process (Linux; 0 elsewhere). */
+function ownNice(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  } catch {
+    return 0;
+  }
 }
 
 /**
@@ -18,7 +45,7 @@ export interface OpenLoadResult {
  * responses do, and each latency is measured from its scheduled send time, so a stall shows
  * up in full (no coordinated omission). A request still unanswered after `timeoutMs` fails.
  */
-export async function runOpenLoad(options: { url: string; route: string; body: unknown; rate: number; durationS: number; timeoutMs?: number }): Promise<OpenLoadResult> {
+export async function runOpenLoad(options: OpenLoadOptions): Promise<OpenLoadResult> {
   const u = new URL(options.route, options.url);
   const payload = Buffer.from(JSON.stringify(options.body));
   // Idle sockets are closed by this client after 4 s, before the service's 5 s keep-alive timeout:
@@ -35,6 +62,8 @@ export async function runOpenLoad(options: { url: string; route: string; body: u
   /** Why requests failed: "HTTP 503 RAG_..." or the socket error code (ECONNRESET, timeout), with counts. */
   const failures: Record<string, number> = {};
   const note = (why: string) => (failures[why] = (failures[why] ?? 0) + 1);
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
   const t0 = performance.now();
   const inflight: Array<Promise<void>> = [];
   const send = (scheduled: number) =>
@@ -80,7 +109,51 @@ export async function runOpenLoad(options: { url: string; route: string; body: u
     tick();
   });
   await Promise.all(inflight);
+  loop.disable();
   agent.destroy();
   const r = (x: number) => Math.round(x * 100) / 100;
-  return { rate: options.rate, durationS: options.durationS, sent, ok, failed, failures, p50: r(percentile(lat, 50)), p99: r(percentile(lat, 99)), max: r(Math.max(...lat)) };
+  return {
+    rate: options.rate,
+    durationS: options.durationS,
+    sent,
+    ok,
+    failed,
+    failures,
+    p50: r(percentile(lat, 50)),
+    p99: r(percentile(lat, 99)),
+    max: r(Math.max(...lat)),
+    generatorLoopMaxMs: r(loop.max / 1e6),
+    generatorNice: ownNice(),
+  };
+}
+
+/**
+ * The same load from a process of its own started at niceness `nice` (`nice -n`; below 0 needs
+ * root, and a generator that could not get it says so in generatorNice). On this 2-core machine a
+ * generator inside the bench process shares its event loop with the bench's own work (the
+ * publisher's copies) and its CPU with the service's swap: its stalls then count as the
+ * service's latency. A client on another machine has none of that; a generator of its own at a
+ * higher priority comes closer to it, and its loop max shows what remains.
+ */
+export async function runOpenLoadInChild(options: OpenLoadOptions, nice: number): Promise<OpenLoadResult> {
+  const script = fileURLToPath(import.meta.url);
+  const child = spawn('nice', ['-n', String(nice), process.execPath, script, '--open-load-child', JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', resolve);
+  });
+  if (code !== 0) throw new Error(`the load generator process exited with ${code}: ${out.slice(-500)}`);
+  return JSON.parse(out.trim().split('\n').pop()!) as OpenLoadResult;
+}
+
+if (process.argv[2] === '--open-load-child') {
+  runOpenLoad(JSON.parse(process.argv[3]!) as OpenLoadOptions).then(
+    (result) => console.log(JSON.stringify(result)),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
 }
