@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { ChromaClient, Collection, Metadata, Where } from 'chromadb';
 import { RagError, type ErrorCode } from '../errors.js';
+import type { CollectionRef } from './chroma-pages.js';
 
 /**
  * The chromadb client library, loaded on first use: a start that serves from the serving index
@@ -165,6 +166,11 @@ export class ChromaStore {
     const fromMeta = c.metadata?.['hnsw:space'];
     const s = String(fromConfig ?? fromMeta ?? 'l2');
     return s === 'cosine' || s === 'ip' ? s : 'l2';
+  }
+
+  /** Where this collection is, for a reader that talks to Chroma's REST API itself (chroma-pages.ts). */
+  refAt(url: string): CollectionRef {
+    return { url, tenant: this.collection.tenant, database: this.collection.database, id: this.collection.id, name: this.name };
   }
 
   async count(): Promise<number> {

@@ -19,7 +19,9 @@ import { PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type Ke
 import { checkMetadataColumn, encodeMetadataColumn, MetadataColumnBuilder, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
 import { buildIdTable, checkTextColumn, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
 import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
-import { normalizeRows, packRows } from './vector-scan.js';
+import type { CollectionRef } from './chroma-pages.js';
+import type { DistanceSpace } from './chroma-store.js';
+import { normalizeRows } from './vector-scan.js';
 import { forgetOrigin } from './fetch-origins.js';
 
 /** Where to read the records from, and what the collection was counted to hold. */
@@ -28,6 +30,12 @@ export interface ReadTarget {
   collection: string;
   count: number;
   dimension: number;
+  /**
+   * The collection as the event loop opened it (ChromaStore.refAt) and its space: the thread then
+   * reads pages with no chromadb client and no fetch (chroma-pages.ts). Without them it opens the
+   * collection itself first.
+   */
+  ref?: Omit<CollectionRef, 'url' | 'name'> & { space: DistanceSpace };
 }
 
 export interface IndexWorkerData {
@@ -96,8 +104,8 @@ const thread = workerData as IndexThreadData;
 const bornNice = currentThreadNice();
 const nice = thread.nice ? niceCurrentThread(thread.nice) : null;
 if (thread.warm) {
-  void import('./chroma-store.js').catch(() => undefined);
-  void fetch('data:,').then((r) => r.arrayBuffer()).catch(() => undefined);
+  // Its reading code compiled now, at its low priority, not during the build.
+  void import('./chroma-pages.js').catch(() => undefined);
 }
 
 // The state of the job being run (one at a time; reset by startJob).
@@ -172,12 +180,9 @@ async function load(): Promise<KeywordOut> {
   // is RAG_STORE_KEYWORD_INDEX_CORRUPT; one of the older format is rebuilt from the texts below.
   const shippedText = data.keywordDir ? await KeywordIndex.readShipped(data.keywordDir) : null;
   const shipped = shippedText === null ? null : compileOrFail(shippedText, 'store', 'RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} is corrupt`);
-  // Imported here: a start from the cache never loads the chromadb client in this thread.
-  const { ChromaStore } = await import('./chroma-store.js');
-  // fetch (undici) compiles on its first use, ~100 ms in a new thread: done while the server starts.
-  if (!data.target) await fetch('data:,').then((r) => r.arrayBuffer()).catch(() => undefined);
-  const { url, collection, count: expectCount, dimension } = await target;
-  const store = await ChromaStore.open({ url, collection });
+  const { readRecordPages } = await import('./chroma-pages.js');
+  const { url, collection, count: expectCount, dimension, ref: given } = await target;
+  const { ref, space } = given ? { ref: { ...given, url, name: collection }, space: given.space } : await openHere(url, collection);
   const vectors = data.withVectors ? new Float32Array(expectCount * dimension) : null;
   // Without a usable shipped index, one is built from the texts as they are read (typed arrays, no
   // document kept: MiniSearch's object graph for 1M chunks did not fit this thread's heap).
@@ -186,11 +191,13 @@ async function load(): Promise<KeywordOut> {
   const all = vectors ? { ids: new TextColumnBuilder(expectCount), documents: new TextColumnBuilder(expectCount), metadata: new MetadataColumnBuilder(expectCount) } : null;
   const persistMetadatas = data.persist && vectors ? ([] as CachedIndex['metadatas']) : null;
   let row = 0;
-  for await (const page of store.allRecords(data.pageSize, data.withVectors, { inFlight: data.pagesInFlight, total: expectCount })) {
+  for await (const page of readRecordPages(ref, { pageSize: data.pageSize, dimension: data.withVectors ? dimension : null, inFlight: data.pagesInFlight, total: expectCount })) {
     if (row + page.ids.length > expectCount) throw new Error(`the collection holds more than the ${expectCount} records it counted`);
     const documents = page.documents.map((d) => d ?? '');
     if (vectors && all) {
-      packRows(vectors, page.ids, page.embeddings ?? [], row, dimension);
+      // parseGetResponse checked every vector's length and that there is one per id.
+      if (!page.embeddings) throw new Error('a page of records came without its embeddings');
+      vectors.set(page.embeddings, row * dimension);
       for (let i = 0; i < page.ids.length; i++) {
         all.ids.add(page.ids[i]!);
         all.documents.add(documents[i]!);
@@ -210,8 +217,8 @@ async function load(): Promise<KeywordOut> {
   const columns = all ? { ids: all.ids.finish(), documents: all.documents.finish(), metadata: all.metadata.finish() } : null;
   if (vectors && columns) {
     // The cache gets its own copies: the arrays themselves are transferred to the main thread.
-    if (persistMetadatas) toPersist = { columns: { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents) }, metadatas: persistMetadatas, version: data.persist!.version, collection: store.name, space: store.space, count: row, dimension, vectors: vectors.slice() };
-    sendVectors(vectors, row, dimension, store.space);
+    if (persistMetadatas) toPersist = { columns: { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents) }, metadatas: persistMetadatas, version: data.persist!.version, collection: ref.name, space, count: row, dimension, vectors: vectors.slice() };
+    sendVectors(vectors, row, dimension, space);
   }
   const keyword = shipped ?? builder!.finish('built');
   if (columns) sendColumns(columns.ids, columns.documents, columns.metadata, keyword);
@@ -223,6 +230,16 @@ async function load(): Promise<KeywordOut> {
   const text = toPersist ? postingsText(keyword) : null;
   sendKeyword(keyword);
   return { origin: 'built', size: keyword.documentCount, text: () => text };
+}
+
+/**
+ * A target without the event loop's collection ref (callers that only name the collection): the
+ * collection is opened here with the chromadb client, whose fetch pool is closed after the job.
+ */
+async function openHere(url: string, collection: string): Promise<{ ref: CollectionRef; space: DistanceSpace }> {
+  const { ChromaStore } = await import('./chroma-store.js');
+  const store = await ChromaStore.open({ url, collection });
+  return { ref: store.refAt(url), space: store.space };
 }
 
 /** The vector matrix to the main thread (transferred): a cosine store's rows as unit vectors, scaled here (vector-scan.ts). */

@@ -16,6 +16,7 @@ import type { RetrievalBackend } from './retrieval-backend.js';
 import type { StoreManifest } from './manifest.js';
 import { snapshotStore } from './snapshot.js';
 import { checkSqliteFile } from './sqlite-check.js';
+import type { ReadTarget } from './index-worker.js';
 
 /** A store version opened for serving: one collection behind the retrieval seam. */
 export interface OpenedStore {
@@ -247,7 +248,7 @@ export async function openChromaSnapshot(
         throw classifyReadFailure(err, srv, spec.version);
       }
       mark('open');
-      return { url: srv.url, collection: opened.store.name, count: opened.count, dimension: opened.dimension };
+      return readTarget(srv.url, opened);
     })();
     let records;
     // The loader child is stopped as soon as every record is read, not after the keyword index:
@@ -434,7 +435,7 @@ export async function openRemoteStore(
   const started = performance.now();
   const opened = await openCollection(url, collection, null, { queryMs: options.queryTimeoutMs, loadMs: options.indexLoadTimeoutMs ?? 600_000 });
   const records = await loadRecords({
-    target: { url, collection: opened.store.name, count: opened.count, dimension: opened.dimension },
+    target: readTarget(url, opened),
     withVectors: false,
     keywordDir: null,
     timeoutMs: options.indexLoadTimeoutMs ?? 600_000,
@@ -466,6 +467,12 @@ export async function openRemoteStore(
  * refused every such store with RAG_STORE_TIMEOUT). The store returned for serving queries has
  * the per-query limit.
  */
+/** What the build thread reads: the opened collection, with its ref so the thread opens nothing itself. */
+function readTarget(url: string, opened: { store: ChromaStore; count: number; dimension: number }): ReadTarget {
+  const { tenant, database, id } = opened.store.refAt(url);
+  return { url, collection: opened.store.name, count: opened.count, dimension: opened.dimension, ref: { tenant, database, id, space: opened.store.space } };
+}
+
 async function openCollection(
   url: string,
   collection: string | undefined,
