@@ -9,7 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import { ChromaServer } from '../store/chroma-server.js';
 import { ChromaStore, createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
 import { encodeIndexCache, SERVING_INDEX_FILE, servingIndexKey, type CachedIndex } from '../store/index-cache.js';
-import { packRows } from '../store/vector-scan.js';
+import { readRecordPages } from '../store/chroma-pages.js';
 import { KEYWORD_INDEX_FILE, KeywordIndex, type KeywordAnalysis, type KeywordDoc } from '../store/keyword-index.js';
 
 /**
@@ -219,9 +219,10 @@ async function readBack(dir: string, collection: string, count: number, dimensio
     const metadatas: CachedIndex['metadatas'] = [];
     // Straight into the matrix the file holds: no per-record arrays for a large store.
     const vectors = new Float32Array(count * dimension);
-    for await (const page of store.allRecords(1000, true)) {
+    // Read as the build thread reads a store (chroma-pages.ts), so both hold the same numbers.
+    for await (const page of readRecordPages(store.refAt(server.url), { pageSize: 1000, dimension, total: count })) {
       if (ids.length + page.ids.length > count) throw new Error(`the collection holds more than the ${count} chunks published`);
-      packRows(vectors, page.ids, page.embeddings ?? [], ids.length, dimension);
+      vectors.set(page.embeddings!, ids.length * dimension);
       ids.push(...page.ids);
       documents.push(...page.documents.map((d) => d ?? ''));
       metadatas.push(...page.metadatas.map((m) => (m ?? {}) as CachedIndex['metadatas'][number]));

@@ -54,7 +54,7 @@ export interface IndexWorkerData {
   /** Folder holding a shipped keyword-index.json (the snapshot), or null. */
   keywordDir: string | null;
   pageSize: number;
-  /** Pages requested from Chroma ahead of the one being handled (ChromaStore.allRecords). */
+  /** Pages requested from Chroma ahead of the one being handled (chroma-pages.ts readRecordPages). */
   pagesInFlight: number;
   /** A keyword index with at least this many postings is sent in shared memory, to be searched on a thread of its own. */
   keywordThreadMinPostings: number;

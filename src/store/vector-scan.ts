@@ -34,17 +34,6 @@ export function nativeKernel(): UsearchModule | null {
 }
 
 /**
- * Copy one page of embeddings into rows startRow.. of a row-major count x dimension matrix,
- * checking every vector's length (a store read through Chroma is untrusted).
- */
-export function packRows(target: Float32Array, ids: readonly string[], embeddings: ReadonlyArray<ArrayLike<number> | null | undefined>, startRow: number, dimension: number): void {
-  embeddings.forEach((e, i) => {
-    if (!e || e.length !== dimension) throw new Error(`record ${ids[i]} has a ${e?.length ?? 0}-d vector, expected ${dimension}`);
-    target.set(e, (startRow + i) * dimension);
-  });
-}
-
-/**
  * Scale every row to unit length in place and return the rows' original lengths (0 for a zero
  * row, which stays zero). A cosine store is searched this way: 1 - dot on unit rows is the cosine
  * distance, and the native inner-product kernel is ~1.7x faster than its cosine kernel, which
