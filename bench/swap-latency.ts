@@ -9,6 +9,8 @@
  * figure far steadier between runs than latency percentiles); and the machine's busy share.
  * Extra service environment: `--env KEY=VALUE` (repeatable), e.g. to compare settings;
  * `--serving-index`: the versions ship serving-index.bin (loaded without a Chroma child).
+ * `--bare`: the versions hold Chroma's files only (no manifest.json, no keyword-index.json), as a store
+ * written by Python LangChain's Chroma: the build thread then makes the keyword index from the texts.
  * `--generator-nice N`: the load generator runs in a process of its own at niceness N (else inside
  * this process, beside the publisher's copies); each window prints the generator's own loop max.
  */
@@ -18,6 +20,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
 import { percentile, runLoad } from './lib/load.js';
+import { KEYWORD_INDEX_FILE } from '../src/store/keyword-index.js';
+import { MANIFEST_FILE } from '../src/store/manifest.js';
 import { runOpenLoad, runOpenLoadInChild, type OpenLoadOptions } from './lib/open-load.js';
 import { machineCpuMs, treeCpuMs, treeRssMiB } from './lib/proc.js';
 import { recordServiceEvents, writeToServingMs } from './lib/sse.js';
@@ -31,6 +35,7 @@ const { values } = parseArgs({
     env: { type: 'string', multiple: true, default: [] },
     'serving-index': { type: 'boolean', default: false },
     'generator-nice': { type: 'string' },
+    bare: { type: 'boolean', default: false },
   },
 });
 const DENSE = { question: 'how do retries back off when a worker fails a job', k: 4, mode: 'dense' };
@@ -45,6 +50,7 @@ async function main() {
     const A = await buildStore(join(work, 'staging'), 'store-a', n, 'a', model, sentences, values['serving-index']);
     const B = await buildStore(join(work, 'staging'), 'store-b', n, 'b', model, sentences, values['serving-index']);
     await model.dispose();
+    if (values.bare) for (const v of [A, B]) for (const f of [MANIFEST_FILE, KEYWORD_INDEX_FILE]) await rm(join(v.dir, f));
     const storeDir = join(work, 'vectorstore');
     await mkdir(storeDir);
     await cp(A.dir, join(storeDir, 'store-a'), { recursive: true });
@@ -54,7 +60,7 @@ async function main() {
     try {
       const cap = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: 16, durationS: 3 });
       const rate = values.rate ? Number(values.rate) : Math.round(cap.rps * 0.5);
-      console.log(`${n} chunks${values['serving-index'] ? ' (versions ship serving-index.bin)' : ''}; env ${JSON.stringify(env)}; c=16 ${cap.rps} req/s; open load ${rate}/s`);
+      console.log(`${n} chunks${values['serving-index'] ? ' (versions ship serving-index.bin)' : ''}${values.bare ? ' (bare versions: Chroma files only)' : ''}; env ${JSON.stringify(env)}; c=16 ${cap.rps} req/s; open load ${rate}/s`);
       let swapNo = 0;
       const previous: string[] = ['store-a'];
       const ac = new AbortController();

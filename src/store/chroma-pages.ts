@@ -1,9 +1,11 @@
 import { Agent, request } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { RagError } from '../errors.js';
 
 /**
  * A collection's records read page by page straight from Chroma's REST API (`POST .../get`), for
- * the build thread (index-worker.ts). The chromadb client does the same through fetch, which costs
+ * the build thread (index-worker.ts): a loader child, or the CHROMA_URL server (http or https) whose
+ * documents make the keyword index. The chromadb client does the same through fetch, which costs
  * the build thread (measured with `--cpu-prof` of `swap-probe --chunks 10000`, 8 builds):
  * - loading undici, ~40 ms of CPU in every fresh thread;
  * - decoding every response to one string and `JSON.parse` of it, ~150 ms per 10k x 100-d read,
@@ -337,10 +339,10 @@ class PageParser {
 }
 
 /** The status and body of one POST, or a RagError (unreachable, timed out, cancelled). */
-function post(agent: Agent, url: URL, body: string, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<{ status: number; body: Buffer }> {
+function post(agent: Agent | HttpsAgent, url: URL, body: string, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const payload = Buffer.from(body);
-    const req = request(
+    const req = (url.protocol === 'https:' ? httpsRequest : request)(
       url,
       { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': payload.length }, ...(signal ? { signal } : {}) },
       (res) => {
@@ -372,9 +374,10 @@ export async function* readRecordPages(
   options: { pageSize: number; dimension: number | null; total?: number; inFlight?: number; timeoutMs?: number; signal?: AbortSignal },
 ): AsyncGenerator<RecordPage> {
   const url = new URL(`/api/v2/tenants/${encodeURIComponent(ref.tenant)}/databases/${encodeURIComponent(ref.database)}/collections/${encodeURIComponent(ref.id)}/get`, ref.url);
-  if (url.protocol !== 'http:') throw new RagError('RAG_STORE_UNAVAILABLE', `reading records: ${ref.url} is not an http:// URL (the loader reads a local child)`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new RagError('RAG_STORE_UNAVAILABLE', `reading records: ${ref.url} is not an http:// or https:// URL`);
   const include = options.dimension !== null ? ['documents', 'metadatas', 'embeddings'] : ['documents', 'metadatas'];
-  const agent = new Agent({ keepAlive: true, maxSockets: Math.max(1, options.inFlight ?? 2) });
+  const agentOptions = { keepAlive: true, maxSockets: Math.max(1, options.inFlight ?? 2) };
+  const agent = url.protocol === 'https:' ? new HttpsAgent(agentOptions) : new Agent(agentOptions);
   const fetchPage = async (offset: number): Promise<RecordPage> => {
     const res = await post(agent, url, JSON.stringify({ limit: options.pageSize, offset, include }), options.timeoutMs, options.signal);
     if (res.status === 404) throw new RagError('RAG_STORE_COLLECTION_MISSING', `reading records of "${ref.name}": ${res.body.toString('utf8').slice(0, 200)}`);

@@ -97,4 +97,10 @@ describe('readRecordPages against a real Chroma server', () => {
     await rm(dir + '-other', { recursive: true, force: true });
     await expect(all(readRecordPages({ ...ref, url }, { pageSize: 100, dimension: D }))).rejects.toMatchObject({ code: 'RAG_STORE_UNAVAILABLE' });
   });
+
+  it('an https URL (a CHROMA_URL server) is spoken to over TLS: this plain server fails the handshake; other schemes are refused', async () => {
+    const ref = store.refAt(server.url.replace(/^http:/, 'https:'));
+    await expect(all(readRecordPages(ref, { pageSize: 100, dimension: D }))).rejects.toMatchObject({ code: 'RAG_STORE_UNAVAILABLE', message: expect.stringMatching(/not reachable \((EPROTO|ERR_SSL|ECONNRESET)/) });
+    await expect(all(readRecordPages({ ...ref, url: 'ftp://127.0.0.1:1/' }, { pageSize: 100, dimension: D }))).rejects.toMatchObject({ code: 'RAG_STORE_UNAVAILABLE', message: expect.stringContaining('not an http:// or https:// URL') });
+  });
 });
