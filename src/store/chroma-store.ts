@@ -303,6 +303,12 @@ export class ChromaStore {
   }
 }
 
+/** HNSW settings that write the index once `count` records are in (Chroma wants 2 <= batch_size <= sync_threshold; batch_size default 100). */
+function hnswSync(count: number): { sync_threshold: number; batch_size: number } {
+  const sync = Math.max(2, Math.floor(count));
+  return { sync_threshold: sync, batch_size: Math.min(100, sync) };
+}
+
 /** Write side, used by the ingest CLI and tests: create a collection and add records in batches. */
 export async function createCollectionWithRecords(options: {
   url: string;
@@ -310,6 +316,12 @@ export async function createCollectionWithRecords(options: {
   records: AsyncIterable<StoreRecord[]> | Iterable<StoreRecord[]>;
   metadata?: Record<string, string | number | boolean>;
   onBatch?: (added: number) => void;
+  /**
+   * HNSW `sync_threshold`: Chroma writes its index to disk each time this many records are
+   * unwritten, and keeps the rest in its log, which every server that opens the store applies to
+   * the index first. Given the total count, the index is written once, whole, at the last add.
+   */
+  syncThreshold?: number;
 }): Promise<number> {
   const client = ChromaStore.client(options.url);
   let collection: Collection;
@@ -317,7 +329,7 @@ export async function createCollectionWithRecords(options: {
     collection = await client.createCollection({
       name: options.collection,
       embeddingFunction: null,
-      configuration: { hnsw: { space: 'cosine' } },
+      configuration: { hnsw: { space: 'cosine', ...(options.syncThreshold ? hnswSync(options.syncThreshold) : {}) } },
       ...(options.metadata && Object.keys(options.metadata).length ? { metadata: options.metadata } : {}),
     });
   } catch (err) {
