@@ -148,11 +148,12 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
       // relevance-score formula from this metadata key and assumes l2 without it.
       metadata: { 'hnsw:space': 'cosine', embedding_model: model.name, embedding_model_id: model.id, dimension: model.dimension },
       onBatch: (n) => options.onProgress?.(n, chunks.length),
-      // The HNSW index written once, at the last add: no log tail for every loader to apply. With
-      // the default (every 1,000) a 10k store published in batches of 512 kept 785 records in the
-      // log, and every load through Chroma spent ~150 ms more CPU on its first call (230 against
-      // 60 ms; /tmp/s16/tail.mjs, session 16).
-      syncThreshold: chunks.length,
+      // The HNSW index written at the last add: no log tail for every loader to apply. With the
+      // default a 10k store published in batches of 512 kept 785 records in the log, and every load
+      // through Chroma spent ~150 ms more CPU on its first call (230 against 60 ms; /tmp/s16/tail.mjs,
+      // session 16). Chroma's own threshold (1,000) for bigger stores: with one write at the end the
+      // log held every record until then, and chroma.sqlite3 kept the space (13.1 -> 20.6 MB at 10k).
+      syncThreshold: Math.min(1000, chunks.length),
     });
     await server.stop();
     // The keyword index ships with the version, under the same manifest checksums (up to a size).

@@ -303,9 +303,9 @@ export class ChromaStore {
   }
 }
 
-/** HNSW settings that write the index once `count` records are in (Chroma wants 2 <= batch_size <= sync_threshold; batch_size default 100). */
-function hnswSync(count: number): { sync_threshold: number; batch_size: number } {
-  const sync = Math.max(2, Math.floor(count));
+/** HNSW settings with this sync threshold (Chroma wants 2 <= batch_size <= sync_threshold; batch_size default 100). */
+function hnswSync(threshold: number): { sync_threshold: number; batch_size: number } {
+  const sync = Math.max(2, Math.floor(threshold));
   return { sync_threshold: sync, batch_size: Math.min(100, sync) };
 }
 
@@ -317,9 +317,10 @@ export async function createCollectionWithRecords(options: {
   metadata?: Record<string, string | number | boolean>;
   onBatch?: (added: number) => void;
   /**
-   * HNSW `sync_threshold`: Chroma writes its index to disk each time this many records are
-   * unwritten, and keeps the rest in its log, which every server that opens the store applies to
-   * the index first. Given the total count, the index is written once, whole, at the last add.
+   * HNSW `sync_threshold` (Chroma writes its index to disk once an add leaves this many records
+   * unwritten; the rest stay in its log, which every server that opens the store applies to the
+   * index on its first call). Given, the last add holds at least this many records (the ones
+   * before it are held back), so the index is written at the end and no record is left in the log.
    */
   syncThreshold?: number;
 }): Promise<number> {
@@ -342,15 +343,31 @@ export async function createCollectionWithRecords(options: {
   const records = options.records;
   const it: AsyncIterator<StoreRecord[]> | Iterator<StoreRecord[]> = Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : records[Symbol.iterator]();
   let next: Promise<IteratorResult<StoreRecord[]>> = Promise.resolve(it.next());
+  // Batches held back so that the last add holds at least syncThreshold records (see the option).
+  const held: StoreRecord[][] = [];
+  let heldCount = 0;
+  const threshold = options.syncThreshold ? Math.max(2, Math.floor(options.syncThreshold)) : 0;
   try {
     for (;;) {
       const step = await next;
-      if (step.done) break;
-      const batch = step.value;
-      next = Promise.resolve(it.next());
-      // If the add fails, the batch being made is abandoned: its own failure is not reported twice.
-      next.catch(() => undefined);
-      if (batch.length === 0) continue;
+      let batch: StoreRecord[];
+      if (step.done) {
+        if (heldCount === 0) break;
+        batch = held.flat();
+        held.length = 0;
+        heldCount = 0;
+      } else {
+        next = Promise.resolve(it.next());
+        // If the add fails, the batch being made is abandoned: its own failure is not reported twice.
+        next.catch(() => undefined);
+        if (step.value.length === 0) continue;
+        held.push(step.value);
+        heldCount += step.value.length;
+        // Added once the batches after it still hold at least the threshold.
+        if (heldCount - held[0]!.length < threshold) continue;
+        batch = held.shift()!;
+        heldCount -= batch.length;
+      }
       try {
         await collection.add({
           ids: batch.map((r) => r.id),
@@ -364,6 +381,7 @@ export async function createCollectionWithRecords(options: {
       }
       total += batch.length;
       options.onBatch?.(total);
+      if (step.done) break;
     }
   } catch (err) {
     // Let the generator clean up (its finally blocks) once the batch it is making has settled.
