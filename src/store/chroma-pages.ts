@@ -389,31 +389,40 @@ export async function* readRecordPages(
       throw new RagError('RAG_STORE_INDEX_LOAD_FAILED', `reading records of "${ref.name}" at offset ${offset}: ${err.message}`, { cause: err });
     }
   };
-  const depth = Math.max(1, Math.floor(options.inFlight ?? 2));
-  const queue: Array<Promise<RecordPage>> = [];
+  try {
+    yield* prefetchedPages(fetchPage, options.pageSize, options.inFlight, options.total);
+  } finally {
+    agent.destroy();
+  }
+}
+
+/**
+ * Pages by offset with up to `inFlight` asked for ahead (each page's request starts before the one
+ * before it is handled), until a short or empty page or `total` records: the paging of both this
+ * reader and ChromaStore.allRecords.
+ */
+export async function* prefetchedPages<P extends { ids: readonly unknown[] }>(fetchPage: (offset: number) => Promise<P>, pageSize: number, inFlight = 2, total?: number): AsyncGenerator<P> {
+  const depth = Math.max(1, Math.floor(inFlight));
+  const queue: Array<Promise<P>> = [];
   let nextOffset = 0;
   const fill = () => {
-    while (queue.length < depth && (options.total === undefined || nextOffset < options.total)) {
+    while (queue.length < depth && (total === undefined || nextOffset < total)) {
       const page = fetchPage(nextOffset);
       page.catch(() => undefined); // a prefetched page nobody asks for must not reject unhandled
       queue.push(page);
-      nextOffset += options.pageSize;
+      nextOffset += pageSize;
     }
   };
-  try {
-    fill();
-    for (;;) {
-      const pending = queue.shift();
-      if (!pending) return;
-      const page = await pending;
-      if (page.ids.length === 0) return;
-      const more = page.ids.length === options.pageSize;
-      if (more) fill();
-      else queue.length = 0;
-      yield page;
-      if (!more) return;
-    }
-  } finally {
-    agent.destroy();
+  fill();
+  for (;;) {
+    const pending = queue.shift();
+    if (!pending) return;
+    const page = await pending;
+    if (page.ids.length === 0) return;
+    const more = page.ids.length === pageSize;
+    if (more) fill();
+    else queue.length = 0;
+    yield page;
+    if (!more) return;
   }
 }

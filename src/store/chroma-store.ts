@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type { ChromaClient, Collection, Metadata, Where } from 'chromadb';
 import { RagError, type ErrorCode } from '../errors.js';
-import type { CollectionRef } from './chroma-pages.js';
+import { prefetchedPages, type CollectionRef } from './chroma-pages.js';
 
 /**
  * The chromadb client library, loaded on first use: a start that serves from the serving index
@@ -264,33 +264,12 @@ export class ChromaStore {
     options: { inFlight?: number; total?: number } = {},
   ): AsyncGenerator<{ ids: string[]; documents: Array<string | null>; metadatas: Array<Metadata | null>; embeddings: number[][] | null }> {
     const include = (withEmbeddings ? ['documents', 'metadatas', 'embeddings'] : ['documents', 'metadatas']) as never;
-    const depth = Math.max(1, Math.floor(options.inFlight ?? 2));
-    const fetchPage = (offset: number) => {
-      const page = this.collection.get({ limit: pageSize, offset, include }).catch((err: unknown) => {
+    const fetchPage = (offset: number) =>
+      this.collection.get({ limit: pageSize, offset, include }).catch((err: unknown) => {
         throw translateChromaError(err, `reading records of "${this.name}"`);
       });
-      page.catch(() => undefined); // a prefetched page the caller never asks for must not reject unhandled
-      return page;
-    };
-    const queue: Array<ReturnType<typeof fetchPage>> = [];
-    let nextOffset = 0;
-    const fill = () => {
-      while (queue.length < depth && (options.total === undefined || nextOffset < options.total)) {
-        queue.push(fetchPage(nextOffset));
-        nextOffset += pageSize;
-      }
-    };
-    fill();
-    for (;;) {
-      const pending = queue.shift();
-      if (!pending) return;
-      const res = await pending;
-      if (res.ids.length === 0) return;
-      const more = res.ids.length === pageSize;
-      if (more) fill();
-      else queue.length = 0;
+    for await (const res of prefetchedPages(fetchPage, pageSize, options.inFlight, options.total)) {
       yield { ids: res.ids, documents: res.documents, metadatas: res.metadatas, embeddings: withEmbeddings ? (res.embeddings as number[][]) : null };
-      if (!more) return;
     }
   }
 
