@@ -1,5 +1,5 @@
 /**
- * `npm run swap-probe [-- --chunks 10000 --swaps 5 --load 0 --standby-ms N]`: write-finished -> serving for a few
+ * `npm run swap-probe [-- --chunks 10000 --swaps 5 --load 0 --standby-ms N --bare --serving-index]`: write-finished -> serving for a few
  * store swaps, with the build phases of each (the numbers behind "0.75 s idle"). --load N keeps N
  * connections on /v1/retrieve while swapping. Prints main-thread stalls over 20 ms per swap (gaps in a
  * 1 ms timer, from CURRENT's rename to 800 ms after serving) and the process RSS after the first and the last swap (`--swaps 100`: the leak check).
@@ -18,9 +18,11 @@ import { loadEmbeddingModel } from '../src/embeddings/model-loader.js';
 import { publishStoreVersion } from '../src/ingest/publish.js';
 import { createSilentLogger } from '../src/observability/logger.js';
 import { createService } from '../src/service.js';
+import { KEYWORD_INDEX_FILE } from '../src/store/keyword-index.js';
+import { MANIFEST_FILE } from '../src/store/manifest.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const { values } = parseArgs({ options: { chunks: { type: 'string', default: '10000' }, swaps: { type: 'string', default: '5' }, load: { type: 'string', default: '0' }, 'serving-index': { type: 'boolean', default: false }, 'standby-ms': { type: 'string' } } });
+const { values } = parseArgs({ options: { chunks: { type: 'string', default: '10000' }, swaps: { type: 'string', default: '5' }, load: { type: 'string', default: '0' }, 'serving-index': { type: 'boolean', default: false }, bare: { type: 'boolean', default: false }, 'standby-ms': { type: 'string' } } });
 const N = Number(values.chunks);
 const quiet = Number(values.swaps) > 10;
 
@@ -39,6 +41,8 @@ async function buildVersion(work: string, logger: ReturnType<typeof createSilent
   }));
   const built = await publishStoreVersion({ outDir: join(work, 'staging'), chunks, model, logger, version: 'a', activate: false, servingIndex: values['serving-index'] });
   await model.dispose();
+  // --bare: Chroma's files only, as Python LangChain writes a store (the keyword index is then built from the texts).
+  if (values.bare) for (const f of [MANIFEST_FILE, KEYWORD_INDEX_FILE]) await rm(join(built.dir, f));
   return { dir: built.dir };
 }
 

@@ -70,10 +70,15 @@ export const KEYWORD_THREAD_MIN_POSTINGS = 4_000_000;
 
 /** The same index with every array in shared memory, for a search thread to read without a copy. */
 export function sharedPostings(d: KeywordPostingsData): KeywordPostingsData {
+  return copyPostings(d, (n) => new SharedArrayBuffer(n));
+}
+
+/** A copy of every array (in plain memory by default): kept when the arrays themselves are transferred. */
+export function copyPostings(d: KeywordPostingsData, alloc: (bytes: number) => ArrayBufferLike = (n) => new ArrayBuffer(n)): KeywordPostingsData {
   const out = { ...d };
   for (const k of ARRAY_KEYS) {
     const a = d[k];
-    const copy = new (a.constructor as new (buffer: SharedArrayBuffer) => PostingsArray)(new SharedArrayBuffer(a.byteLength));
+    const copy = new (a.constructor as new (buffer: ArrayBufferLike) => PostingsArray)(alloc(a.byteLength));
     copy.set(a as never);
     (out as Record<(typeof ARRAY_KEYS)[number], PostingsArray>)[k] = copy;
   }
