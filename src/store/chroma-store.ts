@@ -282,12 +282,6 @@ export class ChromaStore {
   }
 }
 
-/** HNSW settings with this sync threshold (Chroma wants 2 <= batch_size <= sync_threshold; batch_size default 100). */
-function hnswSync(threshold: number): { sync_threshold: number; batch_size: number } {
-  const sync = Math.max(2, Math.floor(threshold));
-  return { sync_threshold: sync, batch_size: Math.min(100, sync) };
-}
-
 /** Write side, used by the ingest CLI and tests: create a collection and add records in batches. */
 export async function createCollectionWithRecords(options: {
   url: string;
@@ -304,12 +298,14 @@ export async function createCollectionWithRecords(options: {
   syncThreshold?: number;
 }): Promise<number> {
   const client = ChromaStore.client(options.url);
+  // 0: Chroma's default, and no batch held back.
+  const threshold = options.syncThreshold ? Math.max(2, Math.floor(options.syncThreshold)) : 0;
   let collection: Collection;
   try {
     collection = await client.createCollection({
       name: options.collection,
       embeddingFunction: null,
-      configuration: { hnsw: { space: 'cosine', ...(options.syncThreshold ? hnswSync(options.syncThreshold) : {}) } },
+      configuration: { hnsw: { space: 'cosine', ...(threshold ? { sync_threshold: threshold, batch_size: Math.min(100, threshold) } : {}) } },
       ...(options.metadata && Object.keys(options.metadata).length ? { metadata: options.metadata } : {}),
     });
   } catch (err) {
@@ -323,9 +319,9 @@ export async function createCollectionWithRecords(options: {
   const it: AsyncIterator<StoreRecord[]> | Iterator<StoreRecord[]> = Symbol.asyncIterator in records ? records[Symbol.asyncIterator]() : records[Symbol.iterator]();
   let next: Promise<IteratorResult<StoreRecord[]>> = Promise.resolve(it.next());
   // Batches held back so that the last add holds at least syncThreshold records (see the option).
+  // (Chroma wants 2 <= batch_size <= sync_threshold; its batch_size default is 100.)
   const held: StoreRecord[][] = [];
   let heldCount = 0;
-  const threshold = options.syncThreshold ? Math.max(2, Math.floor(options.syncThreshold)) : 0;
   try {
     for (;;) {
       const step = await next;

@@ -168,9 +168,14 @@ function compileOrFail(text: string, origin: 'store' | 'built', code: 'RAG_STORE
   }
 }
 
+/** A keyword index this big is sent as a shared copy for a search thread (its own arrays stay here), else its arrays are transferred. */
+function searchedOnThread(compiled: KeywordPostingsData): boolean {
+  return compiled.postDoc.length >= data.keywordThreadMinPostings;
+}
+
 /** The compiled keyword index to the main thread (transferred; a big one copied to shared memory first, for its search thread). */
 function sendKeyword(compiled: KeywordPostingsData): void {
-  const out = compiled.postDoc.length >= data.keywordThreadMinPostings ? sharedPostings(compiled) : compiled;
+  const out = searchedOnThread(compiled) ? sharedPostings(compiled) : compiled;
   port.postMessage({ type: 'keyword', data: out } satisfies IndexWorkerMessage, postingsBuffers(out));
 }
 
@@ -227,9 +232,9 @@ async function load(): Promise<KeywordOut> {
     return { origin: 'store', size: shipped.documentCount, text: () => shippedText };
   }
   // The cache entry keeps the index as text, made once the generation serves (persistLoaded): its
-  // arrays are copied now, since the ones sent detach. Made here, the text took ~60-100 ms of this
-  // thread per 10k swap before serving (--cpu-prof of swap-probe --bare, session 16).
-  const kept = toPersist ? copyPostings(keyword) : null;
+  // arrays are copied now when the ones sent detach (a shared copy leaves them here). Made here, the
+  // text took ~60-100 ms of this thread per 10k swap before serving (--cpu-prof of swap-probe --bare, session 16).
+  const kept = toPersist ? (searchedOnThread(keyword) ? keyword : copyPostings(keyword)) : null;
   sendKeyword(keyword);
   return { origin: 'built', size: keyword.documentCount, text: () => (kept ? postingsText(kept) : null) };
 }
