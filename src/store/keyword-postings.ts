@@ -41,6 +41,8 @@ export interface KeywordPostingsData {
 }
 
 const F = KEYWORD_FIELDS.length;
+/** The fields a term's document frequency counts (query pruning): not the neighbours' text. */
+const DF_FIELD: readonly boolean[] = KEYWORD_FIELDS.map((f) => f !== 'neighbours');
 const BM25 = { k: 1.2, b: 0.7, d: 0.5 };
 
 /** The typed arrays of a KeywordPostingsData, by name (one list for the transfer, the byte count and the shared copy). */
@@ -112,7 +114,7 @@ function utf8Table(strings: string[]): { bytes: Uint8Array; start: Uint32Array }
 }
 
 /** `a` if it holds `need` elements, else a copy at least twice as long (growable typed arrays). */
-function grown<T extends Uint32Array | Float32Array>(a: T, need: number): T {
+function grown<T extends Uint32Array | Int32Array | Float32Array>(a: T, need: number): T {
   if (a.length >= need) return a;
   const b = new (a.constructor as new (n: number) => T)(Math.max(need, a.length * 2));
   b.set(a);
@@ -290,26 +292,62 @@ class Triples {
 export class PostingsBuilder {
   private readonly terms = new TermIds();
   /** Per term, as numbered by `terms`. */
-  private readonly dfCounts: number[] = [];
+  private dfCounts = new Uint32Array(1024);
   private readonly postings = new Triples();
   private readonly ids: string[] = [];
   private fieldLength = new Float32Array(1024 * F);
   private readonly avgFieldLength = new Float64Array(F);
   private readonly seenField = new Uint8Array(F);
+  /**
+   * Every distinct raw token seen, numbered, with its term (`tokenTerm`: the term's number, -1 for
+   * a stop word): a token is analysed (stemmed) once per build, not once per occurrence.
+   */
+  private readonly tokenNo = new Map<string, number>();
+  private tokenTerm = new Int32Array(1024);
+  /** Scratch, per token or term: the last (document, field) pass that saw it, and the term's count in that pass. */
+  private tokenSeen = new Uint32Array(1024);
+  private termSeen = new Uint32Array(1024);
+  private termTf = new Uint32Array(1024);
+  /** Per term: 1 + the last document counted in its df. */
+  private dfSeen = new Uint32Array(1024);
+  private pass = 0;
+  private readonly touched: number[] = [];
 
   constructor(private readonly analysis: KeywordAnalysis) {}
 
-  private termOf(term: string): number {
-    const t = this.terms.of(term);
-    if (t === this.dfCounts.length) this.dfCounts.push(0);
-    return t;
+  /** The number of a raw token, analysed and given its term's number the first time it is seen. */
+  private token(raw: string): number {
+    let k = this.tokenNo.get(raw);
+    if (k !== undefined) return k;
+    k = this.tokenNo.size;
+    this.tokenNo.set(raw, k);
+    this.tokenTerm = grown(this.tokenTerm, k + 1);
+    this.tokenSeen = grown(this.tokenSeen, k + 1);
+    const term = analyzeTerm(raw, this.analysis);
+    if (term) {
+      const t = this.terms.of(term);
+      const need = t + 1;
+      this.dfCounts = grown(this.dfCounts, need);
+      this.termSeen = grown(this.termSeen, need);
+      this.termTf = grown(this.termTf, need);
+      this.dfSeen = grown(this.dfSeen, need);
+      this.tokenTerm[k] = t;
+    } else {
+      this.tokenTerm[k] = -1;
+    }
+    return k;
   }
 
   get size(): number {
     return this.ids.length;
   }
 
-  /** One document, as KeywordIndex.build adds it (title only when non-empty; headings and neighbours only when boosted). */
+  /**
+   * One document, as KeywordIndex.build adds it (title only when non-empty; headings and neighbours
+   * only when boosted): per field, its length is its distinct raw tokens and each term's tf its
+   * occurrences; a term's df counts the documents whose text, title or headings hold it. Terms are
+   * numbered in the order first seen, as MiniSearch's postings list them.
+   */
   add(d: KeywordDoc): void {
     const docNo = this.ids.length;
     this.ids.push(d.id);
@@ -320,20 +358,37 @@ export class PostingsBuilder {
     for (let s = 0; s < F; s++) {
       const value = values[s];
       if (value == null) continue;
-      const tokens = tokenize(value);
-      const length = new Set(tokens).size;
+      const pass = ++this.pass;
+      const touched = this.touched;
+      touched.length = 0;
+      let length = 0;
+      for (const raw of tokenize(value)) {
+        const k = this.token(raw);
+        if (this.tokenSeen[k] !== pass) {
+          this.tokenSeen[k] = pass;
+          length++;
+        }
+        const t = this.tokenTerm[k]!;
+        if (t < 0) continue;
+        if (this.termSeen[t] !== pass) {
+          this.termSeen[t] = pass;
+          this.termTf[t] = 0;
+          touched.push(t);
+        }
+        this.termTf[t]!++;
+      }
       this.fieldLength[docNo * F + s] = length;
       // MiniSearch's running mean: the count is every document added before, with or without this field.
       this.avgFieldLength[s] = (this.avgFieldLength[s]! * docNo + length) / (docNo + 1);
       this.seenField[s] = 1;
-      const tf = new Map<string, number>();
-      for (const token of tokens) {
-        const term = analyzeTerm(token, this.analysis);
-        if (term) tf.set(term, (tf.get(term) ?? 0) + 1);
+      for (const t of touched) {
+        this.postings.push(t * F + s, docNo, this.termTf[t]!);
+        if (DF_FIELD[s] && this.dfSeen[t] !== docNo + 1) {
+          this.dfSeen[t] = docNo + 1;
+          this.dfCounts[t]!++;
+        }
       }
-      for (const [term, n] of tf) this.postings.push(this.termOf(term) * F + s, docNo, n);
     }
-    for (const term of new Set(analyze(`${d.title ?? ''} ${headings ?? ''} ${d.text}`, this.analysis))) this.dfCounts[this.termOf(term)]!++;
   }
 
   /** The typed layout (a counting sort of the postings by term and field; documents stay ascending). */
@@ -362,7 +417,7 @@ export class PostingsBuilder {
       termBytes,
       termStart,
       table: termTable(termBytes, termStart, T),
-      df: Uint32Array.from(this.dfCounts),
+      df: this.dfCounts.slice(0, T),
       postStart,
       postDoc,
       postTf,

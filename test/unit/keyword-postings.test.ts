@@ -4,7 +4,7 @@ import type MiniSearch from 'minisearch';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
 import { splitSentences } from '../../src/rag/extractive-answerer.js';
 import { KeywordIndex } from '../../src/store/keyword-index.js';
-import { compilePostings, KeywordPostings, PostingsBuilder, postingsBuffers, postingsText } from '../../src/store/keyword-postings.js';
+import { compilePostings, KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, type KeywordPostingsData } from '../../src/store/keyword-postings.js';
 import { KEYWORD_ANALYSIS } from '../../src/store/keyword-analysis.js';
 import { ROOT } from '../helpers/harness.js';
 
@@ -21,6 +21,14 @@ async function corpus(n: number) {
     ...(i % 3 === 0 ? { title: pick().slice(0, 40) } : {}),
   }));
   return { docs, sentences, pick };
+}
+
+/** Every term's document frequency, by term. */
+function dfByTerm(d: KeywordPostingsData): Map<string, number> {
+  const dec = new TextDecoder();
+  const out = new Map<string, number>();
+  for (let t = 0; t + 1 < d.termStart.length; t++) out.set(dec.decode(d.termBytes.subarray(d.termStart[t]!, d.termStart[t + 1]!)), d.df[t]!);
+  return out;
 }
 
 /**
@@ -58,13 +66,21 @@ describe('keyword postings (the served BM25)', () => {
     const { docs, pick } = await corpus(2000);
     // Some documents with empty text, with headings, and a boosted headings field, as in eval variants.
     docs[5] = { id: 'empty', text: '' };
-    const withHeadings = docs.map((d, i) => (i % 7 === 0 ? { ...d, headings: `Guide > Part ${i % 13} > ${pick().slice(0, 30)}` } : d));
-    for (const analysis of [KEYWORD_ANALYSIS, { ...KEYWORD_ANALYSIS, fieldBoosts: { ...KEYWORD_ANALYSIS.fieldBoosts, headings: 2 } }]) {
-      const reference = new KeywordPostings(KeywordIndex.build(withHeadings, 'built', analysis).compile());
+    // Neighbours' text counts in no df; headings count in df only when their field is indexed.
+    const withHeadings = docs.map((d, i) => ({
+      ...d,
+      ...(i % 7 === 0 ? { headings: `Guide > Part ${i % 13} > ${pick().slice(0, 30)}` } : {}),
+      ...(i % 5 === 0 ? { neighbours: `${pick()} zz-neighbour-only-${i % 4}` } : {}),
+    }));
+    const boosted = (f: Partial<typeof KEYWORD_ANALYSIS.fieldBoosts>) => ({ ...KEYWORD_ANALYSIS, fieldBoosts: { ...KEYWORD_ANALYSIS.fieldBoosts, ...f } });
+    for (const analysis of [KEYWORD_ANALYSIS, boosted({ headings: 2 }), boosted({ headings: 2, neighbours: 0.3 })]) {
+      const compiled = KeywordIndex.build(withHeadings, 'built', analysis).compile();
+      const reference = new KeywordPostings(compiled);
       const builder = new PostingsBuilder(analysis);
       for (const d of withHeadings) builder.add(d);
       expect(builder.size).toBe(2000);
       const data = builder.finish('built');
+      expect(dfByTerm(data)).toEqual(dfByTerm(compiled));
       const lean = new KeywordPostings(data);
       const viaText = new KeywordPostings(KeywordIndex.compileText(postingsText(data), 'built')!);
       expect(lean.size).toBe(reference.size);

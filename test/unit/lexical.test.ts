@@ -4,7 +4,30 @@ import { join } from 'node:path';
 import { Document } from '@langchain/core/documents';
 import { describe, expect, it } from 'vitest';
 import { markdownSections, splitDocuments } from '../../src/ingest/split-documents.js';
-import { analyze, KEYWORD_INDEX_FILE, KeywordIndex } from '../../src/store/keyword-index.js';
+import { analyze, KEYWORD_INDEX_FILE, KeywordIndex, tokenize } from '../../src/store/keyword-index.js';
+
+/** The grammar tokenize() implements by character code, as a regex (its first form): the reference. */
+function regexTokens(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.toLowerCase().matchAll(/[a-z0-9]+(?:[-_.][a-z0-9]+)*/g)) {
+    out.push(m[0]);
+    if (/[-_.]/.test(m[0])) out.push(...m[0].split(/[-_.]+/).filter(Boolean));
+  }
+  return out;
+}
+
+/** A seeded xorshift generator (the same strings every run). */
+function seeded(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
+}
 
 describe('keyword analysis (one exported config: KEYWORD_ANALYSIS)', () => {
   it.each([
@@ -14,6 +37,25 @@ describe('keyword analysis (one exported config: KEYWORD_ANALYSIS)', () => {
     ['numbers and short words are not stemmed', 'v3 ran 404 errors', ['v3', 'ran', '404', 'error']],
   ])('%s', (_name, text, want) => {
     expect(analyze(text)).toEqual(want);
+  });
+
+  it.each([
+    ['separators join runs only between letters or digits', 'a--b a.b. .a _x_ --visibility-timeout v1.2.3', ['a', 'b', 'a.b', 'a', 'b', 'a', 'x', 'visibility-timeout', 'visibility', 'timeout', 'v1.2.3', 'v1', '2', '3']],
+    ['upper case and the characters whose lower case is ASCII', 'HQ-E1042 \u212Aelvin \u0130stanbul', ['hq-e1042', 'hq', 'e1042', 'kelvin', 'i', 'stanbul']],
+    ['nothing to index', ' \u00e9\u00e8 -_. \ud83d\ude00 ', []],
+  ])('tokenize: %s', (_name, text, want) => {
+    expect(tokenize(text)).toEqual(want);
+    expect(regexTokens(text)).toEqual(want);
+  });
+
+  it('tokenize gives the regex grammar\'s tokens on 3,000 random strings', () => {
+    const alphabet = ['a', 'z', 'q', 'A', 'Z', '0', '9', '-', '_', '.', ' ', '\n', '/', '\u0130', '\u212A', '\u00e9', '\u03a3', '\ud83d\ude00', '\ud83d', '\u0000'];
+    const random = seeded(20261206);
+    for (let n = 0; n < 3000; n++) {
+      const length = Math.floor(random() * 40);
+      const text = Array.from({ length }, () => alphabet[Math.floor(random() * alphabet.length)]!).join('');
+      expect(tokenize(text), JSON.stringify(text)).toEqual(regexTokens(text));
+    }
   });
 
   it('a query in other inflections finds the chunk', () => {
