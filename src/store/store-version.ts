@@ -289,12 +289,25 @@ export async function openChromaSnapshot(
     let dispose = cleanup;
     if (inProcess) {
       backend = await InProcessBackend.create(opened.store.name, opened.store.space, opened.dimension, records);
-      // The child and the snapshot are no longer needed: queries never leave the process.
-      await cleanup();
+      // The child and the snapshot are no longer needed: queries never leave the process. The child
+      // was told to stop when its last page was read (onPaged); its exit and the snapshot's removal
+      // finish while the generation already serves (the launcher rarely takes 1-2 s to exit:
+      // environment.md), and dispose() waits for them, so a stop of the service still waits for
+      // the child. A child that outlives even that is killed by the exit hook and the spawner host.
+      const inProcessBackend = backend;
+      const released = cleanup().catch((err: unknown) =>
+        options.logger.warn({ store: spec.version, err: err instanceof Error ? err.message : String(err) }, 'could not stop the loader child or delete the snapshot'),
+      );
       server = null;
-      dispose = () => backend.dispose();
+      dispose = async () => {
+        await released;
+        await inProcessBackend.dispose();
+      };
       mark('stopLoader');
-      if (options.loaderStandbyMs) void prepareChromaStandby({ nice: LOADER_NICE, ttlMs: options.loaderStandbyMs });
+      if (options.loaderStandbyMs) {
+        const ttlMs = options.loaderStandbyMs;
+        void released.then(() => prepareChromaStandby({ nice: LOADER_NICE, ttlMs })).catch(() => undefined);
+      }
     } else {
       const chroma = new ChromaBackend('chroma-child', opened.store, records.keyword);
       backend = chroma;

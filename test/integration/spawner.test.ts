@@ -114,8 +114,11 @@ describe('warm standby Chroma child', () => {
   it('a service warms one as soon as its store folder is being written, before the reload that follows', async () => {
     const svc = await startTestService({ env: { WATCH: 'true', WATCH_STABILITY_MS: '3000' } });
     try {
-      await prepareChromaStandby({ nice: 19, ttlMs: 0 }); // drop the one its start left
       const h = await host();
+      // Its start asks for one once its loader child has exited (after the generation serves): wait for
+      // it, then drop it.
+      await waitFor(async () => (await standbysOf(h)).length === 1, 10_000, 'the standby its start left');
+      await prepareChromaStandby({ nice: 19, ttlMs: 0 });
       await waitFor(async () => (await standbysOf(h)).length === 0, 5_000, 'no standby');
       await writeFile(join(svc.dirs.store, 'notes.txt'), 'a file being written'); // settles only after 3 s
       await waitFor(async () => (await standbysOf(h)).length === 1, 2_500, 'a standby before the write settles');
