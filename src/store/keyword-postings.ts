@@ -530,10 +530,35 @@ export class KeywordPostings {
     return postingsArrays(this.d).reduce((s, a) => s + a.byteLength, 0);
   }
 
-  /** The term's index, or -1. */
+  /** The term's index, or -1. An ASCII term (the usual query word) is hashed and compared by character code, not encoded. */
   private find(term: string): number {
     const { table, termBytes, termStart } = this.d;
-    const key = this.enc.encode(term);
+    const n = term.length;
+    let h = 0x811c9dc5;
+    for (let i = 0; i < n; i++) {
+      const c = term.charCodeAt(i);
+      if (c > 0x7f) return this.findBytes(this.enc.encode(term));
+      h ^= c;
+      h = Math.imul(h, 0x01000193);
+    }
+    const mask = table.length - 1;
+    let slot = (h >>> 0) & mask;
+    for (;;) {
+      const t = table[slot]!;
+      if (t === -1) return -1;
+      const s = termStart[t]!;
+      if (termStart[t + 1]! - s === n) {
+        let i = 0;
+        while (i < n && termBytes[s + i] === term.charCodeAt(i)) i++;
+        if (i === n) return t;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+
+  /** The index of the term with these UTF-8 bytes, or -1. */
+  private findBytes(key: Uint8Array): number {
+    const { table, termBytes, termStart } = this.d;
     const mask = table.length - 1;
     let slot = fnv1a(key, 0, key.length) & mask;
     for (;;) {
@@ -570,7 +595,21 @@ export class KeywordPostings {
 
   /** The external id of an internal document number ('' for one MiniSearch discarded). */
   idOf(doc: number): string {
-    return this.d.present[doc] ? this.dec.decode(this.d.idBytes.subarray(this.d.idStart[doc]!, this.d.idStart[doc + 1]!)) : '';
+    if (!this.d.present[doc]) return '';
+    const { idBytes } = this.d;
+    const from = this.d.idStart[doc]!;
+    const to = this.d.idStart[doc + 1]!;
+    // A short ASCII id (the usual one) is made from its bytes directly: no decoder call.
+    if (to - from <= 64) {
+      let id = '';
+      for (let i = from; i < to; i++) {
+        const c = idBytes[i]!;
+        if (c > 0x7f) return this.dec.decode(idBytes.subarray(from, to));
+        id += String.fromCharCode(c);
+      }
+      return id;
+    }
+    return this.dec.decode(idBytes.subarray(from, to));
   }
 
   /**
@@ -598,11 +637,15 @@ export class KeywordPostings {
         const idf = Math.log(1 + (documentCount - size + 0.5) / (size + 0.5));
         const avg = avgFieldLength[s]!;
         const boost = this.boosts[s]!;
+        // boost * idf * (d + tf (k + 1) / (tf + k (1 - b + b len / avg))), its constants taken out of the loop.
+        const base = boost * idf * d;
+        const scale = boost * idf * (k + 1);
+        const norm0 = k * (1 - b);
+        const normLen = (k * b) / avg;
         for (let i = from; i < to; i++) {
           const doc = postDoc[i]!;
           const tf = postTf[i]!;
-          const len = fieldLength[doc * F + s]!;
-          const score = boost * (idf * (d + (tf * (k + 1)) / (tf + k * (1 - b + (b * len) / avg))));
+          const score = base + (scale * tf) / (tf + norm0 + normLen * fieldLength[doc * F + s]!);
           if (lastTerm[doc] !== q) {
             if (lastTerm[doc] === -1) touched[nTouched++] = doc;
             lastTerm[doc] = q;

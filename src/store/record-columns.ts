@@ -189,6 +189,15 @@ export class TextColumn {
     return this.buffers[this.c.segmentOf[row]!]!.compare(bytes, from, to, start, end) === 0;
   }
 
+  /** Whether the row holds exactly this ASCII string (every character below 0x80). */
+  equalsAscii(row: number, ascii: string): boolean {
+    const start = this.c.starts[row]!;
+    if (this.end(row) - start !== ascii.length) return false;
+    const b = this.buffers[this.c.segmentOf[row]!]!;
+    for (let i = 0; i < ascii.length; i++) if (b[start + i] !== ascii.charCodeAt(i)) return false;
+    return true;
+  }
+
   /** Whether rows a and b hold the same text. */
   sameRows(a: number, b: number): boolean {
     const sa = this.c.starts[a]!;
@@ -313,8 +322,24 @@ export class IdIndex {
 
   /** The row of `id`, or -1. */
   rowOf(id: string): number {
-    const bytes = utf8(id);
-    return this.rowOfBytes(bytes, 0, bytes.length);
+    // An ASCII id (the usual one) is hashed and compared by character code, not encoded.
+    const n = id.length;
+    let h = 0x811c9dc5;
+    for (let i = 0; i < n; i++) {
+      const c = id.charCodeAt(i);
+      if (c > 0x7f) {
+        const bytes = utf8(id);
+        return this.rowOfBytes(bytes, 0, bytes.length);
+      }
+      h = Math.imul(h ^ c, 0x01000193);
+    }
+    let slot = (h >>> 0) & this.mask;
+    for (;;) {
+      const row = this.table[slot]!;
+      if (row === -1) return -1;
+      if (row < this.ids.length && this.ids.equalsAscii(row, id)) return row;
+      slot = (slot + 1) & this.mask;
+    }
   }
 
   /** The row of the id whose UTF-8 bytes are `bytes[from..to)`, or -1 (no string made). */
