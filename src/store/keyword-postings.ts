@@ -504,9 +504,11 @@ export class KeywordPostings {
   private readonly dec = new TextDecoder();
   private readonly boosts: Float64Array;
   // Scratch per document, reused by every query (a search runs to its end in one task).
+  // Per document, in one 16-byte slot (a posting touches one cache line, not three): the score sum
+  // at Float64 index 2 doc, and at Int32 index 4 doc + 2 the distinct query terms matched (high 16
+  // bits) and 1 + the last query term that matched (low 16 bits; 0: untouched).
   private scores: Float64Array | null = null;
-  private matched: Uint16Array | null = null;
-  private lastTerm: Int32Array | null = null;
+  private marks: Int32Array | null = null;
   private touched: Int32Array | null = null;
 
   constructor(private readonly d: KeywordPostingsData) {
@@ -617,18 +619,23 @@ export class KeywordPostings {
    * internal number) compete, so a selective filter still gets its full top `limit`.
    */
   search(query: string, limit: number, accept?: (doc: number) => boolean): KeywordHit[] {
-    const terms = this.queryTerms(query);
+    // A term's number and the count of terms matched each take 16 bits of a document's mark.
+    const terms = this.queryTerms(query).slice(0, 0x7fff);
     if (terms.length === 0 || limit <= 0) return [];
     const { postStart, postDoc, postTf, fieldLength, avgFieldLength, documentCount, present } = this.d;
     const D = present.length;
-    const scores = (this.scores ??= new Float64Array(D));
-    const matched = (this.matched ??= new Uint16Array(D));
-    const lastTerm = (this.lastTerm ??= new Int32Array(D).fill(-1));
+    if (!this.scores || !this.marks) {
+      const slots = new ArrayBuffer(D * 16);
+      this.scores = new Float64Array(slots);
+      this.marks = new Int32Array(slots);
+    }
+    const { scores, marks } = this;
     const touched = (this.touched ??= new Int32Array(D));
     let nTouched = 0;
     const { k, b, d } = BM25;
     for (let q = 0; q < terms.length; q++) {
       const t = terms[q]!;
+      const q1 = q + 1;
       for (let s = 0; s < F; s++) {
         const from = postStart[t * F + s]!;
         const to = postStart[t * F + s + 1]!;
@@ -646,12 +653,12 @@ export class KeywordPostings {
           const doc = postDoc[i]!;
           const tf = postTf[i]!;
           const score = base + (scale * tf) / (tf + norm0 + normLen * fieldLength[doc * F + s]!);
-          if (lastTerm[doc] !== q) {
-            if (lastTerm[doc] === -1) touched[nTouched++] = doc;
-            lastTerm[doc] = q;
-            matched[doc] = matched[doc]! + 1;
+          const m = marks[doc * 4 + 2]!;
+          if ((m & 0xffff) !== q1) {
+            if (m === 0) touched[nTouched++] = doc;
+            marks[doc * 4 + 2] = (((m >>> 16) + 1) << 16) | q1;
           }
-          scores[doc] = scores[doc]! + score;
+          scores[doc * 2] = scores[doc * 2]! + score;
         }
       }
     }
@@ -663,10 +670,9 @@ export class KeywordPostings {
     let filled = 0;
     for (let j = 0; j < nTouched; j++) {
       const doc = touched[j]!;
-      const score = scores[doc]! * matched[doc]!;
-      scores[doc] = 0;
-      matched[doc] = 0;
-      lastTerm[doc] = -1;
+      const score = scores[doc * 2]! * (marks[doc * 4 + 2]! >>> 16);
+      scores[doc * 2] = 0;
+      marks[doc * 4 + 2] = 0;
       if (filled === cap && !(score > bestScore[cap - 1]!)) continue;
       if (accept && !accept(doc)) continue;
       let p = filled < cap ? filled++ : cap - 1;
