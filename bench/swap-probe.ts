@@ -55,7 +55,7 @@ async function main() {
     await mkdir(store);
     await cp(built.dir, join(store, 'a'), { recursive: true });
     await writeFile(join(store, 'CURRENT'), 'a\n');
-    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MODELS_DIR: join(ROOT, 'models'), VECTORSTORE_DIR: store, RUNTIME_DIR: join(work, 'rt'), AUDIT_LOG_DIR: 'off', MAX_CONCURRENT: '10000', ...(values['standby-ms'] !== undefined ? { LOADER_STANDBY_MS: values['standby-ms'] } : {}) });
+    const config = loadConfig({ PORT: '0', LOG_LEVEL: 'silent', MODELS_DIR: join(ROOT, 'models'), VECTORSTORE_DIR: store, RUNTIME_DIR: join(work, 'rt'), AUDIT_LOG_DIR: 'off', MAX_CONCURRENT: '10000', ...(values['standby-ms'] !== undefined ? { LOADER_STANDBY_MS: values['standby-ms'] } : {}), ...(process.env.BUILD_THREAD_MAX_BUILDS ? { BUILD_THREAD_MAX_BUILDS: process.env.BUILD_THREAD_MAX_BUILDS } : {}) });
     const svc = createService(config, { logger });
     const url = await svc.start();
     const load = Number(values.load)

@@ -68,6 +68,8 @@ const buildThreads = {
     worker.on('error', () => undefined);
     return worker;
   },
+  /** The last collection of a thread kept for another build (its heap in bytes): tests and probes read it. */
+  lastCollection: null as { ms: number; heapBefore: number; heapAfter: number } | null,
   /** Builds each live thread has run (a thread runs at most `maxBuilds`, then a fresh one replaces it). */
   builds: new WeakMap<NicedThread, number>(),
   take(): { worker: NicedThread; reused: boolean } {
@@ -88,6 +90,13 @@ const buildThreads = {
     this.builds.set(used, builds);
     const reuse = builds < maxBuilds && !this.idle && keepMs > 0;
     if (!reuse) void used.terminate();
+    // Kept for its next build: its last build's garbage is collected now, not held until then.
+    else {
+      used.once('message', (m: IndexWorkerMessage) => {
+        if (m.type === 'collected') this.lastCollection = { ms: m.ms, heapBefore: m.heapBefore, heapAfter: m.heapAfter };
+      });
+      used.postMessage({ type: 'collect' } satisfies IndexWorkerRequest);
+    }
     if (this.idle || keepMs <= 0) return;
     const worker = reuse ? used : this.start(true);
     const timer = setTimeout(() => {
@@ -99,6 +108,11 @@ const buildThreads = {
     this.idle = { worker, timer };
   },
 };
+
+/** The last garbage collection of a build thread kept for its next build (null: none yet). */
+export function lastBuildThreadCollection(): { ms: number; heapBefore: number; heapAfter: number } | null {
+  return buildThreads.lastCollection;
+}
 
 /** A search on a keyword search thread that has not answered within this fails with RAG_STORE_TIMEOUT. */
 export const KEYWORD_SEARCH_TIMEOUT_MS = 10_000;

@@ -9,6 +9,8 @@
  * does not pay a thread's start (Node, these imports, undici's first fetch: ~135 ms of CPU) nor run on
  * the last build's garbage. Protocol: see index-loader.ts (the only user).
  */
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { readFile } from 'node:fs/promises';
 import { workerData } from 'node:worker_threads';
 import { RagError, toRagError } from '../errors.js';
@@ -79,14 +81,17 @@ export type IndexWorkerMessage =
   | { type: 'idle' }
   | { type: 'cached'; ok: boolean; ms: number; file?: string; bytes?: number; reason?: string }
   | { type: 'loaded-from-cache'; version: string; collection: string; space: 'cosine' | 'l2' | 'ip'; count: number; dimension: number }
-  | { type: 'failed'; code: string; message: string };
+  | { type: 'failed'; code: string; message: string }
+  /** After `collect`: the thread's heap before and after its full collection (bytes). */
+  | { type: 'collected'; ms: number; heapBefore: number; heapAfter: number };
 
 /**
  * From the event loop: `job` starts a build (only on a thread that is new or reported `idle`);
  * `read` where to read once its Chroma server is up; `persist` once the generation is built:
- * write the cache entry now.
+ * write the cache entry now; `collect` when the idle thread is kept for another build: collect its
+ * garbage now (collectGarbage).
  */
-export type IndexWorkerRequest = { type: 'job'; data: IndexWorkerData } | { type: 'persist' } | ({ type: 'read' } & ReadTarget);
+export type IndexWorkerRequest = { type: 'job'; data: IndexWorkerData } | { type: 'persist' } | { type: 'collect' } | ({ type: 'read' } & ReadTarget);
 
 /** The thread's own data: its niceness for every build it runs (0: leave it). */
 export interface IndexThreadData {
@@ -122,7 +127,31 @@ port.on('message', (req: IndexWorkerRequest) => {
     targetKnown?.(t);
     targetKnown = null;
   } else if (req.type === 'persist') onPersist?.();
+  else if (req.type === 'collect' && !running && collectGarbage) {
+    const t0 = performance.now();
+    const before = process.memoryUsage().heapUsed;
+    collectGarbage();
+    port.postMessage({ type: 'collected', ms: Math.round(performance.now() - t0), heapBefore: before, heapAfter: process.memoryUsage().heapUsed } satisfies IndexWorkerMessage);
+  }
 });
+
+/**
+ * A full collection of this thread's heap, or null where V8 refuses the flag. A thread kept for its
+ * next build (BUILD_THREAD_MAX_BUILDS > 1) otherwise holds its last build's garbage (~40-60 MiB at
+ * 10,000 chunks) until V8's memory reducer gets to it, which swaps every few seconds never leave it
+ * time for: RSS after 100 swaps of 3,000 chunks 1.092x the first with 8 builds a thread, 1.010x with
+ * this collection (~6-11 ms of this niced thread, the heap left at ~6 MiB; bench/results/swaps-2026-12-06-s17.md).
+ * `--expose-gc` only adds `gc` to contexts made after it is set: the one made here.
+ */
+const collectGarbage: (() => void) | null = (() => {
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    const gc: unknown = vm.runInNewContext('gc');
+    return typeof gc === 'function' ? (gc as () => void) : null;
+  } catch {
+    return null;
+  }
+})();
 /**
  * Ids, texts and metadata to the event loop as columns, with the id table and each keyword
  * document's row (computed and checked here, at low priority: the event loop builds no per-record

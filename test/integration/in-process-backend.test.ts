@@ -9,7 +9,7 @@ import { ChromaBackend } from '../../src/store/chroma-backend.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore, type DistanceSpace } from '../../src/store/chroma-store.js';
 import { InProcessBackend } from '../../src/store/in-process-backend.js';
-import { loadRecords } from '../../src/store/index-loader.js';
+import { lastBuildThreadCollection, loadRecords } from '../../src/store/index-loader.js';
 import { NicedThreadHandle, nicedSpawnerTids } from '../../src/niced-thread.js';
 import { normalizeRows, VectorMatrix } from '../../src/store/vector-scan.js';
 import { SEGMENT_BYTES } from '../../src/store/record-columns.js';
@@ -353,6 +353,10 @@ describe('build threads are kept between builds', () => {
       runs.push(run);
     }
     expect(runs.map((r) => r.buildThreadReused)).toEqual([false, true, true, true]);
+    // A thread kept for another build had its garbage collected while idle (its heap shrank).
+    const collected = lastBuildThreadCollection();
+    expect(collected).not.toBeNull();
+    expect(collected!.heapAfter).toBeLessThan(collected!.heapBefore);
     const ids = runs.map((r) => r.buildThreadId);
     expect(ids.slice(1, 3)).toEqual([ids[0], ids[0]]);
     expect(ids[3]).not.toBe(ids[0]);
