@@ -320,10 +320,13 @@ export class PostingsBuilder {
     let k = this.tokenNo.get(raw);
     if (k !== undefined) return k;
     k = this.tokenNo.size;
-    this.tokenNo.set(raw, k);
+    // A token of 13 or more characters is a slice that keeps its whole document's text alive (V8's
+    // sliced strings): the key kept for the build (and the term made from it) is a copy of its own.
+    const own = raw.length >= 13 ? Buffer.from(raw, 'latin1').toString('latin1') : raw;
+    this.tokenNo.set(own, k);
     this.tokenTerm = grown(this.tokenTerm, k + 1);
     this.tokenSeen = grown(this.tokenSeen, k + 1);
-    const term = analyzeTerm(raw, this.analysis);
+    const term = analyzeTerm(own, this.analysis);
     if (term) {
       const t = this.terms.of(term);
       const need = t + 1;

@@ -1,4 +1,6 @@
 import { join } from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import type MiniSearch from 'minisearch';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
@@ -91,6 +93,21 @@ describe('keyword postings (the served BM25)', () => {
         expect(viaText.search(question, 20)).toEqual(want);
       }
     }
+  });
+
+  it('keeps no document text alive while it builds: a long token (a V8 slice of its text) is kept as a copy of its own', () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const filler = 'lorem ipsum dolor sit amet consectetur adipiscing elit '.repeat(36); // ~2 KB a document
+    const builder = new PostingsBuilder(KEYWORD_ANALYSIS);
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    // Each document brings one new token of 13+ characters: kept as a slice, it held the whole lower-cased text (~20 MB here).
+    for (let i = 0; i < 10_000; i++) builder.add({ id: `d${i}`, text: `${filler} identifier-number-${i.toString(36)}x${i} ${filler}` });
+    gc();
+    const heldMiB = (process.memoryUsage().heapUsed - before) / 2 ** 20;
+    expect(heldMiB).toBeLessThan(8);
+    expect(builder.finish('built').documentCount).toBe(10_000);
   });
 
   it('compiles a shipped index text (no MiniSearch objects) to the same layout as the in-memory index', async () => {
