@@ -127,10 +127,12 @@ port.on('message', (req: IndexWorkerRequest) => {
     targetKnown?.(t);
     targetKnown = null;
   } else if (req.type === 'persist') onPersist?.();
-  else if (req.type === 'collect' && !running && collectGarbage) {
+  else if (req.type === 'collect' && !running) {
+    const collect = collectGarbage();
+    if (!collect) return;
     const t0 = performance.now();
     const before = process.memoryUsage().heapUsed;
-    collectGarbage();
+    collect();
     port.postMessage({ type: 'collected', ms: Math.round(performance.now() - t0), heapBefore: before, heapAfter: process.memoryUsage().heapUsed } satisfies IndexWorkerMessage);
   }
 });
@@ -141,17 +143,21 @@ port.on('message', (req: IndexWorkerRequest) => {
  * 10,000 chunks) until V8's memory reducer gets to it, which swaps every few seconds never leave it
  * time for: RSS after 100 swaps of 3,000 chunks 1.092x the first with 8 builds a thread, 1.010x with
  * this collection (~6-11 ms of this niced thread, the heap left at ~6 MiB; bench/results/swaps-2026-12-06-s17.md).
- * `--expose-gc` only adds `gc` to contexts made after it is set: the one made here.
+ * `--expose-gc` only adds `gc` to contexts made after it is set: the one made here, on the first
+ * `collect` (never with the default of one build a thread, which is ended instead).
  */
-const collectGarbage: (() => void) | null = (() => {
+let collector: (() => void) | null | undefined;
+function collectGarbage(): (() => void) | null {
+  if (collector !== undefined) return collector;
   try {
     v8.setFlagsFromString('--expose-gc');
     const gc: unknown = vm.runInNewContext('gc');
-    return typeof gc === 'function' ? (gc as () => void) : null;
+    collector = typeof gc === 'function' ? (gc as () => void) : null;
   } catch {
-    return null;
+    collector = null;
   }
-})();
+  return collector;
+}
 /**
  * Ids, texts and metadata to the event loop as columns, with the id table and each keyword
  * document's row (computed and checked here, at low priority: the event loop builds no per-record
