@@ -493,9 +493,9 @@ async function openCollection(
   timeouts: { queryMs?: number | undefined; loadMs?: number | undefined },
 ): Promise<{ store: ChromaStore; count: number; dimension: number }> {
   const checked = await ChromaStore.open({ url, collection, timeoutMs: timeouts.loadMs ?? timeouts.queryMs });
-  const count = await checked.count();
+  // Both asked at once (one round trip to the loader child, not two); checked in this order.
+  const [count, dimension] = await Promise.all([checked.count(), checked.dimension()]);
   if (count === 0) throw new RagError('RAG_STORE_EMPTY', `collection "${checked.name}" is empty`);
-  const dimension = await checked.dimension();
   if (dimension === null) throw new RagError('RAG_STORE_EMPTY', `collection "${checked.name}" has no vectors`);
   if (manifest && manifest.embedding.dimension !== dimension) {
     throw new RagError(
