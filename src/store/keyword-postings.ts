@@ -1,4 +1,5 @@
 import { analyze, analyzeTerm, KEYWORD_FIELDS, tokenize, type KeywordAnalysis, type KeywordDoc } from './keyword-analysis.js';
+import { hashAscii, hashRange } from './record-columns.js';
 import type { KeywordHit } from './retrieval-backend.js';
 
 /**
@@ -90,15 +91,6 @@ export function copyPostings(d: KeywordPostingsData, alloc: (bytes: number) => A
 /** Its arrays live in shared memory (sharedPostings): it is searched on a thread of its own. */
 export function isSharedPostings(d: KeywordPostingsData): boolean {
   return d.postDoc.buffer instanceof SharedArrayBuffer;
-}
-
-function fnv1a(bytes: Uint8Array, start: number, end: number): number {
-  let h = 0x811c9dc5;
-  for (let i = start; i < end; i++) {
-    h ^= bytes[i]!;
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }
 
 /** Strings as UTF-8 back to back, string i at bytes start[i] .. start[i + 1]. */
@@ -491,7 +483,7 @@ function termTable(termBytes: Uint8Array, termStart: Uint32Array, T: number): In
   while (cap < T * 2) cap *= 2;
   const table = new Int32Array(cap).fill(-1);
   for (let t = 0; t < T; t++) {
-    let slot = fnv1a(termBytes, termStart[t]!, termStart[t + 1]!) & (cap - 1);
+    let slot = hashRange(termBytes, termStart[t]!, termStart[t + 1]!) & (cap - 1);
     while (table[slot] !== -1) slot = (slot + 1) & (cap - 1);
     table[slot] = t;
   }
@@ -538,16 +530,11 @@ export class KeywordPostings {
   /** The term's index, or -1. An ASCII term (the usual query word) is hashed and compared by character code, not encoded. */
   private find(term: string): number {
     const { table, termBytes, termStart } = this.d;
+    const h = hashAscii(term);
+    if (h < 0) return this.findBytes(this.enc.encode(term));
     const n = term.length;
-    let h = 0x811c9dc5;
-    for (let i = 0; i < n; i++) {
-      const c = term.charCodeAt(i);
-      if (c > 0x7f) return this.findBytes(this.enc.encode(term));
-      h ^= c;
-      h = Math.imul(h, 0x01000193);
-    }
     const mask = table.length - 1;
-    let slot = (h >>> 0) & mask;
+    let slot = h & mask;
     for (;;) {
       const t = table[slot]!;
       if (t === -1) return -1;
@@ -565,7 +552,7 @@ export class KeywordPostings {
   private findBytes(key: Uint8Array): number {
     const { table, termBytes, termStart } = this.d;
     const mask = table.length - 1;
-    let slot = fnv1a(key, 0, key.length) & mask;
+    let slot = hashRange(key, 0, key.length) & mask;
     for (;;) {
       const t = table[slot]!;
       if (t === -1) return -1;

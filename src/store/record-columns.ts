@@ -278,10 +278,21 @@ function isWellFormed(s: string): boolean {
   return true;
 }
 
-/** FNV-1a over bytes. */
-function hashRange(b: Uint8Array, from: number, to: number): number {
+/** FNV-1a over bytes (the id table's hash, and the keyword index's term table's). */
+export function hashRange(b: Uint8Array, from: number, to: number): number {
   let h = 0x811c9dc5;
   for (let i = from; i < to; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  return h >>> 0;
+}
+
+/** hashRange of an ASCII string's bytes, from its character codes (no encoding); -1 if a character is not ASCII. */
+export function hashAscii(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return -1;
+    h = Math.imul(h ^ c, 0x01000193);
+  }
   return h >>> 0;
 }
 
@@ -323,17 +334,12 @@ export class IdIndex {
   /** The row of `id`, or -1. */
   rowOf(id: string): number {
     // An ASCII id (the usual one) is hashed and compared by character code, not encoded.
-    const n = id.length;
-    let h = 0x811c9dc5;
-    for (let i = 0; i < n; i++) {
-      const c = id.charCodeAt(i);
-      if (c > 0x7f) {
-        const bytes = utf8(id);
-        return this.rowOfBytes(bytes, 0, bytes.length);
-      }
-      h = Math.imul(h ^ c, 0x01000193);
+    const h = hashAscii(id);
+    if (h < 0) {
+      const bytes = utf8(id);
+      return this.rowOfBytes(bytes, 0, bytes.length);
     }
-    let slot = (h >>> 0) & this.mask;
+    let slot = h & this.mask;
     for (;;) {
       const row = this.table[slot]!;
       if (row === -1) return -1;
