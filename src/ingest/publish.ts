@@ -10,6 +10,8 @@ import { ChromaServer } from '../store/chroma-server.js';
 import { ChromaStore, createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
 import { encodeIndexCache, SERVING_INDEX_FILE, servingIndexKey, type CachedIndex } from '../store/index-cache.js';
 import { readRecordPages } from '../store/chroma-pages.js';
+import { MetadataColumnBuilder } from '../store/metadata-columns.js';
+import { TextColumnBuilder } from '../store/record-columns.js';
 import { KEYWORD_INDEX_FILE, KeywordIndex, type KeywordAnalysis, type KeywordDoc } from '../store/keyword-index.js';
 
 /**
@@ -215,45 +217,40 @@ export async function pruneVersions(outDir: string, keep: number, newest: string
  * serving index must hold exactly what a load through Chroma would, so it is read back from the
  * version's own files, not taken from the chunks.
  */
-async function readBack(dir: string, collection: string, count: number, dimension: number, log: PublishOptions['logger']): Promise<{ ids: string[]; documents: string[]; metadatas: CachedIndex['metadatas']; vectors: Float32Array; dimension: number }> {
+async function readBack(dir: string, collection: string, count: number, dimension: number, log: PublishOptions['logger']): Promise<Pick<CachedIndex, 'ids' | 'documents' | 'metadata' | 'vectors' | 'dimension' | 'count'>> {
   const server = new ChromaServer({ dataDir: dir, logger: log, restart: false });
   try {
     await server.start();
     const store = await ChromaStore.open({ url: server.url, collection });
-    const ids: string[] = [];
-    const documents: string[] = [];
-    const metadatas: CachedIndex['metadatas'] = [];
-    // Straight into the matrix the file holds: no per-record arrays for a large store.
+    // As the build thread reads a store and sends it (chroma-pages.ts, columns): the file holds the same arrays.
+    const ids = new TextColumnBuilder(count);
+    const documents = new TextColumnBuilder(count);
+    const metadata = new MetadataColumnBuilder(count);
     const vectors = new Float32Array(count * dimension);
-    // Read as the build thread reads a store (chroma-pages.ts), so both hold the same numbers.
+    let row = 0;
     for await (const page of readRecordPages(store.refAt(server.url), { pageSize: 1000, dimension, total: count })) {
-      if (ids.length + page.ids.length > count) throw new Error(`the collection holds more than the ${count} chunks published`);
-      vectors.set(page.embeddings!, ids.length * dimension);
-      ids.push(...page.ids);
-      documents.push(...page.documents.map((d) => d ?? ''));
-      metadatas.push(...page.metadatas.map((m) => (m ?? {}) as CachedIndex['metadatas'][number]));
+      if (row + page.ids.length > count) throw new Error(`the collection holds more than the ${count} chunks published`);
+      vectors.set(page.embeddings!, row * dimension);
+      for (let i = 0; i < page.ids.length; i++) {
+        ids.add(page.ids[i]!);
+        documents.add(page.documents[i] ?? '');
+        metadata.add(page.metadatas[i] as Record<string, unknown> | null);
+      }
+      documents.endPage();
+      row += page.ids.length;
     }
-    if (ids.length !== count) throw new Error(`read back ${ids.length} chunks, published ${count}`);
-    return { ids, documents, metadatas, vectors, dimension };
+    if (row !== count) throw new Error(`read back ${row} chunks, published ${count}`);
+    return { ids: ids.finish(), documents: documents.finish(), metadata: metadata.finish(), vectors, dimension, count };
   } finally {
     await server.stop();
   }
 }
 
 async function writeServingIndex(dir: string, collection: string, keywordText: string, keywordSize: number, r: Awaited<ReturnType<typeof readBack>>): Promise<void> {
-  const key = servingIndexKey({ collection, chunkCount: r.ids.length, embedding: { dimension: r.dimension } });
-  const parts = encodeIndexCache(key, {
-    version: '',
-    collection,
-    space: 'cosine',
-    count: r.ids.length,
-    dimension: r.dimension,
-    keyword: { origin: 'store', size: keywordSize },
-    ids: r.ids,
-    documents: r.documents,
-    metadatas: r.metadatas,
-    vectors: r.vectors,
-    keywordText,
-  });
+  const key = servingIndexKey({ collection, chunkCount: r.count, embedding: { dimension: r.dimension } });
+  // Compiled as the service compiles the keyword-index.json beside it.
+  const postings = KeywordIndex.compileText(keywordText, 'store');
+  if (!postings) throw new Error('the keyword index just written does not compile');
+  const parts = encodeIndexCache(key, { ...r, version: '', collection, space: 'cosine', keyword: { origin: 'store', size: keywordSize }, postings });
   await writeFile(join(dir, SERVING_INDEX_FILE), Buffer.concat(parts));
 }

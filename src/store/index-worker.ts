@@ -17,9 +17,9 @@ import { RagError, toRagError } from '../errors.js';
 import { threadPort } from '../niced-thread.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
-import { copyPostings, PostingsBuilder, postingsBuffers, postingsText, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
-import { checkMetadataColumn, encodeMetadataColumn, MetadataColumnBuilder, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
-import { buildIdTable, checkTextColumn, columnBuffers, columnRows, copyColumn, encodeTextColumn, IdIndex, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
+import { copyPostings, PostingsBuilder, postingsBuffers, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
+import { checkMetadataColumn, copyMetadataColumn, MetadataColumnBuilder, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
+import { buildIdTable, checkTextColumn, columnBuffers, copyColumn, IdIndex, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
 import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
 import type { CollectionRef } from './chroma-pages.js';
 import type { DistanceSpace } from './chroma-store.js';
@@ -183,15 +183,15 @@ function keywordDoc(id: string, text: string, metadata: Record<string, unknown> 
   return typeof title === 'string' ? { id, text, title } : { id, text };
 }
 
-/** What the worker read, kept until it is written to the serving index cache (only with `persist`). */
-let toPersist: (Omit<CachedIndex, 'keywordText' | 'keyword' | 'ids' | 'documents'> & { columns: { ids: TextColumnData; documents: TextColumnData } }) | null = null;
+/** What the worker read, kept until it is written to the serving index cache (only with `persist`): copies of what was sent. */
+let toPersist: Omit<CachedIndex, 'keyword' | 'postings'> | null = null;
 
-/** The keyword index as sent: its serialised text is kept for the serving index cache. */
+/** The keyword index as sent, and a copy of it kept for the serving index cache. */
 interface KeywordOut {
   origin: 'store' | 'built';
   size: number;
-  /** KeywordIndex.serialize() text (null: not kept, nothing to persist). */
-  text: () => string | null;
+  /** The compiled index to persist (null: not kept, nothing to persist). */
+  postings: KeywordPostingsData | null;
 }
 
 /** Compile a serialised keyword index here (niced), or fail with `code`; null for the older format. */
@@ -229,7 +229,6 @@ async function load(): Promise<KeywordOut> {
   const builder = shipped ? null : new PostingsBuilder(KEYWORD_ANALYSIS);
   // An in-process index gets ids, texts and metadata as columns at the end (sendColumns), joined page by page.
   const all = vectors ? { ids: new TextColumnBuilder(expectCount), documents: new TextColumnBuilder(expectCount), metadata: new MetadataColumnBuilder(expectCount) } : null;
-  const persistMetadatas = data.persist && vectors ? ([] as CachedIndex['metadatas']) : null;
   let row = 0;
   for await (const page of readRecordPages(ref, { pageSize: data.pageSize, dimension: data.withVectors ? dimension : null, inFlight: data.pagesInFlight, total: expectCount })) {
     if (row + page.ids.length > expectCount) throw new Error(`the collection holds more than the ${expectCount} records it counted`);
@@ -245,8 +244,6 @@ async function load(): Promise<KeywordOut> {
       }
       // Texts are joined as each page ends (ids, small, at the segment limits: fewer messages).
       all.documents.endPage();
-      // As the column reads them back (a missing metadata is {}).
-      if (persistMetadatas) for (const m of page.metadatas) persistMetadatas.push((m ?? {}) as CachedIndex['metadatas'][number]);
     }
     if (builder) page.ids.forEach((id, i) => builder.add(keywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
     row += page.ids.length;
@@ -257,21 +254,16 @@ async function load(): Promise<KeywordOut> {
   const columns = all ? { ids: all.ids.finish(), documents: all.documents.finish(), metadata: all.metadata.finish() } : null;
   if (vectors && columns) {
     // The cache gets its own copies: the arrays themselves are transferred to the main thread.
-    if (persistMetadatas) toPersist = { columns: { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents) }, metadatas: persistMetadatas, version: data.persist!.version, collection: ref.name, space, count: row, dimension, vectors: vectors.slice() };
+    if (data.persist) toPersist = { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents), metadata: copyMetadataColumn(columns.metadata), version: data.persist.version, collection: ref.name, space, count: row, dimension, vectors: vectors.slice() };
     sendVectors(vectors, row, dimension, space);
   }
   const keyword = shipped ?? builder!.finish('built');
   if (columns) sendColumns(columns.ids, columns.documents, columns.metadata, keyword);
-  if (shipped) {
-    sendKeyword(shipped);
-    return { origin: 'store', size: shipped.documentCount, text: () => shippedText };
-  }
-  // The cache entry keeps the index as text, made once the generation serves (persistLoaded): its
-  // arrays are copied now when the ones sent detach (a shared copy leaves them here). Made here, the
-  // text took ~60-100 ms of this thread per 10k swap before serving (--cpu-prof of swap-probe --bare, session 16).
+  // The cache entry keeps the compiled arrays (written once the generation serves, persistLoaded):
+  // copied now when the ones sent detach (a shared copy leaves them here).
   const kept = toPersist ? (searchedOnThread(keyword) ? keyword : copyPostings(keyword)) : null;
   sendKeyword(keyword);
-  return { origin: 'built', size: keyword.documentCount, text: () => (kept ? postingsText(kept) : null) };
+  return { origin: shipped ? 'store' : 'built', size: keyword.documentCount, postings: kept };
 }
 
 /**
@@ -302,15 +294,16 @@ async function loadCached(file: string, key: IndexCacheKey, expectCount: number)
     const why = err instanceof IndexCacheInvalid ? err.message : `it cannot be read: ${(err as Error).message.slice(0, 200)}`;
     throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', why, { cause: err });
   }
-  const prefix = 'its keyword index does not load';
-  const keyword = compileOrFail(index.keywordText, index.keyword.origin, 'RAG_STORE_INDEX_CACHE_INVALID', prefix);
-  if (!keyword) throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `${prefix}: it is in an older format`);
-  if (keyword.documentCount !== index.keyword.size) throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `${prefix}: it holds ${keyword.documentCount} documents, expected ${index.keyword.size}`);
-  sendColumns(encodeTextColumn(index.ids), encodeTextColumn(index.documents), encodeMetadataColumn(index.metadatas), keyword);
+  const keyword = index.postings;
+  if (keyword.documentCount !== index.keyword.size) {
+    throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `its keyword index holds ${keyword.documentCount} documents, expected ${index.keyword.size}`);
+  }
+  // The arrays come checked (decodeIndexCache); sendColumns builds the id table and each keyword document's row.
+  sendColumns(index.ids, index.documents, index.metadata, keyword);
   sendKeyword(keyword);
   sendVectors(index.vectors, index.count, index.dimension, index.space);
   port.postMessage({ type: 'loaded-from-cache', version: index.version, collection: index.collection, space: index.space, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage);
-  return { origin: index.keyword.origin, size: index.keyword.size, text: () => null };
+  return { origin: index.keyword.origin, size: index.keyword.size, postings: null };
 }
 
 /** Write what was read to the serving index cache (after the generation is ready: serving never waits for it). */
@@ -318,13 +311,11 @@ async function persistLoaded(out: KeywordOut): Promise<void> {
   const p = data.persist;
   const loaded = toPersist;
   toPersist = null;
-  const keywordText = out.text();
-  if (!p || !loaded || keywordText === null) return;
+  if (!p || !loaded || !out.postings) return;
   const keyword = { origin: out.origin, size: out.size };
   const t0 = performance.now();
   try {
-    const { columns, ...rest } = loaded;
-    const { file, bytes } = await writeIndexCache(p.runtimeDir, p.key, { ...rest, ids: columnRows(columns.ids), documents: columnRows(columns.documents), keyword, keywordText });
+    const { file, bytes } = await writeIndexCache(p.runtimeDir, p.key, { ...loaded, keyword, postings: out.postings });
     port.postMessage({ type: 'cached', ok: true, ms: Math.round(performance.now() - t0), file, bytes } satisfies IndexWorkerMessage);
   } catch (err) {
     port.postMessage({ type: 'cached', ok: false, ms: Math.round(performance.now() - t0), reason: `${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.trim().slice(0, 300) } satisfies IndexWorkerMessage);

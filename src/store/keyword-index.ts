@@ -142,7 +142,7 @@ export class KeywordIndex {
 }
 
 /** The analysis a shipped index was built with (checked: the file is untrusted). */
-function parseAnalysis(raw: unknown): KeywordAnalysis {
+export function parseAnalysis(raw: unknown): KeywordAnalysis {
   const a = raw as { stem?: unknown; fieldBoosts?: Record<string, unknown>; maxDfRatio?: unknown } | undefined;
   const boosts = a?.fieldBoosts;
   const num = (v: unknown, lo: number, hi: number) => typeof v === 'number' && Number.isFinite(v) && v >= lo && v <= hi;

@@ -425,69 +425,98 @@ export class PostingsBuilder {
   }
 }
 
-/**
- * The layout as KeywordIndex.serialize() text (MiniSearch's JSON inside), for the serving index
- * cache: compilePostings(JSON.parse(text)) gives back an index with the same answers.
- */
-export function postingsText(d: KeywordPostingsData): string {
-  const dec = new TextDecoder();
-  const str = (bytes: Uint8Array, start: Uint32Array, i: number) => dec.decode(bytes.subarray(start[i]!, start[i + 1]!));
-  const T = d.termStart.length - 1;
-  const D = d.present.length;
-  const documentIds: Record<number, string> = {};
-  const fieldLength: Record<number, number[]> = {};
-  for (let doc = 0; doc < D; doc++) {
-    if (!d.present[doc]) continue;
-    documentIds[doc] = str(d.idBytes, d.idStart, doc);
-    fieldLength[doc] = Array.from(d.fieldLength.subarray(doc * F, doc * F + F));
-  }
-  const index: Array<[string, Record<number, Record<number, number>>]> = [];
-  const df: Record<string, number> = {};
-  for (let t = 0; t < T; t++) {
-    const term = str(d.termBytes, d.termStart, t);
-    df[term] = d.df[t]!;
-    const fields: Record<number, Record<number, number>> = {};
-    let any = false;
-    for (let s = 0; s < F; s++) {
-      const from = d.postStart[t * F + s]!;
-      const to = d.postStart[t * F + s + 1]!;
-      if (from === to) continue;
-      const docs: Record<number, number> = {};
-      for (let i = from; i < to; i++) docs[d.postDoc[i]!] = d.postTf[i]!;
-      fields[s] = docs;
-      any = true;
-    }
-    if (any) index.push([term, fields]);
-  }
-  const plain = {
-    documentCount: d.documentCount,
-    nextId: D,
-    documentIds,
-    fieldIds: Object.fromEntries(KEYWORD_FIELDS.map((f, i) => [f, i])),
-    fieldLength,
-    averageFieldLength: Array.from(d.avgFieldLength),
-    storedFields: {},
-    dirtCount: D - d.documentCount,
-    index,
-    serializationVersion: 2,
-  };
-  return JSON.stringify({ format: KEYWORD_TEXT_FORMAT, analysis: d.analysis, df, index: plain });
-}
-
 /** The format of KeywordIndex.serialize() text (3: stemmed terms, a headings field); keyword-index.ts reads and writes this one. */
 export const KEYWORD_TEXT_FORMAT = 3;
 
 /** Open-addressing hash table of the terms (FNV-1a over their UTF-8 bytes; -1 = empty). */
-function termTable(termBytes: Uint8Array, termStart: Uint32Array, T: number): Int32Array {
+function termTable(termBytes: Uint8Array, termStart: Uint32Array, T: number, refuseRepeats = false): Int32Array {
   let cap = 16;
   while (cap < T * 2) cap *= 2;
   const table = new Int32Array(cap).fill(-1);
   for (let t = 0; t < T; t++) {
-    let slot = hashRange(termBytes, termStart[t]!, termStart[t + 1]!) & (cap - 1);
-    while (table[slot] !== -1) slot = (slot + 1) & (cap - 1);
+    const from = termStart[t]!;
+    const to = termStart[t + 1]!;
+    let slot = hashRange(termBytes, from, to) & (cap - 1);
+    while (table[slot] !== -1) {
+      if (refuseRepeats && sameBytes(termBytes, termStart[table[slot]!]!, termStart[table[slot]! + 1]!, from, to)) throw new Error('its keyword index lists a term twice');
+      slot = (slot + 1) & (cap - 1);
+    }
     table[slot] = t;
   }
   return table;
+}
+
+function sameBytes(b: Uint8Array, aFrom: number, aTo: number, bFrom: number, bTo: number): boolean {
+  if (aTo - aFrom !== bTo - bFrom) return false;
+  for (let i = 0; i < aTo - aFrom; i++) if (b[aFrom + i] !== b[bFrom + i]) return false;
+  return true;
+}
+
+/** The arrays a compiled index is stored as (the term table is rebuilt from the terms on load). */
+export type StoredPostingsArrays = Exclude<(typeof ARRAY_KEYS)[number], 'table'>;
+export const STORED_POSTINGS_ARRAYS = ARRAY_KEYS.filter((k): k is StoredPostingsArrays => k !== 'table');
+/** Each stored array's type. */
+export const POSTINGS_TYPES = {
+  termBytes: Uint8Array,
+  termStart: Uint32Array,
+  df: Uint32Array,
+  postStart: Uint32Array,
+  postDoc: Uint32Array,
+  postTf: Float32Array,
+  fieldLength: Float32Array,
+  avgFieldLength: Float64Array,
+  present: Uint8Array,
+  idBytes: Uint8Array,
+  idStart: Uint32Array,
+} as const satisfies Record<StoredPostingsArrays, unknown>;
+
+/**
+ * A compiled index read back from a file (a serving index, index-cache.ts; untrusted: its own
+ * sha256 proves nothing about who wrote it): every length, offset, document number and weight is
+ * checked, and the term table is rebuilt here rather than read (a table with no empty slot would
+ * make a lookup loop forever), refusing a term listed twice. Throws an Error naming what is wrong.
+ */
+export function checkedPostings(d: Omit<KeywordPostingsData, 'table'>): KeywordPostingsData {
+  const { termBytes, termStart, df, postStart, postDoc, postTf, fieldLength, avgFieldLength, present, idBytes, idStart, documentCount } = d;
+  const bad = (what: string): never => {
+    throw new Error(`its keyword index ${what}`);
+  };
+  const D = present.length;
+  const T = termStart.length - 1;
+  const offsets = (a: Uint32Array, end: number, what: string) => {
+    if (a.length === 0 || a[0] !== 0 || a[a.length - 1] !== end) bad(`has ${what} that do not cover their data`);
+    for (let i = 1; i < a.length; i++) if (a[i]! < a[i - 1]!) bad(`has ${what} out of order`);
+  };
+  offsets(termStart, termBytes.length, 'term offsets');
+  offsets(idStart, idBytes.length, 'id offsets');
+  offsets(postStart, postDoc.length, 'posting ranges');
+  if (idStart.length !== D + 1 || fieldLength.length !== D * F || avgFieldLength.length !== F || df.length !== T || postStart.length !== T * F + 1 || postTf.length !== postDoc.length) {
+    bad('has arrays of inconsistent lengths');
+  }
+  let presentCount = 0;
+  for (let i = 0; i < D; i++) {
+    if (present[i]! > 1) bad('marks a document neither present nor absent');
+    presentCount += present[i]!;
+  }
+  if (!Number.isSafeInteger(documentCount) || presentCount !== documentCount) bad(`holds ${presentCount} documents, it says ${documentCount}`);
+  for (let t = 0; t < T; t++) if (df[t]! > documentCount) bad('has a document frequency above its document count');
+  for (let i = 0; i < fieldLength.length; i++) if (!(fieldLength[i]! >= 0 && fieldLength[i]! < Infinity)) bad('has an invalid field length');
+  for (let s = 0; s < F; s++) if (!(avgFieldLength[s]! >= 0 && avgFieldLength[s]! < Infinity)) bad('has an invalid average field length');
+  for (let t = 0; t < T; t++) {
+    for (let s = 0; s < F; s++) {
+      const from = postStart[t * F + s]!;
+      const to = postStart[t * F + s + 1]!;
+      // BM25 divides by the field's average length (as compilePostings refuses).
+      if (from < to && !(avgFieldLength[s]! > 0)) bad('has postings in a field of average length 0');
+      for (let i = from; i < to; i++) {
+        const doc = postDoc[i]!;
+        if (doc >= D || present[doc] !== 1) bad('has a posting of a document it does not hold');
+        if (!(postTf[i]! > 0 && postTf[i]! < Infinity)) bad('has an invalid term frequency');
+      }
+    }
+  }
+  const table = termTable(termBytes, termStart, T, true);
+  return { ...d, table };
 }
 
 /** Searches a compiled index on the calling thread (see KeywordPostingsData). */

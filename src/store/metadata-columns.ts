@@ -18,7 +18,7 @@
  * A record read back (`get`) is a fresh object equal to the one stored: same fields, same order,
  * same values (numbers are float64 either way; a JSON value round-trips through JSON).
  */
-import { buildIdTable, columnBuffers, encodeTextColumn, IdIndex, TextColumn, type TextColumnData } from './record-columns.js';
+import { buildIdTable, columnBuffers, copyColumn, encodeTextColumn, IdIndex, TextColumn, type TextColumnData } from './record-columns.js';
 import type { Metadata } from './where-filter.js';
 
 export const KIND_NULL = 0;
@@ -117,6 +117,11 @@ export function encodeMetadataColumn(metadatas: ReadonlyArray<Record<string, unk
   const b = new MetadataColumnBuilder(metadatas.length);
   for (const m of metadatas) b.add(m);
   return b.finish();
+}
+
+/** A copy of a column that stays usable after this one's buffers are transferred. */
+export function copyMetadataColumn(c: MetadataColumnData): MetadataColumnData {
+  return { strings: copyColumn(c.strings), stringTable: c.stringTable.slice(), rowStart: c.rowStart.slice(), entryKey: c.entryKey.slice(), entryKind: c.entryKind.slice(), entryValue: c.entryValue.slice() };
 }
 
 /** The buffers of a column (transfer list). */

@@ -298,9 +298,10 @@ export function hashAscii(s: string): number {
 
 /**
  * Open-addressing table (linear probing, load <= 1/2) from id to row over an id column: slot ->
- * row, -1 empty. A repeated id maps to its last row (as a Map filled in row order would).
+ * row, -1 empty. A repeated id maps to its last row (as a Map filled in row order would), or is
+ * refused (`refuseRepeats`: a dictionary read from a file, whose codes must be distinct).
  */
-export function buildIdTable(ids: TextColumn): Int32Array {
+export function buildIdTable(ids: TextColumn, refuseRepeats = false): Int32Array {
   let size = 2;
   while (size < ids.length * 2) size <<= 1;
   const table = new Int32Array(size).fill(-1);
@@ -310,6 +311,7 @@ export function buildIdTable(ids: TextColumn): Int32Array {
     for (;;) {
       const at = table[slot]!;
       if (at === -1 || ids.sameRows(at, row)) {
+        if (at !== -1 && refuseRepeats) throw new Error(`rows ${at} and ${row} hold the same text`);
         table[slot] = row;
         break;
       }

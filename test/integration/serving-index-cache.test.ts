@@ -155,11 +155,13 @@ describe('serving index cache', () => {
     const file = join(dirs.runtime, INDEX_CACHE_DIR, entry!);
     const buf = await readFile(file);
     const hlen = buf.readUInt32LE(8);
-    const header = JSON.parse(buf.toString('utf8', 12, 12 + hlen)) as { sections: { vectors: [number, number, string] } };
-    const at = header.sections.vectors[0] + 5;
+    const header = JSON.parse(buf.toString('utf8', 12, 12 + hlen)) as { arrays: Array<[string, string, number]> };
+    // The vectors are the payload's first array; the payload starts after the header, at a multiple of 8.
+    expect(header.arrays[0]![0]).toBe('vectors');
+    const at = Math.ceil((12 + hlen) / 8) * 8 + 5;
     buf.writeUInt8(buf.readUInt8(at) ^ 0x40, at);
     await writeFile(file, buf);
-    const s = await expectFullPathWith(/section vectors does not match its sha256 \(corrupt\)/);
+    const s = await expectFullPathWith(/payload does not match its sha256 \(corrupt\)/);
     await waitCached(s.logs);
     await stop();
     const again = await start();

@@ -6,7 +6,7 @@ import type MiniSearch from 'minisearch';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
 import { splitSentences } from '../../src/rag/extractive-answerer.js';
 import { KeywordIndex } from '../../src/store/keyword-index.js';
-import { compilePostings, KeywordPostings, PostingsBuilder, postingsBuffers, postingsText, type KeywordPostingsData } from '../../src/store/keyword-postings.js';
+import { checkedPostings, compilePostings, copyPostings, KeywordPostings, PostingsBuilder, postingsBuffers, type KeywordPostingsData } from '../../src/store/keyword-postings.js';
 import { KEYWORD_ANALYSIS } from '../../src/store/keyword-analysis.js';
 import { ROOT } from '../helpers/harness.js';
 
@@ -64,7 +64,7 @@ describe('keyword postings (the served BM25)', () => {
     expect(postings.search('retry backoff worker', 5)).toEqual(postings.search('retry backoff worker', 5));
   });
 
-  it('built document by document without MiniSearch (PostingsBuilder), it ranks and scores exactly as MiniSearch-built, also through its cache text', async () => {
+  it('built document by document without MiniSearch (PostingsBuilder), it ranks and scores exactly as MiniSearch-built, also as read back from a serving index (checkedPostings)', async () => {
     const { docs, pick } = await corpus(2000);
     // Some documents with empty text, with headings, and a boosted headings field, as in eval variants.
     docs[5] = { id: 'empty', text: '' };
@@ -84,13 +84,15 @@ describe('keyword postings (the served BM25)', () => {
       const data = builder.finish('built');
       expect(dfByTerm(data)).toEqual(dfByTerm(compiled));
       const lean = new KeywordPostings(data);
-      const viaText = new KeywordPostings(KeywordIndex.compileText(postingsText(data), 'built')!);
+      // As decodeIndexCache reads it back: the stored arrays, the term table rebuilt.
+      const { table: _table, ...stored } = copyPostings(data);
+      const viaFile = new KeywordPostings(checkedPostings(stored));
       expect(lean.size).toBe(reference.size);
       for (let q = 0; q < 80; q++) {
         const question = q % 10 === 0 ? `${pick()} ${pick()}` : pick();
         const want = reference.search(question, 20);
         expect(lean.search(question, 20)).toEqual(want);
-        expect(viaText.search(question, 20)).toEqual(want);
+        expect(viaFile.search(question, 20)).toEqual(want);
       }
     }
   });
