@@ -11,6 +11,7 @@ import { createMetrics, type Metrics } from './observability/metrics.js';
 import { RagService } from './rag/rag-service.js';
 import { ReloadManager } from './reload/reload-manager.js';
 import { prepareChromaStandby } from './store/chroma-server.js';
+import { resolveChromaRuntime } from './store/chroma-runtime.js';
 import { cleanStaleSnapshots, LOADER_NICE } from './store/store-version.js';
 import { startSpawner } from './store/spawner.js';
 import { PointerEvents, PointerWatcher } from './watch/pointer-watcher.js';
@@ -96,6 +97,10 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         // Serve 503 RAG_NOT_READY with the reason, and take the first good store the watcher sees.
         logger.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'no generation to serve yet; waiting for a valid model and store');
       }
+      // Resolved before serving (once per process): its first call reads the process report, which
+      // blocks the event loop (chroma-runtime.ts); a version that ships serving-index.bin would
+      // otherwise first pay it at a swap, for the next loader child's standby.
+      if (!config.chromaUrl) await resolveChromaRuntime().catch(() => undefined);
       if (config.watch) {
         watcher = new FileWatcher({
           roots: config.chromaUrl ? [config.modelsDir] : [config.vectorstoreDir, config.modelsDir],
@@ -114,8 +119,12 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         // Not while a reload runs: its build adopts the standby, and the late events of the write that
         // started it (CURRENT.tmp's rename comes ~100 ms after the reload began) would start a second
         // child beside the build (~200 ms of CPU taken from the swap); the build prepares the next one.
+        // Nor when the version served was read from its serving-index.bin: the next one most likely
+        // ships one too and needs no loader child, whose start (~200-300 ms of CPU) would only compete
+        // with the requests served meanwhile and expire unused.
+        const servedFromServingIndex = () => manager.current?.info().store.backend.loadedFrom === 'serving-index';
         watcher.on(WatchEvents.activity, ({ root }: { root: string }) => {
-          if (root === config.vectorstoreDir && config.loaderStandbyMs > 0 && !manager.reloading) void prepareChromaStandby({ nice: LOADER_NICE, ttlMs: config.loaderStandbyMs });
+          if (root === config.vectorstoreDir && config.loaderStandbyMs > 0 && !manager.reloading && !servedFromServingIndex()) void prepareChromaStandby({ nice: LOADER_NICE, ttlMs: config.loaderStandbyMs });
         });
         watcher.on(WatchEvents.settled, ({ roots }: { roots: string[] }) => {
           // Never throws: failures are recorded by the manager and the old generation keeps serving.

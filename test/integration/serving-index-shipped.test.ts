@@ -5,6 +5,9 @@ import { sha256Hex } from '../../src/fs/fingerprint.js';
 import { MANIFEST_FILE } from '../../src/store/manifest.js';
 import { SERVING_INDEX_FILE } from '../../src/store/index-cache.js';
 import { FIXTURES, getJson, postJson, publishDocs, startTestService, tempDir, waitFor, type TestService } from '../helpers/harness.js';
+import { spawnerHostsOf, standbysOf } from '../helpers/real-service.js';
+import { prepareChromaStandby } from '../../src/store/chroma-server.js';
+import { LOADER_NICE } from '../../src/store/store-version.js';
 
 /**
  * A serving index shipped in the version folder (`--serving-index`): listed in the manifest, it is
@@ -60,7 +63,7 @@ async function install(from: string, name: string, servingIndex?: (b: Buffer) =>
 let shipped: string;
 beforeAll(async () => {
   staging = await tempDir();
-  svc = await startTestService({ env: { WATCH: 'true', SERVE_INDEX_CACHE: 'false' } });
+  svc = await startTestService({ env: { WATCH: 'true', SERVE_INDEX_CACHE: 'false', WATCH_STABILITY_MS: '3000' } });
   shipped = (await publishDocs(join(staging.dir, 'out'), DOCS, { version: 'v-shipped', activate: false, servingIndex: true })).dir;
 }, 120_000);
 afterAll(async () => {
@@ -81,6 +84,22 @@ describe('a serving index shipped with the version', () => {
     const s = await serving('v-from-index');
     expect(s.active.store.backend.loadedFrom).toBe('serving-index');
     expect(await answers()).toEqual(viaChroma);
+  });
+
+  it('while a version read from it serves, a write to the store folder warms no loader child (the next version most likely ships one too)', async () => {
+    expect((await getJson(`${svc.url}/admin/status`)).active.store.backend.loadedFrom).toBe('serving-index');
+    await waitFor(async () => (await spawnerHostsOf(process.pid)).length === 1, 5_000, 'the spawner host');
+    const host = (await spawnerHostsOf(process.pid))[0]!;
+    // The writes of the test before settle first (WATCH_STABILITY_MS): the watcher tells of activity
+    // once per burst of writes. Then whatever standby the earlier loads through Chroma left is dropped.
+    await new Promise((r) => setTimeout(r, 3_500));
+    await prepareChromaStandby({ nice: LOADER_NICE, ttlMs: 0 });
+    await waitFor(async () => (await standbysOf(host)).length === 0, 5_000, 'no standby');
+    await writeFile(join(svc.dirs.store, 'notes.txt'), 'a file being written');
+    // A store read through Chroma gets one within ~1 s of such a write (spawner.test.ts).
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(await standbysOf(host)).toEqual([]);
+    await rm(join(svc.dirs.store, 'notes.txt'));
   });
 
   it('a corrupt one (one byte changed, manifest untouched) is a checksum failure: the version is refused, the served one stays', async () => {
