@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sha256Hex } from '../fs/fingerprint.js';
 
 /**
@@ -37,7 +38,7 @@ export class BundleInvalid extends Error {}
 
 const pad8 = (n: number) => Math.ceil(n / 8) * 8;
 
-/** The bundle's bytes, as parts to write in order (the arrays are not copied). */
+/** The bundle's bytes, as parts to write in order (views of the arrays: nothing is copied). */
 export function encodeBundle(magic: string, meta: unknown, arrays: ReadonlyArray<readonly [string, BundleArray]>): Buffer[] {
   if (Buffer.byteLength(magic, 'latin1') !== 8) throw new Error('a bundle magic is 8 bytes');
   const parts: Buffer[] = [];
@@ -52,14 +53,16 @@ export function encodeBundle(magic: string, meta: unknown, arrays: ReadonlyArray
       length += gap;
     }
   }
-  const payload = Buffer.concat(parts, length);
-  const header: Header = { meta, arrays: arrays.map(([name, a]) => [name, typeOf(a), a.length]), payload: [length, sha256Hex(payload)] };
+  // Hashed part by part: the payload is never joined into one more copy of everything (a 1M-chunk index is GBs).
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  const header: Header = { meta, arrays: arrays.map(([name, a]) => [name, typeOf(a), a.length]), payload: [length, hash.digest('hex')] };
   const h = Buffer.from(JSON.stringify(header), 'utf8');
   const prefix = Buffer.alloc(pad8(12 + h.length));
   prefix.write(magic, 0, 'latin1');
   prefix.writeUInt32LE(h.length, 8);
   h.copy(prefix, 12);
-  return [prefix, payload];
+  return [prefix, ...parts];
 }
 
 /** The header's meta and the arrays by name, each in a buffer of its own; throws BundleInvalid with the reason. */
