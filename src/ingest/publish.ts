@@ -10,8 +10,7 @@ import { ChromaServer } from '../store/chroma-server.js';
 import { ChromaStore, createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
 import { encodeIndexCache, SERVING_INDEX_FILE, servingIndexKey, type CachedIndex } from '../store/index-cache.js';
 import { readRecordPages } from '../store/chroma-pages.js';
-import { MetadataColumnBuilder } from '../store/metadata-columns.js';
-import { TextColumnBuilder } from '../store/record-columns.js';
+import { PageColumns } from '../store/page-columns.js';
 import { KEYWORD_INDEX_FILE, KeywordIndex, type KeywordAnalysis, type KeywordDoc } from '../store/keyword-index.js';
 
 /**
@@ -222,25 +221,16 @@ async function readBack(dir: string, collection: string, count: number, dimensio
   try {
     await server.start();
     const store = await ChromaStore.open({ url: server.url, collection });
-    // As the build thread reads a store and sends it (chroma-pages.ts, columns): the file holds the same arrays.
-    const ids = new TextColumnBuilder(count);
-    const documents = new TextColumnBuilder(count);
-    const metadata = new MetadataColumnBuilder(count);
-    const vectors = new Float32Array(count * dimension);
+    // Read and joined as the build thread reads a store (chroma-pages.ts, page-columns.ts): the file holds the same arrays.
+    const columns = new PageColumns(count, dimension);
     let row = 0;
     for await (const page of readRecordPages(store.refAt(server.url), { pageSize: 1000, dimension, total: count })) {
       if (row + page.ids.length > count) throw new Error(`the collection holds more than the ${count} chunks published`);
-      vectors.set(page.embeddings!, row * dimension);
-      for (let i = 0; i < page.ids.length; i++) {
-        ids.add(page.ids[i]!);
-        documents.add(page.documents[i] ?? '');
-        metadata.add(page.metadatas[i] as Record<string, unknown> | null);
-      }
-      documents.endPage();
+      columns.add(page, page.documents.map((d) => d ?? ''));
       row += page.ids.length;
     }
     if (row !== count) throw new Error(`read back ${row} chunks, published ${count}`);
-    return { ids: ids.finish(), documents: documents.finish(), metadata: metadata.finish(), vectors, dimension, count };
+    return { ...columns.finish(), vectors: columns.vectors, dimension, count };
   } finally {
     await server.stop();
   }

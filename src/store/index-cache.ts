@@ -56,7 +56,7 @@ export async function indexCacheKey(spec: Pick<StoreSpec, 'kind' | 'dir' | 'vers
   const text = JSON.stringify({
     format: FORMAT,
     // The code that decides what an entry holds: a code change never reuses old entries.
-    code: sourceTag(import.meta.url, ['index-cache', 'array-bundle', 'index-worker', 'keyword-index', 'keyword-postings', 'record-columns', 'metadata-columns', 'chroma-store', 'vector-scan']),
+    code: sourceTag(import.meta.url, ['index-cache', 'array-bundle', 'index-worker', 'page-columns', 'keyword-index', 'keyword-postings', 'record-columns', 'metadata-columns', 'chroma-store', 'vector-scan']),
     endianness: endianness(),
     kind: spec.kind,
     dir: spec.dir,
@@ -214,22 +214,24 @@ export function decodeIndexCache(buf: Uint8Array, key: IndexCacheKey): CachedInd
   const strings = column('metadata.strings', h.segments.strings);
   const rowStart = take('metadata.rowStart', Uint32Array, h.count + 1);
   const entries = rowStart[h.count]!;
+  const entryKey = take('metadata.entryKey', Uint32Array, entries);
+  const entryKind = take('metadata.entryKind', Uint8Array, entries);
+  const entryValue = take('metadata.entryValue', Float64Array, entries);
   let metadata: MetadataColumnData;
-  let postings: KeywordPostingsData;
   try {
-    metadata = { strings, stringTable: new Int32Array(2).fill(-1), rowStart, entryKey: take('metadata.entryKey', Uint32Array, entries), entryKind: take('metadata.entryKind', Uint8Array, entries), entryValue: take('metadata.entryValue', Float64Array, entries) };
+    // The dictionary's table is rebuilt (its column was checked above), refusing a string listed twice.
+    metadata = { strings, stringTable: buildIdTable(new TextColumn(strings, { checked: true }), true), rowStart, entryKey, entryKind, entryValue };
     checkMetadataColumn(metadata);
-    metadata.stringTable = buildIdTable(new TextColumn(strings), true);
   } catch (err) {
-    if (err instanceof IndexCacheInvalid) throw err;
     return bad(`its metadata: ${(err as Error).message}`);
   }
   const arrays = {} as Record<StoredPostingsArrays, BundleArray>;
   for (const k of STORED_POSTINGS_ARRAYS) arrays[k] = take(`postings.${k}`, POSTINGS_TYPES[k] as new (n: number) => BundleArray);
+  let postings: KeywordPostingsData;
   try {
     postings = checkedPostings({ ...(arrays as unknown as Omit<KeywordPostingsData, 'table' | 'origin' | 'documentCount' | 'analysis'>), origin: h.keyword.origin, documentCount: h.keyword.documentCount, analysis: parseAnalysis(h.keyword.analysis) });
   } catch (err) {
-    return bad((err as Error).message.replace(/^its /, 'its ').slice(0, 300));
+    return bad((err as Error).message.slice(0, 300));
   }
   if (used.size !== bundle.arrays.size) bad(`it holds ${bundle.arrays.size - used.size} arrays it does not describe`);
   return { version: String(h.version), collection: String(h.collection), space: h.space, count: h.count, dimension: h.dimension, keyword: { origin: h.keyword.origin, size: h.keyword.size }, ids, documents, metadata, vectors, postings };

@@ -18,8 +18,9 @@ import { threadPort } from '../niced-thread.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import { copyPostings, PostingsBuilder, postingsBuffers, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
-import { checkMetadataColumn, copyMetadataColumn, MetadataColumnBuilder, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
-import { buildIdTable, checkTextColumn, columnBuffers, copyColumn, IdIndex, TextColumn, TextColumnBuilder, type TextColumnData } from './record-columns.js';
+import { checkMetadataColumn, copyMetadataColumn, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
+import { PageColumns } from './page-columns.js';
+import { buildIdTable, checkTextColumn, columnBuffers, copyColumn, IdIndex, TextColumn, type TextColumnData } from './record-columns.js';
 import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
 import type { CollectionRef } from './chroma-pages.js';
 import type { DistanceSpace } from './chroma-store.js';
@@ -163,13 +164,16 @@ function collectGarbage(): (() => void) | null {
  * document's row (computed and checked here, at low priority: the event loop builds no per-record
  * lookup of its own and checks only the columns' ends).
  */
-function sendColumns(idData: TextColumnData, docData: TextColumnData, metaData: MetadataColumnData, keyword: KeywordPostingsData): void {
-  const idColumn = new TextColumn(idData);
+function sendColumns(idData: TextColumnData, docData: TextColumnData, metaData: MetadataColumnData, keyword: KeywordPostingsData, checked = false): void {
+  // Checked here, at low priority (the ids by their TextColumn), unless already `checked` (a serving
+  // index's decoder checks every column): the event loop takes the columns with their ends checked only.
+  const idColumn = new TextColumn(idData, { checked });
   const idTable = buildIdTable(idColumn);
   const index = new IdIndex(idColumn, idTable);
-  // Checked here, at low priority (the ids by their TextColumn above): the event loop takes the columns with their ends checked only.
-  checkTextColumn(docData);
-  checkMetadataColumn(metaData);
+  if (!checked) {
+    checkTextColumn(docData);
+    checkMetadataColumn(metaData);
+  }
   // Each keyword document's id, as the UTF-8 bytes the compiled index keeps, looked up without a string.
   const docRow = new Int32Array(keyword.idStart.length - 1);
   for (let d = 0; d < docRow.length; d++) docRow[d] = index.rowOfBytes(keyword.idBytes, keyword.idStart[d]!, keyword.idStart[d + 1]!);
@@ -223,39 +227,27 @@ async function load(): Promise<KeywordOut> {
   const { readRecordPages } = await import('./chroma-pages.js');
   const { url, collection, count: expectCount, dimension, ref: given } = await target;
   const { ref, space } = given ? { ref: { ...given, url, name: collection }, space: given.space } : await openHere(url, collection);
-  const vectors = data.withVectors ? new Float32Array(expectCount * dimension) : null;
   // Without a usable shipped index, one is built from the texts as they are read (typed arrays, no
   // document kept: MiniSearch's object graph for 1M chunks did not fit this thread's heap).
   const builder = shipped ? null : new PostingsBuilder(KEYWORD_ANALYSIS);
   // An in-process index gets ids, texts and metadata as columns at the end (sendColumns), joined page by page.
-  const all = vectors ? { ids: new TextColumnBuilder(expectCount), documents: new TextColumnBuilder(expectCount), metadata: new MetadataColumnBuilder(expectCount) } : null;
+  const all = data.withVectors ? new PageColumns(expectCount, dimension) : null;
   let row = 0;
   for await (const page of readRecordPages(ref, { pageSize: data.pageSize, dimension: data.withVectors ? dimension : null, inFlight: data.pagesInFlight, total: expectCount })) {
     if (row + page.ids.length > expectCount) throw new Error(`the collection holds more than the ${expectCount} records it counted`);
     const documents = page.documents.map((d) => d ?? '');
-    if (vectors && all) {
-      // parseGetResponse checked every vector's length and that there is one per id.
-      if (!page.embeddings) throw new Error('a page of records came without its embeddings');
-      vectors.set(page.embeddings, row * dimension);
-      for (let i = 0; i < page.ids.length; i++) {
-        all.ids.add(page.ids[i]!);
-        all.documents.add(documents[i]!);
-        all.metadata.add(page.metadatas[i] as Record<string, unknown> | null);
-      }
-      // Texts are joined as each page ends (ids, small, at the segment limits: fewer messages).
-      all.documents.endPage();
-    }
+    all?.add(page, documents);
     if (builder) page.ids.forEach((id, i) => builder.add(keywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
     row += page.ids.length;
   }
   if (row !== expectCount) throw new Error(`read ${row} records, the collection counted ${expectCount}`);
   // Chroma is no longer needed: its child can stop while the keyword index is made.
   port.postMessage({ type: 'paged' } satisfies IndexWorkerMessage);
-  const columns = all ? { ids: all.ids.finish(), documents: all.documents.finish(), metadata: all.metadata.finish() } : null;
-  if (vectors && columns) {
+  const columns = all?.finish() ?? null;
+  if (all && columns) {
     // The cache gets its own copies: the arrays themselves are transferred to the main thread.
-    if (data.persist) toPersist = { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents), metadata: copyMetadataColumn(columns.metadata), version: data.persist.version, collection: ref.name, space, count: row, dimension, vectors: vectors.slice() };
-    sendVectors(vectors, row, dimension, space);
+    if (data.persist) toPersist = { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents), metadata: copyMetadataColumn(columns.metadata), version: data.persist.version, collection: ref.name, space, count: row, dimension, vectors: all.vectors.slice() };
+    sendVectors(all.vectors, row, dimension, space);
   }
   const keyword = shipped ?? builder!.finish('built');
   if (columns) sendColumns(columns.ids, columns.documents, columns.metadata, keyword);
@@ -299,7 +291,7 @@ async function loadCached(file: string, key: IndexCacheKey, expectCount: number)
     throw new RagError('RAG_STORE_INDEX_CACHE_INVALID', `its keyword index holds ${keyword.documentCount} documents, expected ${index.keyword.size}`);
   }
   // The arrays come checked (decodeIndexCache); sendColumns builds the id table and each keyword document's row.
-  sendColumns(index.ids, index.documents, index.metadata, keyword);
+  sendColumns(index.ids, index.documents, index.metadata, keyword, true);
   sendKeyword(keyword);
   sendVectors(index.vectors, index.count, index.dimension, index.space);
   port.postMessage({ type: 'loaded-from-cache', version: index.version, collection: index.collection, space: index.space, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage);

@@ -438,7 +438,7 @@ function termTable(termBytes: Uint8Array, termStart: Uint32Array, T: number, ref
     const to = termStart[t + 1]!;
     let slot = hashRange(termBytes, from, to) & (cap - 1);
     while (table[slot] !== -1) {
-      if (refuseRepeats && sameBytes(termBytes, termStart[table[slot]!]!, termStart[table[slot]! + 1]!, from, to)) throw new Error('its keyword index lists a term twice');
+      if (refuseRepeats && sameBytes(termBytes, termStart[table[slot]!]!, termStart[table[slot]! + 1]!, termBytes, from, to)) throw new Error('its keyword index lists a term twice');
       slot = (slot + 1) & (cap - 1);
     }
     table[slot] = t;
@@ -446,9 +446,10 @@ function termTable(termBytes: Uint8Array, termStart: Uint32Array, T: number, ref
   return table;
 }
 
-function sameBytes(b: Uint8Array, aFrom: number, aTo: number, bFrom: number, bTo: number): boolean {
+/** Whether a[aFrom..aTo) and b[bFrom..bTo) hold the same bytes. */
+function sameBytes(a: Uint8Array, aFrom: number, aTo: number, b: Uint8Array, bFrom: number, bTo: number): boolean {
   if (aTo - aFrom !== bTo - bFrom) return false;
-  for (let i = 0; i < aTo - aFrom; i++) if (b[aFrom + i] !== b[bFrom + i]) return false;
+  for (let i = 0; i < aTo - aFrom; i++) if (a[aFrom + i] !== b[bFrom + i]) return false;
   return true;
 }
 
@@ -585,12 +586,7 @@ export class KeywordPostings {
     for (;;) {
       const t = table[slot]!;
       if (t === -1) return -1;
-      const s = termStart[t]!;
-      if (termStart[t + 1]! - s === key.length) {
-        let i = 0;
-        while (i < key.length && termBytes[s + i] === key[i]) i++;
-        if (i === key.length) return t;
-      }
+      if (sameBytes(termBytes, termStart[t]!, termStart[t + 1]!, key, 0, key.length)) return t;
       slot = (slot + 1) & mask;
     }
   }
