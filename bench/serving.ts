@@ -90,9 +90,14 @@ async function main() {
     return;
   }
 
-  log(`building two ${P.chunks}-chunk store versions`);
-  const A = await buildStore(staging, 'store-a', P.chunks, 'a', model, sentences);
-  const B = await buildStore(staging, 'store-b', P.chunks, 'b', model, sentences);
+  // The service's versions as `npm run ingest` publishes them by default (with serving-index.bin);
+  // the same records without it (as Python LangChain or `--no-serving-index` writes them: read
+  // through Chroma) for a second set of swap windows and for the peers, which read Chroma files.
+  log(`building four ${P.chunks}-chunk store versions (two with serving-index.bin, two without)`);
+  const A = await buildStore(staging, 'store-a', P.chunks, 'a', model, sentences, true);
+  const B = await buildStore(staging, 'store-b', P.chunks, 'b', model, sentences, true);
+  const A0 = await buildStore(staging, 'store-a0', P.chunks, 'a', model, sentences);
+  const B0 = await buildStore(staging, 'store-b0', P.chunks, 'b', model, sentences);
 
   // ---- this service ----
   const storeDir = join(work, 'vectorstore');
@@ -117,7 +122,7 @@ async function main() {
   for (const [name, script, hasStore, extra] of peerDefs) {
     const dir = join(work, `peer-${name}`);
     await mkdir(dir);
-    if (hasStore) await copyFlat(A.dir, dir);
+    if (hasStore) await copyFlat(A0.dir, dir);
     const args = [...(hasStore ? ['--store', dir, '--model', modelDir] : []), ...extra];
     peerProcs.push({ name, peer: await startPeer(name, script, args), dir, hasStore });
   }
@@ -146,66 +151,74 @@ async function main() {
   // Open model at 50% of capacity: steady and swap windows interleaved (steady, swaps, steady,
   // swaps) so drift on a shared machine hits both alike; the p99 ratio uses each kind's median.
   const rate = Math.max(10, Math.round(closed['dense-c16']!.rps * 0.5));
-  const ac = new AbortController();
-  const events = recordServiceEvents(svc.url, ac.signal);
-  const swapTimes: Array<{ version: string; at: number }> = [];
   const previous = ['store-a'];
   let swapNo = 0;
-  const windows: { steady: SwapWindow[]; swaps: SwapWindow[] } = { steady: [], swaps: [] };
   const control = monitorEventLoopDelay({ resolution: 1 });
   control.enable();
-  for (let round = 0; round < 2; round++) {
-    for (const kind of ['steady', 'swaps'] as const) {
-      await loopDelayMaxMs(svc.url); // reset the service's histogram
-      control.reset();
-      const rss = rssSampler(svc.child.pid!);
-      let stopSwaps = false;
-      let n = 0;
-      const swapper = (async () => {
-        while (kind === 'swaps' && !stopSwaps) {
-          const t = Date.now();
-          const version = `swap-${String(++swapNo).padStart(3, '0')}`;
-          await cp(swapNo % 2 ? B.dir : A.dir, join(storeDir, version), { recursive: true });
-          await pointCurrent(storeDir, version);
-          swapTimes.push({ version, at: Date.now() });
-          n++;
-          previous.push(version);
-          while (previous.length > 6) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
-          await sleep(Math.max(0, SWAP_EVERY_MS - (Date.now() - t)));
-        }
-      })();
-      const res = await runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: P.openS });
-      stopSwaps = true;
-      await swapper;
-      const samples = rss.stop();
-      const controlMaxMs = Math.round(control.max / 1e5) / 10;
-      windows[kind].push({ open: res, rssPeakMiB: Math.max(...samples), swaps: n, loopMaxMs: await loopDelayMaxMs(svc.url), rssMedianMiB: median(samples), controlLoopMaxMs: controlMaxMs } as SwapWindow);
-      const w = windows[kind].at(-1)!;
-      log(`this open ${rate}/s ${kind}${kind === 'swaps' ? ` (${n} published)` : ''}: p50 ${res.p50} p99 ${res.p99} max ${res.max} failed ${res.failed}${res.failed ? ` ${JSON.stringify(res.failures)}` : ''}; loop max ${w.loopMaxMs} ms (the load generator's own loop: ${controlMaxMs} ms); RSS peak ${w.rssPeakMiB} MiB`);
-      if (kind === 'swaps') await sleep(4000); // let the last build finish before the next steady window
+  /**
+   * Steady and swap windows interleaved (steady, swaps, steady, swaps), the swaps alternating
+   * between two versions' files copied in as new versions.
+   */
+  async function swapWindows(label: string, a: { dir: string }, b: { dir: string }) {
+    const ac = new AbortController();
+    const events = recordServiceEvents(svc.url, ac.signal);
+    const swapTimes: Array<{ version: string; at: number }> = [];
+    const windows: { steady: SwapWindow[]; swaps: SwapWindow[] } = { steady: [], swaps: [] };
+    for (let round = 0; round < 2; round++) {
+      for (const kind of ['steady', 'swaps'] as const) {
+        await loopDelayMaxMs(svc.url); // reset the service's histogram
+        control.reset();
+        const rss = rssSampler(svc.child.pid!);
+        let stopSwaps = false;
+        let n = 0;
+        const swapper = (async () => {
+          while (kind === 'swaps' && !stopSwaps) {
+            const t = Date.now();
+            const version = `swap-${String(++swapNo).padStart(3, '0')}`;
+            await cp(swapNo % 2 ? b.dir : a.dir, join(storeDir, version), { recursive: true });
+            await pointCurrent(storeDir, version);
+            swapTimes.push({ version, at: Date.now() });
+            n++;
+            previous.push(version);
+            while (previous.length > 6) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
+            await sleep(Math.max(0, SWAP_EVERY_MS - (Date.now() - t)));
+          }
+        })();
+        const res = await runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: P.openS });
+        stopSwaps = true;
+        await swapper;
+        const samples = rss.stop();
+        const controlMaxMs = Math.round(control.max / 1e5) / 10;
+        windows[kind].push({ open: res, rssPeakMiB: Math.max(...samples), swaps: n, loopMaxMs: await loopDelayMaxMs(svc.url), rssMedianMiB: median(samples), controlLoopMaxMs: controlMaxMs } as SwapWindow);
+        const w = windows[kind].at(-1)!;
+        log(`this (${label}) open ${rate}/s ${kind}${kind === 'swaps' ? ` (${n} published)` : ''}: p50 ${res.p50} p99 ${res.p99} max ${res.max} failed ${res.failed}${res.failed ? ` ${JSON.stringify(res.failures)}` : ''}; loop max ${w.loopMaxMs} ms (the load generator's own loop: ${controlMaxMs} ms); RSS peak ${w.rssPeakMiB} MiB`);
+        if (kind === 'swaps') await sleep(4000); // let the last build finish before the next steady window
+      }
     }
-  }
-  ac.abort();
-  const accepted = writeToServingMs(events, swapTimes);
-  const superseded = events.filter((x) => x.type === 'reload.superseded').length;
-  const sorted = [...accepted].sort((a, b) => a - b);
-  const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-  const finalStatus = (await (await fetch(`${svc.url}/admin/status`)).json()) as { history: Array<{ outcome: string; phases?: Record<string, number> }> };
-  const phases = finalStatus.history.filter((h) => h.outcome === 'accepted' && h.phases).map((h) => h.phases!);
-  const pick = (ws: SwapWindow[]) => ws.reduce((a, b) => (b.open.p99 > a.open.p99 ? b : a)); // the worse window of each kind
-  const steadyRssMiB = median(windows.steady.map((w) => (w as SwapWindow & { rssMedianMiB: number }).rssMedianMiB));
-  const p99Steady = median(windows.steady.map((w) => w.open.p99));
-  const p99Swaps = median(windows.swaps.map((w) => w.open.p99));
-  const swapPeakRss = Math.max(...windows.swaps.map((w) => w.rssPeakMiB));
-  const open: Record<string, { steady: SwapWindow; swaps: SwapWindow; windows?: unknown }> = {
-    this: {
+    ac.abort();
+    const accepted = writeToServingMs(events, swapTimes);
+    const superseded = events.filter((x) => x.type === 'reload.superseded').length;
+    const sorted = [...accepted].sort((x, y) => x - y);
+    const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+    const pick = (ws: SwapWindow[]) => ws.reduce((x, y) => (y.open.p99 > x.open.p99 ? y : x)); // the worse window of each kind
+    const steadyRssMiB = median(windows.steady.map((w) => (w as SwapWindow & { rssMedianMiB: number }).rssMedianMiB));
+    const p99Steady = median(windows.steady.map((w) => w.open.p99));
+    const p99Swaps = median(windows.swaps.map((w) => w.open.p99));
+    const swapPeakRss = Math.max(...windows.swaps.map((w) => w.rssPeakMiB));
+    const out = {
       steady: pick(windows.steady),
       swaps: { ...pick(windows.swaps), swaps: swapTimes.length, loopMaxMs: Math.max(...windows.swaps.map((w) => w.loopMaxMs ?? NaN)), servingMs: { p50: pct(50), p90: pct(90), max: sorted.at(-1) ?? NaN } },
       windows,
-    },
-  };
-  (open.this as Record<string, unknown>).served = { published: swapTimes.length, accepted: accepted.length, superseded };
-  log(`this: ${swapTimes.length} published, ${accepted.length} served, ${superseded} superseded; write->serving p50 ${pct(50)} p90 ${pct(90)} ms; p99 steady ${p99Steady} swaps ${p99Swaps}; RSS steady ${steadyRssMiB} peak ${swapPeakRss}`);
+      served: { published: swapTimes.length, accepted: accepted.length, superseded },
+    };
+    log(`this (${label}): ${swapTimes.length} published, ${accepted.length} served, ${superseded} superseded; write->serving p50 ${pct(50)} p90 ${pct(90)} ms; p99 steady ${p99Steady} swaps ${p99Swaps}; RSS steady ${steadyRssMiB} peak ${swapPeakRss}`);
+    return { out, p99Steady, p99Swaps, steadyRssMiB, swapPeakRss };
+  }
+  // Versions with serving-index.bin (the default publish) first, then versions read through Chroma.
+  const withIndex = await swapWindows('versions with serving-index.bin', A, B);
+  const chromaRead = await swapWindows('versions read through Chroma', A0, B0);
+  const { p99Steady, p99Swaps, steadyRssMiB, swapPeakRss } = withIndex;
+  const open: Record<string, Record<string, unknown>> = { this: withIndex.out, thisChromaRead: chromaRead.out };
   // Write -> serving one swap at a time (the next is published once the previous serves), under
   // the same 50% open-model load: what a publisher sees when builds are not superseded.
   const ac3 = new AbortController();
@@ -239,7 +252,6 @@ async function main() {
   log(`this one swap at a time (${sp.length}): write->serving ${JSON.stringify(sp)} ms; open p99 ${spacedOpen.p99} failed ${spacedOpen.failed}${spacedOpen.failed ? ` ${JSON.stringify(spacedOpen.failures)}` : ''}; loop max ${spacedLoop} ms`);
   const fin = (await (await fetch(`${svc.url}/admin/status`)).json()) as { history: Array<{ outcome: string; phases?: Record<string, number> }> };
   results.buildPhases = fin.history.filter((h) => h.outcome === 'accepted' && h.phases).map((h) => h.phases!).slice(0, 10);
-  void phases;
   await svc.stop();
 
   // ---- peers: open model, steady vs a swap every 2 s ----
@@ -273,7 +285,7 @@ async function main() {
     await peer.stop();
   }
 
-  const growth = await measureCostGrowth(work, model, sentences, P.sizes, { chunks: P.chunks, dir: A.dir, ms: A.ms });
+  const growth = await measureCostGrowth(work, model, sentences, P.sizes, { chunks: P.chunks, dir: A0.dir, ms: A0.ms });
   await model.dispose();
 
   const d16 = closed['dense-c16']!.rps;
@@ -285,6 +297,8 @@ async function main() {
     hybridVsDense: round(closed['hybrid-c16']!.rps / d16),
     p99SwapsVsSteady: round(p99Swaps / p99Steady),
     rssPeakSwapsVsSteady: round(swapPeakRss / steadyRssMiB),
+    p99SwapsVsSteadyChromaRead: round(chromaRead.p99Swaps / chromaRead.p99Steady),
+    rssPeakSwapsVsSteadyChromaRead: round(chromaRead.swapPeakRss / chromaRead.steadyRssMiB),
   };
   Object.assign(results, { closed, open, peers, ratios, costGrowth: growth, swapEveryMs: SWAP_EVERY_MS, openRate: rate });
   await mkdir(values.out!, { recursive: true });
@@ -392,14 +406,17 @@ const GOALS: Array<[keyof ReturnType<typeof ratioShape>, string, (v: number) => 
   ['hybridVsDense', '>= 0.8', (v) => v >= 0.8, 'higher'],
   ['p99SwapsVsSteady', '<= 1.5', (v) => v <= 1.5, 'lower'],
   ['rssPeakSwapsVsSteady', '<= 1.3', (v) => v <= 1.3, 'lower'],
+  // The same two for versions without serving-index.bin (Python-built, `--no-serving-index`): read through Chroma.
+  ['p99SwapsVsSteadyChromaRead', '<= 1.5', (v) => v <= 1.5, 'lower'],
+  ['rssPeakSwapsVsSteadyChromaRead', '<= 1.3', (v) => v <= 1.3, 'lower'],
   ['denseVsNaivePeer', '(info)', () => true, 'higher'],
 ];
 function ratioShape() {
-  return { denseVsMemoryPeer: 0, denseVsEmptyExpress: 0, denseVsEmptySameServer: 0, denseVsNaivePeer: 0, hybridVsDense: 0, p99SwapsVsSteady: 0, rssPeakSwapsVsSteady: 0 };
+  return { denseVsMemoryPeer: 0, denseVsEmptyExpress: 0, denseVsEmptySameServer: 0, denseVsNaivePeer: 0, hybridVsDense: 0, p99SwapsVsSteady: 0, rssPeakSwapsVsSteady: 0, p99SwapsVsSteadyChromaRead: 0, rssPeakSwapsVsSteadyChromaRead: 0 };
 }
 
 function growthTable(growth: Array<Record<string, any>>): string[] {
-  const L = ['## Cost growth', '', '| chunks | backend | store build ms | start -> ready ms | index load ms | write -> serving ms | index MiB | RSS steady MiB | RSS peak (swap) MiB | req/s c=16 | p99 ms |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |'];
+  const L = ['## Cost growth', '', 'Versions without serving-index.bin (read through Chroma; our publisher ships none above 100,000 chunks).', '', '| chunks | backend | store build ms | start -> ready ms | index load ms | write -> serving ms | index MiB | RSS steady MiB | RSS peak (swap) MiB | req/s c=16 | p99 ms |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |'];
   for (const g of growth) {
     if (g.wall) L.push(`| ${g.chunks} | stopped: ${String(g.wall).replace(/\|/g, '/')} | | | | | | | | | |`);
     else L.push(`| ${g.chunks} | ${g.backend} | ${g.buildStoreMs} | ${g.readyMs} | ${g.loadMs} | ${g.writeToServingMs} | ${g.indexMiB} | ${g.rssSteadyMiB} | ${g.rssPeakMiB} | ${g.rps} | ${g.p99} |`);
@@ -420,10 +437,14 @@ function report(r: Record<string, any>, before: { file: string; data: Record<str
     if (b && ((better === 'higher' && change < 0.8) || (better === 'lower' && change > 1.25))) warnings.push(`${key}: ${b} -> ${v}`);
     L.push(`| ${key} | ${target} | ${v} | ${ok(v) ? 'yes' : '**no**'} | ${b ?? '-'} | ${Number.isNaN(change) ? '-' : `x${change}`} |`);
   }
+  L.push('', 'Swap windows: the service\'s versions as `npm run ingest` publishes them by default (with serving-index.bin: loaded without a Chroma child; before session 19 the default bench versions had none), then the same records without it (as Python LangChain or `--no-serving-index` writes them: read through a Chroma loader child; rows `...ChromaRead`).');
+  for (const [label, o] of [['With serving-index.bin', r.open.this], ['Read through Chroma', r.open.thisChromaRead]] as Array<[string, any]>) {
+    if (!o) continue;
+    L.push('', `${label}: ${o.served.published} versions published (one every ${r.swapEveryMs} ms), ${o.served.accepted} served, ${o.served.superseded} builds superseded by a newer version (every build that finishes serves; versions published while a build runs are not built, the newest of them is next). Max event-loop delay during swaps **${o.swaps.loopMaxMs} ms** (steady ${o.steady.loopMaxMs} ms; goal <= 20); failed ${o.swaps.open.failed}${o.swaps.open.failed ? ` (${JSON.stringify(o.swaps.open.failures ?? {})})` : ''}; write -> serving p50 ${o.swaps.servingMs.p50} ms, p90 ${o.swaps.servingMs.p90} ms, max ${o.swaps.servingMs.max} ms. Event-loop delay per window (service / the load generator's own loop as a control for machine noise): ` + ['steady', 'swaps'].map((k) => `${k} ${o.windows[k].map((w: any) => `${w.loopMaxMs}/${w.controlLoopMaxMs} ms`).join(', ')}`).join('; ') + '.');
+  }
+  L.push('', 'p99 ratio = median p99 of the two swap windows / median of the two steady windows; the open-model table shows the worse window of each kind.');
   const o = r.open.this;
-  L.push('', `Swap windows: ${o.served.published} versions published (one every ${r.swapEveryMs} ms), ${o.served.accepted} served, ${o.served.superseded} builds superseded by a newer version (every build that finishes serves; versions published while a build runs are not built, the newest of them is next). Max event-loop delay during swaps **${o.swaps.loopMaxMs} ms** (steady ${o.steady.loopMaxMs} ms; goal <= 20); failed ${o.swaps.open.failed}${o.swaps.open.failed ? ` (${JSON.stringify(o.swaps.open.failures ?? {})})` : ''}; write -> serving p50 ${o.swaps.servingMs.p50} ms, p90 ${o.swaps.servingMs.p90} ms, max ${o.swaps.servingMs.max} ms. p99 ratio = median p99 of the two swap windows / median of the two steady windows; the table shows the worse window of each kind.`);
   if (o.oneAtATime) L.push('', `One swap at a time under the same load (the next published once the previous serves): ${o.oneAtATime.swaps} swaps, write -> serving p50 ${o.oneAtATime.writeToServingMs.p50} ms, p90 ${o.oneAtATime.writeToServingMs.p90} ms, max ${o.oneAtATime.writeToServingMs.max} ms; p99 ${o.oneAtATime.open.p99} ms, failed ${o.oneAtATime.open.failed}, max event-loop delay ${o.oneAtATime.loopMaxMs} ms.`);
-  L.push('', 'Event-loop delay per window (service / the load generator own loop as a control for machine noise): ' + ['steady', 'swaps'].map((k) => `${k} ${o.windows[k].map((w: any) => `${w.loopMaxMs}/${w.controlLoopMaxMs} ms`).join(', ')}`).join('; ') + '.');
   L.push('', `Closed-loop rounds (c=16 req/s per round, interleaved across systems): ${Object.entries(r.rounds ?? {}).map(([k, v]) => `${k} ${(v as number[]).join('/')}`).join('; ')}.`);
   if (before) L.push('', `Before = \`${before.file}\` (the last committed run of this mode).${warnings.length ? ` **Warning: regressions beyond noise: ${warnings.join('; ')}.**` : ' No ratio moved beyond the noise band (x0.8 / x1.25).'}`);
   if (warnings.length) console.warn(`::warning::serving bench regressions: ${warnings.join('; ')}`);
@@ -431,7 +452,7 @@ function report(r: Record<string, any>, before: { file: string; data: Record<str
   for (const [k, v] of Object.entries(r.closed as Record<string, LoadResult>)) L.push(`| this service | ${k.split('-')[0]} | ${v.connections} | ${v.rps} | ${v.p50} | ${v.p99} | ${v.errors + v.non2xx} |`);
   for (const [k, v] of Object.entries(r.peers as Record<string, { c16: LoadResult }>)) L.push(`| ${k} | dense | 16 | ${v.c16.rps} | ${v.c16.p50} | ${v.c16.p99} | ${v.c16.errors + v.c16.non2xx} |`);
   L.push('', `## Open model at 50% of each system's c=16 capacity, steady vs a swap every ${r.swapEveryMs} ms`, '', '| System | Window | rate/s | sent | failed | p50 ms | p99 ms | max ms | peak RSS MiB |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-  const rows: Array<[string, any]> = [['this service', r.open.this], ...Object.entries(r.peers as Record<string, any>).filter(([, v]) => v.steady)];
+  const rows: Array<[string, any]> = [['this service', r.open.this], ...(r.open.thisChromaRead ? [['this service, read through Chroma', r.open.thisChromaRead] as [string, any]] : []), ...Object.entries(r.peers as Record<string, any>).filter(([, v]) => v.steady)];
   for (const [name, v] of rows) {
     for (const w of ['steady', 'swaps'] as const) {
       const x = v[w];

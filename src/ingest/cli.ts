@@ -32,8 +32,10 @@ an option given here wins over its variable.
   --acceptance FILE    the version's acceptance questions (acceptance.json schema; default: the docs
                        folder's own acceptance.json if it has one): every replica or reload refuses the
                        version when their recall@k is below minRecall. Validated before anything is written
-  --serving-index      also ship serving-index.bin (vectors, texts, metadata, keyword index; about the
-                       store's size again): the service then loads the version without a Chroma child
+  --no-serving-index   do not ship serving-index.bin. By default a version of up to 100,000 chunks
+                       ships one (vectors, texts, metadata, compiled keyword index; ~+30% on disk):
+                       the service then loads it without a Chroma child, in a third of the CPU
+  --serving-index      require serving-index.bin (refused above 100,000 chunks)
   --quiet              no progress bar
 
 Shared Chroma (replicas follow a pointer; see docs/operations.md "Shared Chroma"):
@@ -64,6 +66,7 @@ export async function main(argv: string[]): Promise<number> {
       'replica-ttl-ms': { type: 'string' },
       acceptance: { type: 'string' },
       'serving-index': { type: 'boolean', default: false },
+      'no-serving-index': { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -84,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
     return n;
   };
+  if (values['serving-index'] && values['no-serving-index']) throw new Error('--serving-index and --no-serving-index contradict each other');
   const chunkSize = num('chunk-size', values['chunk-size'], 50);
   const chunkOverlap = num('chunk-overlap', values['chunk-overlap'], 0);
   if (chunkOverlap >= chunkSize) throw new Error('--chunk-overlap must be smaller than --chunk-size');
@@ -152,7 +156,7 @@ export async function main(argv: string[]): Promise<number> {
       keepVersions,
       activate: !values['no-activate'],
       ...(acceptance ? { acceptance: acceptance.spec } : {}),
-      ...(values['serving-index'] ? { servingIndex: true } : {}),
+      servingIndex: values['serving-index'] ? true : values['no-serving-index'] ? false : 'auto',
       ...(values.version ? { version: values.version } : {}),
       onProgress: (done, total) => {
         bar?.update(done);
@@ -164,7 +168,7 @@ export async function main(argv: string[]): Promise<number> {
     });
     bar?.stop();
     console.log(
-      `ingest: published ${result.version} (${result.manifest.chunkCount} chunks) to ${result.dir} in ${Math.round(performance.now() - t0)} ms` +
+      `ingest: published ${result.version} (${result.manifest.chunkCount} chunks${result.servingIndex ? ', with serving-index.bin' : ''}) to ${result.dir} in ${Math.round(performance.now() - t0)} ms` +
         (result.pruned.length ? `; pruned ${result.pruned.join(', ')}` : ''),
     );
   } finally {

@@ -58,9 +58,11 @@ export interface PublishOptions {
   acceptance?: AcceptanceSpec;
   /**
    * Also write serving-index.bin (store/index-cache.ts: vectors, texts, metadata, keyword index),
-   * listed in the manifest: the service then loads the version without a Chroma child.
+   * listed in the manifest: the service then loads the version without a Chroma child. `true`:
+   * required (a version too big to ship a keyword index for is refused); `'auto'` (the ingest CLI's
+   * default): shipped whenever the keyword index is; false or absent: not shipped.
    */
-  servingIndex?: boolean;
+  servingIndex?: boolean | 'auto';
   /** Keyword analysis (default KEYWORD_ANALYSIS); the eval's ablations change it. */
   keywordAnalysis?: KeywordAnalysis;
   /** Ship keyword-index.json only up to this many chunks (default KEYWORD_SHIP_MAX_CHUNKS). */
@@ -82,6 +84,8 @@ export interface PublishResult {
   dir: string;
   manifest: StoreManifest;
   pruned: string[];
+  /** The version ships serving-index.bin. */
+  servingIndex: boolean;
 }
 
 /**
@@ -115,12 +119,13 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
   const batchSize = options.batchSize ?? 256;
   const shipMax = options.keywordShipMaxChunks ?? KEYWORD_SHIP_MAX_CHUNKS;
   const shipKeyword = options.chunks.length <= shipMax;
-  if (!shipKeyword && (options.servingIndex || options.keywordAnalysis)) {
+  if (!shipKeyword && (options.servingIndex === true || options.keywordAnalysis)) {
     throw new RagError(
       'RAG_INGEST_FAILED',
-      `${options.chunks.length} chunks is above the ${shipMax} a version ships a keyword index for; ${options.servingIndex ? 'a serving index (--serving-index)' : 'a custom keyword analysis'} needs one`,
+      `${options.chunks.length} chunks is above the ${shipMax} a version ships a keyword index for; ${options.servingIndex === true ? 'a serving index (--serving-index)' : 'a custom keyword analysis'} needs one`,
     );
   }
+  const shipServingIndex = shipKeyword && (options.servingIndex === true || options.servingIndex === 'auto');
   await mkdir(options.outDir, { recursive: true });
   const finalDir = join(options.outDir, version);
   if (existsSync(finalDir)) throw new RagError('RAG_INGEST_FAILED', `version ${version} already exists in ${options.outDir}`);
@@ -169,7 +174,7 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
       );
       const keywordText = keyword.serialize();
       await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keywordText);
-      if (options.servingIndex) await writeServingIndex(tmpDir, collection, keywordText, keyword.size, await readBack(tmpDir, collection, chunks.length, model.dimension, options.logger));
+      if (shipServingIndex) await writeServingIndex(tmpDir, collection, keywordText, keyword.size, await readBack(tmpDir, collection, chunks.length, model.dimension, options.logger));
     } else {
       options.logger.info({ chunks: chunks.length, max: shipMax }, 'no keyword-index.json shipped at this size: the service builds the keyword index from the texts');
     }
@@ -190,7 +195,7 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
     await rename(tmpDir, finalDir);
     if (options.activate ?? true) await writeFileAtomic(join(options.outDir, CURRENT_FILE), `${version}\n`);
     const pruned = await pruneVersions(options.outDir, options.keepVersions ?? 3, version);
-    return { version, dir: finalDir, manifest, pruned };
+    return { version, dir: finalDir, manifest, pruned, servingIndex: shipServingIndex };
   } catch (err) {
     await server.stop();
     await rm(tmpDir, { recursive: true, force: true });

@@ -40,7 +40,7 @@ export function testModel(): Promise<EmbeddingModel> {
 }
 
 /** Ingest a docs folder into a store version with the real loaders, splitter, model and Chroma. */
-export async function publishDocs(outDir: string, docsDir: string, options: { version?: string; activate?: boolean; chunkSize?: number; acceptance?: AcceptanceSpec; servingIndex?: boolean; keywordShipMaxChunks?: number } = {}): Promise<PublishResult> {
+export async function publishDocs(outDir: string, docsDir: string, options: { version?: string; activate?: boolean; chunkSize?: number; acceptance?: AcceptanceSpec; servingIndex?: boolean | 'auto'; keywordShipMaxChunks?: number } = {}): Promise<PublishResult> {
   const { documents } = await loadDocuments(docsDir);
   const chunks = await splitDocuments(documents, { chunkSize: options.chunkSize ?? 300, chunkOverlap: 30 });
   return publishStoreVersion({
@@ -52,7 +52,7 @@ export async function publishDocs(outDir: string, docsDir: string, options: { ve
     ...(options.version ? { version: options.version } : {}),
     ...(options.activate === false ? { activate: false } : {}),
     ...(options.acceptance ? { acceptance: options.acceptance } : {}),
-    ...(options.servingIndex ? { servingIndex: true } : {}),
+    ...(options.servingIndex !== undefined ? { servingIndex: options.servingIndex } : {}),
     ...(options.keywordShipMaxChunks !== undefined ? { keywordShipMaxChunks: options.keywordShipMaxChunks } : {}),
   });
 }

@@ -92,6 +92,10 @@ describe('hybrid retrieval (dense + BM25, fused by reciprocal rank)', () => {
     try {
       // The sizes are scaled down (8 chunks, limit 3); the default limit is KEYWORD_SHIP_MAX_CHUNKS (100,000).
       await expect(publishDocs(join(staging.dir, 'x'), DOCS, { version: 'v-x', activate: false, keywordShipMaxChunks: 3, servingIndex: true })).rejects.toMatchObject({ code: 'RAG_INGEST_FAILED' });
+      // The ingest CLI's default ('auto') ships a serving index only with a keyword index: here none, and no error.
+      const auto = await publishDocs(join(staging.dir, 'auto'), DOCS, { version: 'v-auto', activate: false, keywordShipMaxChunks: 3, servingIndex: 'auto' });
+      expect(auto.servingIndex).toBe(false);
+      expect(Object.keys(auto.manifest.files)).not.toContain('serving-index.bin');
       const built = await publishDocs(join(staging.dir, 'built'), DOCS, { version: 'v-kw-none', activate: false, keywordShipMaxChunks: 3 });
       expect(existsSync(join(built.dir, 'keyword-index.json'))).toBe(false);
       expect(Object.keys(built.manifest.files)).not.toContain('keyword-index.json');

@@ -9,15 +9,15 @@ import { ChromaClient } from 'chromadb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256File } from '../../src/fs/fingerprint.js';
 import { ChromaServer } from '../../src/store/chroma-server.js';
-import { FIXTURES, logger, MODEL_NAME, postJson, ROOT, startTestService, tempDir, type TestService } from '../helpers/harness.js';
+import { FIXTURES, getJson, logger, MODEL_NAME, postJson, ROOT, startTestService, tempDir, type TestService } from '../helpers/harness.js';
 
 const run = promisify(execFile);
 const CLI = join(ROOT, 'dist', 'src', 'ingest', 'cli.js');
 const QUESTIONS = ['Who invented the lighthouse lens?', 'how do bees make honey', 'storm at sea'];
 
 /** `npm run ingest` as a user runs it: the compiled CLI, configured by environment variables. */
-async function ingest(docs: string, envVars: Record<string, string>): Promise<string> {
-  const { stdout } = await run(process.execPath, [CLI, docs, '--chunk-size', '300', '--chunk-overlap', '30', '--quiet'], {
+async function ingest(docs: string, envVars: Record<string, string>, extra: string[] = []): Promise<string> {
+  const { stdout } = await run(process.execPath, [CLI, docs, '--chunk-size', '300', '--chunk-overlap', '30', '--quiet', ...extra], {
     env: { ...process.env, ...envVars },
   });
   return stdout;
@@ -36,15 +36,19 @@ describe('a store written by `npm run ingest`, opened by LangChain.js Chroma and
   let version: string;
   let versionDir: string;
   let before: Record<string, string>;
+  let optedOut: { stdout: string; files: string[] };
+  let byDefault: string;
   beforeAll(async () => {
     svc = await startTestService({
       store: false,
       prepare: async (dirs) => {
         // Through loadConfig like the service: VECTORSTORE_DIR, MODELS_DIR, KEEP_VERSIONS.
         const envVars = { VECTORSTORE_DIR: dirs.store, MODELS_DIR: dirs.models, KEEP_VERSIONS: '0' };
-        const first = await ingest(join(FIXTURES, 'docs-a'), envVars);
+        const first = await ingest(join(FIXTURES, 'docs-a'), envVars, ['--no-serving-index']);
         const firstVersion = /published (v\S+)/.exec(first)![1]!;
+        optedOut = { stdout: first, files: await readdir(join(dirs.store, firstVersion)) };
         const second = await ingest(join(FIXTURES, 'docs-a'), envVars);
+        byDefault = second;
         expect(second).toContain(`pruned ${firstVersion}`); // KEEP_VERSIONS=0: only the new version stays
         version = /published (v\S+)/.exec(second)![1]!;
         versionDir = join(dirs.store, version);
@@ -54,6 +58,16 @@ describe('a store written by `npm run ingest`, opened by LangChain.js Chroma and
   });
   afterAll(async () => {
     await svc?.stop();
+  });
+
+  it('ships serving-index.bin by default (the service loads the version from it, no Chroma child); --no-serving-index ships none', async () => {
+    expect(optedOut.files).not.toContain('serving-index.bin');
+    expect(optedOut.stdout).not.toContain('with serving-index.bin');
+    expect(byDefault).toContain('with serving-index.bin');
+    const manifest = JSON.parse(await readFile(join(versionDir, 'manifest.json'), 'utf8'));
+    expect(Object.keys(manifest.files)).toContain('serving-index.bin');
+    const status = await getJson(`${svc.url}/admin/status`);
+    expect(status.active.store.backend.loadedFrom).toBe('serving-index');
   });
 
   it('KEEP_VERSIONS reached the CLI: one version left', async () => {
