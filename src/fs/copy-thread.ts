@@ -90,12 +90,13 @@ export class CopyThread {
   }
 
   /**
-   * Copy `src` into `dst` (both opened by the caller, who closes them once this settles). A cancel
+   * Copy `src` into `dst` (both opened by the caller, who closes them once this settles; a null
+   * `dst`: only hash `src`). A cancel
    * (`signal`) stops the copy at its next 1 MiB block ({ aborted: true }); if the thread does not
    * answer within COPY_CANCEL_GRACE_MS it is stuck in the file system: it is given up, the handles
    * are kept open for good, and the copy rejects with the signal's reason.
    */
-  copy(src: FileHandle, dst: FileHandle, signal?: AbortSignal): Promise<CopyResult> {
+  copy(src: FileHandle, dst: FileHandle | null, signal?: AbortSignal): Promise<CopyResult> {
     if (this.idle) clearTimeout(this.idle);
     this.idle = null;
     const worker = this.worker ?? this.start();
@@ -111,7 +112,7 @@ export class CopyThread {
         Atomics.store(abort, 0, 1);
         stuck = setTimeout(() => {
           if (!this.waiting.has(id)) return;
-          this.quarantined.push(src, dst);
+          this.quarantined.push(src, ...(dst ? [dst] : []));
           this.waiting.delete(id);
           if (this.worker === worker) this.drop(new RagError('RAG_RELOAD_CANCELLED', 'the file-copy thread was stuck and was replaced'));
           reject(new RagError('RAG_RELOAD_CANCELLED', `a cancelled copy did not stop within ${this.options.cancelGraceMs} ms (the file system does not answer); its files stay open`));
@@ -124,7 +125,7 @@ export class CopyThread {
       });
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
-      worker.postMessage({ id, src: src.fd, dst: dst.fd, abort } satisfies CopyRequest);
+      worker.postMessage({ id, src: src.fd, dst: dst ? dst.fd : -1, abort } satisfies CopyRequest);
     });
   }
 

@@ -1,6 +1,6 @@
 /**
- * The file-copy thread (copy-thread.ts is its only user): copies an opened file into another,
- * hashing the bytes it reads, with blocking reads and writes, so a snapshot costs the event loop
+ * The file-copy thread (copy-thread.ts is its only user): copies an opened file into another (or,
+ * with no destination, only hashes it), hashing the bytes it reads, with blocking reads and writes, so a snapshot costs the event loop
  * neither the hashing nor a round trip per block. Holes stay holes: only 64 KiB blocks holding a
  * non-zero byte are written (runs of them in one write). The source is read in order from its
  * descriptor's position (a fresh descriptor: from the start). It lowers its own priority first
@@ -16,6 +16,7 @@ export interface CopyRequest {
   id: number;
   /** File descriptors opened by the event loop (checked there: a regular file inside its root; a new private file). */
   src: number;
+  /** -1: only hash `src` (a file checked in place, not copied). */
   dst: number;
   /** Shared flag: set to 1 to stop the copy at the next block. */
   abort: Int32Array;
@@ -57,6 +58,10 @@ function copy(req: CopyRequest): CopyReply {
     }
     if (n === 0) break;
     hash.update(buf.subarray(0, n));
+    if (req.dst < 0) {
+      pos += n;
+      continue;
+    }
     // Runs of non-zero blocks, each written in one call.
     let runStart = -1;
     const flush = (end: number) => {
@@ -79,7 +84,7 @@ function copy(req: CopyRequest): CopyReply {
     pos += n;
   }
   try {
-    ftruncateSync(req.dst, pos);
+    if (req.dst >= 0) ftruncateSync(req.dst, pos);
   } catch (err) {
     throw new SideError('write', err);
   }

@@ -360,6 +360,26 @@ export async function copyFileSafe(
   }
 }
 
+/**
+ * The sha256 and size of a file checked where it is (not copied): opened as copyFileSafe opens
+ * it (a regular file inside `srcRoot`), read and hashed on the file-copy thread.
+ */
+export async function hashFileSafe(src: string, srcRoot: string, options: { signal?: AbortSignal } = {}): Promise<{ sha256: string; size: number }> {
+  const { fh } = await openRegularFile(src, srcRoot);
+  try {
+    throwIfAborted(options.signal);
+    const r = await copyThread.copy(fh, null, options.signal);
+    if ('aborted' in r) {
+      throwIfAborted(options.signal);
+      throw new RagError('RAG_RELOAD_CANCELLED', 'the check was cancelled');
+    }
+    if ('error' in r) throw Object.assign(new Error(r.error.message), r.error.code ? { code: r.error.code } : {});
+    return r;
+  } finally {
+    if (!copyThread.keptOpen(fh)) await fh.close();
+  }
+}
+
 /** The first problem as an error (the code of the most serious kind first). */
 export function problemError(problems: FsProblem[], where: string): RagError | null {
   if (problems.length === 0) return null;

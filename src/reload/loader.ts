@@ -6,7 +6,7 @@ import { throwIfAborted } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
 import { parseAcceptance } from '../store/acceptance.js';
 import { ACCEPTANCE_FILE, describeStore, SQLITE_FILE, storeFingerprintNow, type StoreSpec } from '../store/layout.js';
-import { indexCacheKey } from '../store/index-cache.js';
+import { indexCacheKey, SERVING_INDEX_FILE } from '../store/index-cache.js';
 import { snapshotStore } from '../store/snapshot.js';
 import { openCachedIndex, openChromaSnapshot, openRemoteStore, storeBytes, type OpenedStore } from '../store/store-version.js';
 import { Generation, SharedModel } from './generation.js';
@@ -45,6 +45,12 @@ export interface StoreOpener {
    * one `spec` describes.
    */
   openCached?(input: { spec: StoreSpec; signal: AbortSignal }): Promise<OpenedStore | null>;
+  /**
+   * Optional: the files the snapshot of `spec` copies (the others are checked against the manifest
+   * where they are, not copied); undefined: every file. open() gets that partial snapshot and
+   * completes it (store/snapshot.ts completeSnapshot) if it needs the other files after all.
+   */
+  snapshotFiles?(spec: StoreSpec): ((rel: string) => boolean) | undefined;
 }
 
 /**
@@ -53,11 +59,15 @@ export interface StoreOpener {
  * verified version left one (store/index-cache.ts).
  */
 export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
-  const cacheable = (spec: StoreSpec) =>
-    config.serveIndexCache && !config.chromaUrl && config.serveIndexMaxMb > 0 && storeBytes(spec) <= config.serveIndexMaxMb * 2 ** 20;
+  const inProcessBudget = (spec: StoreSpec) => !config.chromaUrl && config.serveIndexMaxMb > 0 && storeBytes(spec) <= config.serveIndexMaxMb * 2 ** 20;
+  const cacheable = (spec: StoreSpec) => config.serveIndexCache && inProcessBudget(spec);
+  const partialSnapshot = (spec: StoreSpec) => spec.manifest?.files[SERVING_INDEX_FILE] !== undefined && inProcessBudget(spec);
   const keyOf = (spec: StoreSpec) => indexCacheKey(spec, spec.manifest?.collection ?? config.collection);
   return {
     name: 'chroma',
+    // A version loaded from its serving-index.bin reads nothing else: its Chroma files are checked
+    // in place, not copied (~30 MB written and deleted per 10,000-chunk swap).
+    snapshotFiles: (spec) => (partialSnapshot(spec) ? (rel) => rel === SERVING_INDEX_FILE || rel === ACCEPTANCE_FILE : undefined),
     openCached: async ({ spec, signal }) => {
       if (!cacheable(spec)) return null;
       const key = await keyOf(spec).catch(() => null);
@@ -94,6 +104,7 @@ export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
         loaderStandbyMs: config.loaderStandbyMs,
         buildThreadMaxBuilds: config.buildThreadMaxBuilds,
         signal,
+        partialSnapshot: partialSnapshot(spec),
         persistIndex: key
           ? {
               key,
@@ -107,6 +118,11 @@ export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
 }
 
 export { ACCEPTANCE_FILE };
+
+/** A snapshot's `copy` option, when the opener limits what it copies. */
+function copyOnly(copy: ((rel: string) => boolean) | undefined): { copy?: (rel: string) => boolean } {
+  return copy ? { copy } : {};
+}
 
 export interface AcceptanceResult {
   k: number;
@@ -258,6 +274,7 @@ export class GenerationLoader implements Loader {
               snapshotStore(s, {
                 runtimeDir: this.config.runtimeDir,
                 signal: sig,
+                ...copyOnly(this.opener.snapshotFiles?.(s)),
                 recheck: async () => (await describeStore(s.kind === 'flat' ? s.dir : dirname(s.dir), s.dir, s.kind, s.kind === 'flat' ? null : s.version)).fingerprint,
               }),
             async (dir) => {

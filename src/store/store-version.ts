@@ -14,7 +14,7 @@ import { loadRecords, type KeywordSearcher, type LoadedRecords, type LoadIndexOp
 import { ACCEPTANCE_FILE, SQLITE_FILE, type StoreSpec } from './layout.js';
 import type { RetrievalBackend } from './retrieval-backend.js';
 import type { StoreManifest } from './manifest.js';
-import { snapshotStore } from './snapshot.js';
+import { completeSnapshot, snapshotStore } from './snapshot.js';
 import { checkSqliteFile } from './sqlite-check.js';
 import type { ReadTarget } from './index-worker.js';
 
@@ -70,6 +70,11 @@ export interface OpenStoreOptions {
    * `stillSame()` (the published folder's fingerprint after the copy equals the one verified) holds.
    */
   persistIndex?: { key: IndexCacheKey; stillSame: () => Promise<boolean> } | undefined;
+  /**
+   * The snapshot holds only serving-index.bin and acceptance.json (SnapshotOptions.copy): the
+   * other files were checked where they are and are copied in only if Chroma must read them.
+   */
+  partialSnapshot?: boolean;
 }
 
 /** What OpenedStore says of a keyword index. */
@@ -82,7 +87,11 @@ function keywordInfo(k: KeywordSearcher): OpenedStore['keyword'] {
  * on-disk size bounds what the index holds: vectors, texts, metadata), else its own Chroma child.
  */
 export async function chooseBackendKind(snapshotDir: string, serveIndexMaxMb: number): Promise<'in-process' | 'chroma-child'> {
-  return serveIndexMaxMb > 0 && (await folderBytes(snapshotDir)) <= serveIndexMaxMb * 2 ** 20 ? 'in-process' : 'chroma-child';
+  return chooseKindBySize(await folderBytes(snapshotDir), serveIndexMaxMb);
+}
+
+function chooseKindBySize(bytes: number, serveIndexMaxMb: number): 'in-process' | 'chroma-child' {
+  return serveIndexMaxMb > 0 && bytes <= serveIndexMaxMb * 2 ** 20 ? 'in-process' : 'chroma-child';
 }
 
 /** Bytes of every regular file under a folder (the private snapshot's size on disk). */
@@ -163,7 +172,7 @@ export async function readAcceptance(dir: string, spec: Pick<StoreSpec, 'version
  * replaced under a running server mix rows with a stale index (environment.md).
  */
 export async function openChromaSnapshot(
-  spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'>,
+  spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'> & Partial<Pick<StoreSpec, 'files' | 'fingerprint'>>,
   snapshotDir: string,
   options: OpenStoreOptions,
 ): Promise<OpenedStore> {
@@ -186,10 +195,15 @@ export async function openChromaSnapshot(
   const stillSame = options.persistIndex?.stillSame().catch(() => false);
   try {
     throwIfAborted(options.signal);
-    await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
+    // A partial snapshot (SnapshotOptions.copy: a version loaded from its serving-index.bin) holds
+    // no Chroma files: they were checked against the manifest where they are, and are copied only
+    // if the version is read through Chroma after all (completeSnapshot below).
+    const partial = options.partialSnapshot === true && spec.files !== undefined;
+    await checkSqliteFile(join(partial ? spec.dir : snapshotDir, SQLITE_FILE));
     const acceptanceText = await readAcceptance(snapshotDir, spec);
     mark('verify');
-    const inProcess = (await chooseBackendKind(snapshotDir, options.serveIndexMaxMb ?? 2048)) === 'in-process';
+    const size = partial ? storeBytes({ files: spec.files! }) : await folderBytes(snapshotDir);
+    const inProcess = chooseKindBySize(size, options.serveIndexMaxMb ?? 2048) === 'in-process';
     // A serving index our publisher shipped (checked with the snapshot's other files): no Chroma child.
     if (inProcess && spec.manifest?.files[SERVING_INDEX_FILE]) {
       const manifest = spec.manifest;
@@ -217,6 +231,11 @@ export async function openChromaSnapshot(
         options.logger.warn({ store: spec.version, reason: err.message }, `${SERVING_INDEX_FILE} cannot be used; reading the version through Chroma`);
         mark('servingIndex');
       }
+    }
+    if (partial) {
+      await completeSnapshot(spec as StoreSpec, snapshotDir, { runtimeDir: options.runtimeDir, ...(options.signal ? { signal: options.signal } : {}) });
+      await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
+      mark('completeSnapshot');
     }
     server = new ChromaServer({
       dataDir: snapshotDir,

@@ -43,6 +43,14 @@ async function answers(): Promise<unknown[]> {
   return out;
 }
 
+/** The build phases of the accepted load of `version` (admin status history). */
+async function phasesOf(version: string): Promise<Record<string, number>> {
+  const h = (await getJson(`${svc.url}/admin/status`)).history as Array<{ storeVersion?: string; outcome: string; phases?: Record<string, number> }>;
+  const a = h.find((x) => x.storeVersion === version && x.outcome === 'accepted');
+  expect(a?.phases).toBeDefined();
+  return a!.phases!;
+}
+
 /** Copy a published version under a new name, optionally replacing its serving index bytes (the manifest rewritten to match). */
 async function install(from: string, name: string, servingIndex?: (b: Buffer) => Buffer | null): Promise<void> {
   const dst = join(svc.dirs.store, name);
@@ -84,6 +92,9 @@ describe('a serving index shipped with the version', () => {
     const s = await serving('v-from-index');
     expect(s.active.store.backend.loadedFrom).toBe('serving-index');
     expect(await answers()).toEqual(viaChroma);
+    // Its Chroma files were checked where they are, never copied into the snapshot.
+    expect(Object.keys(await phasesOf('v-from-index'))).toEqual(expect.arrayContaining(['snapshot', 'open.servingIndex']));
+    expect(Object.keys(await phasesOf('v-from-index'))).not.toContain('open.completeSnapshot');
   });
 
   it('while a version read from it serves, a write to the store folder warms no loader child (the next version most likely ships one too)', async () => {
@@ -116,6 +127,21 @@ describe('a serving index shipped with the version', () => {
     expect((await getJson(`${svc.url}/admin/status`)).active.store.version).toBe(before);
   });
 
+  it('a Chroma file of such a version changed (manifest untouched) is a checksum failure too, though it is checked in place and not copied', async () => {
+    const before = (await getJson(`${svc.url}/admin/status`)).active.store.version;
+    await install(shipped, 'v-bad-sqlite');
+    const file = join(svc.dirs.store, 'v-bad-sqlite', 'chroma.sqlite3');
+    const b = await readFile(file);
+    b.writeUInt8(b.readUInt8(b.length - 10) ^ 0xff, b.length - 10);
+    await writeFile(file, b);
+    const prev = (await getJson(`${svc.url}/admin/status`)).history[0].id;
+    await point('v-bad-sqlite');
+    const attempt = await waitFor(async () => (await getJson(`${svc.url}/admin/status`)).history.find((a: { id: number; outcome: string }) => a.id > prev && a.outcome === 'rejected'), 30_000, 'rejection');
+    expect(attempt.error.code).toBe('RAG_STORE_CHECKSUM_MISMATCH');
+    expect(attempt.error.message).toContain('chroma.sqlite3');
+    expect((await getJson(`${svc.url}/admin/status`)).active.store.version).toBe(before);
+  });
+
   it('one of another layout (its key names another collection) is not an error: the version is read through Chroma', async () => {
     await install(shipped, 'v-foreign-index', (b) => {
       const text = b.toString('latin1');
@@ -125,5 +151,7 @@ describe('a serving index shipped with the version', () => {
     const s = await serving('v-foreign-index');
     expect(s.active.store.backend.loadedFrom).toBe('chroma');
     expect((await postJson(`${svc.url}/v1/retrieve`, { question: 'QX7731', k: 1, mode: 'keyword' })).status).toBe(200);
+    // Its partial snapshot was completed (the Chroma files copied and checked again) for the loader child.
+    expect(Object.keys(await phasesOf('v-foreign-index'))).toEqual(expect.arrayContaining(['open.servingIndex', 'open.completeSnapshot', 'open.chromaStart']));
   });
 });
