@@ -113,33 +113,29 @@ describe('a serving index shipped with the version', () => {
     await rm(join(svc.dirs.store, 'notes.txt'));
   });
 
-  it('a corrupt one (one byte changed, manifest untouched) is a checksum failure: the version is refused, the served one stays', async () => {
+  /** Install the shipped version as `name` with one byte of `file` changed (manifest untouched), point at it: the rejected attempt. */
+  async function refusedWithOneByteChanged(name: string, file: string): Promise<{ error: { code: string; message: string } }> {
     const before = (await getJson(`${svc.url}/admin/status`)).active.store.version;
-    await install(shipped, 'v-bad-index');
-    const file = join(svc.dirs.store, 'v-bad-index', SERVING_INDEX_FILE);
-    const b = await readFile(file);
+    await install(shipped, name);
+    const path = join(svc.dirs.store, name, file);
+    const b = await readFile(path);
     b.writeUInt8(b.readUInt8(b.length - 10) ^ 0xff, b.length - 10);
-    await writeFile(file, b);
+    await writeFile(path, b);
     const prev = (await getJson(`${svc.url}/admin/status`)).history[0].id;
-    await point('v-bad-index');
+    await point(name);
     const attempt = await waitFor(async () => (await getJson(`${svc.url}/admin/status`)).history.find((a: { id: number; outcome: string }) => a.id > prev && a.outcome === 'rejected'), 30_000, 'rejection');
-    expect(attempt.error.code).toMatch(/CHECKSUM/);
     expect((await getJson(`${svc.url}/admin/status`)).active.store.version).toBe(before);
+    return attempt;
+  }
+
+  it('a corrupt one (one byte changed, manifest untouched) is a checksum failure: the version is refused, the served one stays', async () => {
+    expect((await refusedWithOneByteChanged('v-bad-index', SERVING_INDEX_FILE)).error.code).toMatch(/CHECKSUM/);
   });
 
   it('a Chroma file of such a version changed (manifest untouched) is a checksum failure too, though it is checked in place and not copied', async () => {
-    const before = (await getJson(`${svc.url}/admin/status`)).active.store.version;
-    await install(shipped, 'v-bad-sqlite');
-    const file = join(svc.dirs.store, 'v-bad-sqlite', 'chroma.sqlite3');
-    const b = await readFile(file);
-    b.writeUInt8(b.readUInt8(b.length - 10) ^ 0xff, b.length - 10);
-    await writeFile(file, b);
-    const prev = (await getJson(`${svc.url}/admin/status`)).history[0].id;
-    await point('v-bad-sqlite');
-    const attempt = await waitFor(async () => (await getJson(`${svc.url}/admin/status`)).history.find((a: { id: number; outcome: string }) => a.id > prev && a.outcome === 'rejected'), 30_000, 'rejection');
+    const attempt = await refusedWithOneByteChanged('v-bad-sqlite', 'chroma.sqlite3');
     expect(attempt.error.code).toBe('RAG_STORE_CHECKSUM_MISMATCH');
     expect(attempt.error.message).toContain('chroma.sqlite3');
-    expect((await getJson(`${svc.url}/admin/status`)).active.store.version).toBe(before);
   });
 
   it('one of another layout (its key names another collection) is not an error: the version is read through Chroma', async () => {
