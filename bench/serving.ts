@@ -9,8 +9,9 @@
  * - Open model at 50% of each system's measured c=16 capacity: steady, then a swap every 2 s
  *   (p50/p99/max from the scheduled send time, failed, max event-loop delay, peak RSS); for this
  *   service twice: versions as `npm run ingest` publishes them (with serving-index.bin), then the
- *   same records as Python LangChain writes them (read through Chroma). The load generator runs in
- *   a process of its own; this process is the publisher.
+ *   same records as Python LangChain writes them (read through Chroma; the first of those, whose
+ *   loader child starts cold, in a window of its own). The load generator runs in a process of its
+ *   own; this process is the publisher.
  * - Cost growth per store size: build, start to ready, write -> serving for one swap, RSS, req/s.
  *   `--growth-only` runs just this table (for the big sizes, which take most of an hour) and writes
  *   serving-<date>-growth.json/.md.
@@ -223,9 +224,31 @@ async function main() {
   }
   // Versions with serving-index.bin (the default publish) first, then versions read through Chroma.
   const withIndex = await swapWindows('versions with serving-index.bin', A, B);
+  // The first version read through Chroma after serving-index versions starts its loader child cold
+  // (no standby is kept while such versions serve): measured on its own, in one window with that one
+  // swap, so the swap windows below measure a service that keeps getting such versions (standby warm).
+  const coldSwitch = await (async () => {
+    await loopDelayMaxMs(svc.url);
+    const ac = new AbortController();
+    const events = recordServiceEvents(svc.url, ac.signal);
+    const load = runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: P.openS });
+    await sleep(2000);
+    const version = `swap-${String(++swapNo).padStart(3, '0')}`;
+    await cp(A0.dir, join(storeDir, version), { recursive: true });
+    await pointCurrent(storeDir, version);
+    const at = Date.now();
+    previous.push(version);
+    const res = await load;
+    const loopMaxMs = await loopDelayMaxMs(svc.url);
+    ac.abort();
+    const servingMs = writeToServingMs(events, [{ version, at }])[0] ?? NaN;
+    log(`this (first version read through Chroma after serving-index ones: cold loader) open ${rate}/s: p50 ${res.p50} p99 ${res.p99} max ${res.max} failed ${res.failed}; loop max ${loopMaxMs} ms; write->serving ${servingMs} ms`);
+    await sleep(4000);
+    return { open: res, loopMaxMs, servingMs };
+  })();
   const chromaRead = await swapWindows('versions read through Chroma', A0, B0);
   const { p99Steady, p99Swaps, steadyRssMiB, swapPeakRss } = withIndex;
-  const open: Record<string, Record<string, unknown>> = { this: withIndex.out, thisChromaRead: chromaRead.out };
+  const open: Record<string, Record<string, unknown>> = { this: withIndex.out, thisChromaRead: { ...chromaRead.out, coldSwitch } };
   // Write -> serving one swap at a time (the next is published once the previous serves), under
   // the same 50% open-model load: what a publisher sees when builds are not superseded.
   const ac3 = new AbortController();
@@ -449,6 +472,8 @@ function report(r: Record<string, any>, before: { file: string; data: Record<str
     if (!o) continue;
     L.push('', `${label}: ${o.served.published} versions published (one every ${r.swapEveryMs} ms), ${o.served.accepted} served, ${o.served.superseded} builds superseded by a newer version (every build that finishes serves; versions published while a build runs are not built, the newest of them is next). Max event-loop delay during swaps **${o.swaps.loopMaxMs} ms** (steady ${o.steady.loopMaxMs} ms; goal <= 20); failed ${o.swaps.open.failed}${o.swaps.open.failed ? ` (${JSON.stringify(o.swaps.open.failures ?? {})})` : ''}; write -> serving p50 ${o.swaps.servingMs.p50} ms, p90 ${o.swaps.servingMs.p90} ms, max ${o.swaps.servingMs.max} ms. Event-loop delay per window (service / the load generator's own loop as a control for machine noise): ` + ['steady', 'swaps'].map((k) => `${k} ${o.windows[k].map((w: any) => `${w.loopMaxMs}/${w.controlLoopMaxMs} ms`).join(', ')}`).join('; ') + '.');
   }
+  const cold = r.open.thisChromaRead?.coldSwitch;
+  if (cold) L.push('', `The first version read through Chroma after serving-index ones (its loader child started cold: no standby is kept while serving-index versions serve), one swap in a window of its own, before the windows above: p50 ${cold.open.p50} ms, p99 ${cold.open.p99} ms, max ${cold.open.max} ms, failed ${cold.open.failed}, max event-loop delay ${cold.loopMaxMs} ms, write -> serving ${cold.servingMs} ms.`);
   L.push('', 'p99 ratio = median p99 of the two swap windows / median of the two steady windows; the open-model table shows the worse window of each kind.');
   const o = r.open.this;
   if (o.oneAtATime) L.push('', `One swap at a time under the same load (the next published once the previous serves): ${o.oneAtATime.swaps} swaps, write -> serving p50 ${o.oneAtATime.writeToServingMs.p50} ms, p90 ${o.oneAtATime.writeToServingMs.p90} ms, max ${o.oneAtATime.writeToServingMs.max} ms; p99 ${o.oneAtATime.open.p99} ms, failed ${o.oneAtATime.open.failed}, max event-loop delay ${o.oneAtATime.loopMaxMs} ms.`);
