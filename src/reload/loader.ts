@@ -8,7 +8,7 @@ import { parseAcceptance } from '../store/acceptance.js';
 import { ACCEPTANCE_FILE, describeStore, SQLITE_FILE, storeFingerprintNow, type StoreSpec } from '../store/layout.js';
 import { indexCacheKey, SERVING_INDEX_FILE } from '../store/index-cache.js';
 import { snapshotStore } from '../store/snapshot.js';
-import { openCachedIndex, openChromaSnapshot, openRemoteStore, storeBytes, type OpenedStore } from '../store/store-version.js';
+import { chooseBackendKind, openCachedIndex, openChromaSnapshot, openRemoteStore, storeBytes, type OpenedStore } from '../store/store-version.js';
 import { Generation, SharedModel } from './generation.js';
 import { sharedRegistryFor, type AspiredSpec } from './source.js';
 import { dirname } from 'node:path';
@@ -59,7 +59,7 @@ export interface StoreOpener {
  * verified version left one (store/index-cache.ts).
  */
 export function chromaStoreOpener(config: Config, logger: Logger): StoreOpener {
-  const inProcessBudget = (spec: StoreSpec) => !config.chromaUrl && config.serveIndexMaxMb > 0 && storeBytes(spec) <= config.serveIndexMaxMb * 2 ** 20;
+  const inProcessBudget = (spec: StoreSpec) => !config.chromaUrl && chooseBackendKind(storeBytes(spec), config.serveIndexMaxMb) === 'in-process';
   const cacheable = (spec: StoreSpec) => config.serveIndexCache && inProcessBudget(spec);
   const partialSnapshot = (spec: StoreSpec) => spec.manifest?.files[SERVING_INDEX_FILE] !== undefined && inProcessBudget(spec);
   const keyOf = (spec: StoreSpec) => indexCacheKey(spec, spec.manifest?.collection ?? config.collection);

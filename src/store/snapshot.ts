@@ -16,6 +16,9 @@ import { pidAlive } from '../process-alive.js';
  */
 let snapshotCounter = 0;
 
+/** What copying and checking a store's files reads of its spec. */
+type SnapshotSource = Pick<StoreSpec, 'dir' | 'version' | 'manifest' | 'files'>;
+
 export function snapshotRoot(runtimeDir: string): string {
   return join(runtimeDir, 'stores');
 }
@@ -66,7 +69,7 @@ export async function snapshotStore(spec: StoreSpec, options: SnapshotOptions): 
  * against the manifest again (they may have changed since the first check). The snapshot is then
  * whole, as if it had been copied at once; on failure it is left as it was (its owner deletes it).
  */
-export async function completeSnapshot(spec: StoreSpec, dir: string, options: Pick<SnapshotOptions, 'runtimeDir' | 'signal'>): Promise<void> {
+export async function completeSnapshot(spec: SnapshotSource, dir: string, options: Pick<SnapshotOptions, 'runtimeDir' | 'signal'>): Promise<void> {
   const present = new Set<string>();
   for (const f of spec.files) if (await access(join(dir, f.rel)).then(() => true, () => false)) present.add(f.rel);
   await copyVerified(spec, dir, options, (rel) => !present.has(rel), present);
@@ -76,7 +79,7 @@ export async function completeSnapshot(spec: StoreSpec, dir: string, options: Pi
  * Copy (or, where `copy` says no, hash in place) every file of the store, then check each against
  * the manifest. `skip`: files already in the snapshot (neither copied nor checked again).
  */
-async function copyVerified(spec: StoreSpec, dir: string, options: Pick<SnapshotOptions, 'runtimeDir' | 'signal'>, copy: (rel: string) => boolean, skip = new Set<string>()): Promise<void> {
+async function copyVerified(spec: SnapshotSource, dir: string, options: Pick<SnapshotOptions, 'runtimeDir' | 'signal'>, copy: (rel: string) => boolean, skip = new Set<string>()): Promise<void> {
   const root = snapshotRoot(options.runtimeDir);
   const need = spec.files.filter((f) => !skip.has(f.rel) && copy(f.rel)).reduce((n, f) => n + Math.min(f.size, f.blocks * 512), 0);
   const free = await freeBytes(root);

@@ -83,14 +83,12 @@ function keywordInfo(k: KeywordSearcher): OpenedStore['keyword'] {
 }
 
 /**
- * The backend a snapshot gets: in process when its size on disk is within the budget (the
- * on-disk size bounds what the index holds: vectors, texts, metadata), else its own Chroma child.
+ * The backend a store version gets from its size on disk (`bytes`: its files', or its snapshot's):
+ * in process when within the budget (the on-disk size bounds what the index holds: vectors, texts,
+ * metadata), else its own Chroma child. The one rule: the opener's cache and partial-snapshot
+ * decisions (reload/loader.ts) ask it too.
  */
-export async function chooseBackendKind(snapshotDir: string, serveIndexMaxMb: number): Promise<'in-process' | 'chroma-child'> {
-  return chooseKindBySize(await folderBytes(snapshotDir), serveIndexMaxMb);
-}
-
-function chooseKindBySize(bytes: number, serveIndexMaxMb: number): 'in-process' | 'chroma-child' {
+export function chooseBackendKind(bytes: number, serveIndexMaxMb: number): 'in-process' | 'chroma-child' {
   return serveIndexMaxMb > 0 && bytes <= serveIndexMaxMb * 2 ** 20 ? 'in-process' : 'chroma-child';
 }
 
@@ -172,7 +170,7 @@ export async function readAcceptance(dir: string, spec: Pick<StoreSpec, 'version
  * replaced under a running server mix rows with a stale index (environment.md).
  */
 export async function openChromaSnapshot(
-  spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'> & Partial<Pick<StoreSpec, 'files' | 'fingerprint'>>,
+  spec: Pick<StoreSpec, 'version' | 'kind' | 'dir' | 'manifest'> & Partial<Pick<StoreSpec, 'files'>>,
   snapshotDir: string,
   options: OpenStoreOptions,
 ): Promise<OpenedStore> {
@@ -203,7 +201,7 @@ export async function openChromaSnapshot(
     const acceptanceText = await readAcceptance(snapshotDir, spec);
     mark('verify');
     const size = partial ? storeBytes({ files: spec.files! }) : await folderBytes(snapshotDir);
-    const inProcess = chooseKindBySize(size, options.serveIndexMaxMb ?? 2048) === 'in-process';
+    const inProcess = chooseBackendKind(size, options.serveIndexMaxMb ?? 2048) === 'in-process';
     // A serving index our publisher shipped (checked with the snapshot's other files): no Chroma child.
     if (inProcess && spec.manifest?.files[SERVING_INDEX_FILE]) {
       const manifest = spec.manifest;
@@ -233,7 +231,7 @@ export async function openChromaSnapshot(
       }
     }
     if (partial) {
-      await completeSnapshot(spec as StoreSpec, snapshotDir, { runtimeDir: options.runtimeDir, ...(options.signal ? { signal: options.signal } : {}) });
+      await completeSnapshot({ ...spec, files: spec.files! }, snapshotDir, { runtimeDir: options.runtimeDir, ...(options.signal ? { signal: options.signal } : {}) });
       await checkSqliteFile(join(snapshotDir, SQLITE_FILE));
       mark('completeSnapshot');
     }
@@ -359,7 +357,7 @@ export async function openChromaSnapshot(
   }
 }
 
-/** The store folder's total file size, as chooseBackendKind measures its snapshot. */
+/** The store folder's total file size (its snapshot's, which holds the same files), as chooseBackendKind takes it. */
 export function storeBytes(spec: Pick<StoreSpec, 'files'>): number {
   return spec.files.reduce((n, f) => n + f.size, 0);
 }
