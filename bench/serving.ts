@@ -24,7 +24,7 @@ import { listFiles } from '../src/store/manifest.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { runOpenLoadInChild, type OpenLoadOptions, type OpenLoadResult } from './lib/open-load.js';
 import { freePort, startNode, treeRssMiB } from './lib/proc.js';
-import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
+import { BenchVersions, benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
 import { recordServiceEvents, writeToServingMs } from './lib/sse.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -162,8 +162,7 @@ async function main() {
   // Open model at 50% of capacity: steady and swap windows interleaved (steady, swaps, steady,
   // swaps) so drift on a shared machine hits both alike; the p99 ratio uses each kind's median.
   const rate = Math.max(10, Math.round(closed['dense-c16']!.rps * 0.5));
-  const previous = ['store-a'];
-  let swapNo = 0;
+  const versions = new BenchVersions(storeDir, 6, 'store-a');
   /**
    * Steady and swap windows interleaved (steady, swaps, steady, swaps), the swaps alternating
    * between two versions' files copied in as new versions.
@@ -182,13 +181,10 @@ async function main() {
         const swapper = (async () => {
           while (kind === 'swaps' && !stopSwaps) {
             const t = Date.now();
-            const version = `swap-${String(++swapNo).padStart(3, '0')}`;
-            await cp(swapNo % 2 ? b.dir : a.dir, join(storeDir, version), { recursive: true });
-            await pointCurrent(storeDir, version);
-            swapTimes.push({ version, at: Date.now() });
+            const version = await versions.copyIn((v) => (v % 2 ? b.dir : a.dir));
+            swapTimes.push({ version, at: await versions.point(version) });
             n++;
-            previous.push(version);
-            while (previous.length > 6) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
+            await versions.prune();
             await sleep(Math.max(0, SWAP_EVERY_MS - (Date.now() - t)));
           }
         })();
@@ -233,11 +229,8 @@ async function main() {
     const events = recordServiceEvents(svc.url, ac.signal);
     const load = runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: P.openS });
     await sleep(2000);
-    const version = `swap-${String(++swapNo).padStart(3, '0')}`;
-    await cp(A0.dir, join(storeDir, version), { recursive: true });
-    await pointCurrent(storeDir, version);
-    const at = Date.now();
-    previous.push(version);
+    const version = await versions.copyIn(A0.dir);
+    const at = await versions.point(version);
     const res = await load;
     const loopMaxMs = await loopDelayMaxMs(svc.url);
     ac.abort();
@@ -258,15 +251,13 @@ async function main() {
   const spacedEnd = Date.now() + (QUICK ? 13_000 : 28_000);
   await loopDelayMaxMs(svc.url);
   while (Date.now() < spacedEnd - 1000) {
-    const version = `spaced-${String(++swapNo).padStart(3, '0')}`;
-    await cp(swapNo % 2 ? B.dir : A.dir, join(storeDir, version), { recursive: true });
+    const version = await versions.copyIn((v) => (v % 2 ? B.dir : A.dir), 'spaced');
     const t = Date.now();
-    await pointCurrent(storeDir, version);
+    await versions.point(version);
     while (Date.now() < spacedEnd + 20_000 && !ev3.some((e) => (e.type === 'reload.accepted' || e.type === 'reload.rejected') && e.attempt?.storeVersion === version)) await sleep(10);
     const e = ev3.find((x) => x.type === 'reload.accepted' && x.attempt?.storeVersion === version);
     if (e) spacedMs.push(e.receivedAt - t);
-    previous.push(version);
-    while (previous.length > 6) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
+    await versions.prune();
     await sleep(500);
   }
   const spacedOpen = await spacedLoad;

@@ -18,7 +18,7 @@ import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
+import { BenchVersions, benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
 import { percentile, runLoad } from './lib/load.js';
 import { KEYWORD_INDEX_FILE } from '../src/store/keyword-index.js';
 import { MANIFEST_FILE } from '../src/store/manifest.js';
@@ -61,8 +61,7 @@ async function main() {
       const cap = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: 16, durationS: 3 });
       const rate = values.rate ? Number(values.rate) : Math.round(cap.rps * 0.5);
       console.log(`${n} chunks${values['serving-index'] ? ' (versions ship serving-index.bin)' : ''}${values.bare ? ' (bare versions: Chroma files only)' : ''}; env ${JSON.stringify(env)}; c=16 ${cap.rps} req/s; open load ${rate}/s`);
-      let swapNo = 0;
-      const previous: string[] = ['store-a'];
+      const versions = new BenchVersions(storeDir, 4, 'store-a');
       const ac = new AbortController();
       const events = recordServiceEvents<{ storeVersion: string | null; startedAt?: string; durationMs?: number; phases?: Record<string, number> }>(svc.url, ac.signal);
       const published: Array<{ version: string; at: number }> = [];
@@ -73,18 +72,15 @@ async function main() {
           const rss: number[] = [];
           const sampler = setInterval(() => rss.push(treeRssMiB(svc.child.pid!)), 100);
           let stop = false;
-          const swapsBefore = swapNo;
+          const swapsBefore = versions.count;
           const cpu0 = treeCpuMs(svc.child.pid!);
           const machine0 = machineCpuMs();
           const swapper = (async () => {
             while (kind === 'swaps' && !stop) {
               const t = Date.now();
-              const version = `swap-${String(++swapNo).padStart(3, '0')}`;
-              await cp(swapNo % 2 ? B.dir : A.dir, join(storeDir, version), { recursive: true });
-              await pointCurrent(storeDir, version);
-              published.push({ version, at: Date.now() });
-              previous.push(version);
-              while (previous.length > 4) await rm(join(storeDir, previous.shift()!), { recursive: true, force: true });
+              const version = await versions.copyIn((v) => (v % 2 ? B.dir : A.dir));
+              published.push({ version, at: await versions.point(version) });
+              await versions.prune();
               await sleep(Math.max(0, 2000 - (Date.now() - t)));
             }
           })();
@@ -98,7 +94,7 @@ async function main() {
           if (kind === 'swaps') await sleep(4000);
           const cpuMs = treeCpuMs(svc.child.pid!) - cpu0;
           const busy = Math.round((100 * (machine1.busy - machine0.busy)) / Math.max(1, machine1.total - machine0.total));
-          const row = { p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopDelayMaxMs(svc.url), rss: Math.max(...rss), cpuMs, busy, swaps: swapNo - swapsBefore };
+          const row = { p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopDelayMaxMs(svc.url), rss: Math.max(...rss), cpuMs, busy, swaps: versions.count - swapsBefore };
           rows[kind].push(row);
           console.log(`${kind.padEnd(6)} p50 ${row.p50} p99 ${row.p99} max ${row.max} failed ${row.failed} loop max ${row.loop} ms rss peak ${row.rss} MiB; service CPU ${Math.round(cpuMs)} ms, machine ${busy}% busy${kind === 'swaps' ? `, ${row.swaps} swaps` : ''}; generator loop max ${r.generatorLoopMaxMs} ms (nice ${r.generatorNice})`);
         }

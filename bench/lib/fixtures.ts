@@ -1,4 +1,4 @@
-import { cp, mkdir, rename, writeFile } from 'node:fs/promises';
+import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadEmbeddingModel, type EmbeddingModel } from '../../src/embeddings/model-loader.js';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
@@ -31,6 +31,45 @@ export async function buildStore(outDir: string, version: string, n: number, edi
   const t0 = performance.now();
   const r = await publishStoreVersion({ outDir, chunks, model, logger, version, activate: false, batchSize: 512, servingIndex });
   return { dir: r.dir, ms: Math.round(performance.now() - t0) };
+}
+
+/**
+ * The versions a swap bench publishes into a store folder, as a publisher does: a built version
+ * copied in under the next name (`swap-001`, ...), then CURRENT pointed at it; the oldest beyond
+ * `keep` deleted when the bench says (prune), the newest always kept.
+ */
+export class BenchVersions {
+  /** Versions copied in so far (the next name's number). */
+  count = 0;
+  private readonly kept: string[];
+
+  constructor(
+    private readonly storeDir: string,
+    private readonly keep: number,
+    first: string,
+  ) {
+    this.kept = [first];
+  }
+
+  /** Copy a built version in under the next name; `from` may pick the source by that number. Its name. */
+  async copyIn(from: string | ((n: number) => string), prefix = 'swap'): Promise<string> {
+    const n = ++this.count;
+    const version = `${prefix}-${String(n).padStart(3, '0')}`;
+    await cp(typeof from === 'string' ? from : from(n), join(this.storeDir, version), { recursive: true });
+    this.kept.push(version);
+    return version;
+  }
+
+  /** Point CURRENT at a version copied in: the time the write finished. */
+  async point(version: string): Promise<number> {
+    await pointCurrent(this.storeDir, version);
+    return Date.now();
+  }
+
+  /** Delete the oldest versions beyond `keep`. */
+  async prune(): Promise<void> {
+    while (this.kept.length > this.keep) await rm(join(this.storeDir, this.kept.shift()!), { recursive: true, force: true });
+  }
 }
 
 /** Point CURRENT at a version, by rename. */
