@@ -27,6 +27,8 @@ export interface NicedThread {
   terminate(): Promise<number>;
   /** The thread no longer keeps the process alive. */
   unref(): void;
+  /** The thread keeps the process alive again (e.g. while it works for a caller who awaits it). */
+  ref(): void;
   on(event: 'message', listener: (value: any) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
   on(event: 'exit', listener: (code: number) => void): this;
@@ -84,6 +86,10 @@ export class NicedThreadHandle extends EventEmitter implements NicedThread {
 
   unref(): void {
     this.port.unref();
+  }
+
+  ref(): void {
+    if (this.exitCode === null) this.port.ref();
   }
 
   /** The thread is gone (reported by the spawner, or the spawner itself is gone). */

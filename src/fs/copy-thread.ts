@@ -56,6 +56,8 @@ export class CopyThread {
       this.waiting.delete(reply.id);
       const { id: _id, ...result } = reply;
       w.resolve(result);
+      // Idle, the thread does not keep the process alive; a copy someone awaits does (a CLI has nothing else to).
+      if (this.waiting.size === 0) worker.unref();
       this.idleCheck();
     });
     const gone = (why: string) => {
@@ -125,6 +127,7 @@ export class CopyThread {
       });
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
+      worker.ref();
       worker.postMessage({ id, src: src.fd, dst: dst ? dst.fd : -1, abort } satisfies CopyRequest);
     });
   }

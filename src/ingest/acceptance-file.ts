@@ -55,7 +55,7 @@ export async function findAcceptanceFile(docsDir: string, given: string | undefi
  * metadata.source), or the question could never be answered: a typo would publish a version no
  * replica accepts.
  */
-export function checkAcceptanceAgainst(input: AcceptanceInput, chunks: Chunk[]): void {
+export function checkAcceptanceAgainst(input: AcceptanceInput, chunks: ReadonlyArray<Pick<Chunk, 'id'> & { metadata: Record<string, unknown> }>): void {
   const known = new Set<string>();
   for (const c of chunks) {
     known.add(c.id);

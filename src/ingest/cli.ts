@@ -7,13 +7,16 @@ import { isRagError } from '../errors.js';
 import { chooseModelName, resolveModelDir } from '../embeddings/model-folders.js';
 import { loadEmbeddingModel } from '../embeddings/model-loader.js';
 import { createSilentLogger } from '../observability/logger.js';
-import { checkAcceptanceAgainst, findAcceptanceFile } from './acceptance-file.js';
+import { checkAcceptanceAgainst, findAcceptanceFile, readAcceptanceFile } from './acceptance-file.js';
+import { importChromaStore } from './import-chroma.js';
 import { loadDocuments } from './load-documents.js';
 import { DEFAULT_COLLECTION, publishStoreVersion } from './publish.js';
 import { publishSharedVersion, rollbackShared } from './publish-shared.js';
 import { DEFAULT_CHUNKING, splitDocuments } from './split-documents.js';
 
 const USAGE = `usage: npm run ingest -- <docs dir> [options]
+       npm run ingest -- --from-chroma <Chroma folder> [--out DIR] [--model NAME] [--collection NAME]
+                         [--version NAME] [--no-activate] [--keep N] [--acceptance FILE] [--no-serving-index]
 
 Configuration comes from the same environment variables as the service (see the README's table);
 an option given here wins over its variable.
@@ -37,6 +40,14 @@ an option given here wins over its variable.
                        the service then loads it without a Chroma child, in a third of the CPU
   --serving-index      require serving-index.bin (refused above 100,000 chunks)
   --quiet              no progress bar
+
+A Chroma folder built elsewhere (a Python LangChain persist_directory):
+  --from-chroma DIR    publish its collection as a version folder with a manifest and serving-index.bin
+                       (records, vectors and distance space as Chroma returns them; the keyword index
+                       built as the service builds it), so the service loads it without a Chroma child.
+                       The folder is copied first, never opened by Chroma itself. --model names the model
+                       its vectors were made with (its dimension must match); --collection picks one of
+                       several collections
 
 Shared Chroma (replicas follow a pointer; see docs/operations.md "Shared Chroma"):
   --chroma-url URL     publish to this Chroma server as collection <name>--<version>, then move the
@@ -67,6 +78,7 @@ export async function main(argv: string[]): Promise<number> {
       acceptance: { type: 'string' },
       'serving-index': { type: 'boolean', default: false },
       'no-serving-index': { type: 'boolean', default: false },
+      'from-chroma': { type: 'string' },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -77,6 +89,10 @@ export async function main(argv: string[]): Promise<number> {
     const pointer = await rollbackShared(sharedUrl, sharedName);
     console.log(`ingest: "${sharedName}" now points at ${pointer.version} (was ${pointer.previous})`);
     return 0;
+  }
+  if (values['from-chroma'] !== undefined && !values.help) {
+    if (positionals.length > 0 || sharedUrl) throw new Error('--from-chroma takes no docs folder and no --chroma-url');
+    return importFolder(values['from-chroma'], values);
   }
   if (values.help || positionals.length !== 1) {
     console.error(USAGE);
@@ -173,6 +189,44 @@ export async function main(argv: string[]): Promise<number> {
     );
   } finally {
     bar?.stop();
+    await model.dispose();
+  }
+  return 0;
+}
+
+/** `--from-chroma DIR`: publish a Chroma folder built elsewhere as a version (import-chroma.ts). */
+async function importFolder(sourceDir: string, values: { out?: string | undefined; 'models-dir'?: string | undefined; model?: string | undefined; collection?: string | undefined; keep?: string | undefined; version?: string | undefined; 'no-activate'?: boolean | undefined; acceptance?: string | undefined; 'no-serving-index'?: boolean | undefined }): Promise<number> {
+  const config = loadConfig(process.env, {
+    ...(values.out !== undefined ? { vectorstoreDir: values.out } : {}),
+    ...(values['models-dir'] !== undefined ? { modelsDir: values['models-dir'] } : {}),
+    ...(values.model !== undefined ? { modelName: values.model } : {}),
+  });
+  const keep = values.keep !== undefined ? Number(values.keep) : config.keepVersions;
+  if (!Number.isInteger(keep) || keep < 0) throw new Error(`--keep must be an integer >= 0, got "${values.keep}"`);
+  // Refused before anything is read or written: a bad acceptance file publishes nothing.
+  const acceptance = values.acceptance !== undefined ? await readAcceptanceFile(values.acceptance) : null;
+  const t0 = performance.now();
+  const modelName = await chooseModelName(config.modelsDir, config.modelName);
+  const model = await loadEmbeddingModel({ dir: await resolveModelDir(config.modelsDir, modelName), dtype: config.modelDtype, pooling: config.pooling });
+  try {
+    const result = await importChromaStore({
+      sourceDir: resolve(sourceDir),
+      outDir: config.vectorstoreDir,
+      model,
+      logger: createSilentLogger(),
+      collection: values.collection ?? config.collection,
+      version: values.version,
+      keepVersions: keep,
+      activate: !values['no-activate'],
+      acceptance: acceptance ?? undefined,
+      ...(values['no-serving-index'] ? { servingIndexMaxChunks: 0 } : {}),
+    });
+    console.log(
+      `ingest: published ${result.version} from ${resolve(sourceDir)} (collection ${result.manifest.collection}, ${result.manifest.chunkCount} records, model ${model.id}` +
+        `${result.servingIndex ? ', with serving-index.bin' : ''}) to ${result.dir} in ${Math.round(performance.now() - t0)} ms` +
+        (result.pruned.length ? `; pruned ${result.pruned.join(', ')}` : ''),
+    );
+  } finally {
     await model.dispose();
   }
   return 0;

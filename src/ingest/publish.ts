@@ -178,29 +178,51 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
     } else {
       options.logger.info({ chunks: chunks.length, max: shipMax }, 'no keyword-index.json shipped at this size: the service builds the keyword index from the texts');
     }
-    if (options.acceptance) await writeFile(join(tmpDir, ACCEPTANCE_FILE), canonicalAcceptance(options.acceptance) + '\n');
-    const manifest: StoreManifest = {
-      formatVersion: 1,
-      version,
-      createdAt: new Date().toISOString(),
-      collection,
-      // A hub cache model is named by its hub id (org/name), which MODEL_NAME and the serving side resolve.
-      embedding: { model: hubModelId(model.dir) ?? model.name, modelId: model.id, dimension: model.dimension },
-      chunkCount: chunks.length,
-      ...(options.documentCount !== undefined ? { documentCount: options.documentCount } : {}),
-      ...(options.chunking ? { chunking: options.chunking } : {}),
-      files: await describeFiles(tmpDir),
-    };
-    await writeFile(join(tmpDir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
-    await rename(tmpDir, finalDir);
-    if (options.activate ?? true) await writeFileAtomic(join(options.outDir, CURRENT_FILE), `${version}\n`);
-    const pruned = await pruneVersions(options.outDir, options.keepVersions ?? 3, version);
+    const { manifest, pruned } = await completeVersion({ ...options, tmpDir, version, collection, chunkCount: chunks.length });
     return { version, dir: finalDir, manifest, pruned, servingIndex: shipServingIndex };
   } catch (err) {
     await server.stop();
     await rm(tmpDir, { recursive: true, force: true });
     throw err instanceof RagError ? err : new RagError('RAG_INGEST_FAILED', `publishing failed: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * The last steps of a version built in `tmpDir` (its Chroma server stopped): acceptance.json,
+ * manifest.json (sha256 of every file), the rename to `<version>/`, CURRENT (by rename) and the
+ * pruning of old versions. Shared by the publisher and the Chroma-folder importer (import-chroma.ts).
+ */
+export async function completeVersion(o: {
+  outDir: string;
+  tmpDir: string;
+  version: string;
+  collection: string;
+  model: Pick<EmbeddingModel, 'dir' | 'name' | 'id' | 'dimension'>;
+  chunkCount: number;
+  documentCount?: number | undefined;
+  chunking?: { chunkSize: number; chunkOverlap: number } | undefined;
+  acceptance?: AcceptanceSpec | undefined;
+  activate?: boolean | undefined;
+  keepVersions?: number | undefined;
+}): Promise<{ manifest: StoreManifest; pruned: string[] }> {
+  if (o.acceptance) await writeFile(join(o.tmpDir, ACCEPTANCE_FILE), canonicalAcceptance(o.acceptance) + '\n');
+  const manifest: StoreManifest = {
+    formatVersion: 1,
+    version: o.version,
+    createdAt: new Date().toISOString(),
+    collection: o.collection,
+    // A hub cache model is named by its hub id (org/name), which MODEL_NAME and the serving side resolve.
+    embedding: { model: hubModelId(o.model.dir) ?? o.model.name, modelId: o.model.id, dimension: o.model.dimension },
+    chunkCount: o.chunkCount,
+    ...(o.documentCount !== undefined ? { documentCount: o.documentCount } : {}),
+    ...(o.chunking ? { chunking: o.chunking } : {}),
+    files: await describeFiles(o.tmpDir),
+  };
+  await writeFile(join(o.tmpDir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+  await rename(o.tmpDir, join(o.outDir, o.version));
+  if (o.activate ?? true) await writeFileAtomic(join(o.outDir, CURRENT_FILE), `${o.version}\n`);
+  const pruned = await pruneVersions(o.outDir, o.keepVersions ?? 3, o.version);
+  return { manifest, pruned };
 }
 
 /** Delete the oldest versions beyond `keep` (never the new one, nor the one CURRENT names). */
@@ -242,10 +264,14 @@ async function readBack(dir: string, collection: string, count: number, dimensio
 }
 
 async function writeServingIndex(dir: string, collection: string, keywordText: string, keywordSize: number, r: Awaited<ReturnType<typeof readBack>>): Promise<void> {
-  const key = servingIndexKey({ collection, chunkCount: r.count, embedding: { dimension: r.dimension } });
   // Compiled as the service compiles the keyword-index.json beside it.
   const postings = KeywordIndex.compileText(keywordText, 'store');
   if (!postings) throw new Error('the keyword index just written does not compile');
-  const parts = encodeIndexCache(key, { ...r, version: '', collection, space: 'cosine', keyword: { origin: 'store', size: keywordSize }, postings });
-  await writeFile(join(dir, SERVING_INDEX_FILE), Buffer.concat(parts));
+  await writeServingIndexFile(dir, { ...r, collection, space: 'cosine', keyword: { origin: 'store', size: keywordSize }, postings });
+}
+
+/** serving-index.bin of a version being built in `dir`, keyed as the service looks it up (by what its manifest will say). */
+export async function writeServingIndexFile(dir: string, index: Omit<CachedIndex, 'version'>): Promise<void> {
+  const key = servingIndexKey({ collection: index.collection, chunkCount: index.count, embedding: { dimension: index.dimension } });
+  await writeFile(join(dir, SERVING_INDEX_FILE), Buffer.concat(encodeIndexCache(key, { ...index, version: '' })));
 }

@@ -17,7 +17,7 @@ import { RagError, toRagError } from '../errors.js';
 import { threadPort } from '../niced-thread.js';
 import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex, type IndexCacheKey } from './index-cache.js';
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
-import { copyPostings, PostingsBuilder, postingsBuffers, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
+import { copyPostings, PostingsBuilder, postingsBuffers, recordKeywordDoc, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
 import { checkMetadataColumn, copyMetadataColumn, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
 import { PageColumns } from './page-columns.js';
 import { buildIdTable, checkTextColumn, columnBuffers, copyColumn, IdIndex, TextColumn, type TextColumnData } from './record-columns.js';
@@ -181,12 +181,6 @@ function sendColumns(idData: TextColumnData, docData: TextColumnData, metaData: 
   port.postMessage({ type: 'columns', ids: idData, documents: docData, metadata: metaData, idTable, docRow } satisfies IndexWorkerMessage, [...columnBuffers(idData), ...columnBuffers(docData), ...metadataBuffers(metaData), idTable.buffer as ArrayBuffer, docRow.buffer as ArrayBuffer]);
 }
 
-/** A chunk's keyword document: its text, and its title from metadata when it has one. */
-function keywordDoc(id: string, text: string, metadata: Record<string, unknown> | null): { id: string; text: string; title?: string } {
-  const title = metadata?.title;
-  return typeof title === 'string' ? { id, text, title } : { id, text };
-}
-
 /** What the worker read, kept until it is written to the serving index cache (only with `persist`): copies of what was sent. */
 let toPersist: Omit<CachedIndex, 'keyword' | 'postings'> | null = null;
 
@@ -237,7 +231,7 @@ async function load(): Promise<KeywordOut> {
     if (row + page.ids.length > expectCount) throw new Error(`the collection holds more than the ${expectCount} records it counted`);
     const documents = page.documents.map((d) => d ?? '');
     all?.add(page, documents);
-    if (builder) page.ids.forEach((id, i) => builder.add(keywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
+    if (builder) page.ids.forEach((id, i) => builder.add(recordKeywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
     row += page.ids.length;
   }
   if (row !== expectCount) throw new Error(`read ${row} records, the collection counted ${expectCount}`);

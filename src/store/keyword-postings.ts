@@ -281,6 +281,16 @@ class Triples {
  * postings live in typed arrays, off the JS heap, and no document needs to be kept. MiniSearch's
  * object graph for 1M chunks did not fit a worker's heap (bench/results/swaps-2026-12-05-s8.md).
  */
+/**
+ * A stored record's keyword document, as the service builds the keyword index of a version that
+ * ships none (from the texts as Chroma returns them): its text, and its title from metadata when
+ * it has one. `npm run ingest -- --from-chroma` builds the one it ships the same way.
+ */
+export function recordKeywordDoc(id: string, text: string, metadata: Record<string, unknown> | null): { id: string; text: string; title?: string } {
+  const title = metadata?.title;
+  return typeof title === 'string' ? { id, text, title } : { id, text };
+}
+
 export class PostingsBuilder {
   private readonly terms = new TermIds();
   /** Per term, as numbered by `terms`. */
