@@ -8,7 +8,7 @@ import { ChromaServer } from '../../src/store/chroma-server.js';
 import { ChromaStore } from '../../src/store/chroma-store.js';
 import { SERVING_INDEX_FILE } from '../../src/store/index-cache.js';
 import { MANIFEST_FILE, manifestSchema } from '../../src/store/manifest.js';
-import { logger, MODEL_NAME, ROOT, postJson, getJson, startTestService, tempDir, testModel, type TestService } from '../helpers/harness.js';
+import { copyModelInto, logger, MODEL_NAME, ROOT, postJson, getJson, startTestService, tempDir, testModel, type TestService } from '../helpers/harness.js';
 
 /**
  * `npm run ingest -- --from-chroma DIR`: a Chroma folder built elsewhere (here as Python LangChain
@@ -196,3 +196,40 @@ describe('hostile or unusable sources: refused with a code, nothing left in the 
     }, 60_000);
   }
 });
+
+describe('as an unprivileged user (nobody): the CLI process itself', () => {
+  it('a file of the Chroma folder it may not read: exit 1 with RAG_FS_UNREADABLE naming it, nothing published; a readable folder: published', async () => {
+    const { chmod, chown } = await import('node:fs/promises');
+    const { dir, cleanup } = await tempDir('rag-t-import-nobody-');
+    try {
+      await chmod(dir, 0o755);
+      await copyModelInto(join(dir, 'models'));
+      const out = join(dir, 'vectorstore');
+      await mkdir(out);
+      await chown(out, 65534, 65534);
+      const src = join(dir, 'py');
+      await cp(pyDir, src, { recursive: true });
+      execFileSync('chmod', ['-R', 'a+rX', src]);
+      await chmod(join(src, 'chroma.sqlite3'), 0o600); // root's, unreadable for nobody
+      const run = () => {
+        try {
+          return { code: 0, out: execFileSync(process.execPath, [CLI, '--from-chroma', src, '--out', out, '--models-dir', join(dir, 'models'), '--model', MODEL_NAME], { encoding: 'utf8', uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 }) };
+        } catch (err) {
+          const e = err as { status: number; stderr: string };
+          return { code: e.status, out: String(e.stderr) };
+        }
+      };
+      const refused = run();
+      expect(refused.code).toBe(1);
+      expect(refused.out).toMatch(/\[RAG_FS_UNREADABLE\].*chroma\.sqlite3/);
+      expect(await readdir(out)).toEqual([]);
+      await chmod(join(src, 'chroma.sqlite3'), 0o644);
+      const ok = run();
+      expect(ok.out).toMatch(/with serving-index\.bin/);
+      expect(ok.code).toBe(0);
+    } finally {
+      await cleanup();
+    }
+  }, 120_000);
+});
+
