@@ -22,7 +22,7 @@ import { BenchVersions, benchModelAndSentences, buildStore, loopDelayMaxMs, poin
 import { percentile, runLoad } from './lib/load.js';
 import { KEYWORD_INDEX_FILE } from '../src/store/keyword-index.js';
 import { MANIFEST_FILE } from '../src/store/manifest.js';
-import { runOpenLoad, runOpenLoadInChild, type OpenLoadOptions } from './lib/open-load.js';
+import { pooledPercentile, runOpenLoad, runOpenLoadInChild, type OpenLoadOptions } from './lib/open-load.js';
 import { machineCpuMs, treeCpuMs, treeRssMiB } from './lib/proc.js';
 import { recordServiceEvents, writeToServingMs } from './lib/sse.js';
 
@@ -65,7 +65,7 @@ async function main() {
       const ac = new AbortController();
       const events = recordServiceEvents<{ storeVersion: string | null; startedAt?: string; durationMs?: number; phases?: Record<string, number> }>(svc.url, ac.signal);
       const published: Array<{ version: string; at: number }> = [];
-      const rows: Record<'steady' | 'swaps', Array<{ p50: number; p99: number; max: number; failed: number; loop: number; rss: number; cpuMs: number; busy: number; swaps: number }>> = { steady: [], swaps: [] };
+      const rows: Record<'steady' | 'swaps', Array<{ histogram: Record<string, number>; p50: number; p99: number; max: number; failed: number; loop: number; rss: number; cpuMs: number; busy: number; swaps: number }>> = { steady: [], swaps: [] };
       for (let round = 0; round < Number(values.rounds); round++) {
         for (const kind of ['steady', 'swaps'] as const) {
           await loopDelayMaxMs(svc.url);
@@ -94,7 +94,7 @@ async function main() {
           if (kind === 'swaps') await sleep(4000);
           const cpuMs = treeCpuMs(svc.child.pid!) - cpu0;
           const busy = Math.round((100 * (machine1.busy - machine0.busy)) / Math.max(1, machine1.total - machine0.total));
-          const row = { p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopDelayMaxMs(svc.url), rss: Math.max(...rss), cpuMs, busy, swaps: versions.count - swapsBefore };
+          const row = { histogram: r.histogram, p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopDelayMaxMs(svc.url), rss: Math.max(...rss), cpuMs, busy, swaps: versions.count - swapsBefore };
           rows[kind].push(row);
           console.log(`${kind.padEnd(6)} p50 ${row.p50} p99 ${row.p99} max ${row.max} failed ${row.failed} loop max ${row.loop} ms rss peak ${row.rss} MiB; service CPU ${Math.round(cpuMs)} ms, machine ${busy}% busy${kind === 'swaps' ? `, ${row.swaps} swaps` : ''}; generator loop max ${r.generatorLoopMaxMs} ms (nice ${r.generatorNice})`);
         }
@@ -118,6 +118,8 @@ async function main() {
       // speed drifts within a run: the same load's CPU moved 30% between two steady windows), per swap started in it.
       const perSwap = rows.swaps.flatMap((r, i) => (r.swaps > 0 && rows.steady[i] ? [Math.round((r.cpuMs - rows.steady[i]!.cpuMs) / r.swaps)] : []));
       console.log(`service CPU per swap (swap window minus the steady one before it, per swap): ${perSwap.join(', ')} ms (median ${median(perSwap)}); steady windows ${rows.steady.map((r) => Math.round(r.cpuMs)).join(', ')} ms; machine busy steady ${median(rows.steady.map((r) => r.busy))}% swaps ${median(rows.swaps.map((r) => r.busy))}%`);
+      const pooled = (k: 'steady' | 'swaps') => pooledPercentile(rows[k].map((r) => r.histogram), 99);
+      console.log(`pooled (every request of the windows of a kind): p99 steady ${pooled('steady')} swaps ${pooled('swaps')} (${(pooled('swaps') / pooled('steady')).toFixed(2)}x)`);
       console.log(`medians: p99 steady ${s('steady', 'p99')} swaps ${s('swaps', 'p99')} (${(s('swaps', 'p99') / s('steady', 'p99')).toFixed(2)}x); loop max steady ${s('steady', 'loop')} swaps ${s('swaps', 'loop')}; rss peak steady ${s('steady', 'rss')} swaps ${s('swaps', 'rss')} (${(s('swaps', 'rss') / s('steady', 'rss')).toFixed(2)}x)`);
     } finally {
       await svc.stop();

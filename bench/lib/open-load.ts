@@ -19,6 +19,40 @@ export interface OpenLoadResult {
   generatorLoopMaxMs: number;
   /** The generator's niceness (it may run in a child process of its own: runOpenLoadInChild). */
   generatorNice: number;
+  /** Every latency, bucketed (latencyBucket): windows of one kind are pooled with pooledPercentile. */
+  histogram: Record<string, number>;
+}
+
+/**
+ * A latency's bucket: 0.05 ms wide below 100 ms, 1 ms wide above. Fine enough for a p99 of a few
+ * ms, and a window's histogram stays a few hundred entries however many requests it sent.
+ */
+export function latencyBucket(ms: number): number {
+  return ms < 100 ? Math.floor(ms * 20) : 2000 + Math.floor(ms - 100);
+}
+
+/** The upper edge (ms) of a bucket. */
+function bucketTop(b: number): number {
+  return b < 2000 ? (b + 1) / 20 : 100 + (b - 2000) + 1;
+}
+
+/**
+ * The p-th percentile of several windows' latencies taken together (their histograms summed), to
+ * bucket resolution: the p99 of every request sent during swaps, not a median of per-window p99s,
+ * where one window's stall decides the figure when there are only two.
+ */
+export function pooledPercentile(histograms: Array<Record<string, number>>, p: number): number {
+  const sum = new Map<number, number>();
+  let total = 0;
+  for (const h of histograms) for (const [b, n] of Object.entries(h)) (sum.set(Number(b), (sum.get(Number(b)) ?? 0) + n), (total += n));
+  if (total === 0) return NaN;
+  const rank = Math.ceil((p / 100) * total);
+  let seen = 0;
+  for (const b of [...sum.keys()].sort((x, y) => x - y)) {
+    seen += sum.get(b)!;
+    if (seen >= rank) return Math.round(bucketTop(b) * 100) / 100;
+  }
+  return NaN;
 }
 
 export interface OpenLoadOptions {
@@ -124,6 +158,7 @@ export async function runOpenLoad(options: OpenLoadOptions): Promise<OpenLoadRes
     max: r(Math.max(...lat)),
     generatorLoopMaxMs: r(loop.max / 1e6),
     generatorNice: ownNice(),
+    histogram: lat.reduce<Record<string, number>>((h, ms) => ((h[latencyBucket(ms)] = (h[latencyBucket(ms)] ?? 0) + 1), h), {}),
   };
 }
 
