@@ -53,7 +53,10 @@ export function documentRoutes(deps: AppDeps): Router {
         const result = await publishChange({ gen, change: c, vectorstoreDir: deps.config.vectorstoreDir, keepVersions: deps.config.keepVersions, logger: deps.logger, onProgress: progress });
         deps.logger.info({ change: describe, ...result }, 'document change published');
         // The watcher sees the new version too; this waits for the reload so the answer can say how it went.
-        const attempt = await deps.manager.reload(`documents:${c.kind}`);
+        let attempt = await deps.manager.reload(`documents:${c.kind}`);
+        // The watcher may have started the reload of the new version first: then this one finds the
+        // folders as served ('unchanged'), and the watcher's attempt is the one that says how it went.
+        if (attempt?.outcome === 'unchanged') attempt = deps.manager.attemptFor(result.version) ?? attempt;
         const body = { change: c.kind, ...result, attempt, active: deps.manager.current?.info() ?? null };
         if (stream) {
           stream.send('done', body);

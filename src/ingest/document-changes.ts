@@ -79,7 +79,8 @@ async function readAll(gen: Generation): Promise<StoredChunk[]> {
   const backend = gen.store.store;
   if (!backend.exportRecords) throw new RagError('RAG_DOCS_UNAVAILABLE', 'the served store is a remote Chroma (CHROMA_URL): documents are managed where it is published');
   const out: StoredChunk[] = [];
-  for await (const page of backend.exportRecords()) {
+  // Small pages: each is one task of the service's event loop (~5 ms at 250 records of 100-d).
+  for await (const page of backend.exportRecords(250)) {
     page.ids.forEach((id, i) => out.push({ id, text: page.documents[i] ?? '', metadata: scalarMetadata(page.metadatas[i]), embedding: page.embeddings[i] ?? [] }));
   }
   return out;

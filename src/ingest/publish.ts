@@ -11,7 +11,8 @@ import { ChromaStore, createCollectionWithRecords, type StoreRecord } from '../s
 import { encodeIndexCache, SERVING_INDEX_FILE, servingIndexKey, type CachedIndex } from '../store/index-cache.js';
 import { readRecordPages } from '../store/chroma-pages.js';
 import { PageColumns } from '../store/page-columns.js';
-import { KEYWORD_INDEX_FILE, KeywordIndex, type KeywordAnalysis, type KeywordDoc } from '../store/keyword-index.js';
+import { KEYWORD_INDEX_FILE, KeywordIndex, type KeywordAnalysis } from '../store/keyword-index.js';
+import { buildKeywordText } from './keyword-build.js';
 
 /**
  * The text a chunk is embedded as: its document title and heading path, then the chunk, so a
@@ -25,11 +26,7 @@ export function textForEmbedding(c: { text: string; metadata: Record<string, unk
   return context ? `${context}\n\n${c.text}` : c.text;
 }
 
-/** A chunk as the keyword index sees it: text, document title, heading path. */
-export function keywordDoc(c: { id: string; text: string; metadata: Record<string, unknown> }): KeywordDoc {
-  const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
-  return { id: c.id, text: c.text, title: str(c.metadata.title), headings: str(c.metadata.headings) };
-}
+export { keywordDoc } from './keyword-docs.js';
 import { type AcceptanceSpec, canonicalAcceptance } from '../store/acceptance.js';
 import { ACCEPTANCE_FILE, CURRENT_FILE, isValidVersionName } from '../store/layout.js';
 import { describeFiles, MANIFEST_FILE, type StoreManifest } from '../store/manifest.js';
@@ -134,6 +131,10 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
   await mkdir(tmpDir, { recursive: true });
 
   const server = new ChromaServer({ dataDir: tmpDir, logger: options.logger, restart: false });
+  // The keyword index is built on a thread of its own while the chunks are embedded and written
+  // (this may be the service's process: a document change from the console).
+  const keywordBuild = shipKeyword ? buildKeywordText(options.chunks, options.keywordAnalysis) : null;
+  keywordBuild?.catch(() => undefined); // awaited below; a failure elsewhere first must not leave it unhandled
   try {
     await server.start();
     const { model, chunks } = options;
@@ -164,17 +165,9 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
     await server.stop();
     // The keyword index ships with the version, under the same manifest checksums (up to a size).
     if (shipKeyword) {
-      const keyword = KeywordIndex.build(
-        chunks.map((c, i) => {
-          const same = (j: number) => (chunks[j]?.metadata.source === c.metadata.source ? chunks[j]!.text : '');
-          return { ...keywordDoc(c), neighbours: `${same(i - 1)}\n${same(i + 1)}`.trim() || undefined };
-        }),
-        'built',
-        options.keywordAnalysis,
-      );
-      const keywordText = keyword.serialize();
-      await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keywordText);
-      if (shipServingIndex) await writeServingIndex(tmpDir, collection, keywordText, keyword.size, await readBack(tmpDir, collection, chunks.length, model.dimension, options.logger));
+      const keyword = await keywordBuild!;
+      await writeFile(join(tmpDir, KEYWORD_INDEX_FILE), keyword.text);
+      if (shipServingIndex) await writeServingIndex(tmpDir, collection, keyword.text, keyword.size, await readBack(tmpDir, collection, chunks.length, model.dimension, options.logger));
     } else {
       options.logger.info({ chunks: chunks.length, max: shipMax }, 'no keyword-index.json shipped at this size: the service builds the keyword index from the texts');
     }
@@ -182,6 +175,7 @@ export async function publishStoreVersion(options: PublishOptions): Promise<Publ
     return { version, dir: finalDir, manifest, pruned, servingIndex: shipServingIndex };
   } catch (err) {
     await server.stop();
+    await keywordBuild?.catch(() => undefined); // its thread ends with the job
     await rm(tmpDir, { recursive: true, force: true });
     throw err instanceof RagError ? err : new RagError('RAG_INGEST_FAILED', `publishing failed: ${(err as Error).message}`, { cause: err });
   }

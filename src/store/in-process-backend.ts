@@ -120,6 +120,9 @@ export class InProcessBackend implements RetrievalBackend {
       const embeddings: number[][] = [];
       for (let r = start; r < end; r++) embeddings.push(this.matrix.row(r));
       yield { ids: this.ids.slice(start, end), documents: this.documents.slice(start, end), metadatas: this.metadata.slice(start, end) as Array<StoreHit['metadata']>, embeddings };
+      // A macrotask between pages: a reader looping over every page (a document change reads the
+      // whole version) would otherwise run them all in one task of the event loop (3,000 records: ~60 ms).
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
