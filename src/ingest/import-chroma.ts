@@ -10,7 +10,8 @@ import { ChromaServer } from '../store/chroma-server.js';
 import { ChromaStore } from '../store/chroma-store.js';
 import { KEYWORD_ANALYSIS } from '../store/keyword-analysis.js';
 import { PostingsBuilder, recordKeywordDoc } from '../store/keyword-postings.js';
-import { describeStore, isValidVersionName } from '../store/layout.js';
+import { describeStore, isValidVersionName, SQLITE_FILE } from '../store/layout.js';
+import { checkSqliteFile } from '../store/sqlite-check.js';
 import { PageColumns } from '../store/page-columns.js';
 import { checkAcceptanceAgainst, type AcceptanceInput } from './acceptance-file.js';
 import { completeVersion, KEYWORD_SHIP_MAX_CHUNKS, newVersionName, writeServingIndexFile, type PublishResult } from './publish.js';
@@ -50,6 +51,9 @@ export interface ImportChromaOptions {
   servingIndexMaxChunks?: number | undefined;
 }
 
+/** Each Chroma call of an import (a 1M-record store's first call loads its HNSW index from disk). */
+const IMPORT_CALL_TIMEOUT_MS = 600_000;
+
 export async function importChromaStore(options: ImportChromaOptions): Promise<PublishResult> {
   const source = resolve(options.sourceDir);
   const outDir = resolve(options.outDir);
@@ -76,8 +80,11 @@ export async function importChromaStore(options: ImportChromaOptions): Promise<P
     if (again.fingerprint !== spec.fingerprint) {
       throw new RagError('RAG_STORE_WRITE_IN_PROGRESS', `the Chroma folder ${source} changed while it was copied (a writer is still at work); run the import again once it is done`);
     }
+    // An empty, truncated or foreign chroma.sqlite3 is refused before Chroma opens it (RAG_STORE_SQLITE_CORRUPT).
+    await checkSqliteFile(join(tmpDir, SQLITE_FILE));
     await server.start();
-    const store = await ChromaStore.open({ url: server.url, collection: options.collection });
+    // A call that never answers (a store Chroma cannot read) fails after the service's own load time limit.
+    const store = await ChromaStore.open({ url: server.url, collection: options.collection, timeoutMs: IMPORT_CALL_TIMEOUT_MS });
     const [count, dimension] = await Promise.all([store.count(), store.dimension()]);
     if (count === 0 || dimension === null) throw new RagError('RAG_STORE_EMPTY', `collection "${store.name}" in ${source} is empty`);
     if (dimension !== options.model.dimension) {
@@ -92,7 +99,7 @@ export async function importChromaStore(options: ImportChromaOptions): Promise<P
     const keyword = shipIndex ? new PostingsBuilder(KEYWORD_ANALYSIS) : null;
     const known: Array<{ id: string; metadata: Record<string, unknown> }> = [];
     let row = 0;
-    for await (const page of readRecordPages(store.refAt(server.url), { pageSize: 1000, dimension: shipIndex ? dimension : null, total: count })) {
+    for await (const page of readRecordPages(store.refAt(server.url), { pageSize: 1000, dimension: shipIndex ? dimension : null, total: count, timeoutMs: IMPORT_CALL_TIMEOUT_MS })) {
       if (row + page.ids.length > count) throw new RagError('RAG_INGEST_FAILED', `collection "${store.name}" holds more than the ${count} records it counted`);
       const documents = page.documents.map((d) => d ?? '');
       columns?.add(page, documents);

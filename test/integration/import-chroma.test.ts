@@ -167,6 +167,25 @@ describe('hostile or unusable sources: refused with a code, nothing left in the 
         return { src: join(src, 'writing') };
       },
     },
+    {
+      name: 'a chroma.sqlite3 that is not a SQLite database',
+      code: 'RAG_STORE_SQLITE_CORRUPT',
+      make: async (src) => {
+        await cp(pyDir, join(src, 'text'), { recursive: true });
+        await writeFile(join(src, 'text', 'chroma.sqlite3'), 'not a database\n'.repeat(100));
+        return { src: join(src, 'text') };
+      },
+    },
+    {
+      name: 'a truncated chroma.sqlite3',
+      code: 'RAG_STORE_SQLITE_CORRUPT',
+      make: async (src) => {
+        await cp(pyDir, join(src, 'cut'), { recursive: true });
+        const { truncate, stat } = await import('node:fs/promises');
+        await truncate(join(src, 'cut', 'chroma.sqlite3'), Math.floor((await stat(join(src, 'cut', 'chroma.sqlite3'))).size / 2) + 100);
+        return { src: join(src, 'cut') };
+      },
+    },
     { name: 'a collection it does not hold', code: 'RAG_STORE_COLLECTION_MISSING', make: async () => ({ src: pyDir, collection: 'docs' }) },
     {
       name: 'vectors of another dimension than the model',
