@@ -65,11 +65,15 @@ export async function importChromaStore(options: ImportChromaOptions): Promise<P
   // Walked and checked as the service checks a flat store; a missing folder or chroma.sqlite3 is RAG_STORE_FILE_MISSING.
   if (!existsSync(source)) throw new RagError('RAG_STORE_FILE_MISSING', `no Chroma folder at ${source}`);
   const spec = await describeStore(source, source, 'flat', null);
-  await mkdir(outDir, { recursive: true });
   if (existsSync(join(outDir, version))) throw new RagError('RAG_INGEST_FAILED', `version ${version} already exists in ${outDir}`);
   const tmpDir = join(outDir, `.tmp-${version}`);
-  await rm(tmpDir, { recursive: true, force: true });
-  await mkdir(tmpDir, { recursive: true });
+  try {
+    await mkdir(outDir, { recursive: true });
+    await rm(tmpDir, { recursive: true, force: true });
+    await mkdir(tmpDir, { recursive: true });
+  } catch (cause) {
+    throw new RagError('RAG_INGEST_FAILED', `cannot write into the vector store folder ${outDir} (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}); run as a user who may write there`, { cause });
+  }
   const server = new ChromaServer({ dataDir: tmpDir, logger: options.logger, restart: false });
   try {
     for (const f of spec.files) {

@@ -217,7 +217,7 @@ describe('hostile or unusable sources: refused with a code, nothing left in the 
 });
 
 describe('as an unprivileged user (nobody): the CLI process itself', () => {
-  it('a file of the Chroma folder it may not read: exit 1 with RAG_FS_UNREADABLE naming it, nothing published; a readable folder: published', async () => {
+  it('a file of the Chroma folder it may not read: RAG_FS_UNREADABLE naming it; a vector store folder it may not write: RAG_INGEST_FAILED; nothing published; then a readable folder: published', async () => {
     const { chmod, chown } = await import('node:fs/promises');
     const { dir, cleanup } = await tempDir('rag-t-import-nobody-');
     try {
@@ -230,9 +230,9 @@ describe('as an unprivileged user (nobody): the CLI process itself', () => {
       await cp(pyDir, src, { recursive: true });
       execFileSync('chmod', ['-R', 'a+rX', src]);
       await chmod(join(src, 'chroma.sqlite3'), 0o600); // root's, unreadable for nobody
-      const run = () => {
+      const run = (to = out) => {
         try {
-          return { code: 0, out: execFileSync(process.execPath, [CLI, '--from-chroma', src, '--out', out, '--models-dir', join(dir, 'models'), '--model', MODEL_NAME], { encoding: 'utf8', uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 }) };
+          return { code: 0, out: execFileSync(process.execPath, [CLI, '--from-chroma', src, '--out', to, '--models-dir', join(dir, 'models'), '--model', MODEL_NAME], { encoding: 'utf8', uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 }) };
         } catch (err) {
           const e = err as { status: number; stderr: string };
           return { code: e.status, out: String(e.stderr) };
@@ -243,6 +243,13 @@ describe('as an unprivileged user (nobody): the CLI process itself', () => {
       expect(refused.out).toMatch(/\[RAG_FS_UNREADABLE\].*chroma\.sqlite3/);
       expect(await readdir(out)).toEqual([]);
       await chmod(join(src, 'chroma.sqlite3'), 0o644);
+      // A vector store folder it may not write (root's, 0755): refused with a code, nothing left.
+      const roOut = join(dir, 'ro-vectorstore');
+      await mkdir(roOut, { mode: 0o755 });
+      const denied = run(roOut);
+      expect(denied.code).toBe(1);
+      expect(denied.out).toMatch(/\[RAG_INGEST_FAILED\] cannot write into the vector store folder .*EACCES/);
+      expect(await readdir(roOut)).toEqual([]);
       const ok = run();
       expect(ok.out).toMatch(/with serving-index\.bin/);
       expect(ok.code).toBe(0);
