@@ -221,6 +221,20 @@ describe('manager: one queue, never starves', () => {
     await m.close();
   });
 
+  it('attemptFor(version): the attempt that built it, not a later `unchanged` one (a second reload of the same folders)', async () => {
+    let published = 'v1';
+    const m = makeManager(new FakeLoader(5), async () => spec(published));
+    await m.start();
+    published = 'v2';
+    const built = await m.reload('watch');
+    const again = await m.reload('documents:upload');
+    expect(built).toMatchObject({ outcome: 'accepted', storeVersion: 'v2' });
+    expect(again?.outcome).toBe('unchanged');
+    expect(m.attemptFor('v2')).toEqual(built);
+    expect(m.attemptFor('v9')).toBeNull();
+    await m.close();
+  });
+
   it('close() during a build cancels it and ends promptly', async () => {
     let published = 'v1';
     const m = makeManager(new FakeLoader(20), async () => spec(published));
