@@ -163,15 +163,15 @@ export class ReloadManager extends EventEmitter {
     this.emitEvent({ type: ReloadEvents.watchProblem, at: problem.at, detail: problem });
   }
 
-  /**
-   * Ask for a refresh; resolves with the attempt that handled it. Refreshes queued behind a
-   * running build merge into one, which resolves the folders when it runs (the newest wins).
-   */
   /** The newest attempt that built this store version (not an `unchanged` one), from the kept history; null when none is kept. */
   attemptFor(storeVersion: string): ReloadAttempt | null {
     return this.history.list().find((a) => a.storeVersion === storeVersion && a.outcome !== 'unchanged') ?? null;
   }
 
+  /**
+   * Ask for a refresh; resolves with the attempt that handled it. Refreshes queued behind a
+   * running build merge into one, which resolves the folders when it runs (the newest wins).
+   */
   reload(trigger: string, options: { force?: boolean } = {}): Promise<ReloadAttempt | null> {
     if (this.closed) return Promise.resolve(null);
     if (options.force) {

@@ -275,13 +275,6 @@ class Triples {
 }
 
 /**
- * Builds the typed layout straight from documents, one at a time, with MiniSearch's own arithmetic
- * (field length = distinct raw tokens, MiniSearch's running average field length, tf = occurrences
- * of the analysed term), so it ranks exactly as KeywordIndex.build(...).compile() does; but the
- * postings live in typed arrays, off the JS heap, and no document needs to be kept. MiniSearch's
- * object graph for 1M chunks did not fit a worker's heap (bench/results/swaps-2026-12-05-s8.md).
- */
-/**
  * A stored record's keyword document, as the service builds the keyword index of a version that
  * ships none (from the texts as Chroma returns them): its text, and its title from metadata when
  * it has one. `npm run ingest -- --from-chroma` builds the one it ships the same way.
@@ -291,6 +284,13 @@ export function recordKeywordDoc(id: string, text: string, metadata: Record<stri
   return typeof title === 'string' ? { id, text, title } : { id, text };
 }
 
+/**
+ * Builds the typed layout straight from documents, one at a time, with MiniSearch's own arithmetic
+ * (field length = distinct raw tokens, MiniSearch's running average field length, tf = occurrences
+ * of the analysed term), so it ranks exactly as KeywordIndex.build(...).compile() does; but the
+ * postings live in typed arrays, off the JS heap, and no document needs to be kept. MiniSearch's
+ * object graph for 1M chunks did not fit a worker's heap (bench/results/swaps-2026-12-05-s8.md).
+ */
 export class PostingsBuilder {
   private readonly terms = new TermIds();
   /** Per term, as numbered by `terms`. */
