@@ -31,6 +31,13 @@ export function latencyBucket(ms: number): number {
   return ms < 100 ? Math.floor(ms * 20) : 2000 + Math.floor(ms - 100);
 }
 
+/** Latencies (ms) as a histogram of latencyBucket counts. */
+export function latencyHistogram(latencies: readonly number[]): Record<string, number> {
+  const h: Record<string, number> = {};
+  for (const ms of latencies) h[latencyBucket(ms)] = (h[latencyBucket(ms)] ?? 0) + 1;
+  return h;
+}
+
 /** The upper edge (ms) of a bucket. */
 function bucketTop(b: number): number {
   return b < 2000 ? (b + 1) / 20 : 100 + (b - 2000) + 1;
@@ -158,7 +165,7 @@ export async function runOpenLoad(options: OpenLoadOptions): Promise<OpenLoadRes
     max: r(Math.max(...lat)),
     generatorLoopMaxMs: r(loop.max / 1e6),
     generatorNice: ownNice(),
-    histogram: lat.reduce<Record<string, number>>((h, ms) => ((h[latencyBucket(ms)] = (h[latencyBucket(ms)] ?? 0) + 1), h), {}),
+    histogram: latencyHistogram(lat),
   };
 }
 

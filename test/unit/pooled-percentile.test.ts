@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { latencyBucket, pooledPercentile } from '../../bench/lib/open-load.js';
+import { latencyBucket, latencyHistogram as hist, pooledPercentile } from '../../bench/lib/open-load.js';
 
 /** The benchmark's pooled percentile (bench/lib/open-load.ts): windows' latency histograms summed, then ranked. */
-const hist = (latencies: number[]) => latencies.reduce<Record<string, number>>((h, ms) => ((h[latencyBucket(ms)] = (h[latencyBucket(ms)] ?? 0) + 1), h), {});
 
 describe('pooledPercentile', () => {
   it('is the percentile of all the windows’ requests together, to the bucket’s upper edge', () => {
