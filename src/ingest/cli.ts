@@ -2,10 +2,10 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
-import { loadConfig } from '../config.js';
+import { loadConfig, type Config } from '../config.js';
 import { isRagError } from '../errors.js';
 import { chooseModelName, resolveModelDir } from '../embeddings/model-folders.js';
-import { loadEmbeddingModel } from '../embeddings/model-loader.js';
+import { loadEmbeddingModel, type EmbeddingModel } from '../embeddings/model-loader.js';
 import { createSilentLogger } from '../observability/logger.js';
 import { checkAcceptanceAgainst, findAcceptanceFile, readAcceptanceFile } from './acceptance-file.js';
 import { importChromaStore } from './import-chroma.js';
@@ -56,6 +56,30 @@ Shared Chroma (replicas follow a pointer; see docs/operations.md "Shared Chroma"
   --rollback           with --chroma-url: point <name> back at its previous version (no docs dir)
   --replica-ttl-ms N   heartbeats older than this do not protect a version from GC (REPLICA_TTL_MS, default 30000)`;
 
+/** An integer option of at least `min`. */
+function num(name: string, v: string, min: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
+  return n;
+}
+
+type ConfigOptions = { out?: string | undefined; 'models-dir'?: string | undefined; model?: string | undefined; collection?: string | undefined };
+
+/** The service's configuration (one schema, one set of defaults); command-line options win. */
+function configWith(values: ConfigOptions): Config {
+  return loadConfig(process.env, {
+    ...(values.out !== undefined ? { vectorstoreDir: values.out } : {}),
+    ...(values['models-dir'] !== undefined ? { modelsDir: values['models-dir'] } : {}),
+    ...(values.model !== undefined ? { modelName: values.model } : {}),
+    ...(values.collection !== undefined ? { collection: values.collection } : {}),
+  });
+}
+
+/** The model as the service loads it: the same pooling/dtype choice (EMBED_POOLING, MODEL_DTYPE), or a store's vectors would not match its queries. */
+async function loadModel(config: Config, modelName: string): Promise<EmbeddingModel> {
+  return loadEmbeddingModel({ dir: await resolveModelDir(config.modelsDir, modelName), dtype: config.modelDtype, pooling: config.pooling });
+}
+
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -98,11 +122,6 @@ export async function main(argv: string[]): Promise<number> {
     console.error(USAGE);
     return values.help ? 0 : 2;
   }
-  const num = (name: string, v: string, min: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
-    return n;
-  };
   if (values['serving-index'] && values['no-serving-index']) throw new Error('--serving-index and --no-serving-index contradict each other');
   const chunkSize = num('chunk-size', values['chunk-size'], 50);
   const chunkOverlap = num('chunk-overlap', values['chunk-overlap'], 0);
@@ -110,25 +129,17 @@ export async function main(argv: string[]): Promise<number> {
   const docsDir = resolve(positionals[0]!);
   // Refused before any model load or write: a bad acceptance file publishes nothing.
   const acceptance = await findAcceptanceFile(docsDir, values.acceptance);
-  // The service's configuration (one schema, one set of defaults); command-line options win.
-  const config = loadConfig(process.env, {
-    ...(values.out !== undefined ? { vectorstoreDir: values.out } : {}),
-    ...(values['models-dir'] !== undefined ? { modelsDir: values['models-dir'] } : {}),
-    ...(values.model !== undefined ? { modelName: values.model } : {}),
-    ...(values.collection !== undefined ? { collection: values.collection } : {}),
-  });
+  const config = configWith(values);
   const keepVersions = values.keep !== undefined ? num('keep', values.keep, 0) : config.keepVersions;
   const outDir = config.vectorstoreDir;
-  const modelsDir = config.modelsDir;
   const collection = config.collection ?? DEFAULT_COLLECTION;
-  const modelName = await chooseModelName(modelsDir, config.modelName);
+  const modelName = await chooseModelName(config.modelsDir, config.modelName);
 
   const t0 = performance.now();
   const { documents, skipped } = await loadDocuments(docsDir);
   const chunks = await splitDocuments(documents, { chunkSize, chunkOverlap });
   if (acceptance) checkAcceptanceAgainst(acceptance, chunks);
-  // The same pooling/dtype choice as the service (EMBED_POOLING, MODEL_DTYPE), or the store's vectors would not match its queries.
-  const model = await loadEmbeddingModel({ dir: await resolveModelDir(modelsDir, modelName), dtype: config.modelDtype, pooling: config.pooling });
+  const model = await loadModel(config, modelName);
   console.log(
     `ingest: ${documents.length} documents -> ${chunks.length} chunks; model ${model.id} (${model.dimension}-d)` +
       (skipped.length ? `; skipped ${skipped.length} unsupported files` : '') +
@@ -195,26 +206,20 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /** `--from-chroma DIR`: publish a Chroma folder built elsewhere as a version (import-chroma.ts). */
-async function importFolder(sourceDir: string, values: { out?: string | undefined; 'models-dir'?: string | undefined; model?: string | undefined; collection?: string | undefined; keep?: string | undefined; version?: string | undefined; 'no-activate'?: boolean | undefined; acceptance?: string | undefined; 'no-serving-index'?: boolean | undefined }): Promise<number> {
-  const config = loadConfig(process.env, {
-    ...(values.out !== undefined ? { vectorstoreDir: values.out } : {}),
-    ...(values['models-dir'] !== undefined ? { modelsDir: values['models-dir'] } : {}),
-    ...(values.model !== undefined ? { modelName: values.model } : {}),
-  });
-  const keep = values.keep !== undefined ? Number(values.keep) : config.keepVersions;
-  if (!Number.isInteger(keep) || keep < 0) throw new Error(`--keep must be an integer >= 0, got "${values.keep}"`);
+async function importFolder(sourceDir: string, values: ConfigOptions & { keep?: string | undefined; version?: string | undefined; 'no-activate'?: boolean | undefined; acceptance?: string | undefined; 'no-serving-index'?: boolean | undefined }): Promise<number> {
+  const config = configWith(values);
+  const keep = values.keep !== undefined ? num('keep', values.keep, 0) : config.keepVersions;
   // Refused before anything is read or written: a bad acceptance file publishes nothing.
   const acceptance = values.acceptance !== undefined ? await readAcceptanceFile(values.acceptance) : null;
   const t0 = performance.now();
-  const modelName = await chooseModelName(config.modelsDir, config.modelName);
-  const model = await loadEmbeddingModel({ dir: await resolveModelDir(config.modelsDir, modelName), dtype: config.modelDtype, pooling: config.pooling });
+  const model = await loadModel(config, await chooseModelName(config.modelsDir, config.modelName));
   try {
     const result = await importChromaStore({
       sourceDir: resolve(sourceDir),
       outDir: config.vectorstoreDir,
       model,
       logger: createSilentLogger(),
-      collection: values.collection ?? config.collection,
+      collection: config.collection,
       version: values.version,
       keepVersions: keep,
       activate: !values['no-activate'],
