@@ -5,16 +5,14 @@ import { RagError } from '../errors.js';
 import type { EmbeddingModel } from '../embeddings/model-loader.js';
 import { copyFileSafe } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
-import { readRecordPages } from '../store/chroma-pages.js';
 import { ChromaServer } from '../store/chroma-server.js';
 import { ChromaStore } from '../store/chroma-store.js';
 import { KEYWORD_ANALYSIS } from '../store/keyword-analysis.js';
 import { PostingsBuilder, recordKeywordDoc } from '../store/keyword-postings.js';
 import { describeStore, isValidVersionName, SQLITE_FILE } from '../store/layout.js';
 import { checkSqliteFile } from '../store/sqlite-check.js';
-import { PageColumns } from '../store/page-columns.js';
 import { checkAcceptanceAgainst, type AcceptanceInput } from './acceptance-file.js';
-import { completeVersion, KEYWORD_SHIP_MAX_CHUNKS, newVersionName, writeServingIndexFile, type PublishResult } from './publish.js';
+import { completeVersion, KEYWORD_SHIP_MAX_CHUNKS, newVersionName, readAllRecords, writeServingIndexFile, type PublishResult } from './publish.js';
 
 /**
  * `npm run ingest -- --from-chroma DIR`: publish a Chroma folder someone else built (a Python
@@ -99,27 +97,27 @@ export async function importChromaStore(options: ImportChromaOptions): Promise<P
     }
     const shipIndex = count <= (options.servingIndexMaxChunks ?? KEYWORD_SHIP_MAX_CHUNKS);
     // Read as the service's build thread reads a store; the keyword index built as it builds one.
-    const columns = shipIndex ? new PageColumns(count, dimension) : null;
+    // Neither a serving index nor acceptance questions to check: nothing to read.
     const keyword = shipIndex ? new PostingsBuilder(KEYWORD_ANALYSIS) : null;
     const known: Array<{ id: string; metadata: Record<string, unknown> }> = [];
-    let row = 0;
-    for await (const page of readRecordPages(store.refAt(server.url), { pageSize: 1000, dimension: shipIndex ? dimension : null, total: count, timeoutMs: IMPORT_CALL_TIMEOUT_MS })) {
-      if (row + page.ids.length > count) throw new RagError('RAG_INGEST_FAILED', `collection "${store.name}" holds more than the ${count} records it counted`);
-      const documents = page.documents.map((d) => d ?? '');
-      columns?.add(page, documents);
-      page.ids.forEach((id, i) => {
-        const metadata = (page.metadatas[i] ?? {}) as Record<string, unknown>;
-        keyword?.add(recordKeywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null));
-        if (options.acceptance) known.push({ id, metadata });
-      });
-      row += page.ids.length;
-    }
-    if (row !== count) throw new RagError('RAG_INGEST_FAILED', `read ${row} records, collection "${store.name}" counted ${count}`);
+    const records =
+      shipIndex || options.acceptance
+        ? await readAllRecords(store.refAt(server.url), count, {
+            dimension: shipIndex ? dimension : null,
+            timeoutMs: IMPORT_CALL_TIMEOUT_MS,
+            onPage: (page, documents) =>
+              page.ids.forEach((id, i) => {
+                const metadata = page.metadatas[i] as Record<string, unknown> | null;
+                keyword?.add(recordKeywordDoc(id, documents[i]!, metadata));
+                if (options.acceptance) known.push({ id, metadata: metadata ?? {} });
+              }),
+          })
+        : null;
     if (options.acceptance) checkAcceptanceAgainst(options.acceptance, known);
     await server.stop();
-    if (columns && keyword) {
+    if (records && keyword) {
       const postings = keyword.finish('built');
-      await writeServingIndexFile(tmpDir, { ...columns.finish(), vectors: columns.vectors, dimension, count, collection: store.name, space: store.space, keyword: { origin: 'built', size: postings.documentCount }, postings });
+      await writeServingIndexFile(tmpDir, { ...records, collection: store.name, space: store.space, keyword: { origin: 'built', size: postings.documentCount }, postings });
     } else {
       options.logger.info({ records: count }, 'no serving-index.bin at this size: the service reads the version through Chroma');
     }

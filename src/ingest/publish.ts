@@ -9,7 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import { ChromaServer } from '../store/chroma-server.js';
 import { ChromaStore, createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
 import { encodeIndexCache, SERVING_INDEX_FILE, servingIndexKey, type CachedIndex } from '../store/index-cache.js';
-import { readRecordPages } from '../store/chroma-pages.js';
+import { readRecordPages, type CollectionRef, type RecordPage } from '../store/chroma-pages.js';
 import { PageColumns } from '../store/page-columns.js';
 import { KEYWORD_INDEX_FILE, KeywordIndex, type KeywordAnalysis } from '../store/keyword-index.js';
 import { buildKeywordText } from './keyword-build.js';
@@ -26,7 +26,6 @@ export function textForEmbedding(c: { text: string; metadata: Record<string, unk
   return context ? `${context}\n\n${c.text}` : c.text;
 }
 
-export { keywordDoc } from './keyword-docs.js';
 import { type AcceptanceSpec, canonicalAcceptance } from '../store/acceptance.js';
 import { ACCEPTANCE_FILE, CURRENT_FILE, isValidVersionName } from '../store/layout.js';
 import { describeFiles, MANIFEST_FILE, type StoreManifest } from '../store/manifest.js';
@@ -242,19 +241,36 @@ async function readBack(dir: string, collection: string, count: number, dimensio
   try {
     await server.start();
     const store = await ChromaStore.open({ url: server.url, collection });
-    // Read and joined as the build thread reads a store (chroma-pages.ts, page-columns.ts): the file holds the same arrays.
-    const columns = new PageColumns(count, dimension);
-    let row = 0;
-    for await (const page of readRecordPages(store.refAt(server.url), { pageSize: 1000, dimension, total: count })) {
-      if (row + page.ids.length > count) throw new Error(`the collection holds more than the ${count} chunks published`);
-      columns.add(page, page.documents.map((d) => d ?? ''));
-      row += page.ids.length;
-    }
-    if (row !== count) throw new Error(`read back ${row} chunks, published ${count}`);
-    return { ...columns.finish(), vectors: columns.vectors, dimension, count };
+    return (await readAllRecords(store.refAt(server.url), count, { dimension }))!;
   } finally {
     await server.stop();
   }
+}
+
+/**
+ * Every record of a collection, in pages, read and joined as the service's build thread reads a
+ * store (chroma-pages.ts, page-columns.ts), so a serving-index.bin made from it holds the same
+ * arrays; fails unless exactly `count` records come. `onPage` sees each page with its texts ('' for
+ * a missing one). With `dimension` the pages are joined into columns and returned; with null only
+ * ids, texts and metadata are read and nothing is returned.
+ */
+export async function readAllRecords(
+  ref: CollectionRef,
+  count: number,
+  options: { dimension: number | null; timeoutMs?: number; onPage?: (page: RecordPage, documents: string[]) => void },
+): Promise<(Pick<CachedIndex, 'ids' | 'documents' | 'metadata' | 'vectors' | 'dimension' | 'count'>) | null> {
+  const { dimension } = options;
+  const columns = dimension === null ? null : new PageColumns(count, dimension);
+  let row = 0;
+  for await (const page of readRecordPages(ref, { pageSize: 1000, dimension, total: count, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })) {
+    if (row + page.ids.length > count) throw new Error(`the collection holds more than the ${count} records it counted`);
+    const documents = page.documents.map((d) => d ?? '');
+    columns?.add(page, documents);
+    options.onPage?.(page, documents);
+    row += page.ids.length;
+  }
+  if (row !== count) throw new Error(`read ${row} records, the collection counted ${count}`);
+  return columns && dimension !== null ? { ...columns.finish(), vectors: columns.vectors, dimension, count } : null;
 }
 
 async function writeServingIndex(dir: string, collection: string, keywordText: string, keywordSize: number, r: Awaited<ReturnType<typeof readBack>>): Promise<void> {

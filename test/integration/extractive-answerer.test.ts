@@ -7,7 +7,7 @@ import { splitDocuments, type Chunk } from '../../src/ingest/split-documents.js'
 import { extractiveAnswer, splitUnits } from '../../src/rag/extractive-answerer.js';
 import type { Source } from '../../src/rag/sources.js';
 import { KeywordIndex } from '../../src/store/keyword-index.js';
-import { keywordDoc } from '../../src/ingest/publish.js';
+import { keywordDoc } from '../../src/ingest/keyword-docs.js';
 import { ROOT, testModel } from '../helpers/harness.js';
 
 /**

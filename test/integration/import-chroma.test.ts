@@ -135,6 +135,22 @@ describe('--acceptance with --from-chroma: the questions are checked against the
   }, 60_000);
 });
 
+describe('--no-serving-index with --from-chroma', () => {
+  it('publishes the Chroma files under a manifest without serving-index.bin (the service reads it through Chroma)', async () => {
+    const { dir, cleanup } = await tempDir('rag-t-import-nosi-');
+    try {
+      const r = await importChromaStore({ sourceDir: pyDir, outDir: join(dir, 'vectorstore'), model: await testModel(), logger, version: 'nosi', servingIndexMaxChunks: 0 });
+      expect(r.servingIndex).toBe(false);
+      expect(r.manifest.chunkCount).toBe(N);
+      expect(Object.keys(r.manifest.files)).toContain('chroma.sqlite3');
+      expect(Object.keys(r.manifest.files)).not.toContain(SERVING_INDEX_FILE);
+      expect(await readdir(r.dir)).not.toContain(SERVING_INDEX_FILE);
+    } finally {
+      await cleanup();
+    }
+  }, 60_000);
+});
+
 describe('hostile or unusable sources: refused with a code, nothing left in the vector store folder, the source unchanged', () => {
   const rows: Array<{ name: string; code: string; make: (src: string, out: string) => Promise<{ src: string; collection?: string }> }> = [
     { name: 'no such folder', code: 'RAG_STORE_FILE_MISSING', make: async (src) => ({ src: join(src, 'nope') }) },
