@@ -1,14 +1,35 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { pidAlive } from '../process-alive.js';
 
 /**
  * Entries of the service's caches in RUNTIME_DIR (the serving index cache, the model facts cache):
  * each written whole or not at all, and each folder pruned to its newest few. Temp files are
- * `.tmp-p<pid>-<random>`, so one left by a process that died is recognised and removed.
+ * `.tmp-p<pid>-t<threadId>-<random>`, so one left by a process that died is recognised and
+ * removed, and so is one left by a thread its owner terminated mid-write (removeThreadTemps).
  */
 const TMP = /^\.tmp-p(\d+)-/;
+
+function threadTempPrefix(thread: number): string {
+  return `.tmp-p${process.pid}-t${thread}-`;
+}
+
+/**
+ * Remove the temp files a thread of this process left in `dir` (call it once the thread is
+ * terminated: a thread ended mid-write never reaches its own clean-up). A missing folder is fine.
+ */
+export async function removeThreadTemps(dir: string, thread: number): Promise<void> {
+  const prefix = threadTempPrefix(thread);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => rm(join(dir, n), { force: true })));
+}
 
 /**
  * Write `file` (inside `dir`, created 0700) from `parts`: an exclusive 0600 temp file, fsync,
@@ -16,7 +37,7 @@ const TMP = /^\.tmp-p(\d+)-/;
  */
 export async function writeCacheEntry(dir: string, file: string, parts: readonly Uint8Array[]): Promise<number> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = join(dir, `.tmp-p${process.pid}-${randomBytes(4).toString('hex')}`);
+  const tmp = join(dir, `${threadTempPrefix(threadId)}${randomBytes(4).toString('hex')}`);
   let bytes = 0;
   try {
     const fh = await open(tmp, 'wx', 0o600);

@@ -103,6 +103,7 @@ export class Generation {
 
   activate(): void {
     this.harness.transition('serving');
+    this.store.store.activated?.();
   }
 
   acquire(): Lease {

@@ -27,6 +27,7 @@ export class InProcessBackend implements RetrievalBackend {
   /** The keyword index's internal document number -> row (-1: not in the collection), for filters. */
   private readonly docRow: Int32Array;
   readonly keyword: KeywordSearcher;
+  private readonly persist: () => void;
 
   private constructor(
     readonly name: string,
@@ -43,6 +44,7 @@ export class InProcessBackend implements RetrievalBackend {
     this.docRow = columns.docRow;
     this.metadata = columns.metadata;
     this.keyword = records.keyword;
+    this.persist = records.persist;
     this.loadMs = records.loadMs;
     this.loadedFrom = loadedFrom ?? (records.fromCache ? 'index-cache' : 'chroma');
     this.buildNice = records.buildNice;
@@ -131,6 +133,11 @@ export class InProcessBackend implements RetrievalBackend {
     const n = this.ids.length;
     const bytes = this.matrix.bytes + this.ids.bytes + this.documents.bytes + n * 16 + this.index.bytes + this.docRow.byteLength + this.metadata.bytes + this.keyword.bytes;
     return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom, buildNice: this.buildNice, buildThreadId: this.buildThreadId };
+  }
+
+  /** It serves: the build thread may write the serving index cache entry now (LoadedRecords.persist). */
+  activated(): void {
+    this.persist();
   }
 
   async dispose(): Promise<void> {

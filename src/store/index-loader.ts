@@ -6,6 +6,8 @@ import { MetadataColumn } from './metadata-columns.js';
 import { startNicedThread, type NicedThread } from '../niced-thread.js';
 import { PendingRequests } from '../pending-requests.js';
 import { workerScript } from '../worker-script.js';
+import { removeThreadTemps } from '../fs/cache-entry.js';
+import { indexCacheDir } from './index-cache.js';
 import { KEYWORD_THREAD_MIN_POSTINGS, KeywordPostings } from './keyword-postings.js';
 import type { KeywordSearchReply, KeywordSearchRequest } from './keyword-search-worker.js';
 import type { KeywordHit } from './retrieval-backend.js';
@@ -233,6 +235,11 @@ export interface LoadedRecords {
   buildThreadReused: boolean;
   /** The build thread's id (worker_threads threadId): a thread runs one build, the next runs on a fresh one. */
   buildThreadId: number;
+  /**
+   * Write the serving index cache entry this load read (LoadIndexOptions.persist) now: called once
+   * its generation serves. A no-op without one, or a second time; closing `keyword` first ends it.
+   */
+  persist(): void;
 }
 
 export interface LoadIndexOptions {
@@ -306,17 +313,27 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   let persisting = false;
   /** The load was rejected (the thread is then ended, never kept). */
   let failed = false;
-  const endJob = (keepThread: boolean) => {
-    if (jobOver) return;
+  /** The thread's end when the job ended it: awaited by a generation's close, so nothing writes into RUNTIME_DIR after it. */
+  let ended: Promise<void> = Promise.resolve();
+  const endJob = (keepThread: boolean): Promise<void> => {
+    if (jobOver) return ended;
     jobOver = true;
     builder.off('message', onMessage);
     builder.off('error', onError);
     builder.off('exit', onExit);
     if (keepThread) buildThreads.keep(builder, keepMs, options.maxBuildsPerThread ?? BUILD_THREAD_MAX_BUILDS);
-    else void builder.terminate();
+    else {
+      // Ended mid-write, the thread never removes its temp file: its owner does, once it is gone.
+      const persistDir = options.persist ? indexCacheDir(options.persist.runtimeDir) : null;
+      ended = builder
+        .terminate()
+        .then(() => (persistDir ? removeThreadTemps(persistDir, builder.threadId) : undefined))
+        .catch(() => undefined);
+    }
+    return ended;
   };
-  // Stops the job when its generation closes while the thread still writes the cache.
-  const handle: BuildJobHandle = { terminate: async () => endJob(false) };
+  // Stops the job when its generation closes while the thread still waits to write, or writes, the cache.
+  const handle: BuildJobHandle = { terminate: () => endJob(false) };
   let onMessage: (m: IndexWorkerMessage) => void = () => undefined;
   let onError: (err: Error) => void = () => undefined;
   let onExit: (code: number) => void = () => undefined;
@@ -359,10 +376,16 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       settled = true;
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
-      // The build thread writes the serving index cache now (if it read one to write), then reports idle.
-      if (persisting && !jobOver) builder.postMessage({ type: 'persist' } satisfies IndexWorkerRequest);
+      // The build thread writes the serving index cache when told to (persist(): once the generation
+      // serves; one that is rejected never writes, nor evicts a good entry), then reports idle.
+      let told = false;
+      const persist = () => {
+        if (told || !persisting || jobOver) return;
+        told = true;
+        builder.postMessage({ type: 'persist' } satisfies IndexWorkerRequest);
+      };
       const searcher = new KeywordSearcher(keyword, jobOver ? null : handle);
-      resolve({ columns, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, buildBornNice, fromCache, buildThreadReused: reused, buildThreadId: builder.threadId });
+      resolve({ columns, vectors, norms, keyword: searcher, loadMs: Math.round(performance.now() - t0), buildNice, buildBornNice, fromCache, buildThreadReused: reused, buildThreadId: builder.threadId, persist });
     };
     onMessage = (m: IndexWorkerMessage) => {
       if (m.type === 'idle') {

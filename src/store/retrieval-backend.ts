@@ -72,6 +72,8 @@ export interface RetrievalBackend {
    * these, reusing the vectors of unchanged chunks). Absent for a remote Chroma.
    */
   exportRecords?(pageSize?: number): AsyncGenerator<ExportedPage>;
+  /** Its generation serves now (called once, at the swap): work kept until then may start (the serving index cache write). */
+  activated?(): void;
   dispose(): Promise<void>;
 }
 

@@ -313,6 +313,61 @@ describe('a big keyword index is searched on a thread of its own (threshold lowe
   });
 });
 
+describe('the serving index cache entry a load read through Chroma', () => {
+  const target = () => ({ url: server.url, collection: 'vec-cosine', count: N, dimension: D });
+  const list = (d: string) => {
+    try {
+      return readdirSync(d).sort();
+    } catch {
+      return [];
+    }
+  };
+  async function load(runtimeDir: string, onCached?: () => void) {
+    return loadRecords({ target: target(), withVectors: true, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 0, persist: { runtimeDir, key: { id: 'entry-a', text: 'entry a' }, version: 'a' }, ...(onCached ? { onCached } : {}) });
+  }
+
+  it('is written only once persist() is called (its generation serves), and only once', async () => {
+    const runtimeDir = await mkdtemp(join(tmpdir(), 'rag-t-persist-'));
+    try {
+      let cached = 0;
+      const records = await load(runtimeDir, () => cached++);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(list(join(runtimeDir, 'index-cache'))).toEqual([]);
+      records.persist();
+      records.persist();
+      await expect.poll(() => cached, { timeout: 20_000 }).toBe(1);
+      expect(list(join(runtimeDir, 'index-cache'))).toEqual(['entry-a.idx']);
+      await records.keyword.close();
+    } finally {
+      await rm(runtimeDir, { recursive: true, force: true });
+    }
+  });
+
+  it('closed without persist(), or while it writes: nothing is left and nothing is written after close() returns', async () => {
+    const runtimeDir = await mkdtemp(join(tmpdir(), 'rag-t-persist-'));
+    try {
+      const rejected = await load(runtimeDir);
+      await rejected.keyword.close();
+      rejected.persist(); // after close: ignored
+      await new Promise((r) => setTimeout(r, 200));
+      expect(list(join(runtimeDir, 'index-cache'))).toEqual([]);
+      // Closed right after the write was started: the thread is ended (mid-write or not) before close() returns.
+      for (let i = 0; i < 3; i++) {
+        const records = await load(runtimeDir);
+        records.persist();
+        await new Promise((r) => setTimeout(r, i * 5));
+        await records.keyword.close();
+        const after = list(join(runtimeDir, 'index-cache'));
+        expect(after.filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+        await new Promise((r) => setTimeout(r, 200));
+        expect(list(join(runtimeDir, 'index-cache'))).toEqual(after);
+      }
+    } finally {
+      await rm(runtimeDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('build threads are kept between builds', () => {
   const target = () => ({ url: server.url, collection: 'vec-cosine', count: N, dimension: D });
   it('with maxBuildsPerThread 1 a fresh thread waits niced for the next build (the used one is ended) and ends after its keep time', async () => {

@@ -1,5 +1,5 @@
-import { rm, truncate, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { loadEmbeddingModel } from '../../src/embeddings/model-loader.js';
@@ -12,6 +12,11 @@ const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
+/** Every file and folder below dir, relative, sorted (folders end in /). */
+async function listTree(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.map((e) => `${relative(dir, join(e.parentPath, e.name))}${e.isDirectory() ? '/' : ''}`).sort();
+}
 async function tmp(): Promise<string> {
   const t = await tempDir();
   cleanups.push(t.cleanup);
@@ -93,6 +98,13 @@ describe('store validation', () => {
     });
     await service.stop();
     expect(liveChromaChildren()).toBe(0);
+    // The rejected version's records were read (the dimension is checked on them): no serving index
+    // cache entry is written for a generation that never serves (it would evict a good one), and
+    // nothing writes into RUNTIME_DIR once stop() has returned (a build thread's cache write did).
+    const after = await listTree(join(root, 'rt'));
+    expect(after.filter((f) => f.includes('index-cache/'))).toEqual([]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await listTree(join(root, 'rt'))).toEqual(after);
   });
 
   it('serves a store laid out like Python LangChain persist_directory (collection "langchain", l2, no manifest)', async () => {
