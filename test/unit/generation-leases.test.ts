@@ -11,7 +11,7 @@ import type { OpenedStore } from '../../src/store/store-version.js';
 function stubs() {
   const disposed = { model: 0, store: 0 };
   const model = { dispose: async () => void disposed.model++ } as unknown as EmbeddingModel;
-  const store = { dispose: async () => void disposed.store++ } as unknown as OpenedStore;
+  const store = { store: {}, dispose: async () => void disposed.store++ } as unknown as OpenedStore;
   return { disposed, model, store };
 }
 
