@@ -10,11 +10,19 @@ export function contract(svc: () => TestService) {
   const status = () => getJson(`${svc().url}/admin/status`);
   const lastId = async (): Promise<number> => (await status()).history[0]?.id ?? 0;
   /** The next attempt after `afterId` (with this outcome, if given). */
-  const nextAttempt = (afterId: number, outcome?: string, timeoutMs = 30_000) =>
-    waitFor(async () => {
-      const s = await status();
-      return s.history.find((a: { id: number; outcome: string }) => a.id > afterId && (!outcome || a.outcome === outcome));
-    }, timeoutMs, `a reload attempt after #${afterId}${outcome ? ` with outcome ${outcome}` : ''}`);
+  const nextAttempt = async (afterId: number, outcome?: string, timeoutMs = 30_000) => {
+    try {
+      return await waitFor(async () => {
+        const s = await status();
+        return s.history.find((a: { id: number; outcome: string }) => a.id > afterId && (!outcome || a.outcome === outcome));
+      }, timeoutMs, `a reload attempt after #${afterId}${outcome ? ` with outcome ${outcome}` : ''}`);
+    } catch (err) {
+      // Where it stands (a stuck resolution, a queue, a watcher that saw nothing) says where to look.
+      const s = await status().catch(() => null);
+      const where = s && { state: s.state, reloading: s.reloading, queued: s.queued, building: s.building, aspired: s.aspired, waiting: s.waiting, watcher: s.watcher, history: s.history.slice(0, 3) };
+      throw new Error(`${(err as Error).message}; status: ${JSON.stringify(where)}`, { cause: err });
+    }
+  };
   const query = (question = 'lighthouse lens keeper') => postJson(`${svc().url}/v1/query`, { question, k: 2 });
   /** The old generation keeps serving: a real query answers 200 from this version. */
   const expectServing = async (version: string) => {
