@@ -219,13 +219,9 @@ export async function openChromaSnapshot(
           throw err;
         }
         mark('servingIndex');
-        // The snapshot is no longer needed: it is deleted while the generation is validated and
-        // serves (not on the way to serving: 15-140 ms measured under load), and dispose() waits
-        // for it, so a stop of the service still leaves nothing being deleted.
-        const released = cleanup().catch((err: unknown) =>
-          options.logger.warn({ store: spec.version, err: err instanceof Error ? err.message : String(err) }, 'could not delete the snapshot'),
-        );
-        return inProcessOpened(spec, backend, records, acceptanceText, Math.round(performance.now() - started), phases, released);
+        await cleanup();
+        mark('dropSnapshot');
+        return inProcessOpened(spec, backend, records, acceptanceText, Math.round(performance.now() - started), phases);
       } catch (err) {
         throwIfAborted(options.signal);
         if (!(err instanceof RagError && err.code === 'RAG_STORE_INDEX_CACHE_INVALID')) throw err;
@@ -440,8 +436,6 @@ function inProcessOpened(
   acceptanceText: string | null,
   openMs: number,
   phases: Record<string, number>,
-  /** The snapshot's deletion, still running: dispose() waits for it. */
-  released: Promise<void> = Promise.resolve(),
 ): OpenedStore {
   const meta = records.fromCache!;
   return {
@@ -458,10 +452,7 @@ function inProcessOpened(
     keyword: keywordInfo(records.keyword),
     openMs,
     phases,
-    dispose: async () => {
-      await released;
-      await backend.dispose();
-    },
+    dispose: () => backend.dispose(),
   };
 }
 
