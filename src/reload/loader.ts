@@ -160,15 +160,25 @@ export interface LoadResult {
 
 export interface Loader {
   load(req: LoadRequest): Promise<LoadResult>;
+  /**
+   * Resolves once the work of every abandoned phase (a cancelled or timed-out build goes on until
+   * its next abort check, then removes what it made) has ended, or after timeoutMs (false then).
+   * The manager's close() waits for it, so nothing a build made is left or written after a stop.
+   */
+  settled?(timeoutMs: number): Promise<boolean>;
 }
 
-/** Run one phase with a timeout; a late result of a timed-out phase is disposed, never leaked. */
+/**
+ * Run one phase with a timeout; a late result of a timed-out phase is disposed, never leaked.
+ * `track` gets the abandoned work's end (its late result disposed) when the phase is cancelled.
+ */
 export async function runPhase<T>(
   name: string,
   timeoutMs: number,
   parent: AbortSignal,
   fn: (signal: AbortSignal) => Promise<T>,
   disposeLate?: (value: T) => Promise<void> | void,
+  track?: (late: Promise<unknown>) => void,
 ): Promise<T> {
   throwIfAborted(parent);
   const ctl = new AbortController();
@@ -191,7 +201,13 @@ export async function runPhase<T>(
       work.then(resolve, reject);
     });
   } catch (err) {
-    if (ctl.signal.aborted && disposeLate) work.then((v) => disposeLate(v), () => undefined);
+    if (ctl.signal.aborted) {
+      const late = work.then(
+        (v) => disposeLate?.(v),
+        () => undefined,
+      );
+      track?.(late);
+    }
     throw err;
   } finally {
     clearTimeout(timer);
@@ -210,11 +226,30 @@ function idsOf(hits: Array<{ id: string; metadata: Record<string, unknown> }>): 
 }
 
 export class GenerationLoader implements Loader {
+  /** Abandoned phases' work still running (runPhase's `track`). */
+  private readonly late = new Set<Promise<unknown>>();
+
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
     private readonly opener: StoreOpener,
   ) {}
+
+  private readonly track = (late: Promise<unknown>): void => {
+    const entry: Promise<unknown> = late.catch(() => undefined).finally(() => this.late.delete(entry));
+    this.late.add(entry);
+  };
+
+  async settled(timeoutMs: number): Promise<boolean> {
+    if (this.late.size === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    try {
+      return await Promise.race([Promise.all([...this.late]).then(() => true as const), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   async load(req: LoadRequest): Promise<LoadResult> {
     const { spec, signal } = req;
@@ -224,7 +259,7 @@ export class GenerationLoader implements Loader {
       req.onPhase?.(name);
       const t0 = performance.now();
       try {
-        return await runPhase(name, timeout, signal, fn, disposeLate);
+        return await runPhase(name, timeout, signal, fn, disposeLate, this.track);
       } finally {
         phases[name] = Math.round(performance.now() - t0);
       }

@@ -507,6 +507,11 @@ export class ReloadManager extends EventEmitter {
       this.sm.transition('closing');
       this.buildAbort?.abort(new RagError('RAG_RELOAD_CANCELLED', 'the service is shutting down'));
       await this.pumping;
+      // The cancelled build's phases stop at their next abort check and remove what they made (a
+      // half snapshot): wait for that, so nothing is left or written in RUNTIME_DIR after a stop.
+      if (this.loader.settled && !(await this.loader.settled(drainTimeoutMs))) {
+        this.logger.warn({ ms: drainTimeoutMs }, 'a cancelled build was still finishing when the service stopped');
+      }
       await this.retiring;
       const gen = this.active;
       this.active = null;

@@ -83,4 +83,28 @@ describe('reload contract: RUNTIME_DIR and limits', () => {
       await staging.cleanup();
     }
   });
+
+  it('stop() while a snapshot is being copied: the copy ends and its half snapshot is gone before stop() returns; nothing is written after', async () => {
+    svc = await startTestService({ env: { WATCH: 'true', RELOAD_PHASE_TIMEOUT_MS: '600000' } });
+    const c = contract(() => svc!);
+    const staging = await tempDir('rag-t-huge-');
+    try {
+      const built = await publishDocs(join(staging.dir, 'built'), join(FIXTURES, 'docs-a'), { version: 'huge', activate: false });
+      const dir = join(svc.dirs.store, 'huge');
+      await cp(built.dir, dir, { recursive: true });
+      await listHugeSparseFile(dir); // its copy would take many minutes
+      await c.pointCurrent('huge');
+      await waitFor(async () => (await c.status()).building?.phase === 'snapshot', 30_000, 'the build to be copying');
+      await new Promise((r) => setTimeout(r, 300)); // well into the copy
+      const runtime = svc.dirs.runtime;
+      await svc.service.stop(); // the folders are deleted later, by afterEach
+      const tree = async () => (await readdir(runtime, { recursive: true })).sort();
+      const after = await tree();
+      expect(after.filter((n) => n.includes('-huge'))).toEqual([]);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await tree()).toEqual(after);
+    } finally {
+      await staging.cleanup();
+    }
+  });
 });
