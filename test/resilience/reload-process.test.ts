@@ -38,12 +38,23 @@ afterEach(async () => {
   await tmp.cleanup();
 });
 
+/**
+ * The one live Chroma child under the temp folder. A child whose port was taken at its start (another
+ * test's process can take a free port before the child binds it) is replaced by one on another port
+ * and exits by itself, taking up to a few seconds: picking the first launcher found could pick it (CI
+ * of 155622d signalled such a child and the requests, served by the new one, got 200 at once).
+ */
+async function theChromaChild(): Promise<number> {
+  let live: number[] = [];
+  await waitFor(async () => (live = (await chromaPidsUnder(tmp.dir)).filter(alive)).length === 1, 10_000, 'exactly one live Chroma child');
+  return live[0]!;
+}
+
 describe('children never outlive the service, and a hung child is noticed', () => {
   it('SIGKILL of the service: its spawner host and its Chroma child exit by themselves (the IPC channel and the stdin pipe close)', async () => {
     // SERVE_INDEX_MAX_MB=0: the store keeps its Chroma child (in process, the loader child is already gone).
     svc = await startRealService({ ...env, WATCH: 'false', SERVE_INDEX_MAX_MB: '0' });
-    const pids = await chromaPidsUnder(tmp.dir);
-    expect(pids.length).toBe(1);
+    const pids = [await theChromaChild()];
     // The service forks no Chroma child itself (fork from a big process stalls its event loop):
     // its spawner host does, so the child's parent is the host and the host's parent is the service.
     const hosts = await spawnerHostsOf(svc.child.pid!);
@@ -109,7 +120,7 @@ describe('children never outlive the service, and a hung child is noticed', () =
 
   it('SIGKILL of the spawner host: its Chroma child goes with it, the service restarts the child through a new host and answers again', async () => {
     svc = await startRealService({ ...env, WATCH: 'false', SERVE_INDEX_MAX_MB: '0' });
-    const [chroma] = await chromaPidsUnder(tmp.dir);
+    const chroma = await theChromaChild();
     const [host] = await spawnerHostsOf(svc.child.pid!);
     expect((await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse', k: 2 })).status).toBe(200);
     process.kill(host!, 'SIGKILL');
@@ -118,9 +129,8 @@ describe('children never outlive the service, and a hung child is noticed', () =
     const [newHost] = await spawnerHostsOf(svc.child.pid!);
     expect(newHost).toBeDefined();
     expect(newHost).not.toBe(host);
-    const now = await chromaPidsUnder(tmp.dir);
-    expect(now.length).toBe(1);
-    expect(ppidOf(now[0]!)).toBe(newHost);
+    const now = await theChromaChild();
+    expect(ppidOf(now)).toBe(newHost);
     expect(svc.child.exitCode).toBeNull();
   });
 
@@ -129,7 +139,7 @@ describe('children never outlive the service, and a hung child is noticed', () =
     // every request below meets the stopped child (with 3 misses a request slowed by a loaded
     // machine could reach the store only after the restart, and rightly get 200).
     svc = await startRealService({ ...env, WATCH: 'false', SERVE_INDEX_MAX_MB: '0', STORE_QUERY_TIMEOUT_MS: '1500', CHROMA_HEARTBEAT_MS: '300', CHROMA_HEARTBEAT_MISSES: '10' });
-    const [pid] = await chromaPidsUnder(tmp.dir);
+    const pid = await theChromaChild();
     expect((await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse', k: 2 })).status).toBe(200);
     process.kill(pid!, 'SIGSTOP');
     const readyStatuses = new Set<number>();
@@ -160,9 +170,7 @@ describe('children never outlive the service, and a hung child is noticed', () =
       await poller.catch(() => undefined);
     }
     expect(readyStatuses.has(503)).toBe(true);
-    const after = await chromaPidsUnder(tmp.dir);
-    expect(after.length).toBe(1);
-    expect(after[0]).not.toBe(pid);
+    expect(await theChromaChild()).not.toBe(pid);
     expect((await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse', k: 2 })).status).toBe(200);
   });
 
