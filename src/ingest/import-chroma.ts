@@ -5,6 +5,7 @@ import { RagError } from '../errors.js';
 import type { EmbeddingModel } from '../embeddings/model-loader.js';
 import { copyFileSafe } from '../fs/safe-fs.js';
 import type { Logger } from '../observability/logger.js';
+import { readAllRecords } from '../store/chroma-pages.js';
 import { ChromaServer } from '../store/chroma-server.js';
 import { ChromaStore } from '../store/chroma-store.js';
 import { KEYWORD_ANALYSIS } from '../store/keyword-analysis.js';
@@ -12,7 +13,7 @@ import { PostingsBuilder, recordKeywordDoc } from '../store/keyword-postings.js'
 import { describeStore, isValidVersionName, SQLITE_FILE } from '../store/layout.js';
 import { checkSqliteFile } from '../store/sqlite-check.js';
 import { checkAcceptanceAgainst, type AcceptanceInput } from './acceptance-file.js';
-import { completeVersion, KEYWORD_SHIP_MAX_CHUNKS, newVersionName, readAllRecords, writeServingIndexFile, type PublishResult } from './publish.js';
+import { completeVersion, KEYWORD_SHIP_MAX_CHUNKS, newVersionName, writeServingIndexFile, type PublishResult } from './publish.js';
 
 /**
  * `npm run ingest -- --from-chroma DIR`: publish a Chroma folder someone else built (a Python

@@ -9,8 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import { ChromaServer } from '../store/chroma-server.js';
 import { ChromaStore, createCollectionWithRecords, type StoreRecord } from '../store/chroma-store.js';
 import { encodeIndexCache, SERVING_INDEX_FILE, servingIndexKey, type CachedIndex } from '../store/index-cache.js';
-import { readRecordPages, type CollectionRef, type RecordPage } from '../store/chroma-pages.js';
-import { PageColumns } from '../store/page-columns.js';
+import { readAllRecords } from '../store/chroma-pages.js';
 import { KEYWORD_INDEX_FILE, KeywordIndex, type KeywordAnalysis } from '../store/keyword-index.js';
 import { buildKeywordText } from './keyword-build.js';
 
@@ -245,32 +244,6 @@ async function readBack(dir: string, collection: string, count: number, dimensio
   } finally {
     await server.stop();
   }
-}
-
-/**
- * Every record of a collection, in pages, read and joined as the service's build thread reads a
- * store (chroma-pages.ts, page-columns.ts), so a serving-index.bin made from it holds the same
- * arrays; fails unless exactly `count` records come. `onPage` sees each page with its texts ('' for
- * a missing one). With `dimension` the pages are joined into columns and returned; with null only
- * ids, texts and metadata are read and nothing is returned.
- */
-export async function readAllRecords(
-  ref: CollectionRef,
-  count: number,
-  options: { dimension: number | null; timeoutMs?: number; onPage?: (page: RecordPage, documents: string[]) => void },
-): Promise<(Pick<CachedIndex, 'ids' | 'documents' | 'metadata' | 'vectors' | 'dimension' | 'count'>) | null> {
-  const { dimension } = options;
-  const columns = dimension === null ? null : new PageColumns(count, dimension);
-  let row = 0;
-  for await (const page of readRecordPages(ref, { pageSize: 1000, dimension, total: count, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) })) {
-    if (row + page.ids.length > count) throw new Error(`the collection holds more than the ${count} records it counted`);
-    const documents = page.documents.map((d) => d ?? '');
-    columns?.add(page, documents);
-    options.onPage?.(page, documents);
-    row += page.ids.length;
-  }
-  if (row !== count) throw new Error(`read ${row} records, the collection counted ${count}`);
-  return columns && dimension !== null ? { ...columns.finish(), vectors: columns.vectors, dimension, count } : null;
 }
 
 async function writeServingIndex(dir: string, collection: string, keywordText: string, keywordSize: number, r: Awaited<ReturnType<typeof readBack>>): Promise<void> {

@@ -1,6 +1,7 @@
 import { Agent, request } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { RagError } from '../errors.js';
+import { PageColumns } from './page-columns.js';
 
 /**
  * A collection's records read page by page straight from Chroma's REST API (`POST .../get`), for
@@ -425,4 +426,33 @@ export async function* prefetchedPages<P extends { ids: readonly unknown[] }>(fe
     yield page;
     if (!more) return;
   }
+}
+
+/**
+ * Every record of a collection, in pages, read and joined as the service's build thread reads a
+ * store (the build thread itself, the publisher's read-back, the importer), so a serving-index.bin
+ * made from it holds the same arrays; fails unless exactly `count` records come. `onPage` sees each
+ * page with its texts ('' for a missing one); `onPaged` runs once every record is read, before the
+ * columns are joined (a loader child can stop then). With `dimension` the pages are joined into
+ * columns and returned; with null only ids, texts and metadata are read and nothing is returned.
+ */
+export async function readAllRecords(
+  ref: CollectionRef,
+  count: number,
+  options: { dimension: number | null; pageSize?: number; inFlight?: number; timeoutMs?: number; onPage?: (page: RecordPage, documents: string[]) => void; onPaged?: () => void },
+): Promise<(ReturnType<PageColumns['finish']> & { vectors: Float32Array; dimension: number; count: number }) | null> {
+  const { dimension } = options;
+  const columns = dimension === null ? null : new PageColumns(count, dimension);
+  let row = 0;
+  const pages = readRecordPages(ref, { pageSize: options.pageSize ?? 1000, dimension, total: count, ...(options.inFlight ? { inFlight: options.inFlight } : {}), ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) });
+  for await (const page of pages) {
+    if (row + page.ids.length > count) throw new Error(`the collection holds more than the ${count} records it counted`);
+    const documents = page.documents.map((d) => d ?? '');
+    columns?.add(page, documents);
+    options.onPage?.(page, documents);
+    row += page.ids.length;
+  }
+  if (row !== count) throw new Error(`read ${row} records, the collection counted ${count}`);
+  options.onPaged?.();
+  return columns && dimension !== null ? { ...columns.finish(), vectors: columns.vectors, dimension, count } : null;
 }

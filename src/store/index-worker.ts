@@ -19,7 +19,6 @@ import { decodeIndexCache, IndexCacheInvalid, writeIndexCache, type CachedIndex,
 import { KEYWORD_ANALYSIS, KEYWORD_INDEX_FILE, KeywordIndex } from './keyword-index.js';
 import { copyPostings, PostingsBuilder, postingsBuffers, recordKeywordDoc, sharedPostings, type KeywordPostingsData } from './keyword-postings.js';
 import { checkMetadataColumn, copyMetadataColumn, metadataBuffers, type MetadataColumnData } from './metadata-columns.js';
-import { PageColumns } from './page-columns.js';
 import { buildIdTable, checkTextColumn, columnBuffers, copyColumn, IdIndex, TextColumn, type TextColumnData } from './record-columns.js';
 import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
 import type { CollectionRef } from './chroma-pages.js';
@@ -218,30 +217,25 @@ async function load(): Promise<KeywordOut> {
   // is RAG_STORE_KEYWORD_INDEX_CORRUPT; one of the older format is rebuilt from the texts below.
   const shippedText = data.keywordDir ? await KeywordIndex.readShipped(data.keywordDir) : null;
   const shipped = shippedText === null ? null : compileOrFail(shippedText, 'store', 'RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} is corrupt`);
-  const { readRecordPages } = await import('./chroma-pages.js');
+  const { readAllRecords } = await import('./chroma-pages.js');
   const { url, collection, count: expectCount, dimension, ref: given } = await target;
   const { ref, space } = given ? { ref: { ...given, url, name: collection }, space: given.space } : await openHere(url, collection);
   // Without a usable shipped index, one is built from the texts as they are read (typed arrays, no
   // document kept: MiniSearch's object graph for 1M chunks did not fit this thread's heap).
   const builder = shipped ? null : new PostingsBuilder(KEYWORD_ANALYSIS);
   // An in-process index gets ids, texts and metadata as columns at the end (sendColumns), joined page by page.
-  const all = data.withVectors ? new PageColumns(expectCount, dimension) : null;
-  let row = 0;
-  for await (const page of readRecordPages(ref, { pageSize: data.pageSize, dimension: data.withVectors ? dimension : null, inFlight: data.pagesInFlight, total: expectCount })) {
-    if (row + page.ids.length > expectCount) throw new Error(`the collection holds more than the ${expectCount} records it counted`);
-    const documents = page.documents.map((d) => d ?? '');
-    all?.add(page, documents);
-    if (builder) page.ids.forEach((id, i) => builder.add(recordKeywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null)));
-    row += page.ids.length;
-  }
-  if (row !== expectCount) throw new Error(`read ${row} records, the collection counted ${expectCount}`);
-  // Chroma is no longer needed: its child can stop while the keyword index is made.
-  port.postMessage({ type: 'paged' } satisfies IndexWorkerMessage);
-  const columns = all?.finish() ?? null;
-  if (all && columns) {
+  const columns = await readAllRecords(ref, expectCount, {
+    dimension: data.withVectors ? dimension : null,
+    pageSize: data.pageSize,
+    inFlight: data.pagesInFlight,
+    ...(builder ? { onPage: (page, documents) => page.ids.forEach((id, i) => builder.add(recordKeywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null))) } : {}),
+    // Chroma is no longer needed: its child can stop while the columns are joined and the keyword index made.
+    onPaged: () => port.postMessage({ type: 'paged' } satisfies IndexWorkerMessage),
+  });
+  if (columns) {
     // The cache gets its own copies: the arrays themselves are transferred to the main thread.
-    if (data.persist) toPersist = { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents), metadata: copyMetadataColumn(columns.metadata), version: data.persist.version, collection: ref.name, space, count: row, dimension, vectors: all.vectors.slice() };
-    sendVectors(all.vectors, row, dimension, space);
+    if (data.persist) toPersist = { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents), metadata: copyMetadataColumn(columns.metadata), version: data.persist.version, collection: ref.name, space, count: columns.count, dimension, vectors: columns.vectors.slice() };
+    sendVectors(columns.vectors, columns.count, dimension, space);
   }
   const keyword = shipped ?? builder!.finish('built');
   if (columns) sendColumns(columns.ids, columns.documents, columns.metadata, keyword);
