@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import MiniSearch from 'minisearch';
 import { RagError } from '../errors.js';
 import { analyze, analyzeTerm, KEYWORD_ANALYSIS, KEYWORD_FIELDS, tokenize, type KeywordAnalysis, type KeywordDoc } from './keyword-analysis.js';
+import { parseKeywordJson } from './keyword-json.js';
 import { compilePostings, KEYWORD_TEXT_FORMAT, KeywordPostings, type KeywordPostingsData } from './keyword-postings.js';
 
 export const KEYWORD_INDEX_FILE = 'keyword-index.json';
@@ -120,7 +121,10 @@ export class KeywordIndex {
    * throws on anything else it cannot load (the text is untrusted).
    */
   static compileText(text: string, origin: 'store' | 'built'): KeywordPostingsData | null {
-    const parsed = JSON.parse(text) as { format?: number; index?: unknown; df?: unknown; analysis?: unknown };
+    // Its postings parsed one term at a time (keyword-json.ts), not as one object graph.
+    const lazy = parseKeywordJson(text) as { format?: number; index?: unknown; df?: unknown; analysis?: unknown } | null;
+    // Any other format is decided on the text parsed whole, as before (an older format-2 file is checked whole too).
+    const parsed = lazy?.format === FORMAT ? lazy : (JSON.parse(text) as typeof lazy & object);
     if (parsed.format === 2) return null;
     if (parsed.format !== FORMAT || !parsed.index || !parsed.df) throw new Error(`unknown format ${String(parsed.format)}`);
     return compilePostings(parsed.index, parsed.df, parseAnalysis(parsed.analysis), origin);

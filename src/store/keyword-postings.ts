@@ -1,4 +1,5 @@
 import { analyze, analyzeTerm, KEYWORD_FIELDS, tokenize, type KeywordAnalysis, type KeywordDoc } from './keyword-analysis.js';
+import { LazyJsonArray } from './keyword-json.js';
 import { hashAscii, hashRange } from './record-columns.js';
 import type { KeywordHit } from './retrieval-backend.js';
 
@@ -155,7 +156,7 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
   if (plain.serializationVersion !== 2) throw new Error(`unknown MiniSearch serialization ${String(plain.serializationVersion)}`);
   const { documentCount, nextId } = plain;
   if (!isCount(documentCount) || !isCount(nextId) || documentCount > nextId) throw new Error('documentCount / nextId are invalid');
-  if (!isObject(plain.documentIds) || !isObject(plain.fieldIds) || !isObject(plain.fieldLength) || !Array.isArray(plain.averageFieldLength) || !Array.isArray(plain.index)) {
+  if (!isObject(plain.documentIds) || !isObject(plain.fieldIds) || !isObject(plain.fieldLength) || !Array.isArray(plain.averageFieldLength) || !(Array.isArray(plain.index) || plain.index instanceof LazyJsonArray)) {
     throw new Error('documentIds, fieldIds, fieldLength, averageFieldLength or index is missing');
   }
   if (!isObject(dfIn)) throw new Error('df is missing');
@@ -199,7 +200,7 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
   const terms = new TermIds();
   // One pass over the entries: (term, slot) ranges in slot order. A JSON object's integer keys
   // iterate in ascending order (canonical ones only: "01" is refused), so documents come sorted.
-  const entries = plain.index as unknown[];
+  const entries = plain.index as unknown[] | LazyJsonArray;
   const indexTerms = entries.length;
   const fieldKeyOfSlot: Array<string | null> = Array.from({ length: F }, () => null);
   for (const [id, slot] of slotOfFieldId) fieldKeyOfSlot[slot] = String(id);
@@ -208,7 +209,7 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
   let postTf = new Float32Array(postDoc.length);
   let p = 0;
   for (let t = 0; t < indexTerms; t++) {
-    const entry = entries[t];
+    const entry = entries.at(t);
     if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== 'string' || !isObject(entry[1])) throw new Error('an index entry is invalid');
     if (terms.of(entry[0]) !== t) throw new Error('the index lists a term twice');
     const fields = entry[1] as Record<string, unknown>;
