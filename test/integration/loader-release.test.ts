@@ -49,7 +49,16 @@ describe('the loader child of an in-process store is released after the generati
     roots.push(root);
     const snapshotDir = await storeIn(root, 40);
     const seen = new Set<number>();
-    const watching = setInterval(() => void chromaPidsUnder(root).then((pids) => pids.forEach((p) => seen.add(p))), 5);
+    // One /proc scan at a time (a scan every 5 ms regardless piled up behind a busy thread pool and,
+    // once, none finished while the child ran), the last one awaited before `seen` is read: the
+    // loader child outlives the open by SLOW_STOP_MS, so that scan sees it.
+    let watching = true;
+    const scanning = (async () => {
+      while (watching) {
+        for (const p of await chromaPidsUnder(root)) seen.add(p);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
     const stop = ChromaServer.prototype.stop;
     let stopsDone = 0;
     const slowStop = vi.spyOn(ChromaServer.prototype, 'stop').mockImplementation(async function (this: ChromaServer) {
@@ -68,7 +77,8 @@ describe('the loader child of an in-process store is released after the generati
         indexLoadTimeoutMs: 60_000,
       });
     } finally {
-      clearInterval(watching);
+      watching = false;
+      await scanning;
     }
     const openMs = performance.now() - t0;
     // Handed over before the loader child's stop has finished: serving does not wait for it.
