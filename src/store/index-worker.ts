@@ -191,15 +191,6 @@ interface KeywordOut {
   postings: KeywordPostingsData | null;
 }
 
-/** Compile a serialised keyword index here (niced), or fail with `code`; null for the older format. */
-function compileOrFail(text: string, origin: 'store' | 'built', code: 'RAG_STORE_KEYWORD_INDEX_CORRUPT' | 'RAG_STORE_INDEX_CACHE_INVALID', prefix: string): KeywordPostingsData | null {
-  try {
-    return KeywordIndex.compileText(text, origin);
-  } catch (cause) {
-    throw new RagError(code, `${prefix}: ${(cause as Error).message.slice(0, 200)}`, { cause });
-  }
-}
-
 /** A keyword index this big is sent as a shared copy for a search thread (its own arrays stay here), else its arrays are transferred. */
 function searchedOnThread(compiled: KeywordPostingsData): boolean {
   return compiled.postDoc.length >= data.keywordThreadMinPostings;
@@ -213,25 +204,40 @@ function sendKeyword(compiled: KeywordPostingsData): void {
 
 async function load(): Promise<KeywordOut> {
   if (data.cache) return loadCached(data.cache.file, data.cache.key, data.cache.count);
-  // The shipped keyword index is compiled while the Chroma child starts: one that does not compile
-  // is RAG_STORE_KEYWORD_INDEX_CORRUPT; one of the older format is rebuilt from the texts below.
+  // The shipped keyword index is compiled while the Chroma child starts and its pages are read: the
+  // compile runs in slices between the pages as they arrive (Chroma's serving of the pages, not this
+  // thread, is the slower side; a compile done first held the first page back by its whole length).
+  // One that does not compile is RAG_STORE_KEYWORD_INDEX_CORRUPT (its checks of the text's form at
+  // once, the rest when its compile ends); one of the older format is rebuilt from the texts below.
   const shippedText = data.keywordDir ? await KeywordIndex.readShipped(data.keywordDir) : null;
-  const shipped = shippedText === null ? null : compileOrFail(shippedText, 'store', 'RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} is corrupt`);
+  const corrupt = (cause: unknown) => new RagError('RAG_STORE_KEYWORD_INDEX_CORRUPT', `${KEYWORD_INDEX_FILE} is corrupt: ${(cause as Error).message.slice(0, 200)}`, { cause });
+  let shippedCompile: { compile: () => Promise<KeywordPostingsData> } | null;
+  try {
+    shippedCompile = shippedText === null ? null : KeywordIndex.compileTextInSlices(shippedText, 'store');
+  } catch (cause) {
+    throw corrupt(cause);
+  }
+  const compiling = shippedCompile?.compile().catch((cause: unknown) => Promise.reject(corrupt(cause))) ?? null;
+  // Its failure is reported once the pages are read or when they fail first (Promise.all below), never unhandled.
+  compiling?.catch(() => undefined);
   const { readAllRecords } = await import('./chroma-pages.js');
   const { url, collection, count: expectCount, dimension, ref: given } = await target;
   const { ref, space } = given ? { ref: { ...given, url, name: collection }, space: given.space } : await openHere(url, collection);
   // Without a usable shipped index, one is built from the texts as they are read (typed arrays, no
   // document kept: MiniSearch's object graph for 1M chunks did not fit this thread's heap).
-  const builder = shipped ? null : new PostingsBuilder(KEYWORD_ANALYSIS);
+  const builder = compiling ? null : new PostingsBuilder(KEYWORD_ANALYSIS);
   // An in-process index gets ids, texts and metadata as columns at the end (sendColumns), joined page by page.
-  const columns = await readAllRecords(ref, expectCount, {
-    dimension: data.withVectors ? dimension : null,
-    pageSize: data.pageSize,
-    inFlight: data.pagesInFlight,
-    ...(builder ? { onPage: (page, documents) => page.ids.forEach((id, i) => builder.add(recordKeywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null))) } : {}),
-    // Chroma is no longer needed: its child can stop while the columns are joined and the keyword index made.
-    onPaged: () => port.postMessage({ type: 'paged' } satisfies IndexWorkerMessage),
-  });
+  const [columns, shipped] = await Promise.all([
+    readAllRecords(ref, expectCount, {
+      dimension: data.withVectors ? dimension : null,
+      pageSize: data.pageSize,
+      inFlight: data.pagesInFlight,
+      ...(builder ? { onPage: (page, documents) => page.ids.forEach((id, i) => builder.add(recordKeywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null))) } : {}),
+      // Chroma is no longer needed: its child can stop while the columns are joined and the keyword index made.
+      onPaged: () => port.postMessage({ type: 'paged' } satisfies IndexWorkerMessage),
+    }),
+    compiling,
+  ]);
   if (columns) {
     // The cache gets its own copies: the arrays themselves are transferred to the main thread.
     if (data.persist) toPersist = { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents), metadata: copyMetadataColumn(columns.metadata), version: data.persist.version, collection: ref.name, space, count: columns.count, dimension, vectors: columns.vectors.slice() };

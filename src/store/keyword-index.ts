@@ -4,7 +4,7 @@ import MiniSearch from 'minisearch';
 import { RagError } from '../errors.js';
 import { analyze, analyzeTerm, KEYWORD_ANALYSIS, KEYWORD_FIELDS, tokenize, type KeywordAnalysis, type KeywordDoc } from './keyword-analysis.js';
 import { parseKeywordJson } from './keyword-json.js';
-import { compilePostings, KEYWORD_TEXT_FORMAT, KeywordPostings, type KeywordPostingsData } from './keyword-postings.js';
+import { compilePostings, compilePostingsInSlices, KEYWORD_TEXT_FORMAT, KeywordPostings, type KeywordPostingsData } from './keyword-postings.js';
 
 export const KEYWORD_INDEX_FILE = 'keyword-index.json';
 /** Format 3: stemmed terms, a headings field. Older shipped indexes are rebuilt from the store's texts. */
@@ -121,13 +121,29 @@ export class KeywordIndex {
    * throws on anything else it cannot load (the text is untrusted).
    */
   static compileText(text: string, origin: 'store' | 'built'): KeywordPostingsData | null {
+    const p = KeywordIndex.prepareText(text);
+    return p && compilePostings(p.index, p.df, p.analysis, origin);
+  }
+
+  /**
+   * compileText's checks at once (a text that is not JSON, or not format 3 or 2, throws here; null
+   * for format 2), and its compile in slices that let the thread's other work run between them
+   * (compilePostingsInSlices): `compile()` rejects on what compilePostings would throw.
+   */
+  static compileTextInSlices(text: string, origin: 'store' | 'built'): { compile: () => Promise<KeywordPostingsData> } | null {
+    const p = KeywordIndex.prepareText(text);
+    return p && { compile: () => compilePostingsInSlices(p.index, p.df, p.analysis, origin) };
+  }
+
+  /** serialize()'s text parsed (its postings lazily, keyword-json.ts) and its format checked; null for format 2. */
+  private static prepareText(text: string): { index: unknown; df: unknown; analysis: KeywordAnalysis } | null {
     // Its postings parsed one term at a time (keyword-json.ts), not as one object graph.
     const lazy = parseKeywordJson(text) as { format?: number; index?: unknown; df?: unknown; analysis?: unknown } | null;
     // Any other format is decided on the text parsed whole, as before (an older format-2 file is checked whole too).
     const parsed = lazy?.format === FORMAT ? lazy : (JSON.parse(text) as typeof lazy & object);
     if (parsed.format === 2) return null;
     if (parsed.format !== FORMAT || !parsed.index || !parsed.df) throw new Error(`unknown format ${String(parsed.format)}`);
-    return compilePostings(parsed.index, parsed.df, parseAnalysis(parsed.analysis), origin);
+    return { index: parsed.index, df: parsed.df, analysis: parseAnalysis(parsed.analysis) };
   }
 
   /**

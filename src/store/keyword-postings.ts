@@ -151,6 +151,33 @@ const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isI
  * Error naming what is wrong; runs in the build thread.
  */
 export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: KeywordAnalysis, origin: 'store' | 'built'): KeywordPostingsData {
+  const steps = compileSteps(plainIn, dfIn, analysis, origin);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * compilePostings in slices of about `sliceMs` of work, with the thread's event loop run between
+ * them: the build thread compiles a shipped index while it reads the store's pages, taking each
+ * page as it arrives (so Chroma, the slower side, is kept busy) instead of after the compile.
+ */
+export async function compilePostingsInSlices(plainIn: unknown, dfIn: unknown, analysis: KeywordAnalysis, origin: 'store' | 'built', sliceMs = 4): Promise<KeywordPostingsData> {
+  const steps = compileSteps(plainIn, dfIn, analysis, origin);
+  let since = performance.now();
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    if (performance.now() - since >= sliceMs) {
+      await new Promise((resolve) => setImmediate(resolve));
+      since = performance.now();
+    }
+  }
+}
+
+/** compilePostings' work, pausing (`yield`) every 128 index entries. */
+function* compileSteps(plainIn: unknown, dfIn: unknown, analysis: KeywordAnalysis, origin: 'store' | 'built'): Generator<void, KeywordPostingsData> {
   if (!isObject(plainIn)) throw new Error('the index is not an object');
   const plain = plainIn as unknown as MiniPlain;
   if (plain.serializationVersion !== 2) throw new Error(`unknown MiniSearch serialization ${String(plain.serializationVersion)}`);
@@ -209,6 +236,7 @@ export function compilePostings(plainIn: unknown, dfIn: unknown, analysis: Keywo
   let postTf = new Float32Array(postDoc.length);
   let p = 0;
   for (let t = 0; t < indexTerms; t++) {
+    if ((t & 127) === 127) yield;
     const entry = entries.at(t);
     if (!Array.isArray(entry) || entry.length !== 2 || typeof entry[0] !== 'string' || !isObject(entry[1])) throw new Error('an index entry is invalid');
     if (terms.of(entry[0]) !== t) throw new Error('the index lists a term twice');

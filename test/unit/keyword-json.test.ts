@@ -4,7 +4,7 @@ import { loadDocuments } from '../../src/ingest/load-documents.js';
 import { splitSentences } from '../../src/rag/extractive-answerer.js';
 import { LazyJsonArray, parseKeywordJson } from '../../src/store/keyword-json.js';
 import { KeywordIndex, parseAnalysis } from '../../src/store/keyword-index.js';
-import { compilePostings, type KeywordPostingsData } from '../../src/store/keyword-postings.js';
+import { compilePostings, compilePostingsInSlices, type KeywordPostingsData } from '../../src/store/keyword-postings.js';
 import { ROOT } from '../helpers/harness.js';
 
 /**
@@ -154,5 +154,47 @@ describe('keyword-index.json read lazily', () => {
     // And it compiles to the same arrays (over 1,024 terms: the entry bounds grow).
     expect((lazy as { index: { index: LazyJsonArray } }).index.index.length).toBeGreaterThan(1024);
     expect(expectSame(text, '3,000 documents').ok).toBe(true);
+  });
+
+  it('compiles in slices (the build thread reads pages between them) to the same arrays, and rejects what the whole compile throws', async () => {
+    const text = await shippedText(600);
+    const whole = KeywordIndex.compileText(text, 'store')!;
+    const sliced = KeywordIndex.compileTextInSlices(text, 'store')!;
+    // Other work gets the thread while it runs: callbacks queued after it started run before it ends.
+    let ranBetween = 0;
+    const tick = () => {
+      ranBetween++;
+      if (!done) setImmediate(tick);
+    };
+    let done = false;
+    setImmediate(tick);
+    const p = sliced.compile();
+    const got = await p;
+    done = true;
+    expect(ranBetween).toBeGreaterThan(0);
+    for (const k of ARRAYS) expect(Buffer.from(got[k].buffer, got[k].byteOffset, got[k].byteLength).equals(Buffer.from(whole[k].buffer, whole[k].byteOffset, whole[k].byteLength)), k).toBe(true);
+    // With no time slice at all it yields every 128 entries.
+    const parsed = JSON.parse(text) as { index: { index: unknown[] }; df: unknown; analysis: unknown };
+    let yields = 0;
+    const counting = () => {
+      yields++;
+      if (!finished) setImmediate(counting);
+    };
+    let finished = false;
+    setImmediate(counting);
+    await compilePostingsInSlices(parsed.index, parsed.df, parseAnalysis(parsed.analysis), 'store', 0);
+    finished = true;
+    expect(yields).toBeGreaterThanOrEqual(Math.floor(parsed.index.index.length / 128) - 1);
+    // A bad posting deep in the index: the same error, as a rejection.
+    const bad = JSON.parse(text) as { index: { index: Array<[string, Record<string, Record<string, number>>]> } };
+    const entry = bad.index.index[bad.index.index.length - 3]!;
+    entry[1][Object.keys(entry[1])[0]!]!['0'] = -1;
+    const badText = JSON.stringify(bad);
+    expect(() => KeywordIndex.compileText(badText, 'store')).toThrow(/postings of .* are invalid/);
+    await expect(KeywordIndex.compileTextInSlices(badText, 'store')!.compile()).rejects.toThrow(/postings of .* are invalid/);
+    // A text that is not JSON, or of another format, is refused before any compile; format 2 is null.
+    expect(() => KeywordIndex.compileTextInSlices('{"format":3,', 'store')).toThrow();
+    expect(() => KeywordIndex.compileTextInSlices('{"format":9}', 'store')).toThrow(/unknown format/);
+    expect(KeywordIndex.compileTextInSlices('{"format":2}', 'store')).toBeNull();
   });
 });
