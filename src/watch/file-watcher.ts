@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { stat } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
 import chokidar, { type FSWatcher } from 'chokidar';
 import type { Logger } from '../observability/logger.js';
@@ -68,9 +69,13 @@ export class FileWatcher extends EventEmitter {
   private rescanTimer: NodeJS.Timeout | undefined;
   private lastSettled = '';
   private readonly lostRoots = new Set<string>();
+  /** Each root's inode when it was last (re)watched: a root replaced in place (`mv new vectorstore`) is watched again. */
+  private readonly rootIno = new Map<string, number>();
   /** A commit file changed since the last settle. */
   private committed = false;
   eventsSeen = 0;
+  /** Events the file system delivered (eventsSeen without the rescan's own). */
+  fsEventsSeen = 0;
   errors = 0;
   lastProblem: WatchProblem | null = null;
 
@@ -91,9 +96,16 @@ export class FileWatcher extends EventEmitter {
       binaryInterval: 1000,
       ignored: (path: string) => roots.some((root) => path.startsWith(root) && hidden(root, path)),
     });
-    this.watcher.on('all', (event, path) => this.onEvent(event, path));
+    this.watcher.on('all', (event, path) => {
+      this.fsEventsSeen++;
+      this.onEvent(event, path);
+    });
     this.watcher.on('error', (err) => this.noteProblem(err, 'file watcher error'));
     await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));
+    for (const root of roots) {
+      const ino = await rootInode(root);
+      if (ino !== null) this.rootIno.set(root, ino);
+    }
     this.lastSettled = await this.snapshot();
     if (this.options.rescanMs) {
       this.rescanTimer = setInterval(() => void this.rescan(), this.options.rescanMs);
@@ -112,7 +124,22 @@ export class FileWatcher extends EventEmitter {
           this.watcher?.add(root);
         }
       }
-      if (now !== this.lastSettled && !this.timer && !this.settling) this.onEvent('rescan', this.options.roots[0]!);
+      // A root replaced by another folder under its name: the watcher still follows the old folder
+      // (measured: no event at all for the new one, its changes seen only by this rescan, and a
+      // change undone within one rescan never). Watch the new one, and look at it as changed.
+      let replaced: string | null = null;
+      for (const root of this.options.roots) {
+        const ino = await rootInode(root);
+        const known = this.rootIno.get(root);
+        if (ino === null || ino === known) continue;
+        this.rootIno.set(root, ino);
+        if (known === undefined) continue;
+        await this.watcher?.unwatch(root);
+        this.watcher?.add(root);
+        replaced = root;
+      }
+      if (replaced) this.onEvent('rescan', replaced);
+      else if (now !== this.lastSettled && !this.timer && !this.settling) this.onEvent('rescan', this.options.roots[0]!);
     } catch (err) {
       this.noteProblem(err, 'rescan failed');
     }
@@ -219,5 +246,14 @@ export class FileWatcher extends EventEmitter {
     clearTimeout(this.timer);
     clearInterval(this.rescanTimer);
     await this.watcher?.close();
+  }
+}
+
+/** A folder's inode (null when it cannot be read: missing roots are handled by the rescan's snapshot). */
+async function rootInode(dir: string): Promise<number | null> {
+  try {
+    return (await stat(dir)).ino;
+  } catch {
+    return null;
   }
 }

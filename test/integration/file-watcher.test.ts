@@ -96,4 +96,37 @@ describe('file watcher activity', () => {
     await until(() => settles.length === 2);
     expect(activity).toHaveLength(2);
   });
+
+  it('watches a folder replaced under its name (`mv new vectorstore`) again: its later changes arrive as events, not only through the rescan', async () => {
+    const parent = await mkdtemp(join(tmpdir(), 'rag-watch-replaced-'));
+    const root = join(parent, 'vectorstore');
+    await mkdir(root);
+    await writeFile(join(root, 'a.bin'), 'a');
+    const watcher = new FileWatcher({ roots: [root], logger: createSilentLogger(), debounceMs: 50, stabilityMs: 50, polling: false, rescanMs: 200 });
+    const settles: number[] = [];
+    watcher.on(WatchEvents.settled, () => settles.push(performance.now()));
+    await watcher.start();
+    cleanup.push(async () => {
+      await watcher.close();
+      await rm(parent, { recursive: true, force: true });
+    });
+    // The folder replaced as `mv` does it: the old one renamed away, a new one renamed into its name.
+    const next = join(parent, 'next');
+    await mkdir(next);
+    await writeFile(join(next, 'b.bin'), 'b');
+    await rename(root, join(parent, 'old'));
+    await rename(next, root);
+    // The rescan notices the new folder (a settle) and watches it.
+    await until(() => settles.length > 0, 5_000);
+    await new Promise((r) => setTimeout(r, 500));
+    // A change inside it now comes as a file system event (before the fix: none ever did, for this folder).
+    const before = watcher.fsEventsSeen;
+    await writeFile(join(root, 'c.bin'), 'c');
+    await until(() => watcher.fsEventsSeen > before, 3_000);
+    // And a change undone within one rescan interval is still seen (the rescan alone compares only with the last settle).
+    const settled = settles.length;
+    await mkdir(join(root, 'newer'));
+    await writeFile(join(root, 'newer', 'x.bin'), 'x');
+    await until(() => settles.length > settled, 3_000);
+  });
 });
