@@ -130,9 +130,9 @@ export class KeywordIndex {
    * for format 2), and its compile in slices that let the thread's other work run between them
    * (compilePostingsInSlices): `compile()` rejects on what compilePostings would throw.
    */
-  static compileTextInSlices(text: string, origin: 'store' | 'built'): { compile: () => Promise<KeywordPostingsData> } | null {
+  static compileTextInSlices(text: string, origin: 'store' | 'built', sliceMs?: number): { compile: () => Promise<KeywordPostingsData> } | null {
     const p = KeywordIndex.prepareText(text);
-    return p && { compile: () => compilePostingsInSlices(p.index, p.df, p.analysis, origin) };
+    return p && { compile: () => compilePostingsInSlices(p.index, p.df, p.analysis, origin, sliceMs) };
   }
 
   /** serialize()'s text parsed (its postings lazily, keyword-json.ts) and its format checked; null for format 2. */

@@ -189,6 +189,25 @@ function objectOf(members: Array<[string, unknown]>): Record<string, unknown> {
 }
 
 /**
+ * The object whose members `w` walks from its opening brace, as JSON.parse makes it, except that the
+ * last member named `key` whose value opens with `open` is made by `lazy(start, end)`; `done` checks
+ * where the walk ended.
+ */
+function objectWith(w: Walk, key: string, open: number, lazy: (start: number, end: number) => unknown, done: () => void): Record<string, unknown> {
+  const members = w.members();
+  done();
+  const last = members.findLast(([m]) => m === key);
+  return objectOf(members.map(([m, a, b]): [string, unknown] => [m, m === key && a === last![1] && w.s.charCodeAt(a) === open ? lazy(a, b) : JSON.parse(w.s.slice(a, b))]));
+}
+
+/** A Walk of `text` from `at`. */
+function walkAt(text: string, at: number): Walk {
+  const w = new Walk(text);
+  w.i = at;
+  return w;
+}
+
+/**
  * The parsed keyword-index.json as `JSON.parse(text)` would give it, except that `index.index` (when
  * `index` is an object holding an `index` array) is a LazyJsonArray. Throws (a SyntaxError or an
  * Error naming the place) on any text JSON.parse would refuse.
@@ -197,31 +216,16 @@ export function parseKeywordJson(text: string): Record<string, unknown> | unknow
   const w = new Walk(text);
   w.white();
   if (text.charCodeAt(w.i) !== 0x7b) return JSON.parse(text); // not an object: JSON.parse says what it is or why not
-  const top = w.members();
-  w.end();
-  const lastIndex = top.findLast(([k]) => k === 'index');
-  return objectOf(
-    top.map(([k, a, b]): [string, unknown] => {
-      if (k !== 'index' || a !== lastIndex![1] || text.charCodeAt(a) !== 0x7b) return [k, JSON.parse(text.slice(a, b))];
-      // MiniSearch's object: its own `index` (the last one, if it is an array) read lazily.
-      const inner = new Walk(text);
-      inner.i = a;
-      const members = inner.members();
+  // MiniSearch's object (the last `index`, if an object), and its own `index` (the last one, if an array) read lazily.
+  return objectWith(w, 'index', 0x7b, (a, b) => {
+    const inner = walkAt(text, a);
+    return objectWith(inner, 'index', 0x5b, (c, d) => {
+      const entries = walkAt(text, c);
+      const bounds = entries.elements();
+      if (entries.i !== d) entries.fail("expected ',' or ']'");
+      return new LazyJsonArray(text, bounds);
+    }, () => {
       if (inner.i !== b) inner.fail("expected ',' or '}'");
-      const lastEntries = members.findLast(([m]) => m === 'index');
-      return [
-        k,
-        objectOf(
-          members.map(([m, c, d]): [string, unknown] => {
-            if (m !== 'index' || c !== lastEntries![1] || text.charCodeAt(c) !== 0x5b) return [m, JSON.parse(text.slice(c, d))];
-            const entries = new Walk(text);
-            entries.i = c;
-            const bounds = entries.elements();
-            if (entries.i !== d) entries.fail("expected ',' or ']'");
-            return [m, new LazyJsonArray(text, bounds)];
-          }),
-        ),
-      ];
-    }),
-  );
+    });
+  }, () => w.end());
 }

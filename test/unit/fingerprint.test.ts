@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fileStamp, folderFingerprint, hashFileSafe, isDotPath, sha256File } from '../../src/fs/fingerprint.js';
+import { ticksDuring } from '../helpers/ticks.js';
 
 /** src/fs/fingerprint.ts on real files: what changes a fingerprint or a stamp, and what does not. */
 let dir: string;
@@ -124,15 +125,7 @@ describe('content hashes', () => {
   it('hashing yields to the event loop between read steps (it never holds it for a whole file)', async () => {
     await writeFile(join(dir, 'big.bin'), big);
     for (const hash of [() => sha256File(join(dir, 'big.bin')), () => hashFileSafe(join(dir, 'big.bin'), dir)]) {
-      let turns = 0;
-      let done = false;
-      const tick = () => {
-        turns++;
-        if (!done) setImmediate(tick);
-      };
-      setImmediate(tick);
-      await hash();
-      done = true;
+      const { ticks: turns } = await ticksDuring<unknown>(hash);
       // Six 1 MiB steps: the loop must have run other work between them.
       expect(turns).toBeGreaterThanOrEqual(3);
     }
