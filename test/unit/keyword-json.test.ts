@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadDocuments } from '../../src/ingest/load-documents.js';
 import { splitSentences } from '../../src/rag/extractive-answerer.js';
-import { LazyJsonArray, parseKeywordJson } from '../../src/store/keyword-json.js';
+import { EntryScan, LazyJsonArray, parseKeywordJson } from '../../src/store/keyword-json.js';
 import { KeywordIndex, parseAnalysis } from '../../src/store/keyword-index.js';
 import { compilePostings, compilePostingsInSlices, type KeywordPostingsData } from '../../src/store/keyword-postings.js';
 import { ROOT } from '../helpers/harness.js';
@@ -105,6 +105,77 @@ describe('keyword-index.json read lazily', () => {
     const accepted = rows.filter(([label, t]) => expectSame(t, label).ok).map(([label]) => label);
     // The rows are not all refusals: the test would pass for a reader that refuses everything odd.
     expect(accepted).toEqual(expect.arrayContaining(['duplicate top index (first broken)', 'duplicate inner index (first an array of junk)', 'duplicate df term', '__proto__ member', 'escaped key', 'format 2', 'empty postings array']));
+  });
+
+  it("reads MiniSearch's own entries without JSON.parse (scan), each to what JSON.parse gives", async () => {
+    const text = await shippedText(200);
+    const entries = (parseKeywordJson(text) as { index: { index: LazyJsonArray } }).index.index;
+    const whole = (JSON.parse(text) as { index: { index: Array<[string, Record<string, Record<string, number>>]> } }).index.index;
+    const out = new EntryScan();
+    let postings = 0;
+    for (let t = 0; t < entries.length; t++) {
+      expect(entries.scan(t, out), `entry ${t}`).toBe(true);
+      const [term, fields] = whole[t]!;
+      expect(out.term).toBe(term);
+      const got: Record<string, Record<string, number>> = {};
+      for (let f = 0; f < out.fields; f++) {
+        const docs: Record<string, number> = (got[String(out.fieldKey[f])] = {});
+        for (let j = out.fieldFrom[f]!; j < out.fieldTo[f]!; j++, postings++) docs[String(out.doc[j])] = out.tf[j]!;
+      }
+      expect(got).toEqual(fields);
+    }
+    expect(postings).toBeGreaterThan(2000);
+  });
+
+  it('leaves every other form of an entry to JSON.parse, valid or not, and compiles it to the same arrays (or refuses it) as JSON.parse whole', async () => {
+    const text = await shippedText(20);
+    const whole = JSON.parse(text) as { index: { index: Array<[string, Record<string, Record<string, number>>]> } };
+    // An entry holding documents 1, 3 and 5 in field 0 (the text field), swapped in for the first one.
+    const [term] = whole.index.index[0]!;
+    const original = JSON.stringify(whole.index.index[0]);
+    expect(text.includes(original)).toBe(true);
+    const t = JSON.stringify(term);
+    // The term with its first character written as a \\u escape (the same string to JSON.parse).
+    const escapedTerm = `"\\u${term.charCodeAt(0).toString(16).padStart(4, '0')}${JSON.stringify(term).slice(2)}`;
+    const rows: Array<[label: string, entry: string, scanned: boolean, accepted: boolean]> = [
+      ['canonical', `[${t},{"0":{"1":1,"3":2,"5":1}}]`, true, true],
+      ['no fields', `[${t},{}]`, true, true],
+      ['a field with no documents', `[${t},{"0":{}}]`, true, true],
+      ['a field the index does not have', `[${t},{"0":{"1":1},"7":{"1":1}}]`, true, false],
+      ['a document beyond nextId', `[${t},{"0":{"1":1,"999999999":1}}]`, true, false],
+      ['the term of another entry', `[${JSON.stringify(whole.index.index[1]![0])},{"0":{"1":1}}]`, true, false],
+      ['whitespace', `[ ${t} , {"0" : {"1": 1}} ]`, false, true],
+      ['documents out of order', `[${t},{"0":{"5":1,"1":1,"3":2}}]`, false, true],
+      ['a document twice (the last wins)', `[${t},{"0":{"1":1,"3":2,"1":4}}]`, false, true],
+      ['fields out of order', `[${t},{"1":{"1":1},"0":{"3":1}}]`, false, true],
+      ['a field twice', `[${t},{"0":{"1":1},"0":{"3":1}}]`, false, true],
+      ['tf 1.0', `[${t},{"0":{"1":1.0}}]`, false, true],
+      ['tf 1e0', `[${t},{"0":{"1":1e0}}]`, false, true],
+      ['tf 2.5', `[${t},{"0":{"1":2.5}}]`, false, true],
+      ['tf of 10 digits', `[${t},{"0":{"1":1000000000}}]`, false, true],
+      ['tf 0', `[${t},{"0":{"1":0}}]`, false, false],
+      ['tf -1', `[${t},{"0":{"1":-1}}]`, false, false],
+      ['tf a string', `[${t},{"0":{"1":"1"}}]`, false, false],
+      ['a document key 01', `[${t},{"0":{"01":1}}]`, false, false],
+      ['a document key of 10 digits', `[${t},{"0":{"1000000000":1}}]`, false, false],
+      ['an escaped term', `[${escapedTerm},{"0":{"1":1}}]`, false, true],
+      ['a raw control character in the term', `["a${String.fromCharCode(1)}",{"0":{"1":1}}]`, false, false],
+      ['a third element', `[${t},{"0":{"1":1}},1]`, false, false],
+      ['postings not an object', `[${t},[1]]`, false, false],
+      ['17 fields', `[${t},{${Array.from({ length: 17 }, (_, f) => `"${f}":{}`).join(',')}}]`, false, false],
+    ];
+    const out = new EntryScan();
+    for (const [label, entry, scanned, accepted] of rows) {
+      const variant = text.replace(original, entry);
+      let lazy: LazyJsonArray | null = null;
+      try {
+        lazy = (parseKeywordJson(variant) as { index: { index: LazyJsonArray } }).index.index;
+      } catch {
+        // not JSON: refused before any entry is read
+      }
+      expect(lazy?.scan(0, out) ?? false, `${label}: read by scan`).toBe(scanned);
+      expect(expectSame(variant, label).ok, `${label}: accepted`).toBe(accepted);
+    }
   });
 
   it('refuses exactly what JSON.parse refuses, and accepts the same values, over 3,000 random edits of a real index', async () => {
