@@ -12,6 +12,7 @@ import { RagService } from './rag/rag-service.js';
 import { ReloadManager } from './reload/reload-manager.js';
 import { prepareChromaStandby } from './store/chroma-server.js';
 import { resolveChromaRuntime } from './store/chroma-runtime.js';
+import { loadChromaClient } from './store/chroma-store.js';
 import { cleanStaleSnapshots, LOADER_NICE } from './store/store-version.js';
 import { startSpawner } from './store/spawner.js';
 import { PointerEvents, PointerWatcher } from './watch/pointer-watcher.js';
@@ -89,6 +90,19 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
         return { removed: 0, killed: [] as number[] };
       });
       if (stale.removed || stale.killed.length) logger.warn(stale, 'removed snapshots of a previous run (and killed its orphaned Chroma children)');
+      // The chromadb client library loaded before serving, while the first generation builds (its threads
+      // and children do that work; this thread mostly waits): a first version that needs no Chroma server
+      // would otherwise leave it to the first swap that does, stalling requests ~30-40 ms (chroma-store.ts).
+      const clientLoaded = new Promise<void>((resolve) =>
+        setImmediate(() => {
+          try {
+            loadChromaClient();
+          } catch (err) {
+            logger.warn({ err }, 'could not load the chromadb client library');
+          }
+          resolve();
+        }),
+      );
       try {
         const gen = await manager.start();
         logger.info({ generation: gen.id, model: gen.model.id, store: gen.store.version, chunks: gen.store.count }, 'first generation ready');
@@ -101,6 +115,7 @@ export function createService(config: Config, options: ServiceOptions = {}): Ser
       // blocks the event loop (chroma-runtime.ts); a version that ships serving-index.bin would
       // otherwise first pay it at a swap, for the next loader child's standby.
       if (!config.chromaUrl) await resolveChromaRuntime().catch(() => undefined);
+      await clientLoaded;
       if (config.watch) {
         watcher = new FileWatcher({
           roots: config.chromaUrl ? [config.modelsDir] : [config.vectorstoreDir, config.modelsDir],

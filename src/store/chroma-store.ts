@@ -13,6 +13,22 @@ function chromadb(): typeof import('chromadb') {
   return (chromadbLib ??= createRequire(import.meta.url)('chromadb') as typeof import('chromadb'));
 }
 
+/**
+ * Loads the chromadb client library now, if not yet (a synchronous require: ~30-40 ms of this
+ * thread idle, more under load). The service calls it while its first generation is built, before it
+ * serves: a first version that needed no Chroma server (serving-index.bin, the index cache) would
+ * otherwise leave the load to the first version read through Chroma, whose swap would then stall
+ * the event loop that long while requests are served.
+ */
+export function loadChromaClient(): void {
+  chromadb();
+}
+
+/** Whether this process has loaded the chromadb client library (tests). */
+export function chromaClientLoaded(): boolean {
+  return chromadbLib !== undefined;
+}
+
 export type DistanceSpace = 'cosine' | 'l2' | 'ip';
 
 export interface StoreHit {
