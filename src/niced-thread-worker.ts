@@ -4,11 +4,11 @@
  * It relays each thread's `error` and `exit` and ends a thread on `terminate`; the threads' own
  * messages go through their own channels, not through it.
  */
-import { MessagePort, parentPort, Worker, workerData } from 'node:worker_threads';
+import { MessagePort, parentPort, Worker, workerData, type ResourceLimits } from 'node:worker_threads';
 import { currentThreadId, niceCurrentThread } from './store/thread-nice.js';
 
 export type NicedThreadRequest =
-  | { type: 'start'; id: number; script: string; workerData: Record<string, unknown> }
+  | { type: 'start'; id: number; script: string; workerData: Record<string, unknown>; resourceLimits?: ResourceLimits }
   | { type: 'terminate'; id: number };
 
 export type NicedThreadReply =
@@ -33,7 +33,7 @@ port.on('message', (m: NicedThreadRequest) => {
   }
   let w: Worker;
   try {
-    w = new Worker(m.script, { workerData: m.workerData, transferList: Object.values(m.workerData).filter((v) => v instanceof MessagePort) as MessagePort[] });
+    w = new Worker(m.script, { ...(m.resourceLimits ? { resourceLimits: m.resourceLimits } : {}), workerData: m.workerData, transferList: Object.values(m.workerData).filter((v) => v instanceof MessagePort) as MessagePort[] });
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
     reply({ type: 'error', id: m.id, name: e.name, message: e.message, stack: e.stack });

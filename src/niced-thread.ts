@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { MessageChannel, parentPort, Worker, type MessagePort, type Transferable } from 'node:worker_threads';
+import { MessageChannel, parentPort, Worker, type MessagePort, type ResourceLimits, type Transferable } from 'node:worker_threads';
 import { RagError } from './errors.js';
 import type { NicedThreadReply, NicedThreadRequest } from './niced-thread-worker.js';
 import { workerScript } from './worker-script.js';
@@ -155,12 +155,12 @@ class Spawner {
     this.worker.postMessage(m, transfer);
   }
 
-  start(script: string, workerData: Record<string, unknown>, id: number): NicedThreadHandle {
+  start(script: string, workerData: Record<string, unknown>, id: number, resourceLimits?: ResourceLimits): NicedThreadHandle {
     const { port1, port2 } = new MessageChannel();
     const h = new NicedThreadHandle(id, port1, this);
     this.live.set(id, h);
     try {
-      this.send({ type: 'start', id, script, workerData: { ...workerData, [NICED_PORT]: port2 } }, [port2]);
+      this.send({ type: 'start', id, script, workerData: { ...workerData, [NICED_PORT]: port2 }, ...(resourceLimits ? { resourceLimits } : {}) }, [port2]);
     } catch (err) {
       // workerData that cannot be cloned: no thread, no handle left behind.
       this.live.delete(id);
@@ -176,15 +176,16 @@ let nextId = 1;
 
 /**
  * Start `script` (a built worker script) on a thread at niceness `nice` from its first instruction.
- * It reads its port with threadPort(workerData); `workerData` must be structured-cloneable.
+ * It reads its port with threadPort(workerData); `workerData` must be structured-cloneable;
+ * `resourceLimits` as for a Worker (e.g. a build thread's young generation).
  */
-export function startNicedThread(script: string, workerData: Record<string, unknown>, nice: number): NicedThread {
+export function startNicedThread(script: string, workerData: Record<string, unknown>, nice: number, resourceLimits?: ResourceLimits): NicedThread {
   let spawner = spawners.get(nice);
   if (!spawner || spawner.dead) {
     spawner = new Spawner(nice);
     spawners.set(nice, spawner);
   }
-  return spawner.start(script, workerData, nextId++);
+  return spawner.start(script, workerData, nextId++, resourceLimits);
 }
 
 /** OS thread ids of the live spawner threads (Linux; diagnostics and tests: they stay niced for the process's life). */

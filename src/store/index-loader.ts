@@ -29,8 +29,21 @@ export const PAGES_IN_FLIGHT = 2;
 /** Niceness of a generation's build thread (index-worker.ts): its work yields CPU to requests. */
 export const BUILD_NICE = 19;
 
-/** A build thread runs this many builds, then is ended and a fresh one kept ready (1: a fresh thread per build). */
-export const BUILD_THREAD_MAX_BUILDS = 1;
+/**
+ * A build thread runs this many builds, then is ended and a fresh one kept ready (1: a fresh thread
+ * per build). 8 since session 23: a kept thread keeps its optimised code (its idle collection is a
+ * plain full one) and its young generation is capped (BUILD_THREAD_YOUNG_MB), so a swap costs less
+ * CPU and serves sooner for ~15-35 MiB of RSS (bench/results/swaps-2026-12-06-s23.md, section 5).
+ */
+export const BUILD_THREAD_MAX_BUILDS = 8;
+
+/**
+ * The young generation of a build thread that runs more than one build (V8's
+ * `maxYoungGenerationSizeMb`): a build grows it to V8's maximum, and a kept thread held those pages
+ * between builds (RSS over 100 swaps of 3,000 chunks ~345 MiB against ~305 MiB capped at 8 MiB and
+ * ~276 MiB with a fresh thread per build).
+ */
+export const BUILD_THREAD_YOUNG_MB = 8;
 
 /** An idle build thread is kept this long for the next build by default (LOADER_STANDBY_MS in the service). */
 export const BUILD_THREAD_KEEP_MS = 60_000;
@@ -55,9 +68,11 @@ export interface BuildJobHandle {
  */
 const buildThreads = {
   idle: null as { worker: NicedThread; timer: NodeJS.Timeout | null } | null,
-  start(warm = false): NicedThread {
-    // Born niced (niced-thread.ts): its start and imports yield CPU to requests too.
-    const worker = startNicedThread(workerPath('index-worker'), { nice: BUILD_NICE, warm } satisfies IndexThreadData, BUILD_NICE);
+  start(warm = false, maxBuilds = 1): NicedThread {
+    // Born niced (niced-thread.ts): its start and imports yield CPU to requests too. One that may run more
+    // than one build has its young generation capped: it keeps its pages between builds.
+    const limits = maxBuilds > 1 ? { maxYoungGenerationSizeMb: BUILD_THREAD_YOUNG_MB } : undefined;
+    const worker = startNicedThread(workerPath('index-worker'), { nice: BUILD_NICE, warm } satisfies IndexThreadData, BUILD_NICE, limits);
     worker.unref();
     // An idle thread that ends on its own is no longer kept.
     worker.once('exit', () => {
@@ -74,14 +89,14 @@ const buildThreads = {
   lastCollection: null as { ms: number; heapBefore: number; heapAfter: number } | null,
   /** Builds each live thread has run (a thread runs at most `maxBuilds`, then a fresh one replaces it). */
   builds: new WeakMap<NicedThread, number>(),
-  take(): { worker: NicedThread; reused: boolean } {
+  take(maxBuilds: number): { worker: NicedThread; reused: boolean } {
     const kept = this.idle;
     if (kept) {
       this.idle = null;
       if (kept.timer) clearTimeout(kept.timer);
       return { worker: kept.worker, reused: true };
     }
-    return { worker: this.start(), reused: false };
+    return { worker: this.start(false, maxBuilds), reused: false };
   },
   /**
    * The build on `used` succeeded: keep it for the next build if it has run fewer than `maxBuilds`,
@@ -100,7 +115,7 @@ const buildThreads = {
       used.postMessage({ type: 'collect' } satisfies IndexWorkerRequest);
     }
     if (this.idle || keepMs <= 0) return;
-    const worker = reuse ? used : this.start(true);
+    const worker = reuse ? used : this.start(true, maxBuilds);
     const timer = setTimeout(() => {
       if (this.idle?.worker !== worker) return;
       this.idle = null;
@@ -296,7 +311,8 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     persist: options.persist,
     keywordThreadMinPostings: options.keywordThreadMinPostings ?? KEYWORD_THREAD_MIN_POSTINGS,
   };
-  const { worker: builder, reused } = buildThreads.take();
+  const maxBuilds = options.maxBuildsPerThread ?? BUILD_THREAD_MAX_BUILDS;
+  const { worker: builder, reused } = buildThreads.take(maxBuilds);
   const keepMs = options.keepThreadMs ?? BUILD_THREAD_KEEP_MS;
   let columns: RecordColumns | null = null;
   let vectors: Float32Array | null = null;
@@ -321,7 +337,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
     builder.off('message', onMessage);
     builder.off('error', onError);
     builder.off('exit', onExit);
-    if (keepThread) buildThreads.keep(builder, keepMs, options.maxBuildsPerThread ?? BUILD_THREAD_MAX_BUILDS);
+    if (keepThread) buildThreads.keep(builder, keepMs, maxBuilds);
     else {
       // Ended mid-write, the thread never removes its temp file: its owner does, once it is gone.
       const persistDir = options.persist ? indexCacheDir(options.persist.runtimeDir) : null;
