@@ -35,6 +35,17 @@ describe.runIf(process.platform === 'linux')('startNicedThread (threads born at 
     await t0.terminate();
   });
 
+  it("a thread's resource limits reach it through the spawner (a kept build thread's young generation is capped so)", async () => {
+    const capped = startNicedThread(script, { module }, 19, { maxYoungGenerationSizeMb: 8 });
+    const hello = await next<Hello & { resourceLimits: { maxYoungGenerationSizeMb: number } }>(capped, 'message');
+    expect(hello.bornNice).toBe(19);
+    expect(hello.resourceLimits.maxYoungGenerationSizeMb).toBe(8);
+    await capped.terminate();
+    const plain = startNicedThread(script, { module }, 19);
+    expect((await next<Hello & { resourceLimits: { maxYoungGenerationSizeMb: number } }>(plain, 'message')).resourceLimits.maxYoungGenerationSizeMb).not.toBe(8);
+    await plain.terminate();
+  });
+
   it("a thread's uncaught error and its exit reach the event loop; an exit code of its own is kept", async () => {
     const t = startNicedThread(script, { module }, 19);
     await next<Hello>(t, 'message');
