@@ -33,7 +33,7 @@ export const BUILD_NICE = 19;
  * A build thread runs this many builds, then is ended and a fresh one kept ready (1: a fresh thread
  * per build). 8 since session 23: a kept thread keeps its optimised code (its idle collection is a
  * plain full one) and its young generation is capped (BUILD_THREAD_YOUNG_MB), so a swap costs less
- * CPU and serves sooner for ~15-35 MiB of RSS (bench/results/swaps-2026-12-06-s23.md, section 5).
+ * CPU and serves sooner for ~30-55 MiB of RSS (bench/results/swaps-2026-12-06-s23.md, section 5).
  */
 export const BUILD_THREAD_MAX_BUILDS = 8;
 
@@ -54,17 +54,16 @@ export interface BuildJobHandle {
 }
 
 /**
- * Build threads (index-worker.ts): after a successful build, a fresh thread is started and kept
- * idle for the next build, so that build skips a thread's start (Node, the imports: ~135 ms of
- * CPU measured with /tmp-style probes of `new Worker` here) without running on a heap that holds
- * the last build's garbage: the used thread is ended (keeping it held ~40 MiB more RSS from the
- * 20th of 100 swaps of 3,000 chunks on, 1.12x after the first against 1.02x with no thread kept:
- * `npm run swap-probe -- --chunks 3000 --swaps 100 [--standby-ms 0]`). With `maxBuilds` above 1
- * (BUILD_THREAD_MAX_BUILDS) the used thread is kept instead until it has run that many builds: no
- * thread start and no recompilation of its hot code per swap (~25-40% less CPU a swap) for its heap
- * (~40-60 MiB; bench/results/swaps-2026-12-05-s13.md). The idle thread ends after `keepMs` without
- * a job. A thread whose build failed, timed out or was cancelled is terminated and none is started
- * in its place.
+ * Build threads (index-worker.ts): after a successful build the used thread is kept idle for the
+ * next build until it has run `maxBuilds` (BUILD_THREAD_MAX_BUILDS, 8 by default since session 23),
+ * its garbage collected while idle (a plain full collection, which keeps its optimised code) and its
+ * young generation capped (BUILD_THREAD_YOUNG_MB): the next build skips a thread's start (Node, the
+ * imports: ~135 ms of CPU) and the recompilation of its hot code by V8's compiler threads, which run
+ * at normal priority (bench/results/swaps-2026-12-06-s23.md). After its last build, or with
+ * `maxBuilds` 1, it is ended and a fresh thread started and kept idle instead (the least memory:
+ * ~30-55 MiB less RSS than a kept thread; `npm run swap-probe -- --chunks 3000 --swaps 100`). The
+ * idle thread ends after `keepMs` without a job. A thread whose build failed, timed out or was
+ * cancelled is terminated and none is started in its place.
  */
 const buildThreads = {
   idle: null as { worker: NicedThread; timer: NodeJS.Timeout | null } | null,
