@@ -7,8 +7,8 @@
 //   node scripts/build-if-stale.mjs --always compile now (incrementally) and write the stamp (npm run build)
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { existsSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -32,11 +32,30 @@ function walk(dir, out) {
   }
 }
 
-function fingerprint() {
+function inputs() {
   const files = [];
   for (const d of INPUT_DIRS) walk(join(root, d), files);
   for (const f of INPUT_FILES) if (existsSync(join(root, f))) files.push(join(root, f));
-  files.sort();
+  return files.sort();
+}
+
+/**
+ * The first compiled input whose output is missing from dist/ (tsconfig: outDir dist, rootDir .;
+ * .ts -> .js, .cts -> .cjs, .mts -> .mjs, and src's .cjs copied as is), or null. A file deleted from
+ * dist/ by hand is otherwise never rebuilt: the stamp records the inputs only, and tsc's incremental
+ * information still holds that output current.
+ */
+function missingOutput(files) {
+  for (const f of files) {
+    const rel = relative(root, f);
+    if (!/\.(ts|cts|mts)$/.test(rel) && !(rel.startsWith(`src${sep}`) && rel.endsWith('.cjs'))) continue;
+    const out = join(root, 'dist', rel.replace(/\.ts$/, '.js').replace(/\.cts$/, '.cjs').replace(/\.mts$/, '.mjs'));
+    if (!existsSync(out)) return relative(root, out);
+  }
+  return null;
+}
+
+function fingerprint(files) {
   const h = createHash('sha256');
   const tscPkg = join(root, 'node_modules', 'typescript', 'package.json');
   h.update(`typescript ${existsSync(tscPkg) ? JSON.parse(readFileSync(tscPkg, 'utf8')).version : 'none'}\n`);
@@ -52,14 +71,18 @@ function fingerprint() {
  * its own process, so `npm start` on a built tree boots one node, not two.
  */
 export function buildIfStale({ check = false, always = false, quiet = false } = {}) {
-  const want = fingerprint();
+  const files = inputs();
+  const want = fingerprint(files);
   const have = existsSync(STAMP) ? readFileSync(STAMP, 'utf8').trim() : '';
   const built = existsSync(join(root, 'dist', 'src', 'main.js'));
-  if (built && have === want && !always) return 0;
+  const missing = built ? missingOutput(files) : null;
+  if (built && !missing && have === want && !always) return 0;
   if (check) {
-    console.error(built ? 'build-if-stale: sources changed since the last build' : 'build-if-stale: not built yet');
+    console.error(!built ? 'build-if-stale: not built yet' : missing ? `build-if-stale: ${missing} is missing` : 'build-if-stale: sources changed since the last build');
     return 1;
   }
+  // tsc's incremental information would skip an output it believes current: without it, all are written.
+  if (missing) rmSync(join(root, 'dist', '.tsbuildinfo'), { force: true });
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   if (!existsSync(tsc)) {
     // A production install (no dev dependencies): serve what was built, or say how to build.

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { cp, mkdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -54,6 +55,20 @@ describe('npm start builds only when a TypeScript input changed (scripts/build-i
     await writeFile(join(dir, 'tsconfig.json'), (await import('node:fs')).readFileSync(join(dir, 'tsconfig.json'), 'utf8') + '\n');
     await run(process.execPath, [script()]);
     expect(await check()).toBe('fresh');
+  });
+
+  it('a compiled file deleted from dist/ makes it stale; building writes it again', async () => {
+    await writeFile(join(dir, 'src', 'kept.ts'), 'export const c = 3;\n');
+    await run(process.execPath, [script()]);
+    expect(await check()).toBe('fresh');
+    await rm(join(dir, 'dist', 'src', 'kept.js'));
+    const stale = await run(process.execPath, [script(), '--check']).catch((e: { stderr: string }) => e);
+    expect(stale.stderr).toMatch(/dist\/src\/kept\.js is missing/);
+    await run(process.execPath, [script()]);
+    expect(existsSync(join(dir, 'dist', 'src', 'kept.js'))).toBe(true);
+    expect(await check()).toBe('fresh');
+    await rm(join(dir, 'src', 'kept.ts'));
+    await run(process.execPath, [script()]);
   });
 
   it('scripts/start.mjs (npm start) builds a stale tree, then runs dist/src/main.js in the same process', async () => {
