@@ -13,6 +13,8 @@
  * them (braces, keys, colons, commas, whitespace). The text is untrusted: any other text throws.
  */
 
+import { grown } from './record-columns.js';
+
 /** An array read lazily: entry t is `JSON.parse`d when asked for (keyword-postings.ts reads each once, in order). */
 export class LazyJsonArray {
   constructor(
@@ -136,13 +138,10 @@ export class EntryScan {
   doc = new Uint32Array(4096);
   tf = new Float64Array(4096);
 
+  /** Room for one more posting. */
   grow(): void {
-    const doc = new Uint32Array(this.doc.length * 2);
-    doc.set(this.doc);
-    this.doc = doc;
-    const tf = new Float64Array(this.tf.length * 2);
-    tf.set(this.tf);
-    this.tf = tf;
+    this.doc = grown(this.doc, this.doc.length + 1);
+    this.tf = grown(this.tf, this.tf.length + 1);
   }
 }
 
@@ -284,11 +283,7 @@ class Walk {
     }
     for (;;) {
       const [a, b] = this.value();
-      if (2 * n + 2 > bounds.length) {
-        const grown = new Uint32Array(bounds.length * 2);
-        grown.set(bounds);
-        bounds = grown;
-      }
+      bounds = grown(bounds, 2 * n + 2);
       bounds[2 * n] = a;
       bounds[2 * n + 1] = b;
       n++;

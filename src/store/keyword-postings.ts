@@ -1,6 +1,6 @@
 import { analyze, analyzeTerm, KEYWORD_FIELDS, tokenize, type KeywordAnalysis, type KeywordDoc } from './keyword-analysis.js';
 import { EntryScan, LazyJsonArray } from './keyword-json.js';
-import { hashAscii, hashRange } from './record-columns.js';
+import { grown, hashAscii, hashRange } from './record-columns.js';
 import type { KeywordHit } from './retrieval-backend.js';
 
 /**
@@ -104,14 +104,6 @@ function utf8Table(strings: string[]): { bytes: Uint8Array; start: Uint32Array }
   });
   start[strings.length] = off;
   return { bytes: new TextEncoder().encode(strings.join('')), start };
-}
-
-/** `a` if it holds `need` elements, else a copy at least twice as long (growable typed arrays). */
-function grown<T extends Uint32Array | Int32Array | Float32Array>(a: T, need: number): T {
-  if (a.length >= need) return a;
-  const b = new (a.constructor as new (n: number) => T)(Math.max(need, a.length * 2));
-  b.set(a);
-  return b;
 }
 
 /** Terms numbered in the order first seen. */

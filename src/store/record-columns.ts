@@ -40,6 +40,14 @@ export function utf8(s: string): Uint8Array {
   return encoder.encode(s);
 }
 
+/** `a` if it holds `need` elements, else a copy at least twice as long (growable typed arrays). */
+export function grown<T extends Uint32Array | Int32Array | Float32Array | Float64Array>(a: T, need: number): T {
+  if (a.length >= need) return a;
+  const b = new (a.constructor as new (n: number) => T)(Math.max(need, a.length * 2));
+  b.set(a);
+  return b;
+}
+
 /**
  * A column built row by row. `endPage()` closes the segment being filled: the build thread closes
  * one per page read, so each page's texts live on as one buffer (outside the JavaScript heap,

@@ -23,14 +23,19 @@ async function watched(): Promise<{ root: string; current: string; watcher: File
   await mkdir(join(root, 'versions'));
   const current = join(root, 'CURRENT');
   const watcher = new FileWatcher({ roots: [root], logger: createSilentLogger(), debounceMs: 100, stabilityMs: STABILITY_MS, polling: false, rescanMs: 0, commitFiles: [current] });
+  return { root, current, watcher, settles: await started(watcher, root) };
+}
+
+/** `watcher` started, its settles' times recorded; closed and `dir` removed after the test. */
+async function started(watcher: FileWatcher, dir: string): Promise<number[]> {
   const settles: number[] = [];
   watcher.on(WatchEvents.settled, () => settles.push(performance.now()));
   await watcher.start();
   cleanup.push(async () => {
     await watcher.close();
-    await rm(root, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
   });
-  return { root, current, watcher, settles };
+  return settles;
 }
 
 async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -103,13 +108,7 @@ describe('file watcher activity', () => {
     await mkdir(root);
     await writeFile(join(root, 'a.bin'), 'a');
     const watcher = new FileWatcher({ roots: [root], logger: createSilentLogger(), debounceMs: 50, stabilityMs: 50, polling: false, rescanMs: 200 });
-    const settles: number[] = [];
-    watcher.on(WatchEvents.settled, () => settles.push(performance.now()));
-    await watcher.start();
-    cleanup.push(async () => {
-      await watcher.close();
-      await rm(parent, { recursive: true, force: true });
-    });
+    const settles = await started(watcher, parent);
     // The folder replaced as `mv` does it: the old one renamed away, a new one renamed into its name.
     const next = join(parent, 'next');
     await mkdir(next);
