@@ -117,24 +117,20 @@ export class FileWatcher extends EventEmitter {
     if (this.closed || this.settling) return;
     try {
       const now = await this.snapshot();
-      // A root that disappeared and came back: watch it again.
-      for (const root of this.lostRoots) {
-        if (!now.includes(`${root}=missing`)) {
-          this.lostRoots.delete(root);
-          this.watcher?.add(root);
-        }
-      }
-      // A root replaced by another folder under its name: the watcher still follows the old folder
-      // (measured: no event at all for the new one, its changes seen only by this rescan, and a
-      // change undone within one rescan never). Watch the new one, and look at it as changed.
+      // A root that disappeared and came back, or a root replaced by another folder under its name
+      // (`mv new vectorstore`: the watcher still follows the old folder; measured: no event at all
+      // for the new one, its changes seen only by this rescan, and a change undone within one rescan
+      // never): watch it again, once, and look at it as changed.
       let replaced: string | null = null;
       for (const root of this.options.roots) {
         const ino = await rootInode(root);
         const known = this.rootIno.get(root);
-        if (ino === null || ino === known) continue;
+        const back = this.lostRoots.has(root) && !now.includes(`${root}=missing`);
+        if (ino === null || (ino === known && !back)) continue;
         this.rootIno.set(root, ino);
-        if (known === undefined) continue;
-        await this.watcher?.unwatch(root);
+        this.lostRoots.delete(root);
+        if (known === undefined && !back) continue;
+        if (!back) await this.watcher?.unwatch(root);
         this.watcher?.add(root);
         replaced = root;
       }

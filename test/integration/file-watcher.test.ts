@@ -128,4 +128,38 @@ describe('file watcher activity', () => {
     await writeFile(join(root, 'newer', 'x.bin'), 'x');
     await until(() => settles.length > settled, 3_000);
   });
+
+  it('watches a folder deleted and created again under its name: its later changes arrive as events, and the rescan adds it once', async () => {
+    const parent = await mkdtemp(join(tmpdir(), 'rag-watch-recreated-'));
+    const root = join(parent, 'vectorstore');
+    await mkdir(root);
+    await writeFile(join(root, 'a.bin'), 'a');
+    const watcher = new FileWatcher({ roots: [root], logger: createSilentLogger(), debounceMs: 50, stabilityMs: 50, polling: false, rescanMs: 200 });
+    const settles = await started(watcher, parent);
+    const adds: string[] = [];
+    const internal = watcher as unknown as { watcher: { add(p: string): unknown } };
+    const add = internal.watcher.add.bind(internal.watcher);
+    internal.watcher.add = (p: string) => {
+      adds.push(p);
+      return add(p);
+    };
+    // The folder that will take its name made first, so that it cannot reuse the deleted one's inode.
+    const next = join(parent, 'next');
+    await mkdir(next);
+    await writeFile(join(next, 'b.bin'), 'b');
+    await rm(root, { recursive: true });
+    await until(() => settles.length > 0, 5_000);
+    // Created again under the old name (a new inode), seen by the rescan only.
+    await rename(next, root);
+    await until(() => adds.length > 0, 5_000);
+    await new Promise((r) => setTimeout(r, 600));
+    // Watched again once (before: once as a lost root come back, and again as a root with a new inode).
+    expect(adds).toEqual([root]);
+    const before = watcher.fsEventsSeen;
+    await writeFile(join(root, 'c.bin'), 'c');
+    await until(() => watcher.fsEventsSeen > before, 3_000);
+    const settled = settles.length;
+    await writeFile(join(root, 'd.bin'), 'd');
+    await until(() => settles.length > settled, 3_000);
+  });
 });
