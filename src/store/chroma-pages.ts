@@ -2,6 +2,7 @@ import { Agent, request } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { RagError } from '../errors.js';
 import { PageColumns } from './page-columns.js';
+import type { VectorRows } from './simd-kernel.js';
 
 /**
  * A collection's records read page by page straight from Chroma's REST API (`POST .../get`), for
@@ -439,10 +440,10 @@ export async function* prefetchedPages<P extends { ids: readonly unknown[] }>(fe
 export async function readAllRecords(
   ref: CollectionRef,
   count: number,
-  options: { dimension: number | null; pageSize?: number; inFlight?: number; timeoutMs?: number; onPage?: (page: RecordPage, documents: string[]) => void; onPaged?: () => void },
-): Promise<(ReturnType<PageColumns['finish']> & { vectors: Float32Array; dimension: number; count: number }) | null> {
+  options: { dimension: number | null; /** Hold the vectors in the SIMD kernel's memory where it can serve them (the build thread). */ kernelRows?: boolean; pageSize?: number; inFlight?: number; timeoutMs?: number; onPage?: (page: RecordPage, documents: string[]) => void; onPaged?: () => void },
+): Promise<(ReturnType<PageColumns['finish']> & { vectors: Float32Array; kernelRows: VectorRows | null; dimension: number; count: number }) | null> {
   const { dimension } = options;
-  const columns = dimension === null ? null : new PageColumns(count, dimension);
+  const columns = dimension === null ? null : new PageColumns(count, dimension, options.kernelRows ?? false);
   let row = 0;
   const pages = readRecordPages(ref, { pageSize: options.pageSize ?? 1000, dimension, total: count, ...(options.inFlight ? { inFlight: options.inFlight } : {}), ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) });
   for await (const page of pages) {
@@ -454,5 +455,5 @@ export async function readAllRecords(
   }
   if (row !== count) throw new Error(`read ${row} records, the collection counted ${count}`);
   options.onPaged?.();
-  return columns && dimension !== null ? { ...columns.finish(), vectors: columns.vectors, dimension, count } : null;
+  return columns && dimension !== null ? { ...columns.finish(), vectors: columns.vectors, kernelRows: columns.kernelRows, dimension, count } : null;
 }

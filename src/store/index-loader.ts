@@ -12,6 +12,7 @@ import { KEYWORD_THREAD_MIN_POSTINGS, KeywordPostings } from './keyword-postings
 import type { KeywordSearchReply, KeywordSearchRequest } from './keyword-search-worker.js';
 import type { KeywordHit } from './retrieval-backend.js';
 import { IdIndex, TextColumn } from './record-columns.js';
+import { VectorRows } from './simd-kernel.js';
 
 /** A worker script of this folder (built into dist/). */
 function workerPath(name: 'index-worker' | 'keyword-search-worker'): string {
@@ -234,7 +235,8 @@ export interface RecordColumns {
 export interface LoadedRecords {
   /** Null when the load read no vectors (a keyword index only). */
   columns: RecordColumns | null;
-  vectors: Float32Array | null;
+  /** The rows, in the SIMD kernel's memory where it serves them (simd-kernel.ts). */
+  vectors: Float32Array | VectorRows | null;
   /** Set for a cosine store: `vectors` holds unit rows and these are the rows' lengths (vector-scan.ts). */
   norms: Float32Array | null;
   keyword: KeywordSearcher;
@@ -314,7 +316,7 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
   const { worker: builder, reused } = buildThreads.take(maxBuilds);
   const keepMs = options.keepThreadMs ?? BUILD_THREAD_KEEP_MS;
   let columns: RecordColumns | null = null;
-  let vectors: Float32Array | null = null;
+  let vectors: Float32Array | VectorRows | null = null;
   let norms: Float32Array | null = null;
   let fromCache: LoadedRecords['fromCache'] = null;
   let built = false;
@@ -425,8 +427,12 @@ export function loadRecords(options: LoadIndexOptions): Promise<LoadedRecords> {
       } else if (m.type === 'keyword') {
         keyword = new KeywordPostings(m.data);
       } else if (m.type === 'vectors') {
-        vectors = m.data;
-        norms = m.norms;
+        try {
+          vectors = m.memory ? VectorRows.of(m.memory, m.count, m.dimension) : m.data;
+          norms = m.norms;
+        } catch (err) {
+          fail('RAG_STORE_INDEX_LOAD_FAILED', `the index build thread sent unusable vectors: ${(err as Error).message}`, err);
+        }
       } else if (m.type === 'loaded-from-cache') {
         const { type: _t, ...meta } = m;
         fromCache = meta;

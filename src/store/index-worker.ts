@@ -24,6 +24,7 @@ import { currentThreadNice, niceCurrentThread } from './thread-nice.js';
 import type { CollectionRef } from './chroma-pages.js';
 import type { DistanceSpace } from './chroma-store.js';
 import { normalizeRows } from './vector-scan.js';
+import { VectorRows, type WasmMemory } from './simd-kernel.js';
 import { forgetOrigin } from './fetch-origins.js';
 
 /** Where to read the records from, and what the collection was counted to hold. */
@@ -70,8 +71,12 @@ export type IndexWorkerMessage =
    * Sent once, before `built`.
    */
   | { type: 'columns'; ids: TextColumnData; documents: TextColumnData; metadata: MetadataColumnData; idTable: Int32Array; docRow: Int32Array }
-  /** `norms` set (cosine stores): the rows were scaled to unit length and these are their lengths. */
-  | { type: 'vectors'; data: Float32Array; norms: Float32Array | null; count: number; dimension: number }
+  /**
+   * The rows: in the SIMD kernel's shared memory (`memory`, simd-kernel.ts VectorRows: shared, not
+   * copied), else as `data` (transferred). `norms` set (cosine stores): the rows were scaled to unit
+   * length and these are their lengths.
+   */
+  | { type: 'vectors'; data: Float32Array | null; memory: WasmMemory | null; norms: Float32Array | null; count: number; dimension: number }
   /** The keyword index, compiled (its buffers transferred). */
   | { type: 'keyword'; data: KeywordPostingsData }
   | { type: 'paged' }
@@ -235,6 +240,7 @@ async function load(): Promise<KeywordOut> {
   const [columns, shipped] = await Promise.all([
     readAllRecords(ref, expectCount, {
       dimension: data.withVectors ? dimension : null,
+      kernelRows: true,
       pageSize: data.pageSize,
       inFlight: data.pagesInFlight,
       ...(builder ? { onPage: (page, documents) => page.ids.forEach((id, i) => builder.add(recordKeywordDoc(id, documents[i]!, page.metadatas[i] as Record<string, unknown> | null))) } : {}),
@@ -246,7 +252,7 @@ async function load(): Promise<KeywordOut> {
   if (columns) {
     // The cache gets its own copies: the arrays themselves are transferred to the main thread.
     if (data.persist) toPersist = { ids: copyColumn(columns.ids), documents: copyColumn(columns.documents), metadata: copyMetadataColumn(columns.metadata), version: data.persist.version, collection: ref.name, space, count: columns.count, dimension, vectors: columns.vectors.slice() };
-    sendVectors(columns.vectors, columns.count, dimension, space);
+    sendVectors(columns.kernelRows ?? columns.vectors, columns.count, dimension, space);
   }
   const keyword = shipped ?? builder!.finish('built');
   if (columns) sendColumns(columns.ids, columns.documents, columns.metadata, keyword);
@@ -267,11 +273,16 @@ async function openHere(url: string, collection: string): Promise<{ ref: Collect
   return { ref: store.refAt(url), space: store.space };
 }
 
-/** The vector matrix to the main thread (transferred): a cosine store's rows as unit vectors, scaled here (vector-scan.ts). */
-function sendVectors(vectors: Float32Array, count: number, dimension: number, space: 'cosine' | 'l2' | 'ip'): void {
-  const norms = space === 'cosine' ? normalizeRows(vectors, count, dimension) : null;
-  const transfer = [vectors.buffer as ArrayBuffer, ...(norms ? [norms.buffer as ArrayBuffer] : [])];
-  port.postMessage({ type: 'vectors', data: vectors, norms, count, dimension } satisfies IndexWorkerMessage, transfer);
+/**
+ * The vector matrix to the main thread: in the SIMD kernel's memory (shared), else transferred; a
+ * cosine store's rows as unit vectors, scaled here (vector-scan.ts).
+ */
+function sendVectors(vectors: Float32Array | VectorRows, count: number, dimension: number, space: 'cosine' | 'l2' | 'ip'): void {
+  const kernelRows = vectors instanceof VectorRows ? vectors : null;
+  const rows = kernelRows?.rows ?? (vectors as Float32Array);
+  const norms = space === 'cosine' ? normalizeRows(rows, count, dimension) : null;
+  const transfer = [...(kernelRows ? [] : [rows.buffer as ArrayBuffer]), ...(norms ? [norms.buffer as ArrayBuffer] : [])];
+  port.postMessage({ type: 'vectors', data: kernelRows ? null : rows, memory: kernelRows?.memory ?? null, norms, count, dimension } satisfies IndexWorkerMessage, transfer);
 }
 
 /** A serving index cache entry, checked (index-cache.ts), delivered through the same messages as a load from Chroma. */
@@ -292,7 +303,10 @@ async function loadCached(file: string, key: IndexCacheKey, expectCount: number)
   // The arrays come checked (decodeIndexCache); sendColumns builds the id table and each keyword document's row.
   sendColumns(index.ids, index.documents, index.metadata, keyword, true);
   sendKeyword(keyword);
-  sendVectors(index.vectors, index.count, index.dimension, index.space);
+  // Into the SIMD kernel's memory where it can serve them (a copy, here on the build thread).
+  const kernelRows = VectorRows.allocate(index.count, index.dimension);
+  kernelRows?.rows.set(index.vectors);
+  sendVectors(kernelRows ?? index.vectors, index.count, index.dimension, index.space);
   port.postMessage({ type: 'loaded-from-cache', version: index.version, collection: index.collection, space: index.space, count: index.count, dimension: index.dimension } satisfies IndexWorkerMessage);
   return { origin: index.keyword.origin, size: index.keyword.size, postings: null };
 }

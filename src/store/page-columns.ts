@@ -1,6 +1,7 @@
 import type { RecordPage } from './chroma-pages.js';
 import { MetadataColumnBuilder, type MetadataColumnData } from './metadata-columns.js';
 import { TextColumnBuilder, type TextColumnData } from './record-columns.js';
+import { VectorRows } from './simd-kernel.js';
 
 /**
  * A collection's records joined page by page as they are read (chroma-pages.ts readRecordPages):
@@ -10,13 +11,16 @@ import { TextColumnBuilder, type TextColumnData } from './record-columns.js';
  */
 export class PageColumns {
   readonly vectors: Float32Array;
+  /** The SIMD kernel's memory `vectors` is a view of (asked for, and the kernel can serve these rows), or null. */
+  readonly kernelRows: VectorRows | null;
   private readonly ids: TextColumnBuilder;
   private readonly documents: TextColumnBuilder;
   private readonly metadata: MetadataColumnBuilder;
   private rows = 0;
 
-  constructor(count: number, private readonly dimension: number) {
-    this.vectors = new Float32Array(count * dimension);
+  constructor(count: number, private readonly dimension: number, inKernelMemory = false) {
+    this.kernelRows = inKernelMemory ? VectorRows.allocate(count, dimension) : null;
+    this.vectors = this.kernelRows?.rows ?? new Float32Array(count * dimension);
     this.ids = new TextColumnBuilder(count);
     this.documents = new TextColumnBuilder(count);
     this.metadata = new MetadataColumnBuilder(count);

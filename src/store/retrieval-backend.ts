@@ -38,7 +38,7 @@ export interface RecordText {
 
 export interface BackendInfo {
   kind: BackendKind;
-  /** Vector search: 'usearch-exact' / 'js-exact' (in process) or 'chroma-hnsw'. */
+  /** Vector search: 'wasm-simd-exact' / 'usearch-exact' / 'js-exact' (in process) or 'chroma-hnsw'. */
   vectorIndex: string;
   space: DistanceSpace;
   /** In-process only: bytes held for vectors, texts and metadata (estimate). */

@@ -1,19 +1,23 @@
 import { createRequire } from 'node:module';
 import type { DistanceSpace } from './chroma-store.js';
+import { VectorRows } from './simd-kernel.js';
 
 /**
  * Exact nearest-neighbour search over one contiguous Float32Array (row-major, n x dim), with
  * Chroma's distance definitions so scores match what Chroma returns for the same vectors:
  *   l2: squared Euclidean distance; ip: 1 - dot; cosine: 1 - cos.
  *
- * Why exact and not an ANN library (measured, bench/ann-choice.ts, 2 shared cores):
- * usearch's SIMD exact kernel takes ~0.17 ms per query at 10k x 100-d and ~1.8 ms at 100k, with
- * 100% agreement by definition and no build time; its HNSW needed ef=256 to pass 99% top-10
- * agreement at 10k (0.23 ms per query, 1 s to build), and plain JavaScript exact search takes
- * ~0.9 ms. hnswlib-node needs its install script (node-gyp), which npm 11 skips; faiss-node
- * downloads its binary at install time. usearch ships a prebuilt linux-x64 binary inside the
- * package (glibc >= 2.34), so it works with install scripts skipped; if it fails to load, the
- * JavaScript scan below gives the same results, slower.
+ * Why exact and not an ANN library (measured, bench/ann-choice.ts, 2 shared cores): exact search
+ * answers with 100% agreement by definition and no build time, and at the sizes a generation holds
+ * in process it is fast enough: the WebAssembly SIMD kernel (simd-kernel.ts) scores 10k x 100-d in
+ * ~0.1 ms a query. usearch's HNSW needed ef=256 to pass 99% top-10 agreement at 10k (0.23 ms per
+ * query, 1 s to build). hnswlib-node needs its install script (node-gyp), which npm 11 skips;
+ * faiss-node downloads its binary at install time.
+ *
+ * Kernels, the first that applies: the SIMD kernel on rows held in its memory (the build thread puts
+ * them there, VectorRows); usearch's exact search (~0.3 ms at 10k x 100-d here; its prebuilt binary
+ * ships inside the package, so it works with install scripts skipped); a JavaScript scan (~1.7 ms),
+ * which also serves filtered searches where the SIMD kernel does not.
  */
 type UsearchModule = {
   exactSearch(dataset: Float32Array, queries: Float32Array, dimensions: number, count: number, metric: string, threads?: number): { keys: BigUint64Array; distances: Float32Array };
@@ -63,26 +67,34 @@ export class VectorMatrix {
   private readonly data: Float32Array;
   /** Cosine: the rows' original lengths (exports scale back); null otherwise. */
   private readonly norms: Float32Array | null;
+  /** The rows in the SIMD kernel's memory (then `data` is its view), or null. */
+  private readonly simd: VectorRows | null;
 
   /**
-   * `unitNorms` (cosine only): the rows were scaled to unit length (normalizeRows, done by the
-   * index worker off the event loop) and these are their original lengths. A cosine matrix given
+   * `vectors`: the rows, or the rows in the SIMD kernel's memory (VectorRows, as the build thread
+   * makes them). `unitNorms` (cosine only): the rows were scaled to unit length (normalizeRows, done by
+   * the index worker off the event loop) and these are their original lengths. A cosine matrix given
    * without it scales a copy of its rows here (the caller's array is left as it is).
    */
   constructor(
-    data: Float32Array,
+    vectors: Float32Array | VectorRows,
     readonly count: number,
     readonly dimension: number,
     readonly space: DistanceSpace,
     unitNorms?: Float32Array | null,
   ) {
+    let simd = vectors instanceof VectorRows ? vectors : null;
+    let data = simd ? simd.rows : (vectors as Float32Array);
+    if (simd && (simd.count !== count || simd.dimension !== dimension)) throw new Error(`vector rows hold ${simd.count} x ${simd.dimension}, expected ${count} x ${dimension}`);
     if (data.length !== count * dimension) throw new Error(`vector matrix holds ${data.length} floats, expected ${count} x ${dimension}`);
     if (unitNorms && (space !== 'cosine' || unitNorms.length !== count)) throw new Error(`unit rows need a cosine space and one length per row (${space}, ${unitNorms.length} for ${count})`);
     if (space === 'cosine' && !unitNorms) {
       data = data.slice();
+      simd = null;
       unitNorms = normalizeRows(data, count, dimension);
     }
     this.data = data;
+    this.simd = simd;
     this.norms = unitNorms ?? null;
   }
 
@@ -93,12 +105,12 @@ export class VectorMatrix {
     return n === undefined ? Array.from(v) : Array.from(v, (x) => Math.fround(x * n));
   }
 
-  get kernel(): 'usearch-exact' | 'js-exact' {
-    return nativeKernel() ? 'usearch-exact' : 'js-exact';
+  get kernel(): 'wasm-simd-exact' | 'usearch-exact' | 'js-exact' {
+    return this.simd ? 'wasm-simd-exact' : nativeKernel() ? 'usearch-exact' : 'js-exact';
   }
 
   get bytes(): number {
-    return this.data.byteLength + (this.norms?.byteLength ?? 0);
+    return (this.simd?.byteLength ?? this.data.byteLength) + (this.norms?.byteLength ?? 0);
   }
 
   /** The k nearest rows by Chroma's distance, ascending; `allowed` restricts to rows where it says 1. */
@@ -108,6 +120,7 @@ export class VectorMatrix {
     const want = Math.min(k, this.count);
     if (want <= 0) return { rows: [], distances: [] };
     if (this.norms) q = unitCopy(q);
+    if (this.simd) return nearest(this.simd.score(q, this.space === 'l2'), this.space === 'l2', want, allowed ?? null);
     const native = nativeKernel();
     if (!allowed && native) {
       const metric = this.space === 'l2' ? native.MetricKind.L2sq : native.MetricKind.IP;
@@ -160,6 +173,35 @@ export class VectorMatrix {
     }
     return { rows: Array.from(rows.subarray(0, filled)), distances: Array.from(best.subarray(0, filled)) };
   }
+}
+
+/**
+ * The k rows of least distance from the kernel's scores (squared distances with `l2`, else dot
+ * products, the distance then 1 - dot in float32 as usearch and Chroma's kernels give it),
+ * ascending, ties in row order; rows `allowed` marks 0 and non-finite distances left out.
+ */
+function nearest(scores: Float32Array, l2: boolean, k: number, allowed: Uint8Array | null): ScanResult {
+  const best = new Float64Array(k).fill(Infinity);
+  const rows = new Int32Array(k).fill(-1);
+  let filled = 0;
+  let worst = Infinity;
+  for (let r = 0; r < scores.length; r++) {
+    const d = l2 ? scores[r]! : Math.fround(1 - scores[r]!);
+    // Not below the k-th best (NaN included), or an infinite distance: never a result.
+    if (!(d < worst) || d === -Infinity) continue;
+    if (allowed && allowed[r] === 0) continue;
+    let p = Math.min(filled, k - 1);
+    while (p > 0 && best[p - 1]! > d) {
+      best[p] = best[p - 1]!;
+      rows[p] = rows[p - 1]!;
+      p--;
+    }
+    best[p] = d;
+    rows[p] = r;
+    if (filled < k) filled++;
+    if (filled === k) worst = best[k - 1]!;
+  }
+  return { rows: Array.from(rows.subarray(0, filled)), distances: Array.from(best.subarray(0, filled)) };
 }
 
 /** The query scaled to unit length (a copy; a zero query stays zero). */

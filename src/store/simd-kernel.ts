@@ -1,0 +1,260 @@
+/**
+ * The exact vector scan's kernel: a WebAssembly SIMD module (128-bit lanes, four rows at a time)
+ * that scores every row of a matrix against one query, inner product or squared Euclidean
+ * distance, into a score array the caller ranks. Measured on this machine's 2 shared vCPUs (AVX2,
+ * `/tmp/s24/es.mjs` and `wasm-proto.mjs`, 10,000 x 100-d): ~100 us a query against ~300 us for
+ * usearch's exact search (its prebuilt binary scores a row in ~90 cycles, a scalar loop's pace)
+ * and ~1,700 us for plain JavaScript; the query path's largest cost (44% of the event loop's CPU at
+ * 1,000 req/s, a `--cpu-prof` of the swap bench).
+ *
+ * The rows live in the module's memory: a shared `WebAssembly.Memory` the build thread allocates
+ * and fills (VectorRows.allocate), and posts to the event loop with the rest of the index, so no
+ * row is copied on the event loop. Layout: [query: dim floats][scores: count floats][rows: count x
+ * dim floats]. The module is assembled here from its instructions (no toolchain, ~1.2 KB): a
+ * generated binary would be a build artefact to keep in step with this code.
+ */
+
+// The WebAssembly API Node has had since v8, typed as far as this file uses it (the project's
+// `lib` is ES2023 without the DOM's, and @types/node 20 declares none of it).
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+}
+interface WasmModule {
+  readonly __module: never;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
+  Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => { readonly exports: Record<string, unknown> };
+}
+const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+/** LEB128, unsigned and signed (the binary format's integers). */
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+const name = (s: string) => [...uleb(s.length), ...Buffer.from(s, 'utf8')];
+const section = (id: number, bytes: number[]) => [id, ...uleb(bytes.length), ...bytes];
+const vector = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+
+/** The instructions the kernels use (core and SIMD opcodes of the WebAssembly 2.0 binary format). */
+const op = {
+  get: (i: number) => [0x20, ...uleb(i)],
+  set: (i: number) => [0x21, ...uleb(i)],
+  tee: (i: number) => [0x22, ...uleb(i)],
+  i32: (v: number) => [0x41, ...sleb(v)],
+  add: [0x6a],
+  mul: [0x6c],
+  shl: [0x74],
+  gtU: [0x4b],
+  ltU: [0x49],
+  geU: [0x4f],
+  block: [0x02, 0x40],
+  loop: [0x03, 0x40],
+  end: [0x0b],
+  br: (depth: number) => [0x0c, ...uleb(depth)],
+  brIf: (depth: number) => [0x0d, ...uleb(depth)],
+  f32Add: [0x92],
+  f32Store: (offset: number) => [0x38, 0x02, ...uleb(offset)],
+  v128Load: [0xfd, 0x00, 0x02, 0x00],
+  v128Zero: [0xfd, 0x0c, ...new Array<number>(16).fill(0)],
+  f32x4Add: [0xfd, 0xe4, 0x01],
+  f32x4Sub: [0xfd, 0xe5, 0x01],
+  f32x4Mul: [0xfd, 0xe6, 0x01],
+  f32x4Lane: (lane: number) => [0xfd, 0x1f, lane],
+};
+
+// Locals of a kernel. Parameters (i32, byte addresses): rows, query, scores, count, dim.
+const ROWS = 0, QUERY = 1, SCORES = 2, COUNT = 3, DIM = 4;
+// i32: the row, the query's cursor and end, four row cursors, a row's bytes.
+const R = 5, QP = 6, QEND = 7, P = [8, 9, 10, 11] as const, STRIDE = 12;
+// v128: four accumulators, the query's lanes, a difference.
+const ACC = [13, 14, 15, 16] as const, QV = 17, DIFF = 18;
+
+/**
+ * One kernel: scores[r] = dot(row r, query), or with `l2` the sum of (row - query)^2. Rows four at a
+ * time (four independent accumulators: an add's latency is not on the critical path), then the rest
+ * one at a time. `dim` must be a multiple of 4 (VectorRows.allocate checks it).
+ */
+function kernel(l2: boolean): number[] {
+  const term = (p: number, acc: number) => [
+    ...op.get(acc),
+    ...op.get(p),
+    ...op.v128Load,
+    ...(l2 ? [...op.get(QV), ...op.f32x4Sub, ...op.tee(DIFF), ...op.get(DIFF), ...op.f32x4Mul] : [...op.get(QV), ...op.f32x4Mul]),
+    ...op.f32x4Add,
+    ...op.set(acc),
+  ];
+  const step = (p: number) => [...op.get(p), ...op.i32(16), ...op.add, ...op.set(p)];
+  const lanes = (acc: number) => [...op.get(acc), ...op.f32x4Lane(0), ...op.get(acc), ...op.f32x4Lane(1), ...op.f32Add, ...op.get(acc), ...op.f32x4Lane(2), ...op.get(acc), ...op.f32x4Lane(3), ...op.f32Add, ...op.f32Add];
+  const queryStart = [...op.get(QUERY), ...op.tee(QP), ...op.get(STRIDE), ...op.add, ...op.set(QEND)];
+  const scoreAt = [...op.get(SCORES), ...op.get(R), ...op.i32(2), ...op.shl, ...op.add];
+  const rowAt = [...op.get(ROWS), ...op.get(R), ...op.get(STRIDE), ...op.mul, ...op.add];
+  const body = [
+    ...op.get(DIM), ...op.i32(2), ...op.shl, ...op.set(STRIDE),
+    ...op.i32(0), ...op.set(R),
+    // Four rows at a time while four are left.
+    ...op.block, ...op.loop,
+    ...op.get(R), ...op.i32(4), ...op.add, ...op.get(COUNT), ...op.gtU, ...op.brIf(1),
+    ...rowAt, ...op.tee(P[0]), ...op.get(STRIDE), ...op.add, ...op.tee(P[1]), ...op.get(STRIDE), ...op.add, ...op.tee(P[2]), ...op.get(STRIDE), ...op.add, ...op.set(P[3]),
+    ...ACC.flatMap((a) => [...op.v128Zero, ...op.set(a)]),
+    ...queryStart,
+    ...op.loop,
+    ...op.get(QP), ...op.v128Load, ...op.set(QV),
+    ...P.flatMap((p, i) => term(p, ACC[i]!)),
+    ...step(QP), ...P.flatMap((p) => step(p)),
+    ...op.get(QP), ...op.get(QEND), ...op.ltU, ...op.brIf(0),
+    ...op.end,
+    ...scoreAt, ...op.tee(P[0]),
+    ...lanes(ACC[0]), ...op.f32Store(0),
+    ...op.get(P[0]), ...lanes(ACC[1]), ...op.f32Store(4),
+    ...op.get(P[0]), ...lanes(ACC[2]), ...op.f32Store(8),
+    ...op.get(P[0]), ...lanes(ACC[3]), ...op.f32Store(12),
+    ...op.get(R), ...op.i32(4), ...op.add, ...op.set(R),
+    ...op.br(0),
+    ...op.end, ...op.end,
+    // The last rows one at a time.
+    ...op.block, ...op.loop,
+    ...op.get(R), ...op.get(COUNT), ...op.geU, ...op.brIf(1),
+    ...rowAt, ...op.set(P[0]),
+    ...op.v128Zero, ...op.set(ACC[0]),
+    ...queryStart,
+    ...op.loop,
+    ...op.get(QP), ...op.v128Load, ...op.set(QV),
+    ...term(P[0], ACC[0]),
+    ...step(QP), ...step(P[0]),
+    ...op.get(QP), ...op.get(QEND), ...op.ltU, ...op.brIf(0),
+    ...op.end,
+    ...scoreAt, ...lanes(ACC[0]), ...op.f32Store(0),
+    ...op.get(R), ...op.i32(1), ...op.add, ...op.set(R),
+    ...op.br(0),
+    ...op.end, ...op.end,
+    ...op.end,
+  ];
+  const locals = vector([[...uleb(8), 0x7f], [...uleb(6), 0x7b]]);
+  const fn = [...locals, ...body];
+  return [...uleb(fn.length), ...fn];
+}
+
+/** The module: one imported shared memory (up to 4 GiB), the two kernels exported as `dot` and `l2`. */
+export function kernelModuleBytes(): Uint8Array {
+  const i32 = [0x7f];
+  const types = section(1, vector([[0x60, ...vector([i32, i32, i32, i32, i32]), 0x00]]));
+  const imports = section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]]));
+  const functions = section(3, vector([[0x00], [0x00]]));
+  const exports = section(7, vector([[...name('dot'), 0x00, 0x00], [...name('l2'), 0x00, 0x01]]));
+  const code = section(10, vector([kernel(false), kernel(true)]));
+  return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...functions, ...exports, ...code]);
+}
+
+let compiled: WasmModule | null | undefined;
+/** The compiled module (once per thread; ~1 ms), or null where this runtime has no WebAssembly SIMD or shared memory. */
+export function kernelModule(): WasmModule | null {
+  if (compiled === undefined) {
+    try {
+      compiled = process.env.RAG_VECTOR_KERNEL === 'js' || process.env.RAG_VECTOR_KERNEL === 'usearch' ? null : new wasm.Module(kernelModuleBytes());
+    } catch {
+      compiled = null;
+    }
+  }
+  return compiled;
+}
+
+const PAGE = 65536;
+/** The most a wasm32 memory holds. */
+const MAX_BYTES = 65536 * PAGE;
+
+type Kernel = (rows: number, query: number, scores: number, count: number, dim: number) => void;
+
+/**
+ * A matrix of `count` rows of `dimension` floats held in a shared WebAssembly memory, with room for
+ * one query and one score per row, scored by the SIMD kernels. Made by the build thread
+ * (`allocate`, the rows filled through `rows`), its memory posted to the event loop, which wraps the
+ * same memory (`of`): no row is copied.
+ */
+export class VectorRows {
+  /** The rows, row-major (a view of the memory). */
+  readonly rows: Float32Array;
+  private readonly query: Float32Array;
+  private readonly scores: Float32Array;
+  private kernels: { dot: Kernel; l2: Kernel } | null = null;
+
+  private constructor(
+    readonly memory: WasmMemory,
+    readonly count: number,
+    readonly dimension: number,
+  ) {
+    const buffer = memory.buffer;
+    if (buffer.byteLength < VectorRows.bytes(count, dimension)) throw new Error(`a vector memory of ${buffer.byteLength} bytes cannot hold ${count} x ${dimension}`);
+    this.query = new Float32Array(buffer, 0, dimension);
+    this.scores = new Float32Array(buffer, dimension * 4, count);
+    this.rows = new Float32Array(buffer, (dimension + count) * 4, count * dimension);
+  }
+
+  /** Bytes the layout takes. */
+  static bytes(count: number, dimension: number): number {
+    return (dimension + count + count * dimension) * 4;
+  }
+
+  /**
+   * A zeroed matrix in a new shared memory, or null where the kernel cannot serve it (no
+   * WebAssembly SIMD here, a dimension that is not a multiple of 4, no rows, or more than 4 GiB):
+   * then the caller keeps a plain Float32Array and the scan falls back to usearch or JavaScript.
+   */
+  static allocate(count: number, dimension: number): VectorRows | null {
+    if (!kernelModule() || count <= 0 || dimension <= 0 || dimension % 4 !== 0) return null;
+    const bytes = VectorRows.bytes(count, dimension);
+    if (bytes > MAX_BYTES) return null;
+    const pages = Math.ceil(bytes / PAGE);
+    let memory: WasmMemory;
+    try {
+      memory = new wasm.Memory({ initial: pages, maximum: pages, shared: true });
+    } catch {
+      return null;
+    }
+    return new VectorRows(memory, count, dimension);
+  }
+
+  /** The rows of a memory made by `allocate` (in another thread). Throws when the memory is too small for them. */
+  static of(memory: WasmMemory, count: number, dimension: number): VectorRows {
+    return new VectorRows(memory, count, dimension);
+  }
+
+  get byteLength(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /**
+   * Every row scored against `query` (inner product, or with `l2` the squared Euclidean
+   * distance). The scores are a view of the memory: read them before the next call.
+   */
+  score(query: Float32Array, l2: boolean): Float32Array {
+    if (query.length !== this.dimension) throw new Error(`query has ${query.length} dimensions, the rows ${this.dimension}`);
+    if (!this.kernels) {
+      const instance = new wasm.Instance(kernelModule()!, { env: { memory: this.memory } });
+      this.kernels = { dot: instance.exports.dot as Kernel, l2: instance.exports.l2 as Kernel };
+    }
+    this.query.set(query);
+    (l2 ? this.kernels.l2 : this.kernels.dot)(this.rows.byteOffset, 0, this.scores.byteOffset, this.count, this.dimension);
+    return this.scores;
+  }
+}
