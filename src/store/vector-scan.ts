@@ -178,30 +178,34 @@ export class VectorMatrix {
 /**
  * The k rows of least distance from the kernel's scores (squared distances with `l2`, else dot
  * products, the distance then 1 - dot in float32 as usearch and Chroma's kernels give it),
- * ascending, ties in row order; rows `allowed` marks 0 and non-finite distances left out.
+ * ascending, ties in row order; rows `allowed` marks 0 and non-finite distances left out. Ranked on
+ * the scores themselves (a dot's negation), the distance computed for the k kept only.
  */
 function nearest(scores: Float32Array, l2: boolean, k: number, allowed: Uint8Array | null): ScanResult {
   const best = new Float64Array(k).fill(Infinity);
   const rows = new Int32Array(k).fill(-1);
+  const sign = l2 ? 1 : -1;
   let filled = 0;
   let worst = Infinity;
   for (let r = 0; r < scores.length; r++) {
-    const d = l2 ? scores[r]! : Math.fround(1 - scores[r]!);
-    // Not below the k-th best (NaN included), or an infinite distance: never a result.
-    if (!(d < worst) || d === -Infinity) continue;
+    const key = sign * scores[r]!;
+    // Not below the k-th best (NaN and an infinite distance included): never a result.
+    if (!(key < worst) || key === -Infinity) continue;
     if (allowed && allowed[r] === 0) continue;
     let p = Math.min(filled, k - 1);
-    while (p > 0 && best[p - 1]! > d) {
+    while (p > 0 && best[p - 1]! > key) {
       best[p] = best[p - 1]!;
       rows[p] = rows[p - 1]!;
       p--;
     }
-    best[p] = d;
+    best[p] = key;
     rows[p] = r;
     if (filled < k) filled++;
     if (filled === k) worst = best[k - 1]!;
   }
-  return { rows: Array.from(rows.subarray(0, filled)), distances: Array.from(best.subarray(0, filled)) };
+  const distances: number[] = [];
+  for (let i = 0; i < filled; i++) distances.push(l2 ? best[i]! : Math.fround(1 + best[i]!));
+  return { rows: Array.from(rows.subarray(0, filled)), distances };
 }
 
 /** The query scaled to unit length (a copy; a zero query stays zero). */
