@@ -245,7 +245,8 @@ export class VectorRows {
 
   /**
    * Every row scored against `query` (inner product, or with `l2` the squared Euclidean
-   * distance). The scores are a view of the memory: read them before the next call.
+   * distance). The scores are a view of the memory: read them before the next call. One thread
+   * scores (the event loop): the query and the scores have one place each in the memory.
    */
   score(query: Float32Array, l2: boolean): Float32Array {
     if (query.length !== this.dimension) throw new Error(`query has ${query.length} dimensions, the rows ${this.dimension}`);
