@@ -140,10 +140,7 @@ export class VectorMatrix {
 
   private scan(q: Float32Array, k: number, allowed: Uint8Array | null): ScanResult {
     const { data, dimension: D, space } = this;
-    // Sorted insertion into k slots: k is small (<= a few hundred).
-    const best = new Float64Array(k).fill(Infinity);
-    const rows = new Int32Array(k).fill(-1);
-    let filled = 0;
+    const top = new TopK(k);
     for (let r = 0, o = 0; r < this.count; r++, o += D) {
       if (allowed && allowed[r] === 0) continue;
       let d: number;
@@ -159,19 +156,41 @@ export class VectorMatrix {
         for (let j = 0; j < D; j++) s += data[o + j]! * q[j]!;
         d = 1 - s; // ip; cosine too, the rows and the query being unit vectors
       }
-      if (filled < k || d < best[k - 1]!) {
-        let p = Math.min(filled, k - 1);
-        while (p > 0 && best[p - 1]! > d) {
-          best[p] = best[p - 1]!;
-          rows[p] = rows[p - 1]!;
-          p--;
-        }
-        best[p] = d;
-        rows[p] = r;
-        if (filled < k) filled++;
-      }
+      if (d < top.worst || top.filled < k) top.add(d, r);
     }
-    return { rows: Array.from(rows.subarray(0, filled)), distances: Array.from(best.subarray(0, filled)) };
+    return { rows: top.rowList(), distances: Array.from(top.keys.subarray(0, top.filled)) };
+  }
+}
+
+/** The k least keys seen and their rows, ascending, ties in the order added: sorted insertion into k slots (k is small, <= a few hundred). */
+class TopK {
+  readonly keys: Float64Array;
+  private readonly rows: Int32Array;
+  filled = 0;
+  /** The k-th least key once k are held (Infinity before): a key not below it is never kept. */
+  worst = Infinity;
+
+  constructor(private readonly k: number) {
+    this.keys = new Float64Array(k).fill(Infinity);
+    this.rows = new Int32Array(k).fill(-1);
+  }
+
+  add(key: number, row: number): void {
+    const { keys, rows, k } = this;
+    let p = Math.min(this.filled, k - 1);
+    while (p > 0 && keys[p - 1]! > key) {
+      keys[p] = keys[p - 1]!;
+      rows[p] = rows[p - 1]!;
+      p--;
+    }
+    keys[p] = key;
+    rows[p] = row;
+    if (this.filled < k) this.filled++;
+    if (this.filled === k) this.worst = keys[k - 1]!;
+  }
+
+  rowList(): number[] {
+    return Array.from(this.rows.subarray(0, this.filled));
   }
 }
 
@@ -182,30 +201,18 @@ export class VectorMatrix {
  * the scores themselves (a dot's negation), the distance computed for the k kept only.
  */
 function nearest(scores: Float32Array, l2: boolean, k: number, allowed: Uint8Array | null): ScanResult {
-  const best = new Float64Array(k).fill(Infinity);
-  const rows = new Int32Array(k).fill(-1);
+  const top = new TopK(k);
   const sign = l2 ? 1 : -1;
-  let filled = 0;
-  let worst = Infinity;
   for (let r = 0; r < scores.length; r++) {
     const key = sign * scores[r]!;
     // Not below the k-th best (NaN and an infinite distance included): never a result.
-    if (!(key < worst) || key === -Infinity) continue;
+    if (!(key < top.worst) || key === -Infinity) continue;
     if (allowed && allowed[r] === 0) continue;
-    let p = Math.min(filled, k - 1);
-    while (p > 0 && best[p - 1]! > key) {
-      best[p] = best[p - 1]!;
-      rows[p] = rows[p - 1]!;
-      p--;
-    }
-    best[p] = key;
-    rows[p] = r;
-    if (filled < k) filled++;
-    if (filled === k) worst = best[k - 1]!;
+    top.add(key, r);
   }
   const distances: number[] = [];
-  for (let i = 0; i < filled; i++) distances.push(l2 ? best[i]! : Math.fround(1 + best[i]!));
-  return { rows: Array.from(rows.subarray(0, filled)), distances };
+  for (let i = 0; i < top.filled; i++) distances.push(l2 ? top.keys[i]! : Math.fround(1 + top.keys[i]!));
+  return { rows: top.rowList(), distances };
 }
 
 /** The query scaled to unit length (a copy; a zero query stays zero). */
