@@ -197,6 +197,9 @@ export class VectorRows {
   private readonly query: Float32Array;
   private readonly scores: Float32Array;
   private kernels: { dot: Kernel; l2: Kernel } | null = null;
+  /** Byte addresses of the rows and the scores in the memory (the query's is 0). */
+  private readonly rowsAt: number;
+  private readonly scoresAt: number;
 
   private constructor(
     readonly memory: WasmMemory,
@@ -208,6 +211,8 @@ export class VectorRows {
     this.query = new Float32Array(buffer, 0, dimension);
     this.scores = new Float32Array(buffer, dimension * 4, count);
     this.rows = new Float32Array(buffer, (dimension + count) * 4, count * dimension);
+    this.rowsAt = (dimension + count) * 4;
+    this.scoresAt = dimension * 4;
   }
 
   /** Bytes the layout takes. */
@@ -255,7 +260,7 @@ export class VectorRows {
       this.kernels = { dot: instance.exports.dot as Kernel, l2: instance.exports.l2 as Kernel };
     }
     this.query.set(query);
-    (l2 ? this.kernels.l2 : this.kernels.dot)(this.rows.byteOffset, 0, this.scores.byteOffset, this.count, this.dimension);
+    (l2 ? this.kernels.l2 : this.kernels.dot)(this.rowsAt, 0, this.scoresAt, this.count, this.dimension);
     return this.scores;
   }
 }
