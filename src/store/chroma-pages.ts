@@ -3,6 +3,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { RagError } from '../errors.js';
 import { PageColumns } from './page-columns.js';
 import type { VectorRows } from './simd-kernel.js';
+import { grown } from './record-columns.js';
 
 /**
  * A collection's records read page by page straight from Chroma's REST API (`POST .../get`), for
@@ -240,11 +241,7 @@ class PageParser {
       this.ws();
       if (b[this.pos] !== 0x5b) this.fail('expected a vector');
       this.pos++;
-      if ((count + 1) * dim > data.length) {
-        const grown = new Float32Array(data.length * 2);
-        grown.set(data);
-        data = grown;
-      }
+      data = grown(data, (count + 1) * dim);
       const base = count * dim;
       let j = 0;
       this.ws();

@@ -18,7 +18,7 @@
  * A record read back (`get`) is a fresh object equal to the one stored: same fields, same order,
  * same values (numbers are float64 either way; a JSON value round-trips through JSON).
  */
-import { buildIdTable, columnBuffers, copyColumn, encodeTextColumn, IdIndex, TextColumn, type TextColumnData } from './record-columns.js';
+import { buildIdTable, columnBuffers, copyColumn, encodeTextColumn, grown, IdIndex, TextColumn, type TextColumnData } from './record-columns.js';
 import type { Metadata } from './where-filter.js';
 
 export const KIND_NULL = 0;
@@ -65,14 +65,9 @@ export class MetadataColumnBuilder {
 
   private push(key: number, kind: number, value: number): void {
     if (this.entries === this.entryKey.length) {
-      const grow = <T extends Uint32Array | Uint8Array | Float64Array>(a: T, make: (n: number) => T): T => {
-        const b = make(a.length * 2);
-        b.set(a as never);
-        return b;
-      };
-      this.entryKey = grow(this.entryKey, (n) => new Uint32Array(n));
-      this.entryKind = grow(this.entryKind, (n) => new Uint8Array(n));
-      this.entryValue = grow(this.entryValue, (n) => new Float64Array(n));
+      this.entryKey = grown(this.entryKey, this.entries + 1);
+      this.entryKind = grown(this.entryKind, this.entries + 1);
+      this.entryValue = grown(this.entryValue, this.entries + 1);
     }
     this.entryKey[this.entries] = key;
     this.entryKind[this.entries] = kind;

@@ -41,7 +41,7 @@ export function utf8(s: string): Uint8Array {
 }
 
 /** `a` if it holds `need` elements, else a copy at least twice as long (growable typed arrays). */
-export function grown<T extends Uint32Array | Int32Array | Float32Array | Float64Array>(a: T, need: number): T {
+export function grown<T extends Uint8Array | Uint32Array | Int32Array | Float32Array | Float64Array>(a: T, need: number): T {
   if (a.length >= need) return a;
   const b = new (a.constructor as new (n: number) => T)(Math.max(need, a.length * 2));
   b.set(a);
