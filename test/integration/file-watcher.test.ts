@@ -38,6 +38,16 @@ async function started(watcher: FileWatcher, dir: string): Promise<number[]> {
   return settles;
 }
 
+/** A root folder `vectorstore` with one file, watched with short waits and a rescan every 200 ms. */
+async function watchedRoot(prefix: string): Promise<{ parent: string; root: string; watcher: FileWatcher; settles: number[] }> {
+  const parent = await mkdtemp(join(tmpdir(), prefix));
+  const root = join(parent, 'vectorstore');
+  await mkdir(root);
+  await writeFile(join(root, 'a.bin'), 'a');
+  const watcher = new FileWatcher({ roots: [root], logger: createSilentLogger(), debounceMs: 50, stabilityMs: 50, polling: false, rescanMs: 200 });
+  return { parent, root, watcher, settles: await started(watcher, parent) };
+}
+
 async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
@@ -103,12 +113,7 @@ describe('file watcher activity', () => {
   });
 
   it('watches a folder replaced under its name (`mv new vectorstore`) again: its later changes arrive as events, not only through the rescan', async () => {
-    const parent = await mkdtemp(join(tmpdir(), 'rag-watch-replaced-'));
-    const root = join(parent, 'vectorstore');
-    await mkdir(root);
-    await writeFile(join(root, 'a.bin'), 'a');
-    const watcher = new FileWatcher({ roots: [root], logger: createSilentLogger(), debounceMs: 50, stabilityMs: 50, polling: false, rescanMs: 200 });
-    const settles = await started(watcher, parent);
+    const { parent, root, watcher, settles } = await watchedRoot('rag-watch-replaced-');
     // The folder replaced as `mv` does it: the old one renamed away, a new one renamed into its name.
     const next = join(parent, 'next');
     await mkdir(next);
@@ -130,12 +135,7 @@ describe('file watcher activity', () => {
   });
 
   it('watches a folder deleted and created again under its name: its later changes arrive as events, and the rescan adds it once', async () => {
-    const parent = await mkdtemp(join(tmpdir(), 'rag-watch-recreated-'));
-    const root = join(parent, 'vectorstore');
-    await mkdir(root);
-    await writeFile(join(root, 'a.bin'), 'a');
-    const watcher = new FileWatcher({ roots: [root], logger: createSilentLogger(), debounceMs: 50, stabilityMs: 50, polling: false, rescanMs: 200 });
-    const settles = await started(watcher, parent);
+    const { parent, root, watcher, settles } = await watchedRoot('rag-watch-recreated-');
     const adds: string[] = [];
     const internal = watcher as unknown as { watcher: { add(p: string): unknown } };
     const add = internal.watcher.add.bind(internal.watcher);
