@@ -161,6 +161,27 @@ describe('in-process index read through Chroma', () => {
     });
   }
 
+  it('a dimension the SIMD kernel cannot serve (7) is read through the build thread as plain rows, searched by usearch, and ranks as the JavaScript scan does', async () => {
+    const D7 = 7;
+    const n = 300;
+    const rows = Array.from({ length: n }, (_, i) => Array.from({ length: D7 }, (_, j) => (j === i % D7 ? 1 : 0) + (r() - 0.5)));
+    const c = await ChromaStore.client(server.url).createCollection({ name: 'vec-d7', embeddingFunction: null, configuration: { hnsw: { space: 'l2' } } });
+    await c.add({ ids: rows.map((_, i) => `d7-${i}`), embeddings: rows, documents: rows.map((_, i) => `row ${i}`) });
+    const records = await loadRecords({ target: { url: server.url, collection: 'vec-d7', count: n, dimension: D7 }, withVectors: true, keywordDir: null, timeoutMs: 60_000, keepThreadMs: 0 });
+    const local = await InProcessBackend.create('vec-d7', 'l2', D7, records);
+    try {
+      expect(local.describe()).toMatchObject({ kind: 'in-process', vectorIndex: 'usearch-exact' });
+      const reference = new VectorMatrix(Float32Array.from(rows.flat()), n, D7, 'l2');
+      const every = new Uint8Array(n).fill(1);
+      for (const q of rows.slice(0, 10)) {
+        const want = reference.search(q, 5, every).rows.map((row) => `d7-${row}`);
+        expect((await local.query(q, 5)).map((h) => h.id)).toEqual(want);
+      }
+    } finally {
+      await local.dispose();
+    }
+  });
+
   it('the JavaScript scan and the native kernel return the same neighbours', () => {
     for (const space of SPACES) {
       const m = new VectorMatrix(Float32Array.from(vectors.flat()), N, D, space);
