@@ -6,19 +6,10 @@ import { splitSentences } from '../../src/rag/extractive-answerer.js';
 import { publishStoreVersion } from '../../src/ingest/publish.js';
 import { createSilentLogger } from '../../src/observability/logger.js';
 import { freePort, startNode } from './proc.js';
+import { rng } from './rng.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 const logger = createSilentLogger();
-
-/** Deterministic pseudo-random generator (mulberry32), so every run builds the same stores. */
-export function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A store version of n synthetic chunks (three corpus sentences each), not activated. */
 export async function buildStore(outDir: string, version: string, n: number, edition: string, model: EmbeddingModel, sentences: string[], servingIndex = false) {

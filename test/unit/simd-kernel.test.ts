@@ -6,19 +6,14 @@
  */
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
+import { rng } from '../../bench/lib/rng.js';
 import { kernelModule, VectorRows } from '../../src/store/simd-kernel.js';
 import { normalizeRows, VectorMatrix } from '../../src/store/vector-scan.js';
 
-/** A deterministic generator (mulberry32), values in [-1, 1). */
+/** Values in [-1, 1), the same for a seed on every run. */
 function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const next = rng(seed);
+  return () => next() * 2 - 1;
 }
 
 function filled(count: number, dimension: number, seed: number): VectorRows {
