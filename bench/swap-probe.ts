@@ -1,12 +1,17 @@
 /**
- * `npm run swap-probe [-- --chunks 10000 --swaps 5 --load 0 --standby-ms N --bare --serving-index]`: write-finished -> serving for a few
+ * `npm run swap-probe [-- --chunks 10000 --swaps 5 --load 0 --keep 4 --standby-ms N --bare --serving-index]`: write-finished -> serving for a few
  * store swaps, with the build phases of each (the numbers behind "0.75 s idle"). --load N keeps N
  * connections on /v1/retrieve while swapping. Prints main-thread stalls over 20 ms per swap (gaps in a
  * 1 ms timer, from CURRENT's rename to 800 ms after serving) and the process RSS after the first and the last swap (`--swaps 100`: the leak check).
- * The service runs in this process: `npm run swap-probe` gives it two malloc arenas as `npm start` does;
- * run with `node` directly, set MALLOC_ARENA_MAX yourself.
+ * Each swap copies the version in under a new name and, as a publisher does (and swap-latency's
+ * BenchVersions), deletes the oldest beyond --keep once the new one serves; `--keep 0` keeps every
+ * version in the folder (the watcher then holds ~10 more directory watches per version: memory that
+ * grows with the folder's content, not with swaps).
+ * The service runs in this process: `npm run swap-probe` gives it two malloc arenas as `npm start` does
+ * and exposes gc() for the settled sample; run with `node` directly, set MALLOC_ARENA_MAX (and
+ * --expose-gc) yourself.
  */
-import { cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { writeHeapSnapshot } from 'node:v8';
@@ -19,10 +24,11 @@ import { publishStoreVersion } from '../src/ingest/publish.js';
 import { createSilentLogger } from '../src/observability/logger.js';
 import { createService } from '../src/service.js';
 import { KEYWORD_INDEX_FILE } from '../src/store/keyword-index.js';
+import { BenchVersions } from './lib/fixtures.js';
 import { MANIFEST_FILE } from '../src/store/manifest.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const { values } = parseArgs({ options: { chunks: { type: 'string', default: '10000' }, swaps: { type: 'string', default: '5' }, load: { type: 'string', default: '0' }, 'serving-index': { type: 'boolean', default: false }, bare: { type: 'boolean', default: false }, 'standby-ms': { type: 'string' } } });
+const { values } = parseArgs({ options: { chunks: { type: 'string', default: '10000' }, swaps: { type: 'string', default: '5' }, load: { type: 'string', default: '0' }, 'serving-index': { type: 'boolean', default: false }, bare: { type: 'boolean', default: false }, 'standby-ms': { type: 'string' }, keep: { type: 'string', default: '4' } } });
 const N = Number(values.chunks);
 const quiet = Number(values.swaps) > 10;
 
@@ -71,27 +77,33 @@ async function main() {
       lastTick = now;
     }, 1);
     const rss: number[] = [];
+    /** RSS after a full collection (with --expose-gc). */
+    const settled: number[] = [];
     /** heapUsed / arrayBuffers MiB and the process's thread count after each swap. */
     const heap: string[] = [];
+    const keep = Number(values.keep);
+    const versions = new BenchVersions(store, keep > 0 ? keep : Infinity, 'a');
     for (let i = 1; i <= Number(values.swaps); i++) {
-      const v = `s${i}`;
       stalls.length = 0;
-      await cp(built.dir, join(store, v), { recursive: true });
-      await writeFile(join(store, 'CURRENT.tmp'), `${v}\n`);
-      await rename(join(store, 'CURRENT.tmp'), join(store, 'CURRENT'));
-      const t = Date.now();
+      const v = await versions.copyIn(built.dir, 's');
+      const t = await versions.point(v);
       swapStart = performance.now();
       while (svc.manager.current?.store.version !== v) await new Promise((r) => setTimeout(r, 5));
       const a = svc.manager.status().history.find((h) => h.storeVersion === v && h.outcome === 'accepted')!;
       if (!quiet || i === 1 || i === Number(values.swaps)) console.log(`${v}: serving ${Date.now() - t} ms after CURRENT was renamed; build ${a.durationMs} ms ${JSON.stringify(a.phases)} store ${JSON.stringify(svc.manager.current?.store.phases)}; stalls >20 ms (offset+ms): ${stalls.join(' ') || 'none'}`);
       await new Promise((r) => setTimeout(r, 800));
+      await versions.prune();
       // Stalls are counted from CURRENT's rename to 800 ms after serving: not the full collection
       // below, which the ticker would otherwise report against the next swap (~serving + 800 ms).
       swapStart = 0;
-      // With --expose-gc, a full collection first: what stays is retained, not garbage not yet collected.
-      (globalThis as { gc?: () => void }).gc?.();
+      // The sample as it falls; then, with --expose-gc (as `npm run swap-probe` runs it), a second
+      // one after a full collection: what stays is retained, not garbage not yet collected (one
+      // sample's ratio otherwise says mostly where the collector was: 0.97-1.10x for the same code).
+      rss.push(Math.round(process.memoryUsage.rss() / 2 ** 20));
+      const gc = (globalThis as { gc?: () => void }).gc;
+      gc?.();
       const mem = process.memoryUsage();
-      rss.push(Math.round(mem.rss / 2 ** 20));
+      if (gc) settled.push(Math.round(mem.rss / 2 ** 20));
       if (process.env.SWAP_PROBE_HEAP && (i === 3 || i === Number(values.swaps))) console.log('heap snapshot', writeHeapSnapshot(join(process.env.SWAP_PROBE_HEAP, `swap-${i}.heapsnapshot`)));
       heap.push(`${Math.round(mem.heapUsed / 2 ** 20)}/${Math.round(mem.arrayBuffers / 2 ** 20)}/${readdirSync('/proc/self/task').length}t`);
     }
@@ -105,6 +117,7 @@ async function main() {
       const [head, tail] = [med(rss.slice(0, 10)), med(rss.slice(-10))];
       console.log(`rss MiB median of swaps 1-10: ${head}, of swaps ${n - 9}-${n}: ${tail} (${(tail / head).toFixed(3)}x)`);
     }
+    if (settled.length) console.log(`rss MiB after a full collection, after swap 1: ${settled[0]}, after swap ${n}: ${settled[n - 1]} (${(settled[n - 1]! / settled[0]!).toFixed(3)}x); every 10th: ${settled.filter((_, i) => i % 10 === 0 || i === n - 1).join(' ')}`);
     clearInterval(ticker);
     load?.stop();
     await svc.stop();
