@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { DistanceSpace } from './chroma-store.js';
-import { VectorRows } from './simd-kernel.js';
+import { BLOCK, VectorRows } from './simd-kernel.js';
 
 /**
  * Exact nearest-neighbour search over one contiguous Float32Array (row-major, n x dim), with
@@ -115,12 +115,19 @@ export class VectorMatrix {
 
   /** The k nearest rows by Chroma's distance, ascending; `allowed` restricts to rows where it says 1. */
   search(query: ArrayLike<number>, k: number, allowed?: Uint8Array | null): ScanResult {
-    let q = query instanceof Float32Array ? query : Float32Array.from(query);
-    if (q.length !== this.dimension) throw new Error(`query has ${q.length} dimensions, the index ${this.dimension}`);
+    if (query.length !== this.dimension) throw new Error(`query has ${query.length} dimensions, the index ${this.dimension}`);
     const want = Math.min(k, this.count);
     if (want <= 0) return { rows: [], distances: [] };
+    const simd = this.simd;
+    if (simd) {
+      // Written into the kernel's query slot and scaled there: no copy of the query a search.
+      simd.query.set(query);
+      if (this.norms) normalizeRows(simd.query, 1, this.dimension);
+      const l2 = this.space === 'l2';
+      return nearest(simd.score(null, l2), simd.bests, l2, want, allowed ?? null);
+    }
+    let q = query instanceof Float32Array ? query : Float32Array.from(query);
     if (this.norms) q = unitCopy(q);
-    if (this.simd) return nearest(this.simd.score(q, this.space === 'l2'), this.space === 'l2', want, allowed ?? null);
     const native = nativeKernel();
     if (!allowed && native) {
       const metric = this.space === 'l2' ? native.MetricKind.L2sq : native.MetricKind.IP;
@@ -198,18 +205,28 @@ class TopK {
  * The k rows of least distance from the kernel's scores (squared distances with `l2`, else dot
  * products, the distance then 1 - dot in float32 as usearch and Chroma's kernels give it),
  * ascending, ties in row order; rows `allowed` marks 0 and non-finite distances left out. Ranked on
- * the scores themselves (a dot's negation), the distance computed for the k kept only.
+ * the scores themselves (a dot's negation), the distance computed for the k kept only. `bests`
+ * holds each full block's best score (VectorRows.score): a block whose best cannot enter the top k
+ * is passed over whole (not below the k-th key: no row of it could be added, ties included); a NaN
+ * best (a NaN in the block) never compares, so that block is read row by row.
  */
-function nearest(scores: Float32Array, l2: boolean, k: number, allowed: Uint8Array | null): ScanResult {
+function nearest(scores: Float32Array, bests: Float32Array, l2: boolean, k: number, allowed: Uint8Array | null): ScanResult {
   const top = new TopK(k);
   const sign = l2 ? 1 : -1;
-  for (let r = 0; r < scores.length; r++) {
-    const key = sign * scores[r]!;
-    // Not below the k-th best (NaN and an infinite distance included): never a result.
-    if (!(key < top.worst) || key === -Infinity) continue;
-    if (allowed && allowed[r] === 0) continue;
-    top.add(key, r);
+  const consider = (from: number, to: number) => {
+    for (let r = from; r < to; r++) {
+      const key = sign * scores[r]!;
+      // Not below the k-th best (NaN and an infinite distance included): never a result.
+      if (!(key < top.worst) || key === -Infinity) continue;
+      if (allowed && allowed[r] === 0) continue;
+      top.add(key, r);
+    }
+  };
+  for (let b = 0; b < bests.length; b++) {
+    if (sign * bests[b]! >= top.worst) continue;
+    consider(b * BLOCK, (b + 1) * BLOCK);
   }
+  consider(bests.length * BLOCK, scores.length);
   const distances: number[] = [];
   for (let i = 0; i < top.filled; i++) distances.push(l2 ? top.keys[i]! : Math.fround(1 + top.keys[i]!));
   return { rows: top.rowList(), distances };

@@ -93,6 +93,44 @@ describe('vector matrix on the SIMD kernel', () => {
     });
   }
 
+  it("ranks by blocks of 16 rows without losing a row: a NaN beside the best in its block, ties across blocks, a block's best equal to the k-th", () => {
+    // 70 rows of 4 dims (4 full blocks and a tail of 6), all far from the query but for the ones set below.
+    const N2 = 70;
+    const D2 = 4;
+    const simd = VectorRows.allocate(N2, D2)!;
+    simd.rows.fill(9);
+    const set = (r: number, v: number) => simd.rows.fill(v, r * D2, (r + 1) * D2);
+    set(16, Number.NaN); // first row of block 1: its best is NaN...
+    set(21, 0.5); // ...and this, the nearest row of all (dot: the greatest), is in the same block
+    set(40, 1); // block 2, tied with block 3's first row and the tail's last
+    set(48, 1);
+    set(69, 1);
+    set(3, 2); // block 0: worse than the ties
+    const raw = simd.rows.slice();
+    for (const space of ['l2', 'ip'] as const) {
+      const fast = new VectorMatrix(simd, N2, D2, space);
+      expect(fast.kernel).toBe('wasm-simd-exact');
+      expect(simd.bests).toHaveLength(4);
+      // l2 from the origin; ip with a query that makes the same rows nearest (the greatest dot).
+      const q = space === 'l2' ? [0, 0, 0, 0] : [-0.25, -0.25, -0.25, -0.25];
+      // The oracle: every row's distance in double precision (exact for these values), the NaN row
+      // left out, a stable sort (ties in row order).
+      const distance = (r: number) => {
+        const row = Array.from(raw.subarray(r * D2, (r + 1) * D2));
+        return space === 'l2' ? row.reduce((a, x) => a + x * x, 0) : 1 - row.reduce((a, x, j) => a + x * q[j]!, 0);
+      };
+      const order = Array.from({ length: N2 }, (_, r) => r)
+        .filter((r) => Number.isFinite(distance(r)))
+        .sort((a, b) => distance(a) - distance(b));
+      for (const k of [1, 2, 3, 4, 6, N2]) expect(fast.search(q, k).rows).toEqual(order.slice(0, k));
+      expect(fast.search(q, 1).rows).toEqual([21]);
+      // Ties keep row order: the k-th equals a later block's best, which is then passed over.
+      expect(fast.search(q, 2).rows).toEqual([21, 40]);
+      expect(fast.search(q, 4).rows).toEqual([21, 40, 48, 69]);
+      expect(Number.isNaN(simd.bests[1])).toBe(true);
+    }
+  });
+
   it('never returns a row whose distance is not finite, nor one the filter leaves out', () => {
     const simd = filled(12, 4, 3);
     simd.rows.fill(Number.NaN, 0, 4);
@@ -112,13 +150,13 @@ describe('vector matrix on the SIMD kernel', () => {
     const code = `
       const { parentPort, workerData } = require('node:worker_threads');
       const memory = new WebAssembly.Memory({ initial: workerData.pages, maximum: workerData.pages, shared: true });
-      const f = new Float32Array(memory.buffer, (workerData.d + workerData.n) * 4, workerData.n * workerData.d);
+      const f = new Float32Array(memory.buffer, workerData.rowsAt, workerData.n * workerData.d);
       for (let i = 0; i < f.length; i++) f[i] = (i % 7) - 3;
       parentPort.postMessage({ memory });`;
     const n = 9;
     const d = 8;
     const pages = Math.ceil(VectorRows.bytes(n, d) / 65536);
-    const worker = new Worker(code, { eval: true, workerData: { n, d, pages } });
+    const worker = new Worker(code, { eval: true, workerData: { n, d, pages, rowsAt: VectorRows.rowsOffset(n, d) } });
     const { memory } = await new Promise<{ memory: VectorRows['memory'] }>((resolve, reject) => worker.once('message', resolve).once('error', reject));
     await worker.terminate();
     const rows = VectorRows.of(memory, n, d);
