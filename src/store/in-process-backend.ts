@@ -132,7 +132,7 @@ export class InProcessBackend implements RetrievalBackend {
     // Columns' UTF-8 bytes, 8 bytes a row of their arrays, the id table and row map, the metadata column.
     const n = this.ids.length;
     const bytes = this.matrix.bytes + this.ids.bytes + this.documents.bytes + n * 16 + this.index.bytes + this.docRow.byteLength + this.metadata.bytes + this.keyword.bytes;
-    return { kind: this.kind, vectorIndex: this.matrix.kernel, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom, buildNice: this.buildNice, buildThreadId: this.buildThreadId };
+    return { kind: this.kind, vectorIndex: this.matrix.kernel, vectorFirstPass: this.matrix.firstPass, space: this.space, memoryMiB: Math.round((bytes / 2 ** 20) * 10) / 10, loadMs: this.loadMs, loadedFrom: this.loadedFrom, buildNice: this.buildNice, buildThreadId: this.buildThreadId };
   }
 
   /** It serves: the build thread may write the serving index cache entry now (LoadedRecords.persist). */

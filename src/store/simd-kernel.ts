@@ -93,6 +93,19 @@ const op = {
   f32x4Min: [0xfd, 0xe8, 0x01],
   f32x4Max: [0xfd, 0xe9, 0x01],
   v128LoadAt: (offset: number) => [0xfd, 0x00, 0x02, ...uleb(offset)],
+  f32Load: (offset: number) => [0x2a, 0x02, ...uleb(offset)],
+  f32Mul: [0x94],
+  f32FromI32: [0xb2],
+  i16x8FromLowI8: [0xfd, 0x87, 0x01],
+  i16x8FromHighI8: [0xfd, 0x88, 0x01],
+  i32x4DotI16: [0xfd, 0xba, 0x01],
+  i32x4Add: [0xfd, 0xae, 0x01],
+  i32x4Lane: (lane: number) => [0xfd, 0x1b, lane],
+  v128Store: [0xfd, 0x0b, 0x02, 0x00],
+  f32x4FromI32x4: [0xfd, 0xfa, 0x01],
+  f32x4Splat: [0xfd, 0x13],
+  /** i8x16.shuffle picking four 32-bit lanes of the two operands (0-3 the first, 4-7 the second). */
+  shuffle32: (...lanes: number[]) => [0xfd, 0x0d, ...lanes.flatMap((l) => [l * 4, l * 4 + 1, l * 4 + 2, l * 4 + 3])],
 };
 
 /** Rows per block of the ranking's block bests (four 128-bit loads of scores). */
@@ -112,9 +125,58 @@ function functionBody(i32Locals: number, v128Locals: number, body: number[]): nu
 }
 
 /**
- * One kernel: scores[r] = dot(row r, query), or with `l2` the sum of (row - query)^2. Rows four at a
- * time (four independent accumulators: an add's latency is not on the critical path), then the rest
- * one at a time. `dim` must be a multiple of 4 (VectorRows.allocate checks it).
+ * The loops both kernels share: rows four at a time while four are left (four independent
+ * accumulators: an add's latency is not on the critical path), then the rest one at a time; for
+ * each, the query walked in steps of `qStep` bytes and the rows in steps of `rowStep`.
+ */
+function scanRows(k: {
+  R: number; COUNT: number; STRIDE: number; QP: number; QEND: number; P: readonly number[]; ACC: readonly number[];
+  /** Row R's address. */ rowAt: number[];
+  /** QP at the query's start, QEND at its end. */ queryStart: number[];
+  /** The query's lanes for one step, into locals. */ loadQuery: number[];
+  term: (p: number, acc: number) => number[];
+  qStep: number; rowStep: number;
+  /** Store rows R..R+3 from the four accumulators, row R from ACC[0]. */ store4: number[]; store1: number[];
+}): number[] {
+  const { R, COUNT, STRIDE, QP, QEND, P, ACC } = k;
+  const step = (p: number, by: number) => [...op.get(p), ...op.i32(by), ...op.add, ...op.set(p)];
+  const inner = (pointers: readonly number[]) => [
+    ...op.loop,
+    ...k.loadQuery,
+    ...pointers.flatMap((p, i) => k.term(p, ACC[i]!)),
+    ...step(QP, k.qStep), ...pointers.flatMap((p) => step(p, k.rowStep)),
+    ...op.get(QP), ...op.get(QEND), ...op.ltU, ...op.brIf(0),
+    ...op.end,
+  ];
+  return [
+    ...op.i32(0), ...op.set(R),
+    ...op.block, ...op.loop,
+    ...op.get(R), ...op.i32(4), ...op.add, ...op.get(COUNT), ...op.gtU, ...op.brIf(1),
+    ...k.rowAt, ...op.tee(P[0]!), ...op.get(STRIDE), ...op.add, ...op.tee(P[1]!), ...op.get(STRIDE), ...op.add, ...op.tee(P[2]!), ...op.get(STRIDE), ...op.add, ...op.set(P[3]!),
+    ...ACC.flatMap((a) => [...op.v128Zero, ...op.set(a)]),
+    ...k.queryStart,
+    ...inner(P),
+    ...k.store4,
+    ...op.get(R), ...op.i32(4), ...op.add, ...op.set(R),
+    ...op.br(0),
+    ...op.end, ...op.end,
+    // The last rows one at a time.
+    ...op.block, ...op.loop,
+    ...op.get(R), ...op.get(COUNT), ...op.geU, ...op.brIf(1),
+    ...k.rowAt, ...op.set(P[0]!),
+    ...op.v128Zero, ...op.set(ACC[0]!),
+    ...k.queryStart,
+    ...inner([P[0]!]),
+    ...k.store1,
+    ...op.get(R), ...op.i32(1), ...op.add, ...op.set(R),
+    ...op.br(0),
+    ...op.end, ...op.end,
+  ];
+}
+
+/**
+ * One kernel: scores[r] = dot(row r, query), or with `l2` the sum of (row - query)^2.
+ * `dim` must be a multiple of 4 (VectorRows.allocate checks it).
  */
 function kernel(l2: boolean): number[] {
   const term = (p: number, acc: number) => [
@@ -125,50 +187,28 @@ function kernel(l2: boolean): number[] {
     ...op.f32x4Add,
     ...op.set(acc),
   ];
-  const step = (p: number) => [...op.get(p), ...op.i32(16), ...op.add, ...op.set(p)];
+  // A row's four lanes summed as (l0 + l1) + (l2 + l3), in a block of four rows and alone alike (the tail, VectorRows.exactDot): the same float either way.
   const lanes = (acc: number) => [...op.get(acc), ...op.f32x4Lane(0), ...op.get(acc), ...op.f32x4Lane(1), ...op.f32Add, ...op.get(acc), ...op.f32x4Lane(2), ...op.get(acc), ...op.f32x4Lane(3), ...op.f32Add, ...op.f32Add];
-  const queryStart = [...op.get(QUERY), ...op.tee(QP), ...op.get(STRIDE), ...op.add, ...op.set(QEND)];
   const scoreAt = [...op.get(SCORES), ...op.get(R), ...op.i32(2), ...op.shl, ...op.add];
-  const rowAt = [...op.get(ROWS), ...op.get(R), ...op.get(STRIDE), ...op.mul, ...op.add];
   const body = [
     ...op.get(DIM), ...op.i32(2), ...op.shl, ...op.set(STRIDE),
-    ...op.i32(0), ...op.set(R),
-    // Four rows at a time while four are left.
-    ...op.block, ...op.loop,
-    ...op.get(R), ...op.i32(4), ...op.add, ...op.get(COUNT), ...op.gtU, ...op.brIf(1),
-    ...rowAt, ...op.tee(P[0]), ...op.get(STRIDE), ...op.add, ...op.tee(P[1]), ...op.get(STRIDE), ...op.add, ...op.tee(P[2]), ...op.get(STRIDE), ...op.add, ...op.set(P[3]),
-    ...ACC.flatMap((a) => [...op.v128Zero, ...op.set(a)]),
-    ...queryStart,
-    ...op.loop,
-    ...op.get(QP), ...op.v128Load, ...op.set(QV),
-    ...P.flatMap((p, i) => term(p, ACC[i]!)),
-    ...step(QP), ...P.flatMap((p) => step(p)),
-    ...op.get(QP), ...op.get(QEND), ...op.ltU, ...op.brIf(0),
-    ...op.end,
-    ...scoreAt, ...op.tee(P[0]),
-    ...lanes(ACC[0]), ...op.f32Store(0),
-    ...op.get(P[0]), ...lanes(ACC[1]), ...op.f32Store(4),
-    ...op.get(P[0]), ...lanes(ACC[2]), ...op.f32Store(8),
-    ...op.get(P[0]), ...lanes(ACC[3]), ...op.f32Store(12),
-    ...op.get(R), ...op.i32(4), ...op.add, ...op.set(R),
-    ...op.br(0),
-    ...op.end, ...op.end,
-    // The last rows one at a time.
-    ...op.block, ...op.loop,
-    ...op.get(R), ...op.get(COUNT), ...op.geU, ...op.brIf(1),
-    ...rowAt, ...op.set(P[0]),
-    ...op.v128Zero, ...op.set(ACC[0]),
-    ...queryStart,
-    ...op.loop,
-    ...op.get(QP), ...op.v128Load, ...op.set(QV),
-    ...term(P[0], ACC[0]),
-    ...step(QP), ...step(P[0]),
-    ...op.get(QP), ...op.get(QEND), ...op.ltU, ...op.brIf(0),
-    ...op.end,
-    ...scoreAt, ...lanes(ACC[0]), ...op.f32Store(0),
-    ...op.get(R), ...op.i32(1), ...op.add, ...op.set(R),
-    ...op.br(0),
-    ...op.end, ...op.end,
+    ...scanRows({
+      R, COUNT, STRIDE, QP, QEND, P, ACC,
+      rowAt: [...op.get(ROWS), ...op.get(R), ...op.get(STRIDE), ...op.mul, ...op.add],
+      queryStart: [...op.get(QUERY), ...op.tee(QP), ...op.get(STRIDE), ...op.add, ...op.set(QEND)],
+      loadQuery: [...op.get(QP), ...op.v128Load, ...op.set(QV)],
+      term,
+      qStep: 16,
+      rowStep: 16,
+      store4: [
+        ...scoreAt, ...op.tee(P[0]),
+        ...lanes(ACC[0]), ...op.f32Store(0),
+        ...op.get(P[0]), ...lanes(ACC[1]), ...op.f32Store(4),
+        ...op.get(P[0]), ...lanes(ACC[2]), ...op.f32Store(8),
+        ...op.get(P[0]), ...lanes(ACC[3]), ...op.f32Store(12),
+      ],
+      store1: [...scoreAt, ...lanes(ACC[0]), ...op.f32Store(0)],
+    }),
     ...op.end,
   ];
   return functionBody(8, 6, body);
@@ -204,16 +244,65 @@ function blockBests(min: boolean): number[] {
 }
 
 /**
+ * The quantised kernel: scores[r] = f32(sum_j codes[r][j] * q16[j]) * scales[r] * b, the sum exact
+ * in i32 (the caller bounds the codes and the query so that no lane overflows). Codes are int8,
+ * `stride` bytes a row (a multiple of 16, zero-padded), the query int16 (2 * stride bytes, zero-padded).
+ * Parameters: codes, q16, scales, scores, count, stride (i32), b (f32).
+ */
+function kernel8(): number[] {
+  const CODES = 0, Q16 = 1, SCALES = 2, SC = 3, COUNT = 4, STRIDE = 5, B = 6;
+  const R = 7, QP = 8, QEND = 9, P = [10, 11, 12, 13] as const, T = 14;
+  const ACC = [15, 16, 17, 18] as const, QLO = 19, QHI = 20, V = 21;
+  const term = (p: number, acc: number) => [
+    ...op.get(acc),
+    ...op.get(p), ...op.v128Load, ...op.tee(V), ...op.i16x8FromLowI8, ...op.get(QLO), ...op.i32x4DotI16, ...op.i32x4Add,
+    ...op.get(V), ...op.i16x8FromHighI8, ...op.get(QHI), ...op.i32x4DotI16, ...op.i32x4Add,
+    ...op.set(acc),
+  ];
+  const lanes = (acc: number) => [...op.get(acc), ...op.i32x4Lane(0), ...op.get(acc), ...op.i32x4Lane(1), ...op.add, ...op.get(acc), ...op.i32x4Lane(2), ...op.get(acc), ...op.i32x4Lane(3), ...op.add, ...op.add];
+  const pairs = (x: number, y: number) => [...op.get(x), ...op.get(y), ...op.shuffle32(0, 1, 4, 5), ...op.get(x), ...op.get(y), ...op.shuffle32(2, 3, 6, 7), ...op.i32x4Add];
+  const rowT = [...op.get(R), ...op.i32(2), ...op.shl, ...op.set(T)];
+  const body = [
+    ...scanRows({
+      R, COUNT, STRIDE, QP, QEND, P, ACC,
+      rowAt: [...op.get(CODES), ...op.get(R), ...op.get(STRIDE), ...op.mul, ...op.add],
+      queryStart: [...op.get(Q16), ...op.tee(QP), ...op.get(STRIDE), ...op.i32(1), ...op.shl, ...op.add, ...op.set(QEND)],
+      loadQuery: [...op.get(QP), ...op.v128LoadAt(0), ...op.set(QLO), ...op.get(QP), ...op.v128LoadAt(16), ...op.set(QHI)],
+      term,
+      qStep: 32,
+      rowStep: 16,
+      // scores[R..R+3] = f32([sum A, sum B, sum C, sum D]) * scales[R..R+3] * b, four at once (integer sums: their order does not matter).
+      store4: [
+        ...rowT,
+        ...op.get(SC), ...op.get(T), ...op.add,
+        ...pairs(ACC[0], ACC[1]), ...op.set(ACC[0]), ...pairs(ACC[2], ACC[3]), ...op.set(ACC[2]),
+        ...op.get(ACC[0]), ...op.get(ACC[2]), ...op.shuffle32(0, 2, 4, 6), ...op.get(ACC[0]), ...op.get(ACC[2]), ...op.shuffle32(1, 3, 5, 7), ...op.i32x4Add,
+        ...op.f32x4FromI32x4,
+        ...op.get(SCALES), ...op.get(T), ...op.add, ...op.v128Load, ...op.f32x4Mul,
+        ...op.get(B), ...op.f32x4Splat, ...op.f32x4Mul,
+        ...op.v128Store,
+      ],
+      store1: [
+        ...rowT,
+        ...op.get(SC), ...op.get(T), ...op.add, ...lanes(ACC[0]), ...op.f32FromI32, ...op.get(SCALES), ...op.get(T), ...op.add, ...op.f32Load(0), ...op.f32Mul, ...op.get(B), ...op.f32Mul, ...op.f32Store(0),
+      ],
+    }),
+    ...op.end,
+  ];
+  return functionBody(8, 7, body);
+}
+
+/**
  * The module: one imported shared memory (up to 4 GiB); the two kernels exported as `dot` and `l2`,
  * the block bests as `max16` and `min16`.
  */
 export function kernelModuleBytes(): Uint8Array {
   const i32 = [0x7f];
-  const types = section(1, vector([[0x60, ...vector([i32, i32, i32, i32, i32]), 0x00], [0x60, ...vector([i32, i32, i32]), 0x00]]));
+  const types = section(1, vector([[0x60, ...vector([i32, i32, i32, i32, i32]), 0x00], [0x60, ...vector([i32, i32, i32]), 0x00], [0x60, ...vector([i32, i32, i32, i32, i32, i32, [0x7d]]), 0x00]]));
   const imports = section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]]));
-  const functions = section(3, vector([[0x00], [0x00], [0x01], [0x01]]));
-  const exports = section(7, vector([[...name('dot'), 0x00, 0x00], [...name('l2'), 0x00, 0x01], [...name('max16'), 0x00, 0x02], [...name('min16'), 0x00, 0x03]]));
-  const code = section(10, vector([kernel(false), kernel(true), blockBests(false), blockBests(true)]));
+  const functions = section(3, vector([[0x00], [0x00], [0x01], [0x01], [0x02]]));
+  const exports = section(7, vector([[...name('dot'), 0x00, 0x00], [...name('l2'), 0x00, 0x01], [...name('max16'), 0x00, 0x02], [...name('min16'), 0x00, 0x03], [...name('dot8'), 0x00, 0x04]]));
+  const code = section(10, vector([kernel(false), kernel(true), blockBests(false), blockBests(true), kernel8()]));
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...functions, ...exports, ...code]);
 }
 
@@ -236,15 +325,29 @@ const MAX_BYTES = 65536 * PAGE;
 
 type Kernel = (rows: number, query: number, scores: number, count: number, dim: number) => void;
 type Bests = (scores: number, blocks: number, out: number) => void;
+type Kernel8 = (codes: number, q16: number, scales: number, scores: number, count: number, stride: number, b: number) => void;
 
 /** Byte addresses of a matrix's parts in its memory (the query's is 0) and the bytes it takes. */
-function layout(count: number, dimension: number): { scoresAt: number; bestsAt: number; rowsAt: number; bytes: number } {
+function layout(count: number, dimension: number) {
+  const align = (n: number, to: number) => Math.ceil(n / to) * to;
   const scoresAt = dimension * 4;
   const bestsAt = scoresAt + count * 4;
   // Rows from a cache line's start: a row's 128-bit loads then never straddle two lines where dim*4 is a multiple of 64.
-  const rowsAt = Math.ceil((bestsAt + Math.floor(count / BLOCK) * 4) / 64) * 64;
-  return { scoresAt, bestsAt, rowsAt, bytes: rowsAt + count * dimension * 4 };
+  const rowsAt = align(bestsAt + Math.floor(count / BLOCK) * 4, 64);
+  // The int8 codes (a row's padded to a multiple of 16 bytes), the int16 query, the rows' scales,
+  // one exact score, and the facts prepare() leaves for the event loop.
+  const stride8 = align(dimension, 16);
+  const codesAt = align(rowsAt + count * dimension * 4, 64);
+  const q16At = align(codesAt + count * stride8, 16);
+  const scalesAt = q16At + stride8 * 2;
+  const exactAt = scalesAt + count * 4;
+  const factsAt = align(exactAt + 4, 8);
+  return { scoresAt, bestsAt, rowsAt, rowsEnd: rowsAt + count * dimension * 4, stride8, codesAt, q16At, scalesAt, exactAt, factsAt, bytes: factsAt + FACTS * 8 };
 }
+
+/** Facts of the codes (float64, written by prepare()): prepared (1), the greatest residual norm, the greatest row norm. */
+const FACTS = 3;
+const U = 2 ** -24;
 
 /**
  * A matrix of `count` rows of `dimension` floats held in a shared WebAssembly memory, with room for
@@ -260,7 +363,16 @@ export class VectorRows {
   private readonly scores: Float32Array;
   /** Each full block's best score (greatest dot, least squared distance) as of the last `score`. */
   readonly bests: Float32Array;
-  private kernels: { dot: Kernel; l2: Kernel; max16: Bests; min16: Bests } | null = null;
+  /** The scores of the last `score` or `approximate` (a view of the memory). */
+  get scoresView(): Float32Array {
+    return this.scores;
+  }
+  private kernels: { dot: Kernel; l2: Kernel; max16: Bests; min16: Bests; dot8: Kernel8 } | null = null;
+  private readonly at: ReturnType<typeof layout>;
+  /** The first pass's arrays, or null when the memory holds the rows only (codes would pass 4 GiB). */
+  private readonly q: { codes: Int8Array; q16: Int16Array; scales: Float32Array; exact: Float32Array; facts: Float64Array } | null;
+  /** The int16 query's limit: no i32 sum of a row can overflow (stride x 127 x limit < 2^31). */
+  private readonly queryLimit: number;
   /** Byte addresses of the rows, the scores and the block bests in the memory (the query's is 0). */
   private readonly rowsAt: number;
   private readonly scoresAt: number;
@@ -273,7 +385,7 @@ export class VectorRows {
   ) {
     const buffer = memory.buffer;
     const at = layout(count, dimension);
-    if (buffer.byteLength < at.bytes) throw new Error(`a vector memory of ${buffer.byteLength} bytes cannot hold ${count} x ${dimension}`);
+    if (buffer.byteLength < at.rowsEnd) throw new Error(`a vector memory of ${buffer.byteLength} bytes cannot hold ${count} x ${dimension}`);
     this.query = new Float32Array(buffer, 0, dimension);
     this.scores = new Float32Array(buffer, at.scoresAt, count);
     this.bests = new Float32Array(buffer, at.bestsAt, Math.floor(count / BLOCK));
@@ -281,6 +393,124 @@ export class VectorRows {
     this.rowsAt = at.rowsAt;
     this.scoresAt = at.scoresAt;
     this.bestsAt = at.bestsAt;
+    this.at = at;
+    // Both threads decide from the memory's size alone, so they agree.
+    this.q =
+      buffer.byteLength >= at.bytes
+        ? {
+            codes: new Int8Array(buffer, at.codesAt, count * at.stride8),
+            q16: new Int16Array(buffer, at.q16At, at.stride8),
+            scales: new Float32Array(buffer, at.scalesAt, count),
+            exact: new Float32Array(buffer, at.exactAt, 1),
+            facts: new Float64Array(buffer, at.factsAt, FACTS),
+          }
+        : null;
+    this.queryLimit = Math.min(32767, Math.floor((2 ** 31 - 1) / (127 * at.stride8)));
+  }
+
+  /**
+   * Quantise the rows (the build thread, once the rows are final: after a cosine store's scaling):
+   * each row as int8 codes times its own scale (its greatest magnitude / 127), with the greatest
+   * residual norm ||row - scale * codes|| and the greatest row norm, computed in double precision,
+   * for the bound `approximate` gives. A row holding a non-finite value gets a NaN scale: its
+   * approximate score is NaN, so it is never a candidate (its exact distance is never finite either).
+   */
+  prepare(): void {
+    if (!this.q) return;
+    const { count, dimension: D, rows } = this;
+    const { codes, scales, facts } = this.q;
+    const stride = this.at.stride8;
+    let maxResidual = 0;
+    let maxNorm = 0;
+    for (let r = 0; r < count; r++) {
+      const o = r * D;
+      let top = 0;
+      for (let j = 0; j < D; j++) {
+        const m = Math.abs(rows[o + j]!);
+        if (!(m <= top)) top = m; // NaN sticks (a comparison with NaN is false)
+      }
+      if (!Number.isFinite(top)) {
+        scales[r] = Number.NaN;
+        continue;
+      }
+      const scale = Math.fround(top / 127);
+      scales[r] = scale;
+      const inverse = scale === 0 ? 0 : 1 / scale;
+      let residual = 0;
+      let norm = 0;
+      for (let j = 0, w = r * stride; j < D; j++, w++) {
+        const x = rows[o + j]!;
+        let c = Math.round(x * inverse);
+        c = c > 127 ? 127 : c < -127 ? -127 : c;
+        codes[w] = c;
+        const e = x - scale * c;
+        residual += e * e;
+        norm += x * x;
+      }
+      maxResidual = Math.max(maxResidual, Math.sqrt(residual));
+      maxNorm = Math.max(maxNorm, Math.sqrt(norm));
+    }
+    facts[1] = maxResidual;
+    facts[2] = maxNorm;
+    facts[0] = 1;
+  }
+
+  /** The rows were quantised (prepare()), in this thread or the one that posted the memory. */
+  get prepared(): boolean {
+    return this.q?.facts[0] === 1;
+  }
+
+  /**
+   * Approximate dot products of every row with the query written in `this.query` (the int8 codes
+   * against the query as int16; a quarter of the rows' bytes read), into the scores, and the block
+   * bests (greatest). Returns e such that for every row with a finite approximate score,
+   * |approximate - the exact kernel's dot| <= e; NaN when no such bound holds (a zero or non-finite
+   * query, not prepared): then use `score`. The bound: the row's residual (<= max residual x
+   * ||q||), the query's (<= (max row norm + max residual) x ||q - b d||), and float rounding of both
+   * the exact kernel and this one (<= (D + 8) u (max row norm + max residual)(||q|| + ||q - b d||), doubled).
+   */
+  approximate(): number {
+    if (!this.q || !this.prepared) return Number.NaN;
+    const { query, dimension: D } = this;
+    const { q16, facts } = this.q;
+    let top = 0;
+    let qq = 0;
+    for (let j = 0; j < D; j++) {
+      const m = Math.abs(query[j]!);
+      if (!(m <= top)) top = m;
+      qq += query[j]! * query[j]!;
+    }
+    if (!Number.isFinite(top) || top === 0) return Number.NaN;
+    const b = Math.fround(top / this.queryLimit);
+    let ff = 0;
+    for (let j = 0; j < D; j++) {
+      const d = Math.max(-this.queryLimit, Math.min(this.queryLimit, Math.round(query[j]! / b)));
+      q16[j] = d;
+      ff += (query[j]! - b * d) ** 2;
+    }
+    const k = this.instance();
+    k.dot8(this.at.codesAt, this.at.q16At, this.at.scalesAt, this.scoresAt, this.count, this.at.stride8, b);
+    k.max16(this.scoresAt, this.bests.length, this.bestsAt);
+    const maxResidual = facts[1]!;
+    const maxNorm = facts[2]!;
+    const qNorm = Math.sqrt(qq);
+    const fNorm = Math.sqrt(ff);
+    const rowBound = maxNorm + maxResidual;
+    return maxResidual * qNorm + rowBound * fNorm + 2 * (D + 8) * U * rowBound * (qNorm + fNorm) * 1.01;
+  }
+
+  /** Row r's exact dot product with the query in `this.query` (the dot kernel on that row alone: the same float sums as `score`). */
+  exactDot(r: number): number {
+    this.instance().dot(this.rowsAt + r * this.dimension * 4, 0, this.at.exactAt, 1, this.dimension);
+    return this.q!.exact[0]!;
+  }
+
+  private instance(): NonNullable<VectorRows['kernels']> {
+    if (!this.kernels) {
+      const { exports } = new wasm.Instance(kernelModule()!, { env: { memory: this.memory } });
+      this.kernels = { dot: exports.dot as Kernel, l2: exports.l2 as Kernel, max16: exports.max16 as Bests, min16: exports.min16 as Bests, dot8: exports.dot8 as Kernel8 };
+    }
+    return this.kernels;
   }
 
   /** Bytes the layout takes. */
@@ -300,7 +530,9 @@ export class VectorRows {
    */
   static allocate(count: number, dimension: number): VectorRows | null {
     if (!kernelModule() || count <= 0 || dimension <= 0 || dimension % 4 !== 0) return null;
-    const bytes = VectorRows.bytes(count, dimension);
+    const at = layout(count, dimension);
+    // The first pass's codes where they fit in 4 GiB; else the rows alone (searched in float32 only).
+    const bytes = at.bytes <= MAX_BYTES ? at.bytes : at.rowsEnd;
     if (bytes > MAX_BYTES) return null;
     const pages = Math.ceil(bytes / PAGE);
     let memory: WasmMemory;
@@ -330,13 +562,10 @@ export class VectorRows {
    */
   score(query: Float32Array | null, l2: boolean): Float32Array {
     if (query && query.length !== this.dimension) throw new Error(`query has ${query.length} dimensions, the rows ${this.dimension}`);
-    if (!this.kernels) {
-      const { exports } = new wasm.Instance(kernelModule()!, { env: { memory: this.memory } });
-      this.kernels = { dot: exports.dot as Kernel, l2: exports.l2 as Kernel, max16: exports.max16 as Bests, min16: exports.min16 as Bests };
-    }
+    const k = this.instance();
     if (query) this.query.set(query);
-    (l2 ? this.kernels.l2 : this.kernels.dot)(this.rowsAt, 0, this.scoresAt, this.count, this.dimension);
-    (l2 ? this.kernels.min16 : this.kernels.max16)(this.scoresAt, this.bests.length, this.bestsAt);
+    (l2 ? k.l2 : k.dot)(this.rowsAt, 0, this.scoresAt, this.count, this.dimension);
+    (l2 ? k.min16 : k.max16)(this.scoresAt, this.bests.length, this.bestsAt);
     return this.scores;
   }
 }

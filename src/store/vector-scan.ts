@@ -109,6 +109,11 @@ export class VectorMatrix {
     return this.simd ? 'wasm-simd-exact' : nativeKernel() ? 'usearch-exact' : 'js-exact';
   }
 
+  /** 'int8' when searches go through the int8 first pass (a prepared SIMD matrix, ip or cosine). */
+  get firstPass(): 'int8' | 'none' {
+    return PREFILTER && this.space !== 'l2' && this.simd?.prepared ? 'int8' : 'none';
+  }
+
   get bytes(): number {
     return (this.simd?.byteLength ?? this.data.byteLength) + (this.norms?.byteLength ?? 0);
   }
@@ -124,6 +129,13 @@ export class VectorMatrix {
       simd.query.set(query);
       if (this.norms) normalizeRows(simd.query, 1, this.dimension);
       const l2 = this.space === 'l2';
+      if (!l2 && PREFILTER) {
+        const bound = simd.approximate();
+        if (Number.isFinite(bound)) {
+          const found = nearestRescored(simd, bound, want, allowed ?? null);
+          if (found) return found;
+        }
+      }
       return nearest(simd.score(null, l2), simd.bests, l2, want, allowed ?? null);
     }
     let q = query instanceof Float32Array ? query : Float32Array.from(query);
@@ -210,7 +222,7 @@ class TopK {
  * is passed over whole (not below the k-th key: no row of it could be added, ties included); a NaN
  * best (a NaN in the block) never compares, so that block is read row by row.
  */
-function nearest(scores: Float32Array, bests: Float32Array, l2: boolean, k: number, allowed: Uint8Array | null): ScanResult {
+function nearest(scores: Float32Array, bests: Float32Array, l2: boolean, k: number, allowed: Uint8Array | null, rawKeys = false): ScanResult {
   const top = new TopK(k);
   const sign = l2 ? 1 : -1;
   const consider = (from: number, to: number) => {
@@ -228,7 +240,44 @@ function nearest(scores: Float32Array, bests: Float32Array, l2: boolean, k: numb
   }
   consider(bests.length * BLOCK, scores.length);
   const distances: number[] = [];
-  for (let i = 0; i < top.filled; i++) distances.push(l2 ? top.keys[i]! : Math.fround(1 + top.keys[i]!));
+  for (let i = 0; i < top.filled; i++) distances.push(l2 || rawKeys ? top.keys[i]! : Math.fround(1 + top.keys[i]!));
+  return { rows: top.rowList(), distances };
+}
+
+/** `RAG_VECTOR_PREFILTER=off`: every row scored in float32 (the int8 first pass left out; for tests and diagnosis). */
+const PREFILTER = process.env.RAG_VECTOR_PREFILTER !== 'off';
+
+/**
+ * Exact top k by dot product (ip, cosine) from the int8 first pass (VectorRows.approximate, whose
+ * scores are within `bound` of the exact kernel's for every row with a finite one): the k-th least
+ * approximate key U among the rows allowed; every allowed row whose approximate key is at most
+ * U + 2 x bound is a candidate (a row of the exact top k has an exact key <= the exact k-th <= U +
+ * bound, so an approximate one <= U + 2 x bound), scored again by the float kernel, in row order (ties
+ * kept in row order, as the full scan keeps them). Null when U is not finite (fewer than k rows with
+ * a finite approximation): the caller scans in full.
+ */
+function nearestRescored(simd: VectorRows, bound: number, k: number, allowed: Uint8Array | null): ScanResult | null {
+  const approx = nearest(simd.scoresView, simd.bests, false, k, allowed, true);
+  const worst = approx.distances[k - 1];
+  if (approx.rows.length < k || worst === undefined || !Number.isFinite(worst)) return null;
+  // Keys are negated dots: a candidate's approximate dot is at least -(U + 2 bound).
+  const floor = -(worst + 2 * bound);
+  const scores = simd.scoresView;
+  const bests = simd.bests;
+  const top = new TopK(k);
+  const rescore = (r: number) => {
+    if (!(scores[r]! >= floor) || (allowed && allowed[r] === 0)) return;
+    const key = -simd.exactDot(r);
+    if (!(key < top.worst) || key === -Infinity) return;
+    top.add(key, r);
+  };
+  for (let b = 0; b < bests.length; b++) {
+    if (!(bests[b]! >= floor) && !Number.isNaN(bests[b]!)) continue;
+    for (let r = b * BLOCK, end = r + BLOCK; r < end; r++) rescore(r);
+  }
+  for (let r = bests.length * BLOCK; r < scores.length; r++) rescore(r);
+  const distances: number[] = [];
+  for (let i = 0; i < top.filled; i++) distances.push(Math.fround(1 + top.keys[i]!));
   return { rows: top.rowList(), distances };
 }
 

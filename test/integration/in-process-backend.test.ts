@@ -133,7 +133,7 @@ describe('in-process index read through Chroma', () => {
       { id: 'id-7', text: docs[7], metadata: metas[7] },
       { id: 'id-1499', text: docs[1499], metadata: metas[1499] },
     ]);
-    expect(b.describe()).toMatchObject({ kind: 'in-process', space: 'cosine', vectorIndex: 'wasm-simd-exact' });
+    expect(b.describe()).toMatchObject({ kind: 'in-process', space: 'cosine', vectorIndex: 'wasm-simd-exact', vectorFirstPass: 'int8' });
   });
 
   for (const space of SPACES) {

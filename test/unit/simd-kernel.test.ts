@@ -166,3 +166,119 @@ describe('vector matrix on the SIMD kernel', () => {
     scores.forEach((s, r) => expect(s).toBe(Array.from({ length: d }, (_, j) => ((r * d + j) % 7) - 3).reduce((a, b) => a + b, 0)));
   });
 });
+
+describe('int8 first pass (ip, cosine): the same top k, bit for bit, as every row in float32', () => {
+  /** A prepared matrix and an unprepared copy of the same rows (the float32 path), `space` given. */
+  function pair(rowsOf: (r: number, j: number) => number, n: number, d: number, space: 'ip' | 'cosine') {
+    const a = VectorRows.allocate(n, d)!;
+    const b = VectorRows.allocate(n, d)!;
+    for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) a.rows[r * d + j] = rowsOf(r, j);
+    b.rows.set(a.rows);
+    const na = space === 'cosine' ? normalizeRows(a.rows, n, d) : null;
+    const nb = space === 'cosine' ? normalizeRows(b.rows, n, d) : null;
+    a.prepare();
+    return { fast: new VectorMatrix(a, n, d, space, na), plain: new VectorMatrix(b, n, d, space, nb), rows: a };
+  }
+
+  const shapes = [
+    ['random', 1003, 100],
+    ['clustered (near-ties)', 1003, 100],
+    ['random, 36-d (codes padded to 48)', 517, 36],
+    ['clustered, 384-d', 300, 384],
+  ] as const;
+  for (const space of ['cosine', 'ip'] as const) {
+    for (const [kind, n, d] of shapes) {
+      it(`${space}, ${kind}, ${n} x ${d}: filtered or not, k of 1, 10 and more than the rows`, () => {
+        const next = random(n + d);
+        const centers = Array.from({ length: 7 }, () => Array.from({ length: d }, () => next()));
+        const value = kind.startsWith('clustered') ? (r: number, j: number) => centers[r % 7]![j]! + 0.05 * next() : () => next();
+        const { fast, plain, rows } = pair(value, n, d, space);
+        expect(rows.prepared).toBe(true);
+        const someRows = Uint8Array.from({ length: n }, () => (next() > 0.5 ? 1 : 0));
+        for (let t = 0; t < 12; t++) {
+          const q = kind.startsWith('clustered') ? centers[t % 7]!.map((x) => x + 0.1 * next()) : Array.from({ length: d }, () => next());
+          for (const k of [1, 10, n + 5]) {
+            for (const allowed of [null, someRows]) expect(fast.search(q, k, allowed)).toEqual(plain.search(q, k, allowed));
+          }
+        }
+      });
+    }
+  }
+
+  it('bounds every approximation: |approximate - exact float32 dot| <= the bound it returns, rows of any shape and scale', () => {
+    const n = 400;
+    const d = 64;
+    const next = random(3);
+    const rows = VectorRows.allocate(n, d)!;
+    for (let r = 0; r < n; r++) {
+      const scale = 10 ** ((r % 9) - 4); // 1e-4 .. 1e4
+      for (let j = 0; j < d; j++) rows.rows[r * d + j] = scale * (r % 5 === 0 ? (j === r % d ? 1 : 1e-3 * next()) : next());
+    }
+    rows.prepare();
+    for (let t = 0; t < 30; t++) {
+      const qs = 10 ** ((t % 7) - 3);
+      for (let j = 0; j < d; j++) rows.query[j] = qs * (t % 3 === 0 ? (j % 17 === 0 ? 1 : 0) : next());
+      const bound = rows.approximate();
+      expect(Number.isFinite(bound)).toBe(true);
+      const approx = Float32Array.from(rows.scoresView);
+      for (let r = 0; r < n; r++) expect(Math.abs(approx[r]! - rows.exactDot(r))).toBeLessThanOrEqual(bound);
+    }
+  });
+
+  it('no i32 overflow at the widest rows: 4,096-d, every code at 127, the query at its limit', () => {
+    const n = 5;
+    const d = 4096;
+    const rows = VectorRows.allocate(n, d)!;
+    rows.rows.fill(1);
+    rows.rows.fill(-1, d, 2 * d); // row 1 negative
+    rows.prepare();
+    rows.query.fill(1);
+    const bound = rows.approximate();
+    expect(Array.from(rows.scoresView)).toEqual([4096, -4096, 4096, 4096, 4096].map((x) => expect.closeTo(x, 0)));
+    // float32 rounding of 4,096-term sums, relative to them: ~5e-4 of 4,096.
+    expect(bound).toBeLessThan(4096 * 1e-3);
+  });
+
+  it('non-finite rows are never returned, a zero or non-finite query falls back to the float32 scan, both as the float32 path answers', () => {
+    const n = 40;
+    const d = 8;
+    const next = random(5);
+    const { fast, plain, rows } = pair((r, j) => (r === 3 ? Number.NaN : r === 20 && j === 2 ? Number.POSITIVE_INFINITY : next()), n, d, 'ip');
+    for (const q of [Array.from({ length: d }, () => next()), new Array<number>(d).fill(0), [Number.NaN, 1, 1, 1, 1, 1, 1, 1]]) {
+      for (const k of [1, 5, n]) {
+        const got = fast.search(q, k);
+        expect(got).toEqual(plain.search(q, k));
+        expect(got.rows).not.toContain(3);
+        expect(got.rows).not.toContain(20);
+      }
+    }
+    rows.query.fill(0);
+    expect(rows.approximate()).toBeNaN();
+  });
+
+  it('a memory with room for the rows only (codes past 4 GiB) is searched in float32: not prepared, the same answers', () => {
+    const n = 2000;
+    const d = 100;
+    const pages = Math.ceil((VectorRows.rowsOffset(n, d) + n * d * 4) / 65536);
+    expect(pages * 65536).toBeLessThan(VectorRows.bytes(n, d));
+    const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (o: object) => VectorRows['memory'] } }).WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    const rows = VectorRows.of(memory, n, d);
+    const next = random(8);
+    for (let i = 0; i < rows.rows.length; i++) rows.rows[i] = next();
+    rows.prepare();
+    expect(rows.prepared).toBe(false);
+    expect(rows.approximate()).toBeNaN();
+    const m = new VectorMatrix(rows, n, d, 'ip');
+    const reference = new VectorMatrix(rows.rows.slice(), n, d, 'ip');
+    const q = Array.from({ length: d }, () => next());
+    expect(m.search(q, 10).rows).toEqual(reference.search(q, 10, new Uint8Array(n).fill(1)).rows);
+  });
+
+  it('identical rows in different blocks keep row order, as the float32 scan keeps ties', () => {
+    const n = 64;
+    const d = 4;
+    const { fast, plain } = pair((r) => (r % 16 === 5 ? 1 : 0.25), n, d, 'ip');
+    expect(fast.search([1, 1, 1, 1], 3).rows).toEqual([5, 21, 37]);
+    expect(fast.search([1, 1, 1, 1], 6)).toEqual(plain.search([1, 1, 1, 1], 6));
+  });
+});
