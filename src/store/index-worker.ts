@@ -281,8 +281,8 @@ function sendVectors(vectors: Float32Array | VectorRows, count: number, dimensio
   const kernelRows = vectors instanceof VectorRows ? vectors : null;
   const rows = kernelRows?.rows ?? (vectors as Float32Array);
   const norms = space === 'cosine' ? normalizeRows(rows, count, dimension) : null;
-  // The int8 codes of the first pass (ip and cosine), made here, off the event loop, once the rows are final.
-  if (kernelRows && space !== 'l2') kernelRows.prepare();
+  // The int8 codes of the first pass, made here, off the event loop, once the rows are final.
+  kernelRows?.prepare();
   const transfer = [...(kernelRows ? [] : [rows.buffer as ArrayBuffer]), ...(norms ? [norms.buffer as ArrayBuffer] : [])];
   port.postMessage({ type: 'vectors', data: kernelRows ? null : rows, memory: kernelRows?.memory ?? null, norms, count, dimension } satisfies IndexWorkerMessage, transfer);
 }

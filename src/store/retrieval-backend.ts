@@ -40,7 +40,7 @@ export interface BackendInfo {
   kind: BackendKind;
   /** Vector search: 'wasm-simd-exact' / 'usearch-exact' / 'js-exact' (in process) or 'chroma-hnsw'. */
   vectorIndex: string;
-  /** In process, the SIMD kernel: 'int8' when an int8 first pass picks the rows scored exactly (ip, cosine), else 'none'. */
+  /** In process, the SIMD kernel: 'int8' when an int8 first pass picks the rows scored exactly, else 'none'. */
   vectorFirstPass?: 'int8' | 'none';
   space: DistanceSpace;
   /** In-process only: bytes held for vectors, texts and metadata (estimate). */

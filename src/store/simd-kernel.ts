@@ -81,6 +81,7 @@ const op = {
   br: (depth: number) => [0x0c, ...uleb(depth)],
   brIf: (depth: number) => [0x0d, ...uleb(depth)],
   f32Add: [0x92],
+  f32Sub: [0x93],
   f32Min: [0x96],
   f32Max: [0x97],
   f32Store: (offset: number) => [0x38, 0x02, ...uleb(offset)],
@@ -293,16 +294,49 @@ function kernel8(): number[] {
 }
 
 /**
+ * Dots to squared distances: scores[r] = norms2[r] - 2 scores[r] + qq, four at a time, then the
+ * rest one at a time (nothing past `count` is written). Parameters: scores, norms2, count (i32), qq (f32).
+ */
+function toL2(): number[] {
+  const SC = 0, N2 = 1, COUNT = 2, QQ = 3, R = 4, T = 5, QV = 6;
+  const at = (base: number) => [...op.get(base), ...op.get(T), ...op.add];
+  const body = [
+    ...op.get(QQ), ...op.f32x4Splat, ...op.set(QV),
+    ...op.i32(0), ...op.set(R),
+    ...op.block, ...op.loop,
+    ...op.get(R), ...op.i32(4), ...op.add, ...op.get(COUNT), ...op.gtU, ...op.brIf(1),
+    ...op.get(R), ...op.i32(2), ...op.shl, ...op.set(T),
+    ...at(SC),
+    ...at(N2), ...op.v128Load, ...at(SC), ...op.v128Load, ...at(SC), ...op.v128Load, ...op.f32x4Add, ...op.f32x4Sub, ...op.get(QV), ...op.f32x4Add,
+    ...op.v128Store,
+    ...op.get(R), ...op.i32(4), ...op.add, ...op.set(R),
+    ...op.br(0),
+    ...op.end, ...op.end,
+    ...op.block, ...op.loop,
+    ...op.get(R), ...op.get(COUNT), ...op.geU, ...op.brIf(1),
+    ...op.get(R), ...op.i32(2), ...op.shl, ...op.set(T),
+    ...at(SC),
+    ...at(N2), ...op.f32Load(0), ...at(SC), ...op.f32Load(0), ...at(SC), ...op.f32Load(0), ...op.f32Add, ...op.f32Sub, ...op.get(QQ), ...op.f32Add,
+    ...op.f32Store(0),
+    ...op.get(R), ...op.i32(1), ...op.add, ...op.set(R),
+    ...op.br(0),
+    ...op.end, ...op.end,
+    ...op.end,
+  ];
+  return functionBody(2, 1, body);
+}
+
+/**
  * The module: one imported shared memory (up to 4 GiB); the two kernels exported as `dot` and `l2`,
  * the block bests as `max16` and `min16`.
  */
 export function kernelModuleBytes(): Uint8Array {
   const i32 = [0x7f];
-  const types = section(1, vector([[0x60, ...vector([i32, i32, i32, i32, i32]), 0x00], [0x60, ...vector([i32, i32, i32]), 0x00], [0x60, ...vector([i32, i32, i32, i32, i32, i32, [0x7d]]), 0x00]]));
+  const types = section(1, vector([[0x60, ...vector([i32, i32, i32, i32, i32]), 0x00], [0x60, ...vector([i32, i32, i32]), 0x00], [0x60, ...vector([i32, i32, i32, i32, i32, i32, [0x7d]]), 0x00], [0x60, ...vector([i32, i32, i32, [0x7d]]), 0x00]]));
   const imports = section(2, vector([[...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]]));
-  const functions = section(3, vector([[0x00], [0x00], [0x01], [0x01], [0x02]]));
-  const exports = section(7, vector([[...name('dot'), 0x00, 0x00], [...name('l2'), 0x00, 0x01], [...name('max16'), 0x00, 0x02], [...name('min16'), 0x00, 0x03], [...name('dot8'), 0x00, 0x04]]));
-  const code = section(10, vector([kernel(false), kernel(true), blockBests(false), blockBests(true), kernel8()]));
+  const functions = section(3, vector([[0x00], [0x00], [0x01], [0x01], [0x02], [0x03]]));
+  const exports = section(7, vector([[...name('dot'), 0x00, 0x00], [...name('l2'), 0x00, 0x01], [...name('max16'), 0x00, 0x02], [...name('min16'), 0x00, 0x03], [...name('dot8'), 0x00, 0x04], [...name('toL2'), 0x00, 0x05]]));
+  const code = section(10, vector([kernel(false), kernel(true), blockBests(false), blockBests(true), kernel8(), toL2()]));
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...imports, ...functions, ...exports, ...code]);
 }
 
@@ -326,6 +360,7 @@ const MAX_BYTES = 65536 * PAGE;
 type Kernel = (rows: number, query: number, scores: number, count: number, dim: number) => void;
 type Bests = (scores: number, blocks: number, out: number) => void;
 type Kernel8 = (codes: number, q16: number, scales: number, scores: number, count: number, stride: number, b: number) => void;
+type ToL2 = (scores: number, norms2: number, count: number, qq: number) => void;
 
 /** Byte addresses of a matrix's parts in its memory (the query's is 0) and the bytes it takes. */
 function layout(count: number, dimension: number) {
@@ -340,9 +375,10 @@ function layout(count: number, dimension: number) {
   const codesAt = align(rowsAt + count * dimension * 4, 64);
   const q16At = align(codesAt + count * stride8, 16);
   const scalesAt = q16At + stride8 * 2;
-  const exactAt = scalesAt + count * 4;
+  const norms2At = scalesAt + count * 4;
+  const exactAt = norms2At + count * 4;
   const factsAt = align(exactAt + 4, 8);
-  return { scoresAt, bestsAt, rowsAt, rowsEnd: rowsAt + count * dimension * 4, stride8, codesAt, q16At, scalesAt, exactAt, factsAt, bytes: factsAt + FACTS * 8 };
+  return { scoresAt, bestsAt, rowsAt, rowsEnd: rowsAt + count * dimension * 4, stride8, codesAt, q16At, scalesAt, norms2At, exactAt, factsAt, bytes: factsAt + FACTS * 8 };
 }
 
 /** Facts of the codes (float64, written by prepare()): prepared (1), the greatest residual norm, the greatest row norm. */
@@ -367,10 +403,10 @@ export class VectorRows {
   get scoresView(): Float32Array {
     return this.scores;
   }
-  private kernels: { dot: Kernel; l2: Kernel; max16: Bests; min16: Bests; dot8: Kernel8 } | null = null;
+  private kernels: { dot: Kernel; l2: Kernel; max16: Bests; min16: Bests; dot8: Kernel8; toL2: ToL2 } | null = null;
   private readonly at: ReturnType<typeof layout>;
   /** The first pass's arrays, or null when the memory holds the rows only (codes would pass 4 GiB). */
-  private readonly q: { codes: Int8Array; q16: Int16Array; scales: Float32Array; exact: Float32Array; facts: Float64Array } | null;
+  private readonly q: { codes: Int8Array; q16: Int16Array; scales: Float32Array; norms2: Float32Array; exact: Float32Array; facts: Float64Array } | null;
   /** The int16 query's limit: no i32 sum of a row can overflow (stride x 127 x limit < 2^31). */
   private readonly queryLimit: number;
   /** Byte addresses of the rows, the scores and the block bests in the memory (the query's is 0). */
@@ -401,6 +437,7 @@ export class VectorRows {
             codes: new Int8Array(buffer, at.codesAt, count * at.stride8),
             q16: new Int16Array(buffer, at.q16At, at.stride8),
             scales: new Float32Array(buffer, at.scalesAt, count),
+            norms2: new Float32Array(buffer, at.norms2At, count),
             exact: new Float32Array(buffer, at.exactAt, 1),
             facts: new Float64Array(buffer, at.factsAt, FACTS),
           }
@@ -418,7 +455,7 @@ export class VectorRows {
   prepare(): void {
     if (!this.q) return;
     const { count, dimension: D, rows } = this;
-    const { codes, scales, facts } = this.q;
+    const { codes, scales, norms2, facts } = this.q;
     const stride = this.at.stride8;
     let maxResidual = 0;
     let maxNorm = 0;
@@ -431,6 +468,7 @@ export class VectorRows {
       }
       if (!Number.isFinite(top)) {
         scales[r] = Number.NaN;
+        norms2[r] = Number.NaN;
         continue;
       }
       const scale = Math.fround(top / 127);
@@ -448,6 +486,7 @@ export class VectorRows {
         norm += x * x;
       }
       maxResidual = Math.max(maxResidual, Math.sqrt(residual));
+      norms2[r] = norm;
       maxNorm = Math.max(maxNorm, Math.sqrt(norm));
     }
     facts[1] = maxResidual;
@@ -461,15 +500,19 @@ export class VectorRows {
   }
 
   /**
-   * Approximate dot products of every row with the query written in `this.query` (the int8 codes
-   * against the query as int16; a quarter of the rows' bytes read), into the scores, and the block
-   * bests (greatest). Returns e such that for every row with a finite approximate score,
-   * |approximate - the exact kernel's dot| <= e; NaN when no such bound holds (a zero or non-finite
-   * query, not prepared): then use `score`. The bound: the row's residual (<= max residual x
-   * ||q||), the query's (<= (max row norm + max residual) x ||q - b d||), and float rounding of both
-   * the exact kernel and this one (<= (D + 8) u (max row norm + max residual)(||q|| + ||q - b d||), doubled).
+   * Approximate scores of every row against the query written in `this.query` (the int8 codes
+   * against the query as int16; a quarter of the rows' bytes read): dot products, or with `l2`
+   * squared distances (||row||^2 - 2 dot + ||q||^2, the row's squared norm measured by prepare()),
+   * into the scores, and the block bests (greatest dot, least distance). Returns e such that for
+   * every row with a finite approximate score, |approximate - the float32 kernel's score| <= e; NaN
+   * when no such bound holds (a zero or non-finite query, not prepared): then use `score`. The dot's
+   * bound: the row's residual (<= max residual x ||q||), the query's (<= (max row norm + max
+   * residual) x ||q - b d||), and float rounding of both kernels (<= (D + 8) u (max row norm + max
+   * residual)(||q|| + ||q - b d||), doubled). The distance's: twice the dot's without its rounding,
+   * plus rounding of the float32 l2 kernel, of the squared norm and of this sum, each under
+   * (D + 16) u (max row norm + max residual + ||q|| + ||q - b d||)^2, doubled.
    */
-  approximate(): number {
+  approximate(l2 = false): number {
     if (!this.q || !this.prepared) return Number.NaN;
     const { query, dimension: D } = this;
     const { q16, facts } = this.q;
@@ -490,25 +533,33 @@ export class VectorRows {
     }
     const k = this.instance();
     k.dot8(this.at.codesAt, this.at.q16At, this.at.scalesAt, this.scoresAt, this.count, this.at.stride8, b);
-    k.max16(this.scoresAt, this.bests.length, this.bestsAt);
+    if (l2) {
+      k.toL2(this.scoresAt, this.at.norms2At, this.count, Math.fround(qq));
+      k.min16(this.scoresAt, this.bests.length, this.bestsAt);
+    } else {
+      k.max16(this.scoresAt, this.bests.length, this.bestsAt);
+    }
     const maxResidual = facts[1]!;
     const maxNorm = facts[2]!;
     const qNorm = Math.sqrt(qq);
     const fNorm = Math.sqrt(ff);
     const rowBound = maxNorm + maxResidual;
-    return maxResidual * qNorm + rowBound * fNorm + 2 * (D + 8) * U * rowBound * (qNorm + fNorm) * 1.01;
+    const quantisation = maxResidual * qNorm + rowBound * fNorm;
+    if (l2) return 2 * quantisation + 2 * (D + 16) * U * (rowBound + qNorm + fNorm) ** 2 * 1.01;
+    return quantisation + 2 * (D + 8) * U * rowBound * (qNorm + fNorm) * 1.01;
   }
 
-  /** Row r's exact dot product with the query in `this.query` (the dot kernel on that row alone: the same float sums as `score`). */
-  exactDot(r: number): number {
-    this.instance().dot(this.rowsAt + r * this.dimension * 4, 0, this.at.exactAt, 1, this.dimension);
+  /** Row r's float32 score against the query in `this.query` (the kernel on that row alone: the same float sums as `score`): its dot, or with `l2` its squared distance. */
+  exact(r: number, l2 = false): number {
+    const k = this.instance();
+    (l2 ? k.l2 : k.dot)(this.rowsAt + r * this.dimension * 4, 0, this.at.exactAt, 1, this.dimension);
     return this.q!.exact[0]!;
   }
 
   private instance(): NonNullable<VectorRows['kernels']> {
     if (!this.kernels) {
       const { exports } = new wasm.Instance(kernelModule()!, { env: { memory: this.memory } });
-      this.kernels = { dot: exports.dot as Kernel, l2: exports.l2 as Kernel, max16: exports.max16 as Bests, min16: exports.min16 as Bests, dot8: exports.dot8 as Kernel8 };
+      this.kernels = { dot: exports.dot as Kernel, l2: exports.l2 as Kernel, max16: exports.max16 as Bests, min16: exports.min16 as Bests, dot8: exports.dot8 as Kernel8, toL2: exports.toL2 as ToL2 };
     }
     return this.kernels;
   }

@@ -109,9 +109,9 @@ export class VectorMatrix {
     return this.simd ? 'wasm-simd-exact' : nativeKernel() ? 'usearch-exact' : 'js-exact';
   }
 
-  /** 'int8' when searches go through the int8 first pass (a prepared SIMD matrix, ip or cosine). */
+  /** 'int8' when searches go through the int8 first pass (a prepared SIMD matrix). */
   get firstPass(): 'int8' | 'none' {
-    return PREFILTER && this.space !== 'l2' && this.simd?.prepared ? 'int8' : 'none';
+    return PREFILTER && this.simd?.prepared ? 'int8' : 'none';
   }
 
   get bytes(): number {
@@ -129,10 +129,10 @@ export class VectorMatrix {
       simd.query.set(query);
       if (this.norms) normalizeRows(simd.query, 1, this.dimension);
       const l2 = this.space === 'l2';
-      if (!l2 && PREFILTER) {
-        const bound = simd.approximate();
+      if (PREFILTER) {
+        const bound = simd.approximate(l2);
         if (Number.isFinite(bound)) {
-          const found = nearestRescored(simd, bound, want, allowed ?? null);
+          const found = nearestRescored(simd, bound, l2, want, allowed ?? null);
           if (found) return found;
         }
       }
@@ -248,36 +248,37 @@ function nearest(scores: Float32Array, bests: Float32Array, l2: boolean, k: numb
 const PREFILTER = process.env.RAG_VECTOR_PREFILTER !== 'off';
 
 /**
- * Exact top k by dot product (ip, cosine) from the int8 first pass (VectorRows.approximate, whose
- * scores are within `bound` of the exact kernel's for every row with a finite one): the k-th least
- * approximate key U among the rows allowed; every allowed row whose approximate key is at most
- * U + 2 x bound is a candidate (a row of the exact top k has an exact key <= the exact k-th <= U +
- * bound, so an approximate one <= U + 2 x bound), scored again by the float kernel, in row order (ties
- * kept in row order, as the full scan keeps them). Null when U is not finite (fewer than k rows with
- * a finite approximation): the caller scans in full.
+ * Exact top k from the int8 first pass (VectorRows.approximate, whose scores are within `bound` of
+ * the float32 kernel's for every row with a finite one; keys are squared distances with `l2`, else
+ * negated dots): the k-th least approximate key U among the rows allowed; every allowed row whose
+ * approximate key is at most U + 2 x bound is a candidate (a row of the exact top k has an exact
+ * key <= the exact k-th <= U + bound, so an approximate one <= U + 2 x bound), scored again by the
+ * float32 kernel, in row order (ties kept in row order, as the full scan keeps them). Null when U is
+ * not finite (fewer than k rows with a finite approximation): the caller scans in full.
  */
-function nearestRescored(simd: VectorRows, bound: number, k: number, allowed: Uint8Array | null): ScanResult | null {
-  const approx = nearest(simd.scoresView, simd.bests, false, k, allowed, true);
+function nearestRescored(simd: VectorRows, bound: number, l2: boolean, k: number, allowed: Uint8Array | null): ScanResult | null {
+  const approx = nearest(simd.scoresView, simd.bests, l2, k, allowed, true);
   const worst = approx.distances[k - 1];
   if (approx.rows.length < k || worst === undefined || !Number.isFinite(worst)) return null;
-  // Keys are negated dots: a candidate's approximate dot is at least -(U + 2 bound).
-  const floor = -(worst + 2 * bound);
+  const sign = l2 ? 1 : -1;
+  const limit = worst + 2 * bound;
   const scores = simd.scoresView;
   const bests = simd.bests;
   const top = new TopK(k);
   const rescore = (r: number) => {
-    if (!(scores[r]! >= floor) || (allowed && allowed[r] === 0)) return;
-    const key = -simd.exactDot(r);
+    if (!(sign * scores[r]! <= limit) || (allowed && allowed[r] === 0)) return;
+    const key = sign * simd.exact(r, l2);
     if (!(key < top.worst) || key === -Infinity) return;
     top.add(key, r);
   };
   for (let b = 0; b < bests.length; b++) {
-    if (!(bests[b]! >= floor) && !Number.isNaN(bests[b]!)) continue;
+    // A block whose best key is past the limit holds no candidate; a NaN best is read row by row.
+    if (sign * bests[b]! > limit) continue;
     for (let r = b * BLOCK, end = r + BLOCK; r < end; r++) rescore(r);
   }
   for (let r = bests.length * BLOCK; r < scores.length; r++) rescore(r);
   const distances: number[] = [];
-  for (let i = 0; i < top.filled; i++) distances.push(Math.fround(1 + top.keys[i]!));
+  for (let i = 0; i < top.filled; i++) distances.push(l2 ? top.keys[i]! : Math.fround(1 + top.keys[i]!));
   return { rows: top.rowList(), distances };
 }
 

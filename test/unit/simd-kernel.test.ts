@@ -167,9 +167,9 @@ describe('vector matrix on the SIMD kernel', () => {
   });
 });
 
-describe('int8 first pass (ip, cosine): the same top k, bit for bit, as every row in float32', () => {
+describe('int8 first pass: the same top k, bit for bit, as every row in float32 (l2, ip, cosine)', () => {
   /** A prepared matrix and an unprepared copy of the same rows (the float32 path), `space` given. */
-  function pair(rowsOf: (r: number, j: number) => number, n: number, d: number, space: 'ip' | 'cosine') {
+  function pair(rowsOf: (r: number, j: number) => number, n: number, d: number, space: 'l2' | 'ip' | 'cosine') {
     const a = VectorRows.allocate(n, d)!;
     const b = VectorRows.allocate(n, d)!;
     for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) a.rows[r * d + j] = rowsOf(r, j);
@@ -186,7 +186,7 @@ describe('int8 first pass (ip, cosine): the same top k, bit for bit, as every ro
     ['random, 36-d (codes padded to 48)', 517, 36],
     ['clustered, 384-d', 300, 384],
   ] as const;
-  for (const space of ['cosine', 'ip'] as const) {
+  for (const space of ['cosine', 'ip', 'l2'] as const) {
     for (const [kind, n, d] of shapes) {
       it(`${space}, ${kind}, ${n} x ${d}: filtered or not, k of 1, 10 and more than the rows`, () => {
         const next = random(n + d);
@@ -205,7 +205,7 @@ describe('int8 first pass (ip, cosine): the same top k, bit for bit, as every ro
     }
   }
 
-  it('bounds every approximation: |approximate - exact float32 dot| <= the bound it returns, rows of any shape and scale', () => {
+  it('bounds every approximation: |approximate - float32 score| <= the bound it returns, dots and squared distances, rows of any shape and scale', () => {
     const n = 400;
     const d = 64;
     const next = random(3);
@@ -218,10 +218,12 @@ describe('int8 first pass (ip, cosine): the same top k, bit for bit, as every ro
     for (let t = 0; t < 30; t++) {
       const qs = 10 ** ((t % 7) - 3);
       for (let j = 0; j < d; j++) rows.query[j] = qs * (t % 3 === 0 ? (j % 17 === 0 ? 1 : 0) : next());
-      const bound = rows.approximate();
-      expect(Number.isFinite(bound)).toBe(true);
-      const approx = Float32Array.from(rows.scoresView);
-      for (let r = 0; r < n; r++) expect(Math.abs(approx[r]! - rows.exactDot(r))).toBeLessThanOrEqual(bound);
+      for (const l2 of [false, true]) {
+        const bound = rows.approximate(l2);
+        expect(Number.isFinite(bound)).toBe(true);
+        const approx = Float32Array.from(rows.scoresView);
+        for (let r = 0; r < n; r++) expect(Math.abs(approx[r]! - rows.exact(r, l2))).toBeLessThanOrEqual(bound);
+      }
     }
   });
 
@@ -243,17 +245,19 @@ describe('int8 first pass (ip, cosine): the same top k, bit for bit, as every ro
     const n = 40;
     const d = 8;
     const next = random(5);
-    const { fast, plain, rows } = pair((r, j) => (r === 3 ? Number.NaN : r === 20 && j === 2 ? Number.POSITIVE_INFINITY : next()), n, d, 'ip');
-    for (const q of [Array.from({ length: d }, () => next()), new Array<number>(d).fill(0), [Number.NaN, 1, 1, 1, 1, 1, 1, 1]]) {
-      for (const k of [1, 5, n]) {
-        const got = fast.search(q, k);
-        expect(got).toEqual(plain.search(q, k));
-        expect(got.rows).not.toContain(3);
-        expect(got.rows).not.toContain(20);
+    for (const space of ['ip', 'l2'] as const) {
+      const { fast, plain, rows } = pair((r, j) => (r === 3 ? Number.NaN : r === 20 && j === 2 ? Number.POSITIVE_INFINITY : next()), n, d, space);
+      for (const q of [Array.from({ length: d }, () => next()), new Array<number>(d).fill(0), [Number.NaN, 1, 1, 1, 1, 1, 1, 1]]) {
+        for (const k of [1, 5, n]) {
+          const got = fast.search(q, k);
+          expect(got).toEqual(plain.search(q, k));
+          expect(got.rows).not.toContain(3);
+          expect(got.rows).not.toContain(20);
+        }
       }
+      rows.query.fill(0);
+      expect(rows.approximate(space === 'l2')).toBeNaN();
     }
-    rows.query.fill(0);
-    expect(rows.approximate()).toBeNaN();
   });
 
   it('a memory with room for the rows only (codes past 4 GiB) is searched in float32: not prepared, the same answers', () => {
