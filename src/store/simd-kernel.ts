@@ -10,8 +10,9 @@
  * The rows live in the module's memory: a shared `WebAssembly.Memory` the build thread allocates
  * and fills (VectorRows.allocate), and posts to the event loop with the rest of the index, so no
  * row is copied on the event loop. Layout: [query: dim floats][scores: count floats][block bests:
- * one float per full block of BLOCK rows][rows: count x dim floats, from a 64-byte boundary]. The
- * module is assembled here from its instructions (no toolchain, ~1.4 KB): a generated binary would be
+ * one float per full block of BLOCK rows][rows: count x dim floats, from a 64-byte boundary][the
+ * first pass's int8 codes, int16 query, row scales and squared norms, one exact score, its facts]. The
+ * module is assembled here from its instructions (no toolchain, ~2.4 KB): a generated binary would be
  * a build artefact to keep in step with this code.
  *
  * Ranking: after scoring, a second pass (`max16` / `min16`) writes each full block's best score;
@@ -19,6 +20,11 @@
  * enter the top k, so it looks at a few hundred scores a query instead of every one. The block
  * bests use WebAssembly's NaN-propagating min and max: a block holding a NaN has a NaN best and is
  * always read row by row, so a NaN never hides a better row.
+ *
+ * The first pass (`prepare` in the build thread, `approximate` and `exact` here): every row scored
+ * from int8 codes (`dot8`), a bound on the difference from the float32 kernel, and the rows within
+ * the bound of the top k rescored in float32 (vector-scan.ts `nearestRescored`); docs/architecture.md
+ * "The int8 first pass".
  */
 
 // The WebAssembly API Node has had since v8, typed as far as this file uses it (the project's
@@ -149,26 +155,33 @@ function scanRows(k: {
     ...op.get(QP), ...op.get(QEND), ...op.ltU, ...op.brIf(0),
     ...op.end,
   ];
+  return fourThenOne(
+    R,
+    COUNT,
+    [
+      ...k.rowAt, ...op.tee(P[0]!), ...op.get(STRIDE), ...op.add, ...op.tee(P[1]!), ...op.get(STRIDE), ...op.add, ...op.tee(P[2]!), ...op.get(STRIDE), ...op.add, ...op.set(P[3]!),
+      ...ACC.flatMap((a) => [...op.v128Zero, ...op.set(a)]),
+      ...k.queryStart,
+      ...inner(P),
+      ...k.store4,
+    ],
+    [...k.rowAt, ...op.set(P[0]!), ...op.v128Zero, ...op.set(ACC[0]!), ...k.queryStart, ...inner([P[0]!]), ...k.store1],
+  );
+}
+
+/** for (R = 0; R + 4 <= COUNT; R += 4) four; for (; R < COUNT; R++) one. */
+function fourThenOne(R: number, COUNT: number, four: number[], one: number[]): number[] {
   return [
     ...op.i32(0), ...op.set(R),
     ...op.block, ...op.loop,
     ...op.get(R), ...op.i32(4), ...op.add, ...op.get(COUNT), ...op.gtU, ...op.brIf(1),
-    ...k.rowAt, ...op.tee(P[0]!), ...op.get(STRIDE), ...op.add, ...op.tee(P[1]!), ...op.get(STRIDE), ...op.add, ...op.tee(P[2]!), ...op.get(STRIDE), ...op.add, ...op.set(P[3]!),
-    ...ACC.flatMap((a) => [...op.v128Zero, ...op.set(a)]),
-    ...k.queryStart,
-    ...inner(P),
-    ...k.store4,
+    ...four,
     ...op.get(R), ...op.i32(4), ...op.add, ...op.set(R),
     ...op.br(0),
     ...op.end, ...op.end,
-    // The last rows one at a time.
     ...op.block, ...op.loop,
     ...op.get(R), ...op.get(COUNT), ...op.geU, ...op.brIf(1),
-    ...k.rowAt, ...op.set(P[0]!),
-    ...op.v128Zero, ...op.set(ACC[0]!),
-    ...k.queryStart,
-    ...inner([P[0]!]),
-    ...k.store1,
+    ...one,
     ...op.get(R), ...op.i32(1), ...op.add, ...op.set(R),
     ...op.br(0),
     ...op.end, ...op.end,
@@ -302,25 +315,22 @@ function toL2(): number[] {
   const at = (base: number) => [...op.get(base), ...op.get(T), ...op.add];
   const body = [
     ...op.get(QQ), ...op.f32x4Splat, ...op.set(QV),
-    ...op.i32(0), ...op.set(R),
-    ...op.block, ...op.loop,
-    ...op.get(R), ...op.i32(4), ...op.add, ...op.get(COUNT), ...op.gtU, ...op.brIf(1),
-    ...op.get(R), ...op.i32(2), ...op.shl, ...op.set(T),
-    ...at(SC),
-    ...at(N2), ...op.v128Load, ...at(SC), ...op.v128Load, ...at(SC), ...op.v128Load, ...op.f32x4Add, ...op.f32x4Sub, ...op.get(QV), ...op.f32x4Add,
-    ...op.v128Store,
-    ...op.get(R), ...op.i32(4), ...op.add, ...op.set(R),
-    ...op.br(0),
-    ...op.end, ...op.end,
-    ...op.block, ...op.loop,
-    ...op.get(R), ...op.get(COUNT), ...op.geU, ...op.brIf(1),
-    ...op.get(R), ...op.i32(2), ...op.shl, ...op.set(T),
-    ...at(SC),
-    ...at(N2), ...op.f32Load(0), ...at(SC), ...op.f32Load(0), ...at(SC), ...op.f32Load(0), ...op.f32Add, ...op.f32Sub, ...op.get(QQ), ...op.f32Add,
-    ...op.f32Store(0),
-    ...op.get(R), ...op.i32(1), ...op.add, ...op.set(R),
-    ...op.br(0),
-    ...op.end, ...op.end,
+    ...fourThenOne(
+      R,
+      COUNT,
+      [
+        ...op.get(R), ...op.i32(2), ...op.shl, ...op.set(T),
+        ...at(SC),
+        ...at(N2), ...op.v128Load, ...at(SC), ...op.v128Load, ...at(SC), ...op.v128Load, ...op.f32x4Add, ...op.f32x4Sub, ...op.get(QV), ...op.f32x4Add,
+        ...op.v128Store,
+      ],
+      [
+        ...op.get(R), ...op.i32(2), ...op.shl, ...op.set(T),
+        ...at(SC),
+        ...at(N2), ...op.f32Load(0), ...at(SC), ...op.f32Load(0), ...at(SC), ...op.f32Load(0), ...op.f32Add, ...op.f32Sub, ...op.get(QQ), ...op.f32Add,
+        ...op.f32Store(0),
+      ],
+    ),
     ...op.end,
   ];
   return functionBody(2, 1, body);
