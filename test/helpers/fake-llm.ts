@@ -15,9 +15,15 @@ export async function startFakeLlm(options: { reply?: string; fail?: number; del
     return u ? { ...u, total_tokens: u.prompt_tokens + u.completion_tokens } : undefined;
   };
   const reply = options.reply ?? 'The Fresnel lens made the beams visible [1].';
+  /** Requests received, and those whose connection closed before the answer was sent (the caller gave up). */
+  const calls = { received: 0, closedEarly: 0 };
   const app = express();
   app.use(express.json({ limit: '5mb' }));
   app.post('/v1/chat/completions', async (req, res) => {
+    calls.received++;
+    res.on('close', () => {
+      if (!res.writableEnded) calls.closedEarly++;
+    });
     if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
     requests.push({ model: req.body.model, stream: Boolean(req.body.stream), messages: req.body.messages, body: req.body, headers: req.headers });
     if (options.fail) {
@@ -61,6 +67,7 @@ export async function startFakeLlm(options: { reply?: string; fail?: number; del
   return {
     url: `http://127.0.0.1:${port}/v1`,
     requests,
+    calls,
     reply,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -53,3 +53,27 @@ describe('a failing upstream', () => {
     expect(ok.status).toBe(200);
   });
 });
+
+describe('a client that goes away', () => {
+  let llm: FakeLlm;
+  let svc: TestService;
+  let stop: (() => Promise<void>) | undefined;
+  beforeAll(async () => void ({ llm, svc, stop } = await startServiceWithFakeLlm({ delayMs: 8000 })));
+  afterAll(() => stop?.());
+
+  it('aborts the upstream call it was waiting on (the signal is made when the route first reads it)', async () => {
+    const client = new AbortController();
+    const pending = fetch(`${svc.url}/v1/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ question: 'lighthouse lens' }), signal: client.signal }).catch(() => null);
+    const until = async (ok: () => boolean, ms: number) => {
+      for (const end = Date.now() + ms; !ok() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      return ok();
+    };
+    expect(await until(() => llm.calls.received === 1, 5000)).toBe(true);
+    client.abort();
+    await pending;
+    // Well before the upstream's 8 s answer: the service closed its request to the upstream.
+    expect(await until(() => llm.calls.closedEarly === 1, 3000)).toBe(true);
+    // And it still serves.
+    expect((await postJson(`${svc.url}/v1/retrieve`, { question: 'lighthouse lens' })).status).toBe(200);
+  });
+});
