@@ -337,8 +337,9 @@ function toL2(): number[] {
 }
 
 /**
- * The module: one imported shared memory (up to 4 GiB); the two kernels exported as `dot` and `l2`,
- * the block bests as `max16` and `min16`.
+ * The module: one imported shared memory (up to 4 GiB); the float32 kernels exported as `dot` and
+ * `l2`, the block bests as `max16` and `min16`, the first pass's kernel as `dot8` and its
+ * dots-to-distances pass as `toL2`.
  */
 export function kernelModuleBytes(): Uint8Array {
   const i32 = [0x7f];
@@ -391,6 +392,16 @@ function layout(count: number, dimension: number) {
   return { scoresAt, bestsAt, rowsAt, rowsEnd: rowsAt + count * dimension * 4, stride8, codesAt, q16At, scalesAt, norms2At, exactAt, factsAt, bytes: factsAt + FACTS * 8 };
 }
 
+/** The greatest |x| of values[from .. from + count); NaN if one is NaN (it sticks: a comparison with NaN is false). */
+function greatestMagnitude(values: Float32Array, from: number, count: number): number {
+  let top = 0;
+  for (let j = from, end = from + count; j < end; j++) {
+    const m = Math.abs(values[j]!);
+    if (!(m <= top)) top = m;
+  }
+  return top;
+}
+
 /** Facts of the codes (float64, written by prepare()): prepared (1), the greatest residual norm, the greatest row norm. */
 const FACTS = 3;
 const U = 2 ** -24;
@@ -406,23 +417,16 @@ export class VectorRows {
   readonly rows: Float32Array;
   /** The query's place in the memory: `score(null, l2)` scores what was written here (no copy). */
   readonly query: Float32Array;
-  private readonly scores: Float32Array;
-  /** Each full block's best score (greatest dot, least squared distance) as of the last `score`. */
-  readonly bests: Float32Array;
   /** The scores of the last `score` or `approximate` (a view of the memory). */
-  get scoresView(): Float32Array {
-    return this.scores;
-  }
+  readonly scores: Float32Array;
+  /** Each full block's best score (greatest dot, least squared distance) as of the last `score` or `approximate`. */
+  readonly bests: Float32Array;
   private kernels: { dot: Kernel; l2: Kernel; max16: Bests; min16: Bests; dot8: Kernel8; toL2: ToL2 } | null = null;
   private readonly at: ReturnType<typeof layout>;
   /** The first pass's arrays, or null when the memory holds the rows only (codes would pass 4 GiB). */
   private readonly q: { codes: Int8Array; q16: Int16Array; scales: Float32Array; norms2: Float32Array; exact: Float32Array; facts: Float64Array } | null;
   /** The int16 query's limit: no i32 sum of a row can overflow (stride x 127 x limit < 2^31). */
   private readonly queryLimit: number;
-  /** Byte addresses of the rows, the scores and the block bests in the memory (the query's is 0). */
-  private readonly rowsAt: number;
-  private readonly scoresAt: number;
-  private readonly bestsAt: number;
 
   private constructor(
     readonly memory: WasmMemory,
@@ -436,9 +440,6 @@ export class VectorRows {
     this.scores = new Float32Array(buffer, at.scoresAt, count);
     this.bests = new Float32Array(buffer, at.bestsAt, Math.floor(count / BLOCK));
     this.rows = new Float32Array(buffer, at.rowsAt, count * dimension);
-    this.rowsAt = at.rowsAt;
-    this.scoresAt = at.scoresAt;
-    this.bestsAt = at.bestsAt;
     this.at = at;
     // Both threads decide from the memory's size alone, so they agree.
     this.q =
@@ -471,11 +472,7 @@ export class VectorRows {
     let maxNorm = 0;
     for (let r = 0; r < count; r++) {
       const o = r * D;
-      let top = 0;
-      for (let j = 0; j < D; j++) {
-        const m = Math.abs(rows[o + j]!);
-        if (!(m <= top)) top = m; // NaN sticks (a comparison with NaN is false)
-      }
+      const top = greatestMagnitude(rows, o, D);
       if (!Number.isFinite(top)) {
         scales[r] = Number.NaN;
         norms2[r] = Number.NaN;
@@ -526,29 +523,23 @@ export class VectorRows {
     if (!this.q || !this.prepared) return Number.NaN;
     const { query, dimension: D } = this;
     const { q16, facts } = this.q;
-    let top = 0;
-    let qq = 0;
-    for (let j = 0; j < D; j++) {
-      const m = Math.abs(query[j]!);
-      if (!(m <= top)) top = m;
-      qq += query[j]! * query[j]!;
-    }
+    const { at } = this;
+    const top = greatestMagnitude(query, 0, D);
     if (!Number.isFinite(top) || top === 0) return Number.NaN;
     const b = Math.fround(top / this.queryLimit);
+    let qq = 0;
     let ff = 0;
     for (let j = 0; j < D; j++) {
-      const d = Math.max(-this.queryLimit, Math.min(this.queryLimit, Math.round(query[j]! / b)));
+      const x = query[j]!;
+      const d = Math.max(-this.queryLimit, Math.min(this.queryLimit, Math.round(x / b)));
       q16[j] = d;
-      ff += (query[j]! - b * d) ** 2;
+      qq += x * x;
+      ff += (x - b * d) ** 2;
     }
     const k = this.instance();
-    k.dot8(this.at.codesAt, this.at.q16At, this.at.scalesAt, this.scoresAt, this.count, this.at.stride8, b);
-    if (l2) {
-      k.toL2(this.scoresAt, this.at.norms2At, this.count, Math.fround(qq));
-      k.min16(this.scoresAt, this.bests.length, this.bestsAt);
-    } else {
-      k.max16(this.scoresAt, this.bests.length, this.bestsAt);
-    }
+    k.dot8(at.codesAt, at.q16At, at.scalesAt, at.scoresAt, this.count, at.stride8, b);
+    if (l2) k.toL2(at.scoresAt, at.norms2At, this.count, Math.fround(qq));
+    (l2 ? k.min16 : k.max16)(at.scoresAt, this.bests.length, at.bestsAt);
     const maxResidual = facts[1]!;
     const maxNorm = facts[2]!;
     const qNorm = Math.sqrt(qq);
@@ -562,7 +553,7 @@ export class VectorRows {
   /** Row r's float32 score against the query in `this.query` (the kernel on that row alone: the same float sums as `score`): its dot, or with `l2` its squared distance. */
   exact(r: number, l2 = false): number {
     const k = this.instance();
-    (l2 ? k.l2 : k.dot)(this.rowsAt + r * this.dimension * 4, 0, this.at.exactAt, 1, this.dimension);
+    (l2 ? k.l2 : k.dot)(this.at.rowsAt + r * this.dimension * 4, 0, this.at.exactAt, 1, this.dimension);
     return this.q!.exact[0]!;
   }
 
@@ -625,8 +616,9 @@ export class VectorRows {
     if (query && query.length !== this.dimension) throw new Error(`query has ${query.length} dimensions, the rows ${this.dimension}`);
     const k = this.instance();
     if (query) this.query.set(query);
-    (l2 ? k.l2 : k.dot)(this.rowsAt, 0, this.scoresAt, this.count, this.dimension);
-    (l2 ? k.min16 : k.max16)(this.scoresAt, this.bests.length, this.bestsAt);
+    const { at } = this;
+    (l2 ? k.l2 : k.dot)(at.rowsAt, 0, at.scoresAt, this.count, this.dimension);
+    (l2 ? k.min16 : k.max16)(at.scoresAt, this.bests.length, at.bestsAt);
     return this.scores;
   }
 }

@@ -177,9 +177,7 @@ export class VectorMatrix {
       }
       if (d < top.worst || top.filled < k) top.add(d, r);
     }
-    const distances: number[] = [];
-    for (let i = 0; i < top.filled; i++) distances.push(top.keys[i]!);
-    return { rows: top.rowList(), distances };
+    return top.result(false);
   }
 }
 
@@ -228,10 +226,15 @@ class TopK {
     if (this.filled === k) this.worst = keys[k - 1]!;
   }
 
-  rowList(): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.filled; i++) out.push(this.rows[i]!);
-    return out;
+  /** The rows held and their distances: the keys, or with `negatedDots` Chroma's 1 - dot in float32 (as usearch and Chroma's kernels give it). */
+  result(negatedDots: boolean): ScanResult {
+    const rows: number[] = [];
+    const distances: number[] = [];
+    for (let i = 0; i < this.filled; i++) {
+      rows.push(this.rows[i]!);
+      distances.push(negatedDots ? Math.fround(1 + this.keys[i]!) : this.keys[i]!);
+    }
+    return { rows, distances };
   }
 }
 
@@ -242,15 +245,21 @@ const SECOND = new TopK(64);
 /**
  * The k rows of least distance from the kernel's scores (squared distances with `l2`, else dot
  * products, the distance then 1 - dot in float32 as usearch and Chroma's kernels give it),
- * ascending, ties in row order; rows `allowed` marks 0 and non-finite distances left out. Ranked on
- * the scores themselves (a dot's negation), the distance computed for the k kept only. `bests`
- * holds each full block's best score (VectorRows.score): a block whose best cannot enter the top k
- * is passed over whole (not below the k-th key: no row of it could be added, ties included); a NaN
- * best (a NaN in the block) never compares, so that block is read row by row.
+ * ascending, ties in row order; rows `allowed` marks 0 and non-finite distances left out.
  */
-function nearest(scores: Float32Array, bests: Float32Array, l2: boolean, k: number, allowed: Uint8Array | null, rawKeys = false): ScanResult {
+function nearest(scores: Float32Array, bests: Float32Array, l2: boolean, k: number, allowed: Uint8Array | null): ScanResult {
+  return rank(scores, bests, l2 ? 1 : -1, k, allowed).result(!l2);
+}
+
+/**
+ * The k least keys (sign x score) of the rows `allowed` leaves in, into FIRST: ranked on the scores
+ * themselves (a dot's negation), the distance computed for the k kept only. `bests` holds each full
+ * block's best score (VectorRows.score, approximate): a block whose best cannot enter the top k is
+ * passed over whole (not below the k-th key: no row of it could be added, ties included); a NaN best
+ * (a NaN in the block) never compares, so that block is read row by row.
+ */
+function rank(scores: Float32Array, bests: Float32Array, sign: number, k: number, allowed: Uint8Array | null): TopK {
   const top = FIRST.reset(k);
-  const sign = l2 ? 1 : -1;
   const consider = (from: number, to: number) => {
     for (let r = from; r < to; r++) {
       const key = sign * scores[r]!;
@@ -265,9 +274,7 @@ function nearest(scores: Float32Array, bests: Float32Array, l2: boolean, k: numb
     consider(b * BLOCK, (b + 1) * BLOCK);
   }
   consider(bests.length * BLOCK, scores.length);
-  const distances: number[] = [];
-  for (let i = 0; i < top.filled; i++) distances.push(l2 || rawKeys ? top.keys[i]! : Math.fround(1 + top.keys[i]!));
-  return { rows: top.rowList(), distances };
+  return top;
 }
 
 /** `RAG_VECTOR_PREFILTER=off`: every row scored in float32 (the int8 first pass left out; for tests and diagnosis). */
@@ -283,13 +290,11 @@ const PREFILTER = process.env.RAG_VECTOR_PREFILTER !== 'off';
  * not finite (fewer than k rows with a finite approximation): the caller scans in full.
  */
 function nearestRescored(simd: VectorRows, bound: number, l2: boolean, k: number, allowed: Uint8Array | null): ScanResult | null {
-  const approx = nearest(simd.scoresView, simd.bests, l2, k, allowed, true);
-  const worst = approx.distances[k - 1];
-  if (approx.rows.length < k || worst === undefined || !Number.isFinite(worst)) return null;
+  const { scores, bests } = simd;
   const sign = l2 ? 1 : -1;
-  const limit = worst + 2 * bound;
-  const scores = simd.scoresView;
-  const bests = simd.bests;
+  const approximate = rank(scores, bests, sign, k, allowed);
+  if (approximate.filled < k || !Number.isFinite(approximate.worst)) return null;
+  const limit = approximate.worst + 2 * bound;
   const top = SECOND.reset(k);
   const rescore = (r: number) => {
     if (!(sign * scores[r]! <= limit) || (allowed && allowed[r] === 0)) return;
@@ -303,9 +308,7 @@ function nearestRescored(simd: VectorRows, bound: number, l2: boolean, k: number
     for (let r = b * BLOCK, end = r + BLOCK; r < end; r++) rescore(r);
   }
   for (let r = bests.length * BLOCK; r < scores.length; r++) rescore(r);
-  const distances: number[] = [];
-  for (let i = 0; i < top.filled; i++) distances.push(l2 ? top.keys[i]! : Math.fround(1 + top.keys[i]!));
-  return { rows: top.rowList(), distances };
+  return top.result(!l2);
 }
 
 /** The query scaled to unit length (a copy; a zero query stays zero). */

@@ -221,7 +221,7 @@ describe('int8 first pass: the same top k, bit for bit, as every row in float32 
       for (const l2 of [false, true]) {
         const bound = rows.approximate(l2);
         expect(Number.isFinite(bound)).toBe(true);
-        const approx = Float32Array.from(rows.scoresView);
+        const approx = Float32Array.from(rows.scores);
         for (let r = 0; r < n; r++) expect(Math.abs(approx[r]! - rows.exact(r, l2))).toBeLessThanOrEqual(bound);
       }
     }
@@ -236,7 +236,7 @@ describe('int8 first pass: the same top k, bit for bit, as every row in float32 
     rows.prepare();
     rows.query.fill(1);
     const bound = rows.approximate();
-    expect(Array.from(rows.scoresView)).toEqual([4096, -4096, 4096, 4096, 4096].map((x) => expect.closeTo(x, 0)));
+    expect(Array.from(rows.scores)).toEqual([4096, -4096, 4096, 4096, 4096].map((x) => expect.closeTo(x, 0)));
     // float32 rounding of 4,096-term sums, relative to them: ~5e-4 of 4,096.
     expect(bound).toBeLessThan(4096 * 1e-3);
   });
