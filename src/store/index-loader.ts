@@ -85,8 +85,8 @@ const buildThreads = {
     worker.on('error', () => undefined);
     return worker;
   },
-  /** The last collection of a thread kept for another build (its heap in bytes): tests and probes read it. */
-  lastCollection: null as { ms: number; heapBefore: number; heapAfter: number } | null,
+  /** The last collections of threads kept for another build (heaps in bytes, oldest first, at most 16): tests and probes read them. */
+  collections: [] as BuildThreadCollection[],
   /** Builds each live thread has run (a thread runs at most `maxBuilds`, then a fresh one replaces it). */
   builds: new WeakMap<NicedThread, number>(),
   take(maxBuilds: number): { worker: NicedThread; reused: boolean } {
@@ -110,7 +110,9 @@ const buildThreads = {
     // Kept for its next build: its last build's garbage is collected now, not held until then.
     else {
       used.once('message', (m: IndexWorkerMessage) => {
-        if (m.type === 'collected') this.lastCollection = { ms: m.ms, heapBefore: m.heapBefore, heapAfter: m.heapAfter };
+        if (m.type !== 'collected') return;
+        this.collections.push({ seq: (this.collections.at(-1)?.seq ?? 0) + 1, ms: m.ms, heapBefore: m.heapBefore, heapAfter: m.heapAfter });
+        if (this.collections.length > 16) this.collections.shift();
       });
       used.postMessage({ type: 'collect' } satisfies IndexWorkerRequest);
     }
@@ -126,9 +128,18 @@ const buildThreads = {
   },
 };
 
-/** The last garbage collection of a build thread kept for its next build (null: none yet). */
-export function lastBuildThreadCollection(): { ms: number; heapBefore: number; heapAfter: number } | null {
-  return buildThreads.lastCollection;
+/** One garbage collection of a build thread kept for its next build (heaps in bytes). */
+export interface BuildThreadCollection {
+  /** 1 for the process's first collection, then one more for each. */
+  seq: number;
+  ms: number;
+  heapBefore: number;
+  heapAfter: number;
+}
+
+/** The last (at most 16) garbage collections of build threads kept for their next build, oldest first. */
+export function buildThreadCollections(): readonly BuildThreadCollection[] {
+  return [...buildThreads.collections];
 }
 
 /** A search on a keyword search thread that has not answered within this fails with RAG_STORE_TIMEOUT. */
