@@ -1,6 +1,6 @@
 import { distanceToScore, type DistanceSpace, type StoreHit } from './chroma-store.js';
 import type { KeywordSearcher, LoadedRecords } from './index-loader.js';
-import type { BackendInfo, ExportedPage, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
+import type { BackendInfo, ExportedPage, FusedHit, FusionRequest, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
 import { VectorMatrix } from './vector-scan.js';
 import { RagError } from '../errors.js';
 import type { MetadataColumn } from './metadata-columns.js';
@@ -107,6 +107,58 @@ export class InProcessBackend implements RetrievalBackend {
       if (r >= 0 && passes(r)) allowed[doc] = 1;
     }
     return this.keyword.search(text, k, allowed);
+  }
+
+  hybridNow(vector: ArrayLike<number>, text: string, fusion: FusionRequest, where?: WhereFilter, whereDocument?: WhereDocument): FusedHit[] | null {
+    const allowed = this.allowedRows(where, whereDocument);
+    const { docRow } = this;
+    // keywordSearch's filter, read through the rows' mask: a document competes if its row passes.
+    const accept = allowed ? (doc: number) => docRow[doc]! >= 0 && allowed[docRow[doc]!] === 1 : undefined;
+    const found = this.keyword.searchDocsNow(text, fusion.candidates, accept);
+    if (!found) return null;
+    const keywordRows: number[] = [];
+    for (const doc of found.docs) {
+      // A document of the keyword index that is not in the collection (a stale shipped index): the
+      // path by id fuses and then drops it, which this one does not copy.
+      if (docRow[doc]! < 0) return null;
+      keywordRows.push(docRow[doc]!);
+    }
+    const keywordScores = Array.from(found.scores);
+    const dense = this.matrix.search(vector, fusion.candidates, allowed);
+    // Fused entries in first-seen order (dense first, then keyword-only rows), as fuseRanks's Map.
+    const { weights, rrfK } = fusion;
+    const rows: number[] = [];
+    const scores: number[] = [];
+    const denseScores: Array<number | undefined> = [];
+    const keywordOf: Array<number | undefined> = [];
+    const slot = new Map<number, number>();
+    for (let i = 0; i < dense.rows.length; i++) {
+      slot.set(dense.rows[i]!, rows.length);
+      rows.push(dense.rows[i]!);
+      scores.push(weights.dense / (rrfK + i + 1));
+      denseScores.push(distanceToScore(this.space, dense.distances[i]!));
+      keywordOf.push(undefined);
+    }
+    for (let i = 0; i < keywordRows.length; i++) {
+      const add = weights.keyword / (rrfK + i + 1);
+      const at = slot.get(keywordRows[i]!);
+      if (at !== undefined) {
+        scores[at] = scores[at]! + add;
+        keywordOf[at] = keywordScores[i];
+      } else {
+        slot.set(keywordRows[i]!, rows.length);
+        rows.push(keywordRows[i]!);
+        scores.push(add);
+        denseScores.push(undefined);
+        keywordOf.push(keywordScores[i]);
+      }
+    }
+    // Stable: equal scores keep first-seen order.
+    const order = rows.map((_, i) => i).sort((a, b) => scores[b]! - scores[a]!);
+    return order.slice(0, fusion.k).map((i) => {
+      const r = rows[i]!;
+      return { id: this.ids.get(r), score: scores[i]!, denseScore: denseScores[i], keywordScore: keywordOf[i], text: this.documents.get(r), metadata: this.metadata.get(r) as StoreHit['metadata'], distance: NaN };
+    });
   }
 
   async getByIds(ids: string[]): Promise<RecordText[]> {

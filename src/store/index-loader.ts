@@ -224,6 +224,15 @@ export class KeywordSearcher {
     );
   }
 
+  /**
+   * On the calling thread, by internal document number (KeywordPostings.searchDocs: views the next
+   * search reuses); null when the index is searched on its own thread.
+   */
+  searchDocsNow(query: string, limit: number, accept?: (doc: number) => boolean): { docs: Int32Array; scores: Float64Array } | null {
+    if (this.closed) throw new RagError('RAG_NOT_READY', 'the keyword index is closed');
+    return this.postings.shared ? null : this.postings.searchDocs(query, limit, accept);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -667,6 +667,9 @@ export class KeywordPostings {
   private scores: Float64Array | null = null;
   private marks: Int32Array | null = null;
   private touched: Int32Array | null = null;
+  /** The bounded best list of a search (searchDocs returns views of it). */
+  private bestDoc = new Int32Array(0);
+  private bestScore = new Float64Array(0);
 
   constructor(private readonly d: KeywordPostingsData) {
     this.origin = d.origin;
@@ -766,9 +769,20 @@ export class KeywordPostings {
    * internal number) compete, so a selective filter still gets its full top `limit`.
    */
   search(query: string, limit: number, accept?: (doc: number) => boolean): KeywordHit[] {
+    const { docs, scores } = this.searchDocs(query, limit, accept);
+    const hits: KeywordHit[] = [];
+    for (let j = 0; j < docs.length; j++) hits.push({ id: this.idOf(docs[j]!), score: scores[j]! });
+    return hits;
+  }
+
+  /**
+   * As `search`, by internal document number (no id decoded): views of arrays the next search
+   * reuses, so read them before searching again.
+   */
+  searchDocs(query: string, limit: number, accept?: (doc: number) => boolean): { docs: Int32Array; scores: Float64Array } {
     // A term's number and the count of terms matched each take 16 bits of a document's mark.
     const terms = this.queryTerms(query).slice(0, 0x7fff);
-    if (terms.length === 0 || limit <= 0) return [];
+    if (terms.length === 0 || limit <= 0) return { docs: new Int32Array(0), scores: new Float64Array(0) };
     const { postStart, postDoc, postTf, fieldLength, avgFieldLength, documentCount, present } = this.d;
     const D = present.length;
     if (!this.scores || !this.marks) {
@@ -812,8 +826,11 @@ export class KeywordPostings {
     // The k best of score x distinct terms matched; among equal scores the first touched stays first.
     // A bounded list sorted best first, with a floor: most documents fall below it and cost one comparison.
     const cap = Math.min(limit, nTouched);
-    const bestDoc = new Int32Array(cap);
-    const bestScore = new Float64Array(cap);
+    if (this.bestDoc.length < cap) {
+      this.bestDoc = new Int32Array(cap);
+      this.bestScore = new Float64Array(cap);
+    }
+    const { bestDoc, bestScore } = this;
     let filled = 0;
     for (let j = 0; j < nTouched; j++) {
       const doc = touched[j]!;
@@ -831,8 +848,6 @@ export class KeywordPostings {
       bestScore[p] = score;
       bestDoc[p] = doc;
     }
-    const hits: KeywordHit[] = [];
-    for (let j = 0; j < filled; j++) hits.push({ id: this.idOf(bestDoc[j]!), score: bestScore[j]! });
-    return hits;
+    return { docs: bestDoc.subarray(0, filled), scores: bestScore.subarray(0, filled) };
   }
 }

@@ -36,6 +36,17 @@ export interface RecordText {
   metadata: StoreHit['metadata'];
 }
 
+/** A fused hit (rag/hybrid.ts): `score` is the fused RRF score; each side's own score where that side found it. */
+export type FusedHit = StoreHit & { denseScore?: number | undefined; keywordScore?: number | undefined };
+
+/** Hybrid retrieval's fusion (rag/hybrid.ts fuseRanks): `candidates` from each side, the top `k` fused. */
+export interface FusionRequest {
+  k: number;
+  candidates: number;
+  weights: { dense: number; keyword: number };
+  rrfK: number;
+}
+
 export interface BackendInfo {
   kind: BackendKind;
   /** Vector search: 'wasm-simd-exact' / 'usearch-exact' / 'js-exact' (in process) or 'chroma-hnsw'. */
@@ -68,6 +79,12 @@ export interface RetrievalBackend {
   keywordSearch(text: string, k: number, where?: WhereFilter, whereDocument?: WhereDocument): Promise<KeywordHit[]>;
   /** Records by id, in the order asked (missing ids left out). */
   getByIds(ids: string[]): Promise<RecordText[]>;
+  /**
+   * Hybrid retrieval in one synchronous pass (in process: candidates by row, no id made or looked up
+   * until the final k): exactly what rag/hybrid.ts makes of nearestIds, keywordSearch, fuseRanks and
+   * getByIds, or null when it cannot answer so (its keyword index searched on a thread of its own).
+   */
+  hybridNow?(vector: ArrayLike<number>, text: string, fusion: FusionRequest, where?: WhereFilter, whereDocument?: WhereDocument): FusedHit[] | null;
   describe(): BackendInfo;
   /**
    * Every record with its vector, in pages (documents from the browser build the next version from

@@ -14,6 +14,9 @@ import { NicedThreadHandle, nicedSpawnerTids } from '../../src/niced-thread.js';
 import { normalizeRows, VectorMatrix } from '../../src/store/vector-scan.js';
 import { SEGMENT_BYTES } from '../../src/store/record-columns.js';
 import { niceFromStat } from '../../src/store/thread-nice.js';
+import { retrieve } from '../../src/rag/hybrid.js';
+import type { Generation } from '../../src/reload/generation.js';
+import type { RetrievalBackend } from '../../src/store/retrieval-backend.js';
 
 /**
  * The in-process index read through a real Chroma server, compared with that server on the
@@ -76,6 +79,16 @@ afterAll(async () => {
   await server?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
+
+/** What rag/hybrid.ts reads of a generation: the query's vector (as given) and its store. */
+function generationOf(backend: RetrievalBackend, vector: number[]): Generation {
+  return { embeddings: { embedQuery: async () => vector }, store: { store: backend } } as unknown as Generation;
+}
+
+/** The backend as one without hybridNow: rag/hybrid.ts takes its path by id (nearestIds, keywordSearch, fuseRanks, getByIds). */
+function byIdOnly(backend: InProcessBackend): RetrievalBackend {
+  return Object.create(backend, { hybridNow: { value: undefined } }) as RetrievalBackend;
+}
 
 /** Niceness of one thread of this process. */
 function niceOfTask(tid: number): number {
@@ -287,6 +300,40 @@ describe('in-process index read through Chroma', () => {
     expect((await remote.keywordSearch('quorum backoff', 5, where, whereDocument)).map((h) => h.id)).toEqual(both.map((h) => h.id));
   });
 
+  it('hybrid in one pass by row returns what the path by id returns (ids, fused and side scores, order, texts), every space, filtered or not', async () => {
+    const filters: Array<{ filter?: Record<string, unknown>; contains?: string }> = [{}, { filter: { group: 1 } }, { contains: 'shard' }, { filter: { even: true }, contains: 'ledger' }, { filter: { group: { $in: [0, 2] } } }];
+    const texts = ['quorum backoff', 'retry worker lease', 'record 12', 'nothing-matches-this', 'shard'];
+    let compared = 0;
+    let bothSides = 0;
+    for (const space of SPACES) {
+      const { local } = backends.get(space)!;
+      const plain = byIdOnly(local);
+      for (let q = 0; q < 10; q++) {
+        for (const f of filters) {
+          for (const k of [1, 4, 10]) {
+            const vector = queries[q]!;
+            const options = { k, mode: 'hybrid' as const, filter: f.filter, contains: f.contains, candidates: q % 2 === 0 ? 20 : 6, rrfK: 10, weights: { dense: 0.3 + q * 0.1, keyword: 1 } };
+            const text = texts[q % texts.length]!;
+            // Called directly: it answers (not null) on this backend.
+            expect(local.hybridNow(vector, text, { k, candidates: Math.max(options.candidates, k * 4), weights: options.weights, rrfK: 10 }, f.filter, f.contains ? { $contains: f.contains } : undefined)).not.toBeNull();
+            const fast = await retrieve(generationOf(local, vector), text, options);
+            const slow = await retrieve(generationOf(plain, vector), text, options);
+            expect(fast).toEqual(slow);
+            expect(fast.map((h) => Object.keys(h))).toEqual(slow.map((h) => Object.keys(h)));
+            expect(fast.length).toBeGreaterThan(0);
+            compared++;
+            if (fast.some((h) => h.denseScore !== undefined && h.keywordScore !== undefined)) bothSides++;
+          }
+        }
+      }
+    }
+    expect(compared).toBe(450);
+    // Rows both sides found (their fused scores summed) were among those compared.
+    expect(bothSides).toBeGreaterThan(20);
+    // An invalid filter fails the same way.
+    await expect(retrieve(generationOf(backends.get('cosine')!.local, queries[0]!), 'quorum', { k: 3, mode: 'hybrid', filter: { group: { $in: [1, 'x'] } } as never })).rejects.toMatchObject({ code: 'RAG_STORE_FILTER_INVALID' });
+  });
+
   it('an invalid filter is a RAG_STORE_FILTER_INVALID error on both backends', async () => {
     const { local, remote } = backends.get('cosine')!;
     await expect(local.query(queries[0]!, 3, { group: { $in: [1, 'x'] } })).rejects.toMatchObject({ code: 'RAG_STORE_FILTER_INVALID' });
@@ -316,6 +363,39 @@ describe('a big keyword index is searched on a thread of its own (threshold lowe
     const where = { group: 3 };
     const whereDocument = { $contains: 'record 14' };
     expect(await threaded.keywordSearch('quorum backoff', 5, where, whereDocument)).toEqual(await local.keywordSearch('quorum backoff', 5, where, whereDocument));
+  });
+
+  it('hybrid retrieval there takes the path by id (the search is not on this thread) and returns what the event loop index returns', async () => {
+    const { local } = backends.get('cosine')!;
+    expect(threaded.hybridNow(queries[0]!, 'quorum backoff', { k: 4, candidates: 20, weights: { dense: 0.3, keyword: 1 }, rrfK: 10 })).toBeNull();
+    for (const [q, text] of [[0, 'quorum backoff'], [1, 'retry worker'], [2, 'record 14']] as const) {
+      const options = { k: 5, mode: 'hybrid' as const, filter: q === 1 ? { group: 3 } : undefined };
+      expect(await retrieve(generationOf(threaded, queries[q]!), text, options)).toEqual(await retrieve(generationOf(local, queries[q]!), text, options));
+    }
+  });
+
+  it('a keyword hit whose document has no row (a stale shipped index): hybridNow leaves the answer to the path by id', async () => {
+    const records = await loadRecords({ target: { url: server.url, collection: 'vec-cosine', count: N, dimension: D }, withVectors: true, keywordDir: null, timeoutMs: 60_000 });
+    const stale = await InProcessBackend.create('vec-cosine', 'cosine', D, records);
+    try {
+      const vector = queries[3]!;
+      const options = { k: 10, mode: 'hybrid' as const };
+      const before = await retrieve(generationOf(stale, vector), 'quorum backoff', options);
+      const keywordOnly = before.find((h) => h.keywordScore !== undefined && h.denseScore === undefined)!;
+      expect(keywordOnly).toBeDefined();
+      // Its document's row forgotten, as a keyword index shipped with ids the collection lacks.
+      const docRow = records.columns!.docRow;
+      const doc = docRow.indexOf(records.columns!.ids.rowOf(keywordOnly.id));
+      expect(doc).toBeGreaterThanOrEqual(0);
+      docRow[doc] = -1;
+      expect(stale.hybridNow(vector, 'quorum backoff', { k: 10, candidates: 40, weights: { dense: 0.3, keyword: 1 }, rrfK: 10 })).toBeNull();
+      // (The path by id still finds this one by its id: only its row entry was forgotten here.)
+      const after = await retrieve(generationOf(stale, vector), 'quorum backoff', options);
+      expect(after).toEqual(await retrieve(generationOf(byIdOnly(stale), vector), 'quorum backoff', options));
+      expect(after).toEqual(before);
+    } finally {
+      await stale.dispose();
+    }
   });
 
   it('a search thread that dies fails the searches waiting on it with RAG_STORE_UNAVAILABLE and is started again by the next one; closed, it refuses with RAG_NOT_READY', async () => {
