@@ -114,51 +114,61 @@ export class InProcessBackend implements RetrievalBackend {
     const { docRow } = this;
     // keywordSearch's filter, read through the rows' mask: a document competes if its row passes.
     const accept = allowed ? (doc: number) => docRow[doc]! >= 0 && allowed[docRow[doc]!] === 1 : undefined;
-    const found = this.keyword.searchDocsNow(text, fusion.candidates, accept);
-    if (!found) return null;
-    const keywordRows: number[] = [];
-    for (const doc of found.docs) {
-      // A document of the keyword index that is not in the collection (a stale shipped index): the
-      // path by id fuses and then drops it, which this one does not copy.
-      if (docRow[doc]! < 0) return null;
-      keywordRows.push(docRow[doc]!);
-    }
-    const keywordScores = Array.from(found.scores);
+    // Views of the keyword index's scratch: valid until its next search, which nothing below makes.
+    const keyword = this.keyword.searchDocsNow(text, fusion.candidates, accept);
+    if (!keyword) return null;
+    // A document of the keyword index that is not in the collection (a stale shipped index): the
+    // path by id fuses and then drops it, which this one does not copy.
+    for (let i = 0; i < keyword.docs.length; i++) if (docRow[keyword.docs[i]!]! < 0) return null;
     const dense = this.matrix.search(vector, fusion.candidates, allowed);
     // Fused entries in first-seen order (dense first, then keyword-only rows), as fuseRanks's Map.
     const { weights, rrfK } = fusion;
-    const rows: number[] = [];
-    const scores: number[] = [];
-    const denseScores: Array<number | undefined> = [];
-    const keywordOf: Array<number | undefined> = [];
-    const slot = new Map<number, number>();
-    for (let i = 0; i < dense.rows.length; i++) {
-      slot.set(dense.rows[i]!, rows.length);
-      rows.push(dense.rows[i]!);
-      scores.push(weights.dense / (rrfK + i + 1));
-      denseScores.push(distanceToScore(this.space, dense.distances[i]!));
-      keywordOf.push(undefined);
+    const size = dense.rows.length + keyword.docs.length;
+    const rows = new Int32Array(size);
+    const scores = new Float64Array(size);
+    const denseScores: Array<number | undefined> = new Array<number | undefined>(size).fill(undefined);
+    const keywordScores: Array<number | undefined> = new Array<number | undefined>(size).fill(undefined);
+    let m = 0;
+    for (let i = 0; i < dense.rows.length; i++, m++) {
+      rows[m] = dense.rows[i]!;
+      scores[m] = weights.dense / (rrfK + i + 1);
+      denseScores[m] = distanceToScore(this.space, dense.distances[i]!);
     }
-    for (let i = 0; i < keywordRows.length; i++) {
+    for (let i = 0; i < keyword.docs.length; i++) {
+      const row = docRow[keyword.docs[i]!]!;
       const add = weights.keyword / (rrfK + i + 1);
-      const at = slot.get(keywordRows[i]!);
-      if (at !== undefined) {
-        scores[at] = scores[at]! + add;
-        keywordOf[at] = keywordScores[i];
-      } else {
-        slot.set(keywordRows[i]!, rows.length);
-        rows.push(keywordRows[i]!);
-        scores.push(add);
-        denseScores.push(undefined);
-        keywordOf.push(keywordScores[i]);
-      }
+      // At most a few dozen dense rows: a scan costs less than a Map.
+      let at = 0;
+      while (at < dense.rows.length && rows[at] !== row) at++;
+      if (at === dense.rows.length) {
+        at = m++;
+        rows[at] = row;
+        scores[at] = add;
+      } else scores[at] = scores[at]! + add;
+      keywordScores[at] = keyword.scores[i]!;
     }
-    // Stable: equal scores keep first-seen order.
-    const order = rows.map((_, i) => i).sort((a, b) => scores[b]! - scores[a]!);
-    return order.slice(0, fusion.k).map((i) => {
+    // The k best, best first; an entry only passes one with a lower score, so equal scores keep
+    // first-seen order (what fuseRanks's stable sort gives).
+    const k = Math.min(fusion.k, m);
+    const best = new Int32Array(k);
+    let filled = 0;
+    for (let i = 0; i < m; i++) {
+      const score = scores[i]!;
+      if (filled === k && !(score > scores[best[k - 1]!]!)) continue;
+      let p = filled < k ? filled++ : k - 1;
+      while (p > 0 && scores[best[p - 1]!]! < score) {
+        best[p] = best[p - 1]!;
+        p--;
+      }
+      best[p] = i;
+    }
+    const hits: FusedHit[] = [];
+    for (let j = 0; j < filled; j++) {
+      const i = best[j]!;
       const r = rows[i]!;
-      return { id: this.ids.get(r), score: scores[i]!, denseScore: denseScores[i], keywordScore: keywordOf[i], text: this.documents.get(r), metadata: this.metadata.get(r) as StoreHit['metadata'], distance: NaN };
-    });
+      hits.push({ id: this.ids.get(r), score: scores[i]!, denseScore: denseScores[i], keywordScore: keywordScores[i], text: this.documents.get(r), metadata: this.metadata.get(r) as StoreHit['metadata'], distance: NaN });
+    }
+    return hits;
   }
 
   async getByIds(ids: string[]): Promise<RecordText[]> {
