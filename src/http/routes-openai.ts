@@ -9,6 +9,7 @@ import { tokenCounterFor } from '../embeddings/token-counter.js';
 import { checkChatParameters, upstreamParameters } from './openai-params.js';
 import { chatSchema, embeddingsSchema, normaliseFilter, parseBody } from './schemas.js';
 import { openEventStream } from './sse.js';
+import { sendJson } from './json-response.js';
 
 export const RAG_MODEL_ID = 'rag';
 
@@ -109,7 +110,7 @@ export function openAiRoutes(deps: AppDeps): Router {
         choices = [{ index: 0, message: { role: 'assistant', content: a.text, refusal: null }, finish_reason: a.finish, logprobs: null }];
         usage = usageFrom(counter.count(promptText), a.tokens);
       }
-      res.json({ id, object: 'chat.completion', created, model, choices, usage, sources: result.sources, generation: generationRef(gen) });
+      sendJson(res, { id, object: 'chat.completion', created, model, choices, usage, sources: result.sources, generation: generationRef(gen) });
       return;
     }
 
@@ -188,7 +189,7 @@ export function openAiRoutes(deps: AppDeps): Router {
     const vectors = await gen.embeddings.embedDocuments(inputs);
     const counter = await tokenCounterFor(gen.model);
     const promptTokens = inputs.reduce((n, t) => n + counter.count(t), 0);
-    res.json({
+    sendJson(res, {
       object: 'list',
       model: served,
       data: vectors.map((v, index) => ({

@@ -2,6 +2,7 @@ import type { Router } from 'express';
 import { createRouter } from './router.js';
 import { leaseFor, type AppDeps } from './context.js';
 import { normaliseFilter, parseBody, querySchema } from './schemas.js';
+import { sendJson } from './json-response.js';
 
 /** POST /v1/query (answer + sources) and POST /v1/retrieve (sources only). */
 export function ragRoutes(deps: AppDeps): Router {
@@ -12,7 +13,7 @@ export function ragRoutes(deps: AppDeps): Router {
     const body = parseBody(schema, req.body);
     const gen = leaseFor(deps, req, res);
     const sources = await deps.rag.retrieve(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter), mode: body.mode, contains: body.contains });
-    res.json({ sources, generation: generationRef(gen) });
+    sendJson(res, { sources, generation: generationRef(gen) });
   });
 
   r.post('/query', async (req, res) => {
@@ -21,7 +22,7 @@ export function ragRoutes(deps: AppDeps): Router {
     const result = await deps.rag.ask(gen, { question: body.question, k: body.k, filter: normaliseFilter(body.filter), mode: body.mode, contains: body.contains }, res.locals.signal as AbortSignal, {
       requestId: res.locals.requestId as string | undefined,
     });
-    res.json({ answer: result.answer, sources: result.sources, answerer: result.answerer, generation: generationRef(gen) });
+    sendJson(res, { answer: result.answer, sources: result.sources, answerer: result.answerer, generation: generationRef(gen) });
   });
   return r;
 }
