@@ -202,15 +202,27 @@ export interface TokenBatch {
   promptLength: number;
 }
 
+/** poolTokens' scratch (it runs to its end synchronously, so one set serves every call). */
+const poolScratch = { mask: new Float64Array(0), weights: new Float64Array(0), sums: new Float64Array(0) };
+
 /**
  * Pool token vectors into sentence vectors exactly as sentence-transformers' Pooling module does
  * (modes concatenated in order), then L2-normalise when the profile says so.
  */
 export function poolTokens(batch: TokenBatch, profile: Pick<SentenceProfile, 'pooling' | 'normalize' | 'includePrompt'>): number[][] {
   const [rows, seq, dim] = batch.dims;
-  const out: number[][] = new Array(rows);
+  const { hidden } = batch;
+  const modes = profile.pooling;
+  const out: number[][] = new Array<number[]>(rows);
+  // Scratch reused by every row and call: the row's mask and one mode's sums (double precision). A
+  // typed array of more than 64 bytes is allocated outside V8's heap, a few microseconds a call.
+  if (poolScratch.mask.length < seq) poolScratch.mask = new Float64Array(seq);
+  if (poolScratch.sums.length < dim) poolScratch.sums = new Float64Array(dim);
+  if (poolScratch.weights.length < seq) poolScratch.weights = new Float64Array(seq);
+  const m = poolScratch.mask;
+  const v = poolScratch.sums;
+  const w = poolScratch.weights;
   for (let r = 0; r < rows; r++) {
-    const m = new Float64Array(seq);
     let leftPad = -1;
     for (let s = 0; s < seq; s++) {
       m[s] = Number(batch.mask[r * seq + s]);
@@ -219,40 +231,53 @@ export function poolTokens(batch: TokenBatch, profile: Pick<SentenceProfile, 'po
     if (!profile.includePrompt && batch.promptLength > 0) {
       for (let s = 0; s < Math.min(seq, Math.max(0, leftPad) + batch.promptLength); s++) m[s] = 0;
     }
-    const at = (s: number, d: number) => batch.hidden[(r * seq + s) * dim + d]!;
-    const vec: number[] = [];
-    for (const mode of profile.pooling) {
-      const v = new Float64Array(dim);
+    // Token s's vector starts at hidden[rowAt + s * dim].
+    const rowAt = r * seq * dim;
+    const vec = new Array<number>(modes.length * dim);
+    for (let k = 0; k < modes.length; k++) {
+      const mode = modes[k]!;
+      const copy = (s: number) => {
+        for (let d = 0, o = rowAt + s * dim; d < dim; d++) v[d] = hidden[o + d]!;
+      };
       if (mode === 'cls') {
         let first = 0;
         while (first < seq && m[first] === 0) first++;
         if (first === seq) first = 0;
-        for (let d = 0; d < dim; d++) v[d] = at(first, d);
+        copy(first);
       } else if (mode === 'max') {
         v.fill(-Infinity);
-        for (let s = 0; s < seq; s++) if (m[s]) for (let d = 0; d < dim; d++) v[d] = Math.max(v[d]!, at(s, d));
+        for (let s = 0; s < seq; s++) {
+          if (!m[s]) continue;
+          for (let d = 0, o = rowAt + s * dim; d < dim; d++) v[d] = Math.max(v[d]!, hidden[o + d]!);
+        }
         for (let d = 0; d < dim; d++) if (v[d] === -Infinity) v[d] = 0;
       } else if (mode === 'lasttoken') {
         let last = seq - 1;
         while (last >= 0 && m[last] === 0) last--;
-        if (last >= 0) for (let d = 0; d < dim; d++) v[d] = at(last, d);
+        if (last >= 0) copy(last);
+        else v.fill(0);
       } else {
+        // The token weights first; then per dimension the weighted sum over tokens in token order
+        // (the same additions as summing token by token into every dimension, one store a dimension).
+        const weighted = mode === 'weightedmean';
         let weightSum = 0;
         for (let s = 0; s < seq; s++) {
-          const w = m[s]! * (mode === 'weightedmean' ? s + 1 : 1);
-          if (!w) continue;
-          weightSum += w;
-          for (let d = 0; d < dim; d++) v[d] = v[d]! + w * at(s, d);
+          w[s] = m[s]! * (weighted ? s + 1 : 1);
+          weightSum += w[s]!;
         }
         const denom = Math.max(weightSum, 1e-9);
         const div = mode === 'mean_sqrt_len_tokens' ? Math.sqrt(denom) : denom;
-        for (let d = 0; d < dim; d++) v[d] = v[d]! / div;
+        for (let d = 0; d < dim; d++) {
+          let sum = 0;
+          for (let s = 0, o = rowAt + d; s < seq; s++, o += dim) if (w[s]) sum = sum + w[s]! * hidden[o]!;
+          v[d] = sum / div;
+        }
       }
-      for (let d = 0; d < dim; d++) vec.push(v[d]!);
+      for (let d = 0; d < dim; d++) vec[k * dim + d] = v[d]!;
     }
     if (profile.normalize) {
       let n = 0;
-      for (const x of vec) n += x * x;
+      for (let i = 0; i < vec.length; i++) n += vec[i]! * vec[i]!;
       const norm = Math.max(Math.sqrt(n), 1e-12);
       for (let i = 0; i < vec.length; i++) vec[i] = vec[i]! / norm;
     }
