@@ -5,6 +5,7 @@ import { RagError } from '../errors.js';
 import { BOOTSTRAP_MODEL_FILES } from './bootstrap-model.js';
 import { fileStamp, sha256File } from '../fs/fingerprint.js';
 import { factsKey, readFacts, writeFacts } from './model-facts-cache.js';
+import { padBatch, type EncodedRow } from './pad-batch.js';
 import { poolTokens, readSentenceProfile, type EmbedKind, type PoolingOverride, type SentenceProfile } from './sentence-config.js';
 import { importTransformers } from './transformers-module.js';
 
@@ -157,14 +158,9 @@ interface TensorLike {
   data: ArrayLike<number | bigint>;
   dispose?: () => void;
 }
-interface Encoded {
-  input_ids: number[];
-  attention_mask: number[];
-  token_type_ids?: number[];
-}
 type Extractor = {
   tokenizer: {
-    (text: string, options: { padding: false; truncation: false; return_tensor: false; add_special_tokens?: boolean }): Encoded;
+    (text: string, options: { padding: false; truncation: false; return_tensor: false; add_special_tokens?: boolean }): EncodedRow;
     pad_token_id?: number;
     padding_side?: string;
   };
@@ -189,18 +185,11 @@ async function encodeBatch(extractor: Extractor, texts: string[], maxLength: num
     }
     return e;
   });
-  const width = Math.max(1, ...rows.map((r) => r.input_ids.length));
-  const left = tok.padding_side === 'left';
-  const pad = (xs: number[], value: number) => {
-    const fill = new Array<number>(width - xs.length).fill(value);
-    return left ? [...fill, ...xs] : [...xs, ...fill];
-  };
-  const tensor = (key: keyof Encoded, value: number) =>
-    new Tensor('int64', BigInt64Array.from(rows.flatMap((r) => pad(r[key] ?? new Array<number>(r.input_ids.length).fill(0), value)), BigInt), [rows.length, width]);
-  const mask = rows.flatMap((r) => pad(r.attention_mask, 0));
-  const feeds: Record<string, unknown> = { input_ids: tensor('input_ids', tok.pad_token_id ?? 0), attention_mask: tensor('attention_mask', 0) };
-  if (rows[0]?.token_type_ids) feeds.token_type_ids = tensor('token_type_ids', 0);
-  return { feeds, mask };
+  const padded = padBatch(rows, tok.padding_side === 'left', tok.pad_token_id ?? 0);
+  const dims = [rows.length, padded.width];
+  const feeds: Record<string, unknown> = { input_ids: new Tensor('int64', padded.inputIds, dims), attention_mask: new Tensor('int64', padded.attentionMask, dims) };
+  if (padded.tokenTypeIds) feeds.token_type_ids = new Tensor('int64', padded.tokenTypeIds, dims);
+  return { feeds, mask: padded.mask };
 }
 
 // transformers.js keeps its settings in one global `env`; loads are serialised so that two
