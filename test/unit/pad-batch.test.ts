@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { rng } from '../../bench/lib/rng.js';
 import { padBatch, type EncodedRow } from '../../src/embeddings/pad-batch.js';
 
 /**
@@ -22,16 +23,10 @@ function plain(rows: EncodedRow[], left: boolean, padId: number) {
   };
 }
 
-function rand(seed: number) {
-  return () => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed / 0x7fffffff;
-  };
-}
 
 describe('padBatch', () => {
   it('matches the plain form on 300 random batches (left and right padding, token types or not, pad id 0 or not)', () => {
-    const r = rand(11);
+    const r = rng(11);
     for (let t = 0; t < 300; t++) {
       const types = t % 3 !== 0;
       const rows: EncodedRow[] = Array.from({ length: 1 + Math.floor(r() * 5) }, () => {

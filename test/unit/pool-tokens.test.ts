@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { rng } from '../../bench/lib/rng.js';
 import { poolTokens, POOLING_MODES, type PoolingMode, type SentenceProfile, type TokenBatch } from '../../src/embeddings/sentence-config.js';
 
 /**
@@ -63,16 +64,10 @@ function referencePool(batch: TokenBatch, profile: Pick<SentenceProfile, 'poolin
 }
 
 
-function rand(seed: number) {
-  return () => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed / 0x7fffffff;
-  };
-}
 
 describe('poolTokens', () => {
   it('gives the plain form\'s vectors bit for bit: every mode and pair of modes, padding left or right, prompts excluded or not, normalised or not', () => {
-    const r = rand(7);
+    const r = rng(7);
     const modeSets: PoolingMode[][] = [...POOLING_MODES.map((m) => [m]), ['cls', 'mean'], ['mean', 'max'], ['weightedmean', 'lasttoken', 'mean_sqrt_len_tokens']];
     let cases = 0;
     for (let t = 0; t < 400; t++) {
