@@ -1,11 +1,14 @@
 import { distanceToScore, type DistanceSpace, type StoreHit } from './chroma-store.js';
 import type { KeywordSearcher, LoadedRecords } from './index-loader.js';
 import type { BackendInfo, ExportedPage, FusedHit, FusionRequest, KeywordHit, RecordText, RetrievalBackend } from './retrieval-backend.js';
-import { VectorMatrix } from './vector-scan.js';
+import { TopK, VectorMatrix } from './vector-scan.js';
 import { RagError } from '../errors.js';
 import type { MetadataColumn } from './metadata-columns.js';
 import type { IdIndex, TextColumn } from './record-columns.js';
 import { compileRowFilter, type WhereDocument, type WhereFilter } from './where-filter.js';
+
+/** hybridNow's top k of fused entries (reused: a call runs to its end synchronously). */
+const FUSED = new TopK(64);
 
 /**
  * A generation's store held in process memory: exact vector search over one Float32Array, ids,
@@ -147,28 +150,14 @@ export class InProcessBackend implements RetrievalBackend {
       } else scores[at] = scores[at]! + add;
       keywordScores[at] = keyword.scores[i]!;
     }
-    // The k best, best first; an entry only passes one with a lower score, so equal scores keep
-    // first-seen order (what fuseRanks's stable sort gives).
-    const k = Math.min(fusion.k, m);
-    const best = new Int32Array(k);
-    let filled = 0;
-    for (let i = 0; i < m; i++) {
-      const score = scores[i]!;
-      if (filled === k && !(score > scores[best[k - 1]!]!)) continue;
-      let p = filled < k ? filled++ : k - 1;
-      while (p > 0 && scores[best[p - 1]!]! < score) {
-        best[p] = best[p - 1]!;
-        p--;
-      }
-      best[p] = i;
-    }
-    const hits: FusedHit[] = [];
-    for (let j = 0; j < filled; j++) {
-      const i = best[j]!;
+    // The k best (least negated score), best first; equal scores keep first-seen order (what
+    // fuseRanks's stable sort gives).
+    const top = FUSED.reset(Math.min(fusion.k, m));
+    for (let i = 0; i < m; i++) if (-scores[i]! < top.worst) top.add(-scores[i]!, i);
+    return top.result(false).rows.map((i) => {
       const r = rows[i]!;
-      hits.push({ id: this.ids.get(r), score: scores[i]!, denseScore: denseScores[i], keywordScore: keywordScores[i], text: this.documents.get(r), metadata: this.metadata.get(r) as StoreHit['metadata'], distance: NaN });
-    }
-    return hits;
+      return { id: this.ids.get(r), score: scores[i]!, denseScore: denseScores[i], keywordScore: keywordScores[i], text: this.documents.get(r), metadata: this.metadata.get(r) as StoreHit['metadata'], distance: NaN };
+    });
   }
 
   async getByIds(ids: string[]): Promise<RecordText[]> {

@@ -187,7 +187,7 @@ export class VectorMatrix {
  * synchronously, and two typed arrays a search cost ~3 us in allocations (a `--cpu-prof` of hybrid
  * requests at c=16: TopK and its row list ~6 us a request).
  */
-class TopK {
+export class TopK {
   keys: Float64Array;
   private rows: Int32Array;
   private k = 0;
