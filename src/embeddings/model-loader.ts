@@ -174,7 +174,7 @@ type Extractor = {
  * kept. (transformers.js 3.8 cuts the row itself, dropping them, so long inputs would embed
  * differently from the model's reference.)
  */
-async function encodeBatch(extractor: Extractor, texts: string[], maxLength: number | null, tailSpecials: number): Promise<{ feeds: Record<string, unknown>; mask: number[] }> {
+async function encodeBatch(extractor: Extractor, texts: string[], maxLength: number | null, tailSpecials: number): Promise<{ feeds: Record<string, unknown>; mask: BigInt64Array }> {
   const { Tensor } = await importTransformers();
   const tok = extractor.tokenizer;
   const rows = texts.map((t) => {
@@ -189,7 +189,7 @@ async function encodeBatch(extractor: Extractor, texts: string[], maxLength: num
   const dims = [rows.length, padded.width];
   const feeds: Record<string, unknown> = { input_ids: new Tensor('int64', padded.inputIds, dims), attention_mask: new Tensor('int64', padded.attentionMask, dims) };
   if (padded.tokenTypeIds) feeds.token_type_ids = new Tensor('int64', padded.tokenTypeIds, dims);
-  return { feeds, mask: padded.mask };
+  return { feeds, mask: padded.attentionMask };
 }
 
 // transformers.js keeps its settings in one global `env`; loads are serialised so that two

@@ -5,15 +5,13 @@ export interface EncodedRow {
   token_type_ids?: number[];
 }
 
-/** A batch padded to its longest row, as the model's int64 inputs, and the mask for pooling. */
+/** A batch padded to its longest row, as the model's int64 inputs ([rows x width]; the attention mask also serves pooling). */
 export interface PaddedBatch {
   width: number;
   inputIds: BigInt64Array;
   attentionMask: BigInt64Array;
   /** Null when the first row has none (the model takes no token types). */
   tokenTypeIds: BigInt64Array | null;
-  /** The attention mask as numbers, [rows x width]. */
-  mask: number[];
 }
 
 /**
@@ -40,17 +38,10 @@ export function padBatch(rows: readonly EncodedRow[], left: boolean, padId: numb
     }
     return data;
   };
-  const mask = new Array<number>(size).fill(0);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i]!;
-    const at = startOf(i, row.input_ids.length);
-    for (let j = 0; j < row.input_ids.length; j++) mask[at + j] = row.attention_mask[j] ?? 0;
-  }
   return {
     width,
     inputIds: int64('input_ids', padId),
     attentionMask: int64('attention_mask', 0),
     tokenTypeIds: rows[0]?.token_type_ids ? int64('token_type_ids', 0) : null,
-    mask,
   };
 }

@@ -19,7 +19,6 @@ function plain(rows: EncodedRow[], left: boolean, padId: number) {
     inputIds: tensor('input_ids', padId),
     attentionMask: tensor('attention_mask', 0),
     tokenTypeIds: rows[0]?.token_type_ids ? tensor('token_type_ids', 0) : null,
-    mask: rows.flatMap((r) => pad(r.attention_mask, 0)),
   };
 }
 
@@ -50,11 +49,13 @@ describe('padBatch', () => {
     expect(got.width).toBe(3);
     expect([...got.inputIds]).toEqual([101n, 7n, 102n, 101n, 102n, 9n]);
     expect([...got.tokenTypeIds!]).toEqual([0n, 1n, 1n, 0n, 0n, 0n]);
-    expect(got.mask).toEqual([1, 1, 1, 1, 1, 0]);
+    expect([...got.attentionMask]).toEqual([1n, 1n, 1n, 1n, 1n, 0n]);
     const leftPadded = padBatch(rows, true, 9);
     expect([...leftPadded.inputIds]).toEqual([101n, 7n, 102n, 9n, 101n, 102n]);
-    expect(leftPadded.mask).toEqual([1, 1, 1, 0, 1, 1]);
+    expect([...leftPadded.attentionMask]).toEqual([1n, 1n, 1n, 0n, 1n, 1n]);
     // An empty row still makes a one-wide batch.
-    expect(padBatch([{ input_ids: [], attention_mask: [] }], false, 5)).toMatchObject({ width: 1, mask: [0] });
+    const empty = padBatch([{ input_ids: [], attention_mask: [] }], false, 5);
+    expect(empty.width).toBe(1);
+    expect([...empty.attentionMask]).toEqual([0n]);
   });
 });
