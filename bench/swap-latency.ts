@@ -13,6 +13,14 @@
  * written by Python LangChain's Chroma: the build thread then makes the keyword index from the texts.
  * `--generator-nice N`: the load generator runs in a process of its own at niceness N (else inside
  * this process, beside the publisher's copies); each window prints the generator's own loop max.
+ * `--shadow-nice N` (a control): the versions are published to a second service (a "shadow", its own
+ * store folder and runtime, no requests) started at niceness N, every thread and child of it, while
+ * the service measured serves its first version throughout: the swap windows then show what the same
+ * swap work costs the requests when it runs in another process at that priority. Write -> serving
+ * and the phases are the shadow's; CPU per swap is the shadow's tree's.
+ * `--spin-nice N [--spin-ms 1000]` (a control): no swaps at all; in the swap windows a busy loop at
+ * niceness N (a process of its own) runs `--spin-ms` of every 2 s instead: what any CPU work of a
+ * swap's size beside the service costs its requests on this machine, whatever the work is.
  */
 import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,7 +31,7 @@ import { percentile, runLoad } from './lib/load.js';
 import { KEYWORD_INDEX_FILE } from '../src/store/keyword-index.js';
 import { MANIFEST_FILE } from '../src/store/manifest.js';
 import { pooledPercentile, runOpenLoad, runOpenLoadInChild, type OpenLoadOptions } from './lib/open-load.js';
-import { machineCpuMs, treeCpuMs, treeRssMiB } from './lib/proc.js';
+import { machineCpuMs, startBusyLoop, treeCpuMs, treeRssMiB } from './lib/proc.js';
 import { recordServiceEvents, writeToServingMs } from './lib/sse.js';
 
 const { values } = parseArgs({
@@ -35,6 +43,9 @@ const { values } = parseArgs({
     env: { type: 'string', multiple: true, default: [] },
     'serving-index': { type: 'boolean', default: false },
     'generator-nice': { type: 'string' },
+    'shadow-nice': { type: 'string' },
+    'spin-nice': { type: 'string' },
+    'spin-ms': { type: 'string', default: '1000' },
     bare: { type: 'boolean', default: false },
   },
 });
@@ -57,13 +68,26 @@ async function main() {
     await pointCurrent(storeDir, 'store-a');
     const env = Object.fromEntries(values.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
     const svc = await startService(work, storeDir, env);
+    // The control: swaps go to a shadow service at the niceness asked for (see the header).
+    const shadowNice = values['shadow-nice'] === undefined ? null : Number(values['shadow-nice']);
+    let shadow: Awaited<ReturnType<typeof startService>> | null = null;
+    let swapDir = storeDir;
+    if (shadowNice !== null) {
+      swapDir = join(work, 'vectorstore-shadow');
+      await mkdir(swapDir);
+      await cp(A.dir, join(swapDir, 'store-a'), { recursive: true });
+      await pointCurrent(swapDir, 'store-a');
+      shadow = await startService(work, swapDir, env, undefined, shadowNice);
+    }
+    // The service whose swaps are timed (and whose tree's CPU a swap costs).
+    const swapSvc = shadow ?? svc;
     try {
       const cap = await runLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, connections: 16, durationS: 3 });
       const rate = values.rate ? Number(values.rate) : Math.round(cap.rps * 0.5);
-      console.log(`${n} chunks${values['serving-index'] ? ' (versions ship serving-index.bin)' : ''}${values.bare ? ' (bare versions: Chroma files only)' : ''}; env ${JSON.stringify(env)}; c=16 ${cap.rps} req/s; open load ${rate}/s`);
-      const versions = new BenchVersions(storeDir, 4, 'store-a');
+      console.log(`${n} chunks${values['serving-index'] ? ' (versions ship serving-index.bin)' : ''}${values.bare ? ' (bare versions: Chroma files only)' : ''}; env ${JSON.stringify(env)}; c=16 ${cap.rps} req/s; open load ${rate}/s${shadow ? `; CONTROL: swaps go to a shadow service at nice ${shadowNice}, the service measured serves one version throughout` : ''}${values['spin-nice'] !== undefined ? `; CONTROL: no swaps, a busy loop at nice ${values['spin-nice']} runs ${values['spin-ms']} ms of every 2 s in the swap windows` : ''}`);
+      const versions = new BenchVersions(swapDir, 4, 'store-a');
       const ac = new AbortController();
-      const events = recordServiceEvents<{ storeVersion: string | null; startedAt?: string; durationMs?: number; phases?: Record<string, number> }>(svc.url, ac.signal);
+      const events = recordServiceEvents<{ storeVersion: string | null; startedAt?: string; durationMs?: number; phases?: Record<string, number> }>(swapSvc.url, ac.signal);
       const published: Array<{ version: string; at: number }> = [];
       const rows: Record<'steady' | 'swaps', Array<{ histogram: Record<string, number>; p50: number; p99: number; max: number; failed: number; loop: number; rss: number; cpuMs: number; busy: number; swaps: number }>> = { steady: [], swaps: [] };
       for (let round = 0; round < Number(values.rounds); round++) {
@@ -73,10 +97,13 @@ async function main() {
           const sampler = setInterval(() => rss.push(treeRssMiB(svc.child.pid!)), 100);
           let stop = false;
           const swapsBefore = versions.count;
-          const cpu0 = treeCpuMs(svc.child.pid!);
+          const cpu0 = treeCpuMs(swapSvc.child.pid!);
           const machine0 = machineCpuMs();
+          const spinNice = values['spin-nice'];
+          // The spinner control: busy `spin-ms` of every 2 s at that niceness, for the swap window only.
+          const spinner = kind === 'swaps' && spinNice !== undefined ? startBusyLoop(Number(spinNice), Number(values['spin-ms'])) : null;
           const swapper = (async () => {
-            while (kind === 'swaps' && !stop) {
+            while (kind === 'swaps' && !stop && !spinner) {
               const t = Date.now();
               const version = await versions.copyIn((v) => (v % 2 ? B.dir : A.dir));
               published.push({ version, at: await versions.point(version) });
@@ -88,11 +115,12 @@ async function main() {
           const r = values['generator-nice'] !== undefined ? await runOpenLoadInChild(load, Number(values['generator-nice'])) : await runOpenLoad(load);
           const machine1 = machineCpuMs();
           stop = true;
+          spinner?.kill('SIGKILL');
           await swapper;
           clearInterval(sampler);
           // A swap window's CPU includes the 4 s after it (no load then): the last swap's end and what follows it.
           if (kind === 'swaps') await sleep(4000);
-          const cpuMs = treeCpuMs(svc.child.pid!) - cpu0;
+          const cpuMs = treeCpuMs(swapSvc.child.pid!) - cpu0;
           const busy = Math.round((100 * (machine1.busy - machine0.busy)) / Math.max(1, machine1.total - machine0.total));
           const row = { histogram: r.histogram, p50: r.p50, p99: r.p99, max: r.max, failed: r.failed, loop: await loopDelayMaxMs(svc.url), rss: Math.max(...rss), cpuMs, busy, swaps: versions.count - swapsBefore };
           rows[kind].push(row);
@@ -122,6 +150,7 @@ async function main() {
       console.log(`pooled (every request of the windows of a kind): p99 steady ${pooled('steady')} swaps ${pooled('swaps')} (${(pooled('swaps') / pooled('steady')).toFixed(2)}x)`);
       console.log(`medians: p99 steady ${s('steady', 'p99')} swaps ${s('swaps', 'p99')} (${(s('swaps', 'p99') / s('steady', 'p99')).toFixed(2)}x); loop max steady ${s('steady', 'loop')} swaps ${s('swaps', 'loop')}; rss peak steady ${s('steady', 'rss')} swaps ${s('swaps', 'rss')} (${(s('swaps', 'rss') / s('steady', 'rss')).toFixed(2)}x)`);
     } finally {
+      await shadow?.stop();
       await svc.stop();
     }
   } finally {

@@ -80,7 +80,7 @@ export const SERVICE_BASE_ENV: Record<string, string> = { MALLOC_ARENA_MAX: proc
  * bench may run several services at once, and one audit folder takes one instance. SERVICE_BASE_ENV
  * first; an `env` entry wins.
  */
-export async function startService(work: string, storeDir: string, env: Record<string, string> = {}, timeoutMs = 600_000) {
+export async function startService(work: string, storeDir: string, env: Record<string, string> = {}, timeoutMs = 600_000, nice = 0) {
   const port = await freePort();
   const proc = await startNode(
     join(ROOT, 'dist', 'src', 'main.js'),
@@ -88,6 +88,7 @@ export async function startService(work: string, storeDir: string, env: Record<s
     { ...SERVICE_BASE_ENV, PORT: String(port), LOG_LEVEL: 'info', MODELS_DIR: join(work, 'models'), VECTORSTORE_DIR: storeDir, RUNTIME_DIR: join(work, `runtime-${port}`), MAX_CONCURRENT: '10000', AUDIT_LOG_DIR: 'off', WATCH: 'true', ...env },
     /"msg":"listening"/,
     timeoutMs,
+    nice,
   );
   return { ...proc, url: `http://127.0.0.1:${port}` };
 }

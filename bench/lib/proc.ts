@@ -100,15 +100,31 @@ function own(child: ChildProcess): void {
 }
 
 /**
+ * A control for machine noise: a process of its own at niceness `nice` that is busy `busyMs` of every
+ * `everyMs` (a spin on the clock, then a sleep), standing in for a swap's CPU beside the service.
+ * It ends with the bench even if the bench is SIGKILLed (each cycle checks the bench's pid). Stop it
+ * with `kill()`.
+ */
+export function startBusyLoop(nice: number, busyMs: number, everyMs = 2000): ChildProcess {
+  const code = `for (;;) { try { process.kill(${process.pid}, 0); } catch { process.exit(); } const t = Date.now(); while (Date.now() - t < ${busyMs}); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.max(0, ${everyMs} - (Date.now() - t))); }`;
+  const child = spawn('nice', ['-n', String(nice), process.execPath, '-e', code], { stdio: 'ignore' });
+  own(child);
+  return child;
+}
+
+/**
  * Spawn a node script and wait until a line matches `ready`. BENCH_NODE_FLAGS (space-separated)
  * are passed to node itself, e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` (not allowed in NODE_OPTIONS).
  * BENCH_CHILD_LOG=<folder>: every line a child prints is also appended to <folder>/<pid>.log (its
  * full output, e.g. with `--trace-gc`; `output` keeps only the last 500 lines).
  */
-export async function startNode(script: string, args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 60_000): Promise<Proc & { startMs: number }> {
+export async function startNode(script: string, args: string[], env: Record<string, string>, ready: RegExp, timeoutMs = 60_000, nice = 0): Promise<Proc & { startMs: number }> {
   const t0 = performance.now();
   const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...flags, script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // `nice` execs node in place (same pid): every thread and child of the process starts at that niceness.
+  const argv = [process.execPath, ...flags, script, ...args];
+  const [command, ...rest] = nice ? ['nice', '-n', String(nice), ...argv] : argv;
+  const child = spawn(command!, rest, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   own(child);
   const output: string[] = [];
   const logDir = process.env.BENCH_CHILD_LOG;
