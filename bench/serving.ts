@@ -11,7 +11,8 @@
  *   service twice: versions as `npm run ingest` publishes them (with serving-index.bin), then the
  *   same records as Python LangChain writes them (read through Chroma; the first of those, whose
  *   loader child starts cold, in a window of its own). The load generator runs in a process of its
- *   own; this process is the publisher.
+ *   own; this process is the publisher. Then a control for machine noise: the same windows with no
+ *   swap, a nice-19 busy loop of a Chroma-read swap's measured CPU in a process of its own instead.
  * - Cost growth per store size: build, start to ready, write -> serving for one swap, RSS, req/s.
  *   `--growth-only` runs just this table (for the big sizes, which take most of an hour) and writes
  *   serving-<date>-growth.json/.md.
@@ -23,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { listFiles } from '../src/store/manifest.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { pooledPercentile, runOpenLoadInChild, type OpenLoadOptions, type OpenLoadResult } from './lib/open-load.js';
-import { freePort, startNode, treeRssMiB } from './lib/proc.js';
+import { freePort, startBusyLoop, startNode, treeCpuMs, treeRssMiB } from './lib/proc.js';
 import { BenchVersions, benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
 import { recordServiceEvents, writeToServingMs } from './lib/sse.js';
 
@@ -165,21 +166,26 @@ async function main() {
   const versions = new BenchVersions(storeDir, 6, 'store-a');
   /**
    * Steady and swap windows interleaved (steady, swaps, steady, swaps), the swaps alternating
-   * between two versions' files copied in as new versions.
+   * between two versions' files copied in as new versions. With `busyLoop` (the control for machine
+   * noise) no version is published: the "swaps" windows run a busy loop in a process of its own at
+   * that niceness instead, `busyMs` of every SWAP_EVERY_MS.
    */
-  async function swapWindows(label: string, a: { dir: string }, b: { dir: string }) {
+  async function swapWindows(label: string, a: { dir: string }, b: { dir: string }, busyLoop?: { nice: number; busyMs: number }) {
     const ac = new AbortController();
     const events = recordServiceEvents(svc.url, ac.signal);
     const swapTimes: Array<{ version: string; at: number }> = [];
     const windows: { steady: SwapWindow[]; swaps: SwapWindow[] } = { steady: [], swaps: [] };
+    const cpuMs: { steady: number[]; swaps: number[] } = { steady: [], swaps: [] };
     for (let round = 0; round < 2; round++) {
       for (const kind of ['steady', 'swaps'] as const) {
         await loopDelayMaxMs(svc.url); // reset the service's histogram
         const rss = rssSampler(svc.child.pid!);
         let stopSwaps = false;
         let n = 0;
+        const cpu0 = treeCpuMs(svc.child.pid!);
+        const spinner = kind === 'swaps' && busyLoop ? startBusyLoop(busyLoop.nice, busyLoop.busyMs, SWAP_EVERY_MS) : null;
         const swapper = (async () => {
-          while (kind === 'swaps' && !stopSwaps) {
+          while (kind === 'swaps' && !stopSwaps && !spinner) {
             const t = Date.now();
             const version = await versions.copyIn((v) => (v % 2 ? b.dir : a.dir));
             swapTimes.push({ version, at: await versions.point(version) });
@@ -190,6 +196,7 @@ async function main() {
         })();
         const res = await runOpenLoad({ url: svc.url, route: '/v1/retrieve', body: DENSE, rate, durationS: P.openS });
         stopSwaps = true;
+        spinner?.kill('SIGKILL');
         await swapper;
         const samples = rss.stop();
         const controlMaxMs = res.generatorLoopMaxMs;
@@ -197,6 +204,8 @@ async function main() {
         const w = windows[kind].at(-1)!;
         log(`this (${label}) open ${rate}/s ${kind}${kind === 'swaps' ? ` (${n} published)` : ''}: p50 ${res.p50} p99 ${res.p99} max ${res.max} failed ${res.failed}${res.failed ? ` ${JSON.stringify(res.failures)}` : ''}; loop max ${w.loopMaxMs} ms (the load generator's own loop: ${controlMaxMs} ms); RSS peak ${w.rssPeakMiB} MiB`);
         if (kind === 'swaps') await sleep(4000); // let the last build finish before the next steady window
+        // The service tree's CPU in the window (a swap window's includes the 4 s after it: its last build).
+        cpuMs[kind].push(treeCpuMs(svc.child.pid!) - cpu0);
       }
     }
     ac.abort();
@@ -212,15 +221,20 @@ async function main() {
     // Every request of the windows of one kind together: less at the mercy of one window's stall.
     const pooled = { steady: pooledPercentile(windows.steady.map((w) => w.open.histogram), 99), swaps: pooledPercentile(windows.swaps.map((w) => w.open.histogram), 99) };
     const pooledP99 = { ...pooled, ratio: round(pooled.swaps / pooled.steady) };
+    // CPU a swap costs the service's tree: each swap window's extra over the steady window before it, per swap.
+    const perSwap = windows.swaps.flatMap((w, i) => (w.swaps > 0 ? [(cpuMs.swaps[i]! - cpuMs.steady[i]!) / w.swaps] : []));
+    const cpuPerSwapMs = perSwap.length ? Math.round(median(perSwap)) : NaN;
     const out = {
       pooledP99,
       steady: pick(windows.steady),
       swaps: { ...pick(windows.swaps), swaps: swapTimes.length, loopMaxMs: Math.max(...windows.swaps.map((w) => w.loopMaxMs ?? NaN)), servingMs: { p50: pct(50), p90: pct(90), max: sorted.at(-1) ?? NaN } },
       windows,
       served: { published: swapTimes.length, accepted: accepted.length, superseded },
+      cpuPerSwapMs,
+      ...(busyLoop ? { busyLoop } : {}),
     };
     log(`this (${label}): ${swapTimes.length} published, ${accepted.length} served, ${superseded} superseded; write->serving p50 ${pct(50)} p90 ${pct(90)} ms; p99 steady ${p99Steady} swaps ${p99Swaps} (pooled ${pooledP99.steady} / ${pooledP99.swaps}: ${pooledP99.ratio}x); RSS steady ${steadyRssMiB} peak ${swapPeakRss}`);
-    return { out, p99Steady, p99Swaps, steadyRssMiB, swapPeakRss };
+    return { out, p99Steady, p99Swaps, steadyRssMiB, swapPeakRss, cpuPerSwapMs };
   }
   // Versions with serving-index.bin (the default publish) first, then versions read through Chroma.
   const withIndex = await swapWindows('versions with serving-index.bin', A, B);
@@ -244,8 +258,13 @@ async function main() {
     return { open: res, loopMaxMs, servingMs };
   })();
   const chromaRead = await swapWindows('versions read through Chroma', A0, B0);
+  // The control for machine noise: the same windows with no swap, a nice-19 busy loop of a Chroma-read
+  // swap's CPU (as just measured) in a process of its own instead. What any work of that size beside the
+  // service costs its requests on this machine, whatever the work and its priority (bench/results s27).
+  const busyMs = Math.max(100, Math.min(SWAP_EVERY_MS - 100, Number.isNaN(chromaRead.cpuPerSwapMs) ? 1000 : chromaRead.cpuPerSwapMs));
+  const busyLoop = await swapWindows(`control: no swaps, a nice-19 busy loop ${busyMs} ms of every ${SWAP_EVERY_MS} ms`, A0, B0, { nice: 19, busyMs });
   const { p99Steady, p99Swaps, steadyRssMiB, swapPeakRss } = withIndex;
-  const open: Record<string, Record<string, unknown>> = { this: withIndex.out, thisChromaRead: { ...chromaRead.out, coldSwitch } };
+  const open: Record<string, Record<string, unknown>> = { this: withIndex.out, thisChromaRead: { ...chromaRead.out, coldSwitch }, busyLoopControl: busyLoop.out };
   // Write -> serving one swap at a time (the next is published once the previous serves), under
   // the same 50% open-model load: what a publisher sees when builds are not superseded.
   const ac3 = new AbortController();
@@ -324,6 +343,7 @@ async function main() {
     rssPeakSwapsVsSteady: round(swapPeakRss / steadyRssMiB),
     p99SwapsVsSteadyChromaRead: round(chromaRead.p99Swaps / chromaRead.p99Steady),
     rssPeakSwapsVsSteadyChromaRead: round(chromaRead.swapPeakRss / chromaRead.steadyRssMiB),
+    p99BusyLoopVsSteady: round(busyLoop.p99Swaps / busyLoop.p99Steady),
   };
   Object.assign(results, { closed, open, peers, ratios, costGrowth: growth, swapEveryMs: SWAP_EVERY_MS, openRate: rate });
   await mkdir(values.out!, { recursive: true });
@@ -435,9 +455,11 @@ const GOALS: Array<[keyof ReturnType<typeof ratioShape>, string, (v: number) => 
   ['p99SwapsVsSteadyChromaRead', '<= 1.5', (v) => v <= 1.5, 'lower'],
   ['rssPeakSwapsVsSteadyChromaRead', '<= 1.3', (v) => v <= 1.3, 'lower'],
   ['denseVsNaivePeer', '(info)', () => true, 'higher'],
+  // The control: a nice-19 busy loop of a Chroma-read swap's CPU instead of swaps (the machine's floor for the two p99 rows above).
+  ['p99BusyLoopVsSteady', '(info: control)', () => true, 'lower'],
 ];
 function ratioShape() {
-  return { denseVsMemoryPeer: 0, denseVsEmptyExpress: 0, denseVsEmptySameServer: 0, denseVsNaivePeer: 0, hybridVsDense: 0, p99SwapsVsSteady: 0, rssPeakSwapsVsSteady: 0, p99SwapsVsSteadyChromaRead: 0, rssPeakSwapsVsSteadyChromaRead: 0 };
+  return { denseVsMemoryPeer: 0, denseVsEmptyExpress: 0, denseVsEmptySameServer: 0, denseVsNaivePeer: 0, hybridVsDense: 0, p99SwapsVsSteady: 0, rssPeakSwapsVsSteady: 0, p99SwapsVsSteadyChromaRead: 0, rssPeakSwapsVsSteadyChromaRead: 0, p99BusyLoopVsSteady: 0 };
 }
 
 function growthTable(growth: Array<Record<string, any>>): string[] {
@@ -459,7 +481,8 @@ function report(r: Record<string, any>, before: { file: string; data: Record<str
     const v = r.ratios[key] as number;
     const b = before?.data.ratios?.[key] as number | undefined;
     const change = b ? round(v / b) : NaN;
-    if (b && ((better === 'higher' && change < 0.8) || (better === 'lower' && change > 1.25))) warnings.push(`${key}: ${b} -> ${v}`);
+    // A control measures the machine, not the code: it never warns.
+    if (b && !target.startsWith('(info: control') && ((better === 'higher' && change < 0.8) || (better === 'lower' && change > 1.25))) warnings.push(`${key}: ${b} -> ${v}`);
     L.push(`| ${key} | ${target} | ${v} | ${ok(v) ? 'yes' : '**no**'} | ${b ?? '-'} | ${Number.isNaN(change) ? '-' : `x${change}`} |`);
   }
   L.push('', 'Swap windows: the service\'s versions as `npm run ingest` publishes them by default (with serving-index.bin: loaded without a Chroma child; before session 19 the default bench versions had none), then the same records without it (as Python LangChain or `--no-serving-index` writes them: read through a Chroma loader child; rows `...ChromaRead`).');
@@ -467,6 +490,8 @@ function report(r: Record<string, any>, before: { file: string; data: Record<str
     if (!o) continue;
     L.push('', `${label}: ${o.served.published} versions published (one every ${r.swapEveryMs} ms), ${o.served.accepted} served, ${o.served.superseded} builds superseded by a newer version (every build that finishes serves; versions published while a build runs are not built, the newest of them is next). Max event-loop delay during swaps **${o.swaps.loopMaxMs} ms** (steady ${o.steady.loopMaxMs} ms; goal <= 20); failed ${o.swaps.open.failed}${o.swaps.open.failed ? ` (${JSON.stringify(o.swaps.open.failures ?? {})})` : ''}; write -> serving p50 ${o.swaps.servingMs.p50} ms, p90 ${o.swaps.servingMs.p90} ms, max ${o.swaps.servingMs.max} ms. Event-loop delay per window (service / the load generator's own loop as a control for machine noise): ` + ['steady', 'swaps'].map((k) => `${k} ${o.windows[k].map((w: any) => `${w.loopMaxMs}/${w.controlLoopMaxMs} ms`).join(', ')}`).join('; ') + '.');
   }
+  const ctl = r.open.busyLoopControl;
+  if (ctl) L.push('', `Control for machine noise (row \`p99BusyLoopVsSteady\`): the same four windows with no swap; in the "swaps" windows a busy loop in a process of its own at nice ${ctl.busyLoop.nice} runs ${ctl.busyLoop.busyMs} ms of every ${r.swapEveryMs} ms (a Chroma-read swap's CPU, measured above: ${r.open.thisChromaRead?.cpuPerSwapMs} ms per swap). Pooled p99 steady ${ctl.pooledP99.steady} ms, busy loop ${ctl.pooledP99.swaps} ms (${ctl.pooledP99.ratio}x); max event-loop delay with the busy loop ${ctl.swaps.loopMaxMs} ms (steady ${ctl.steady.loopMaxMs} ms). Where the swap rows are no worse than this one, what remains is the machine, not the swap.`);
   const cold = r.open.thisChromaRead?.coldSwitch;
   if (cold) L.push('', `The first version read through Chroma after serving-index ones (its loader child started cold: no standby is kept while serving-index versions serve), one swap in a window of its own, before the windows above: p50 ${cold.open.p50} ms, p99 ${cold.open.p99} ms, max ${cold.open.max} ms, failed ${cold.open.failed}, max event-loop delay ${cold.loopMaxMs} ms, write -> serving ${cold.servingMs} ms.`);
   L.push('', 'p99 ratio = median p99 of the two swap windows / median of the two steady windows; the open-model table shows the worse window of each kind.');
