@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { listFiles } from '../src/store/manifest.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { pooledPercentile, runOpenLoadInChild, type OpenLoadOptions, type OpenLoadResult } from './lib/open-load.js';
-import { freePort, startBusyLoop, startNode, treeCpuMs, treeRssMiB } from './lib/proc.js';
+import { cpuPerSwap, freePort, startBusyLoop, startNode, treeCpuMs, treeRssMiB } from './lib/proc.js';
 import { BenchVersions, benchModelAndSentences, buildStore, loopDelayMaxMs, pointCurrent, startService } from './lib/fixtures.js';
 import { recordServiceEvents, writeToServingMs } from './lib/sse.js';
 
@@ -221,8 +221,8 @@ async function main() {
     // Every request of the windows of one kind together: less at the mercy of one window's stall.
     const pooled = { steady: pooledPercentile(windows.steady.map((w) => w.open.histogram), 99), swaps: pooledPercentile(windows.swaps.map((w) => w.open.histogram), 99) };
     const pooledP99 = { ...pooled, ratio: round(pooled.swaps / pooled.steady) };
-    // CPU a swap costs the service's tree: each swap window's extra over the steady window before it, per swap.
-    const perSwap = windows.swaps.flatMap((w, i) => (w.swaps > 0 ? [(cpuMs.swaps[i]! - cpuMs.steady[i]!) / w.swaps] : []));
+    // CPU a swap costs the service's tree (the same figure as bench:swaps prints).
+    const perSwap = cpuPerSwap(windows.swaps.map((w, i) => ({ steadyCpuMs: cpuMs.steady[i], swapCpuMs: cpuMs.swaps[i]!, swaps: w.swaps })));
     const cpuPerSwapMs = perSwap.length ? Math.round(median(perSwap)) : NaN;
     const out = {
       pooledP99,

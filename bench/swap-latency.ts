@@ -31,7 +31,7 @@ import { percentile, runLoad } from './lib/load.js';
 import { KEYWORD_INDEX_FILE } from '../src/store/keyword-index.js';
 import { MANIFEST_FILE } from '../src/store/manifest.js';
 import { pooledPercentile, runOpenLoad, runOpenLoadInChild, type OpenLoadOptions } from './lib/open-load.js';
-import { machineCpuMs, startBusyLoop, treeCpuMs, treeRssMiB } from './lib/proc.js';
+import { cpuPerSwap, machineCpuMs, startBusyLoop, treeCpuMs, treeRssMiB } from './lib/proc.js';
 import { recordServiceEvents, writeToServingMs } from './lib/sse.js';
 
 const { values } = parseArgs({
@@ -142,9 +142,8 @@ async function main() {
         console.log(`write -> serving, medians: waiting ${med(accepted.map((a) => a.wait))} ms, build ${med(accepted.map((a) => a.build))} ms (${names.map((n) => `${n} ${med(accepted.flatMap((a) => (a.phases[n] !== undefined ? [a.phases[n]!] : [])))}`).join(', ')})`);
       }
       const s = (k: 'steady' | 'swaps', f: 'p99' | 'loop' | 'rss') => median(rows[k].map((r) => r[f]));
-      // CPU a swap costs: each swap window's extra over the steady window just before it (the machine's
-      // speed drifts within a run: the same load's CPU moved 30% between two steady windows), per swap started in it.
-      const perSwap = rows.swaps.flatMap((r, i) => (r.swaps > 0 && rows.steady[i] ? [Math.round((r.cpuMs - rows.steady[i]!.cpuMs) / r.swaps)] : []));
+      // CPU a swap costs (bench/lib/proc.ts cpuPerSwap; the same load's CPU moved 30% between two steady windows of one run).
+      const perSwap = cpuPerSwap(rows.swaps.map((r, i) => ({ steadyCpuMs: rows.steady[i]?.cpuMs, swapCpuMs: r.cpuMs, swaps: r.swaps }))).map(Math.round);
       console.log(`service CPU per swap (swap window minus the steady one before it, per swap): ${perSwap.join(', ')} ms (median ${median(perSwap)}); steady windows ${rows.steady.map((r) => Math.round(r.cpuMs)).join(', ')} ms; machine busy steady ${median(rows.steady.map((r) => r.busy))}% swaps ${median(rows.swaps.map((r) => r.busy))}%`);
       const pooled = (k: 'steady' | 'swaps') => pooledPercentile(rows[k].map((r) => r.histogram), 99);
       console.log(`pooled (every request of the windows of a kind): p99 steady ${pooled('steady')} swaps ${pooled('swaps')} (${(pooled('swaps') / pooled('steady')).toFixed(2)}x)`);

@@ -52,6 +52,15 @@ export function treeRssMiB(pid: number): number {
 const USER_HZ = 100;
 
 /**
+ * The CPU a swap costs, per swap window that published any: its tree CPU over that of the steady
+ * window run just before it (the same load without swaps), divided by its swaps (ms, unrounded).
+ * The machine's speed drifts within a run, so each swap window is set against its own neighbour.
+ */
+export function cpuPerSwap(windows: ReadonlyArray<{ steadyCpuMs: number | undefined; swapCpuMs: number; swaps: number }>): number[] {
+  return windows.flatMap((w) => (w.swaps > 0 && w.steadyCpuMs !== undefined ? [(w.swapCpuMs - w.steadyCpuMs) / w.swaps] : []));
+}
+
+/**
  * CPU time in ms used by a process and all its descendants so far: each live process's own time
  * (all its threads) plus what its exited children used (cutime/cstime, once reaped), so a Chroma
  * loader child that started and ended between two calls is counted too. Monotonic while the
